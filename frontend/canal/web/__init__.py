@@ -1,0 +1,1 @@
+"""The page shell: layout, shared components, translations and static assets."""

@@ -1,0 +1,1 @@
+"""AI 模型商店 / AI model store."""

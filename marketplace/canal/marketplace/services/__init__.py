@@ -1,0 +1,1 @@
+"""企业服务超市 / Enterprise service supermarket."""

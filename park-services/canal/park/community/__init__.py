@@ -1,0 +1,1 @@
+"""智慧社区 / Community services."""

@@ -1,0 +1,1 @@
+"""惠企政策 / Policy matching."""

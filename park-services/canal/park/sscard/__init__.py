@@ -1,0 +1,1 @@
+"""社保卡一卡通 / Social-security card."""

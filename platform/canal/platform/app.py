@@ -1,0 +1,144 @@
+"""The app factory: builds the Litestar app from the platform's routes and the module registry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.compression import CompressionConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.static_files import create_static_files_router
+from redis.asyncio import Redis
+
+from canal.platform import db
+from canal.platform.access.services import CHANGED_CHANNEL, access
+from canal.platform.http.auth import AuthenticationMiddleware
+from canal.platform.http.csrf import CSRFMiddleware
+from canal.platform.http.errors import (
+    CanalError,
+    canal_error_handler,
+    http_exception_handler,
+    internal_error_handler,
+)
+from canal.platform.http.middleware import RequestContextMiddleware, configure_logging
+from canal.platform.http.tenancy import access_guard, check_routes
+from canal.platform.modules import registry
+from canal.platform.runtime import Runtime
+from canal.web.render import STATIC_DIR, add_template_dir
+
+log = logging.getLogger("canal.app")
+
+
+def _route_groups() -> list[Any]:
+    """Every domain's routes. Domains own their controllers; the factory only collects."""
+    from canal.platform.audit.controllers import ROUTES as audit_routes
+    from canal.platform.http.pages import ROUTES as page_routes
+    from canal.platform.identity.controllers import ROUTES as identity_routes
+    from canal.tenants.controllers import ROUTES as tenant_routes
+
+    routes: list[Any] = [*page_routes, *identity_routes, *tenant_routes, *audit_routes]
+    for module in registry().values():
+        if module.route_handlers:
+            routes.append(Router(path=f"/t/{{tenant_slug:str}}/m/{module.key}",
+                                 route_handlers=list(module.route_handlers),
+                                 opt={"module": module.key}))
+        if module.api_handlers:
+            routes.append(Router(path=f"/api/v1/t/{{tenant_slug:str}}/m/{module.key}",
+                                 route_handlers=list(module.api_handlers),
+                                 opt={"module": module.key}))
+    return routes
+
+
+def _template_dirs() -> list[Path]:
+    """Each domain keeps ``templates/`` beside its code, in any component of ``canal``."""
+    import canal
+
+    web = Path(STATIC_DIR).parent.resolve()
+    dirs: list[Path] = []
+    for root in canal.__path__:
+        for path in sorted(Path(root).rglob("templates")):
+            if path.is_dir() and web not in path.resolve().parents:
+                dirs.append(path)
+    return dirs
+
+
+async def _listen_for_policy_changes(redis: Redis) -> None:
+    """Other processes changed roles: reload the enforcer (changes take effect at once)."""
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(CHANGED_CHANNEL)
+    try:
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                await access().reload()
+    finally:
+        await pubsub.aclose()
+
+
+def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
+    settings = runtime.settings
+    configure_logging(settings.log_json)
+    for path in _template_dirs():
+        add_template_dir(path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db.start_pool(runtime.app_dsn, min_size=2, max_size=pool_size)
+        redis = Redis.from_url(runtime.redis_url)
+        app.state.redis = redis
+        app.state.runtime = runtime
+        await access().reload()
+
+        async def publish() -> None:
+            await redis.publish(CHANGED_CHANNEL, "changed")
+
+        access().publish = publish
+        listener = asyncio.create_task(_listen_for_policy_changes(Redis.from_url(runtime.redis_url)))
+        try:
+            yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+            await redis.aclose()
+            await db.close_pool()
+
+    app = Litestar(
+        route_handlers=[
+            *_route_groups(),
+            create_static_files_router(path="/static", directories=[STATIC_DIR],
+                                       opt={"access": "public"}, include_in_schema=False),
+        ],
+        guards=[access_guard],
+        middleware=[
+            RequestContextMiddleware,
+            DefineMiddleware(AuthenticationMiddleware, settings=settings),
+            DefineMiddleware(CSRFMiddleware, settings=settings),
+        ],
+        exception_handlers={
+            CanalError: canal_error_handler,
+            HTTPException: http_exception_handler,
+            Exception: internal_error_handler,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Canal API", version="1", path="/api/schema",
+            description="数字东昌 Canal 平台接口 — Canal platform API. Authenticate with "
+                        "`Authorization: Bearer <API token>`.",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        request_max_body_size=10 * 1024 * 1024,
+        debug=False,
+    )
+    check_routes(app)
+    return app

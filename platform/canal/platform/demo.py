@@ -1,0 +1,122 @@
+"""Demo data in Chinese that feels real: the operator, a park, enterprises, a community, a resident.
+
+Idempotent: a second run finds the operator and changes nothing. Passwords are random per
+checkout (kept in ``var/demo-logins.json``), so no credential ever sits in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyotp
+
+from canal.platform import db
+from canal.platform.runtime import Runtime
+
+
+@dataclass
+class DemoLogin:
+    role: str
+    login: str
+    password: str
+    tenant_slug: str | None
+    totp_secret: str | None = None
+
+
+# Credit codes below carry valid GB 32100 check characters (computed, not real companies').
+ORGS: list[dict[str, Any]] = [
+    {"slug": "szdc", "name": "数字东昌大数据有限公司", "kind": "operator", "code17": "91371502MA3C8K2Q0"},
+    {"slug": "jiaming-park", "name": "嘉明经济开发区", "kind": "park", "code17": "12371502MB2856117"},
+    {"slug": "lc-bearing", "name": "聊城恒通轴承保持架有限公司", "kind": "enterprise", "code17": "91371502MA3D4F7N2"},
+    {"slug": "dc-steelpipe", "name": "东昌府区鑫源钢管贸易有限公司", "kind": "enterprise", "code17": "91371502MA3EKR5T8"},
+    {"slug": "shuzhi-soft", "name": "聊城数智软件科技有限公司", "kind": "enterprise", "code17": "91371502MA7BQ1W6X"},
+    {"slug": "guangming-community", "name": "古楼街道光明社区居民委员会", "kind": "community", "code17": "55371502MEA4136L5"},
+]
+
+PEOPLE: list[dict[str, Any]] = [
+    {"role": "运营方管理员 operator admin", "login": "admin@szdc.example.cn", "name": "王海燕",
+     "org": "szdc", "roles": ["owner"], "totp": True},
+    {"role": "园区运营方 park operator", "login": "13806351001", "name": "李建国",
+     "org": "jiaming-park", "roles": ["owner"]},
+    {"role": "企业管理员 enterprise admin", "login": "13806351002", "name": "张伟",
+     "org": "lc-bearing", "roles": ["owner"]},
+    {"role": "企业管理员 enterprise admin", "login": "13806351003", "name": "刘芳",
+     "org": "dc-steelpipe", "roles": ["owner"]},
+    {"role": "企业管理员 enterprise admin", "login": "dev@shuzhi-soft.example.cn", "name": "陈晓明",
+     "org": "shuzhi-soft", "roles": ["owner"]},
+    {"role": "社区工作人员 community staff", "login": "13806351005", "name": "赵丽",
+     "org": "guangming-community", "roles": ["owner"]},
+    {"role": "居民 resident", "login": "13806351006", "name": "孙秀英",
+     "org": None, "roles": []},
+]
+
+
+def _credit_code(code17: str) -> str:
+    from canal.tenants.validators import credit_code_check_char
+
+    return code17 + credit_code_check_char(code17)
+
+
+async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
+    from canal.platform.access.services import access
+    from canal.platform.identity.services import create_user
+    from canal.platform.identity.tables import User
+    from canal.tenants.services import create_operator_tenant, create_tenant
+    from canal.tenants.tables import Membership, Tenant
+
+    logins_file = runtime.settings.var_dir / "demo-logins.json"
+    await db.start_pool(runtime.app_dsn, min_size=1, max_size=4)
+    try:
+        await access().reload()
+        if logins_file.exists() and await Tenant.exists().where(Tenant.slug == "szdc"):
+            return [DemoLogin(**item) for item in json.loads(logins_file.read_text())]
+        password = "Dc-" + secrets.token_urlsafe(9)
+        users: dict[str, uuid.UUID] = {}
+        logins: list[DemoLogin] = []
+        for person in PEOPLE:
+            user_id = await create_user(person["login"], password, person["name"])
+            users[person["login"]] = user_id
+            totp_secret = None
+            if person.get("totp"):
+                totp_secret = pyotp.random_base32()
+                await User.update({User.totp_secret: totp_secret, User.totp_enabled: True}).where(
+                    User.id == user_id)
+            logins.append(DemoLogin(person["role"], person["login"], password, person["org"],
+                                    totp_secret))
+        owners = {p["org"]: users[p["login"]] for p in PEOPLE if p["org"]}
+        for org in ORGS:
+            code = _credit_code(org["code17"])
+            if org["kind"] == "operator":
+                await create_operator_tenant(creator_id=owners[org["slug"]], name=org["name"],
+                                             slug=org["slug"], credit_code=code)
+            else:
+                await create_tenant(creator_id=owners[org["slug"]], name=org["name"],
+                                    slug=org["slug"], kind=org["kind"], credit_code=code)
+        # The software firm's admin also belongs to the park (switching organisations).
+        park = await Tenant.select(Tenant.id).where(Tenant.slug == "jiaming-park").first()
+        member = users["dev@shuzhi-soft.example.cn"]
+        async with db.tenant_scope(park["id"]):
+            await Membership.insert(Membership(tenant_id=park["id"], user_id=member))
+            await access().assign_role(member, "member", park["id"])
+        logins_file.parent.mkdir(parents=True, exist_ok=True)
+        logins_file.write_text(json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2))
+        logins_file.chmod(0o600)
+        return logins
+    finally:
+        await db.close_pool()
+
+
+def print_logins(logins: list[DemoLogin], url: str) -> None:
+    print()
+    print(f"  Canal 演示已启动 · demo running at {url}")
+    print("  演示账号 demo logins:")
+    for item in logins:
+        where = f"/t/{item.tenant_slug}" if item.tenant_slug else "/"
+        extra = f"  TOTP secret: {item.totp_secret}" if item.totp_secret else ""
+        print(f"    {item.role:<34} {item.login:<28} {item.password}  {where}{extra}")
+    print("  邮件与短信写入 var/outbox.log · mail and SMS go to var/outbox.log")
+    print()

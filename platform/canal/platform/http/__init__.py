@@ -1,0 +1,1 @@
+"""The request path: authentication, tenant resolution, the access guard, errors."""

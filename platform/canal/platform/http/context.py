@@ -1,0 +1,42 @@
+"""Who is asking, and in which tenant: the values services take instead of request objects."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: uuid.UUID
+    display_name: str
+    via: str  # "session" | "token"
+    session_id: uuid.UUID | None = None
+    csrf_token: str | None = None
+    mfa_passed: bool = False
+    token_tenant: uuid.UUID | None = None  # an API token bound to one tenant
+    locale: str = "zh_CN"
+    care_mode: bool = False
+    totp_enabled: bool = False
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    id: uuid.UUID
+    slug: str
+    name: str
+    kind: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    """What a service needs to act inside one tenant on behalf of one user."""
+
+    tenant: TenantRef
+    user_id: uuid.UUID
+    roles: tuple[str, ...] = field(default=())
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.tenant.id

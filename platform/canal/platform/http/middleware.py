@@ -1,0 +1,128 @@
+"""Request id, structured access log, security headers and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from prometheus_client import Counter, Histogram
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("canal.http")
+
+REQUESTS = Counter("canal_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "canal_http_request_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Outermost layer: every response gets an id, the security headers and a log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for key, value in scope.get("headers", []):
+            if key == b"x-request-id":
+                incoming = value.decode("latin-1")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        lang_cookie = _lang_cookie(scope)
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                present = {k.lower() for k, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                if lang_cookie:
+                    headers.append((b"set-cookie", lang_cookie))
+                message = {**message, "headers": headers}  # type: ignore[assignment]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("path_template") or _route_label(scope)
+            status = status_holder["status"]
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(scope["method"], route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(json.dumps({
+                    "event": "request", "request_id": request_id, "method": scope["method"],
+                    "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2),
+                }, ensure_ascii=False))
+
+
+def _lang_cookie(scope: Scope) -> bytes | None:
+    """``?lang=en`` switches the language for this request and remembers it in a cookie."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    if "lang=" not in query:
+        return None
+    from urllib.parse import parse_qs
+
+    from canal.web.i18n import LANG_COOKIE, normalise
+
+    lang = normalise((parse_qs(query).get("lang") or [""])[0])
+    if not lang:
+        return None
+    return f"{LANG_COOKIE}={lang}; Path=/; SameSite=Lax; Max-Age=31536000".encode()
+
+
+def _route_label(scope: Scope) -> str:
+    handler = scope.get("route_handler")
+    paths = getattr(handler, "paths", None)
+    if paths:
+        return sorted(paths)[0]
+    return "unmatched"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if message.startswith("{"):
+            return message
+        payload = {"level": record.levelname.lower(), "logger": record.name, "message": message}
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def configure_logging(json_logs: bool, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("canal.http").setLevel(level)

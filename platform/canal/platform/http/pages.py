@@ -1,0 +1,80 @@
+"""Platform pages that belong to no domain: home, health, metrics, preferences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from canal.platform.http.context import Principal
+from canal.web.render import page, redirect
+
+
+@get("/", opt={"access": "public"}, include_in_schema=False)
+async def home(request: Request[Any, Any, Any]) -> Response[str]:
+    from canal.platform.modules import registry
+
+    principal = request.scope.get("user")
+    tenants: list[Any] = []
+    if isinstance(principal, Principal):
+        from canal.tenants.services import my_tenants
+
+        tenants = await my_tenants(principal.user_id)
+    return page(request, "home.html", {"modules": list(registry().values()), "tenants": tenants})
+
+
+@get("/healthz", opt={"access": "public"}, tags=["operations"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", opt={"access": "public"}, tags=["operations"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Readiness: the database and Redis answer."""
+    checks: dict[str, str] = {}
+    try:
+        from canal.platform.identity.tables import User
+
+        await User.raw("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # readiness must report, not raise
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await request.app.state.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return Response({"status": "ok" if ok else "unavailable", "checks": checks},
+                    status_code=200 if ok else 503)
+
+
+@get("/metrics", opt={"access": "public"}, include_in_schema=False)
+async def metrics() -> Response[bytes]:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@post("/preferences/care-mode", opt={"access": "public"}, include_in_schema=False)
+async def toggle_care_mode(request: Request[Any, Any, Any]) -> Response[Any]:
+    """关怀模式: larger type and higher contrast; remembered per browser and per account."""
+    principal = request.scope.get("user")
+    enabled = request.cookies.get("canal_care") != "1"
+    if isinstance(principal, Principal):
+        from canal.platform.identity.tables import User
+
+        enabled = not principal.care_mode
+        await User.update({User.care_mode: enabled}).where(User.id == principal.user_id)
+        from canal.platform.http.auth import forget
+
+        forget()
+    back = request.headers.get("referer") or "/"
+    response = redirect(request, back if back.startswith("/") else "/")
+    response.cookies.append(Cookie(key="canal_care", value="1" if enabled else "0", path="/",
+                                   samesite="lax", max_age=365 * 86400))
+    return response
+
+
+ROUTES = [home, healthz, readyz, metrics, toggle_care_mode]

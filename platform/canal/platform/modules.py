@@ -1,0 +1,85 @@
+"""The module registry: every subscribable module declares itself once, in its ``module.py``.
+
+Modules are found through the ``canal.modules`` entry-point group (pyproject.toml), so adding
+a module touches no platform file. The app factory mounts their routes behind the entitlement
+guard, the navigation lists their entries, the access layer gives their permissions to roles,
+and the catalogue shows their names and plans — all from this one declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Permission:
+    resource: str
+    action: str
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    path: str  # relative to /t/{slug}/m/{module_key}
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    key: str
+    zh: str
+    en: str
+    monthly_price_fen: int = 0  # CNY in fen; 0 = free (resident services are always free)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    key: str
+    name_zh: str
+    name_en: str
+    summary_zh: str
+    summary_en: str
+    # "coming_soon" modules appear in the catalogue but cannot be switched on yet.
+    status: Literal["available", "coming_soon"] = "coming_soon"
+    # Which kinds of organisation may switch the module on.
+    tenant_kinds: Sequence[str] = ("enterprise", "park", "community", "government", "operator")
+    route_handlers: Sequence[Any] = ()
+    api_handlers: Sequence[Any] = ()
+    nav: Sequence[NavEntry] = ()
+    permissions: Sequence[Permission] = ()
+    # role key -> (resource, action) pairs; module roles appear on the roles page.
+    roles: dict[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
+    role_names: dict[str, tuple[str, str]] = field(default_factory=dict)
+    plans: Sequence[Plan] = (Plan("free", "免费版", "Free"),)
+    piccolo_apps: Sequence[str] = ()
+    jobs: Sequence[Callable[..., Any]] = ()
+    seed_demo: Callable[..., Any] | None = None
+
+    def name(self, locale: str) -> str:
+        return self.name_zh if locale.startswith("zh") else self.name_en
+
+    def summary(self, locale: str) -> str:
+        return self.summary_zh if locale.startswith("zh") else self.summary_en
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, ModuleSpec]:
+    modules: dict[str, ModuleSpec] = {}
+    for ep in sorted(entry_points(group="canal.modules"), key=lambda e: e.name):
+        spec = ep.load()
+        if not isinstance(spec, ModuleSpec):
+            raise TypeError(f"entry point {ep.name} is not a ModuleSpec")
+        if spec.key in modules:
+            raise ValueError(f"module key {spec.key!r} registered twice")
+        modules[spec.key] = spec
+    return modules
+
+
+def get_module(key: str) -> ModuleSpec | None:
+    return registry().get(key)

@@ -1,0 +1,95 @@
+"""Canal's configuration: one settings object read from CANAL_* environment variables.
+
+Nothing else in the code base reads the environment. Every value has a safe default for
+the embedded stack (``canal demo`` and the tests), so a fresh checkout runs without any.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    # Where runtime state (embedded servers' data, generated secrets, outbox) lives.
+    var_dir: Path = PROJECT_ROOT / "var"
+    # Owner role URL: migrations, RLS policies and grants run with it. Unset = embedded server.
+    database_url: str | None = None
+    # The application's role: owns nothing, cannot bypass row-level security. Unset = derived
+    # from database_url by swapping the user for `app_db_role` (trust / peer setups).
+    database_app_url: str | None = None
+    database_name: str = "canal"
+    app_db_role: str = "canal_app"
+    embedded_pg_port: int = 55432
+    redis_url: str | None = None
+    embedded_redis_port: int = 56379
+    secret_key: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # `__Host-` cookies need Secure; browsers accept Secure cookies on http://localhost.
+    secure_cookies: bool = True
+    debug: bool = False
+    default_locale: str = "zh_CN"
+    session_days: int = 14
+    lockout_threshold: int = 5
+    lockout_minutes: int = 15
+    smtp_host: str | None = None
+    smtp_port: int = 2525
+    mail_from: str = "Canal <noreply@canal.local>"
+    log_json: bool = True
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+
+def _coerce(raw: str, annotation: object) -> object:
+    text = str(annotation)
+    if "bool" in text:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if "int" in text and "str" not in text:
+        return int(raw)
+    if "Path" in text:
+        return Path(raw)
+    return raw
+
+
+def _secret_from_var(var_dir: Path) -> str:
+    """A per-checkout random key, generated once, so no secret ever sits in the repo."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Settings):
+        raw = env.get(f"CANAL_{field.name.upper()}")
+        if raw is not None and raw != "":
+            values[field.name] = _coerce(raw, field.type)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.secret_key:
+        settings = msgspec.structs.replace(settings, secret_key=_secret_from_var(settings.var_dir))
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

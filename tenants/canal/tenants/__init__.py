@@ -1,0 +1,1 @@
+"""Organisations (tenants), memberships, invitations, roles and module subscriptions."""
