@@ -19,7 +19,8 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 from canal.platform.settings import Settings, load_settings  # noqa: E402
 
-TEST_DATABASE = "canal_test"
+# Separate names let several test runs share one embedded server at once.
+TEST_DATABASE = os.environ.get("CANAL_TEST_DATABASE", "canal_test")
 
 
 @asynccontextmanager

@@ -196,6 +196,8 @@ def check_routes(app: Any) -> None:
                 missing.append(f"{route.path} ({handler.handler_name})")
             elif kind == "tenant" and "{tenant_slug" not in route.path:
                 missing.append(f"{route.path}: tenant access without {{tenant_slug}}")
+            elif kind != "tenant" and "{tenant_slug" in route.path:
+                missing.append(f"{route.path}: a tenant path must use tenant access")
     if missing:
         raise RuntimeError("routes without an access declaration: " + ", ".join(missing))
 
