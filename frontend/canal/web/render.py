@@ -62,9 +62,9 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "tenant": tenant_ctx.tenant if tenant_ctx else None,
         "my_tenants": state.get("my_tenants", []),
         "nav": state.get("nav", []),
-        "care_mode": bool(
-            getattr(principal, "care_mode", False) or request.cookies.get("canal_care") == "1"
-        ),
+        # Signed in: the account's choice; anonymous: the browser's cookie.
+        "care_mode": bool(principal.care_mode) if principal is not None
+        else request.cookies.get("canal_care") == "1",
         "request_path": request.url.path,
         "unread_count": state.get("unread_count", 0),
         "flash": state.get("flash"),

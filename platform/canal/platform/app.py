@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Router
-from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
@@ -119,7 +118,7 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         ],
         guards=[access_guard],
         middleware=[
-            RequestContextMiddleware,
+            DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),
             DefineMiddleware(AuthenticationMiddleware, settings=settings),
             DefineMiddleware(CSRFMiddleware, settings=settings),
         ],
@@ -134,7 +133,6 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
                         "`Authorization: Bearer <API token>`.",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         lifespan=[lifespan],
         state=State({"settings": settings}),
         request_max_body_size=10 * 1024 * 1024,

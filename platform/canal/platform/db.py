@@ -60,10 +60,19 @@ def configure(dsn: str) -> None:
     db.config["dsn"] = dsn
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to undo.
+
+    asyncpg's default reset sends ``RESET ALL`` and friends on every release — one more round
+    trip per request. Canal never changes session state (settings are transaction-local via
+    ``set_config(..., true)``), and asyncpg still ends any open transaction before this runs.
+    """
+
+
 async def start_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> None:
     configure(dsn)
     db = engine()
-    await db.start_connection_pool(min_size=min_size, max_size=max_size)
+    await db.start_connection_pool(min_size=min_size, max_size=max_size, reset=_keep_session)
 
 
 async def close_pool() -> None:

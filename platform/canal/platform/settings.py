@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_port: int = 2525
     mail_from: str = "Canal <noreply@canal.local>"
     log_json: bool = True
+    # One JSON line per request on stdout (request id, path, status, duration).
+    access_log: bool = True
 
     @property
     def embedded_database(self) -> bool:

@@ -86,21 +86,44 @@ class Access:
         self.enforcer.enable_auto_save(False)
         self._lock = asyncio.Lock()
         self.publish = None  # set by the app: async callable notifying other processes
+        # Decisions are pure functions of the policy, so they are memoised until it changes.
+        # casbin evaluates its matcher per candidate line (~150 µs a check); a hit costs ~1 µs.
+        self._decisions: dict[tuple[str, str, str, str], bool] = {}
+        self._roles: dict[tuple[str, str], list[str]] = {}
+
+    def _changed(self) -> None:
+        self._decisions.clear()
+        self._roles.clear()
 
     async def reload(self) -> None:
         async with self._lock:
             await self.adapter.fetch()
             self.enforcer.load_policy()
+            self._changed()
 
     def enforce(self, user_id: uuid.UUID | str, tenant_id: uuid.UUID | str, resource: str,
                 action: str) -> bool:
-        return bool(self.enforcer.enforce(subject(user_id), str(tenant_id), resource, action))
+        key = (subject(user_id), str(tenant_id), resource, action)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = bool(self.enforcer.enforce(*key))
+            if len(self._decisions) > 100_000:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     def roles_in(self, user_id: uuid.UUID | str, tenant_id: uuid.UUID | str) -> list[str]:
-        return [
-            r.removeprefix("role:")
-            for r in self.enforcer.get_roles_for_user_in_domain(subject(user_id), str(tenant_id))
-        ]
+        key = (subject(user_id), str(tenant_id))
+        roles = self._roles.get(key)
+        if roles is None:
+            roles = sorted(
+                r.removeprefix("role:")
+                for r in self.enforcer.get_roles_for_user_in_domain(*key)
+            )
+            if len(self._roles) > 100_000:
+                self._roles.clear()
+            self._roles[key] = roles
+        return list(roles)
 
     def users_in(self, tenant_id: uuid.UUID | str) -> dict[str, list[str]]:
         """user id -> role keys, for one tenant."""
@@ -144,6 +167,7 @@ class Access:
                 self.enforcer.add_policies([list(line) for line in missing])
             if stale:
                 self.enforcer.remove_policies([list(line) for line in stale])
+            self._changed()
 
         db.on_commit(apply)
         db.on_commit(self._notify)
@@ -158,7 +182,11 @@ class Access:
         if exists:
             return False
         await CasbinRule.insert(CasbinRule(ptype="g", v0=line[0], v1=line[1], v2=line[2]))
-        db.on_commit(lambda: self.enforcer.add_grouping_policy(*line) and None)
+        def apply() -> None:
+            self.enforcer.add_grouping_policy(*line)
+            self._changed()
+
+        db.on_commit(apply)
         db.on_commit(self._notify)
         return True
 
@@ -171,7 +199,11 @@ class Access:
         ).returning(CasbinRule.id)
         if not deleted:
             return False
-        db.on_commit(lambda: self.enforcer.remove_grouping_policy(*line) and None)
+        def apply() -> None:
+            self.enforcer.remove_grouping_policy(*line)
+            self._changed()
+
+        db.on_commit(apply)
         db.on_commit(self._notify)
         return True
 
@@ -183,6 +215,7 @@ class Access:
 
         def apply() -> None:
             self.enforcer.remove_filtered_grouping_policy(0, sub, "", str(tenant_id))
+            self._changed()
 
         db.on_commit(apply)
         db.on_commit(self._notify)

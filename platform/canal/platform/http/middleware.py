@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 
@@ -40,8 +41,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class RequestContextMiddleware:
     """Outermost layer: every response gets an id, the security headers and a log line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = True) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,11 +79,13 @@ class RequestContextMiddleware:
             status = status_holder["status"]
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(scope["method"], route).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info(json.dumps({
+            if self.access_log:
+                # One JSON line per request, written straight to stdout: the logging module's
+                # record/handler/lock path costs ~60 µs a request, more than a bare endpoint.
+                sys.stdout.write(json.dumps({
                     "event": "request", "request_id": request_id, "method": scope["method"],
                     "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2),
-                }, ensure_ascii=False))
+                }, ensure_ascii=False) + "\n")
 
 
 def _lang_cookie(scope: Scope) -> bytes | None:
@@ -126,3 +130,5 @@ def configure_logging(json_logs: bool, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("canal.http").setLevel(level)
+    # casbin prints its whole model at INFO on every enforcer start.
+    logging.getLogger("casbin").setLevel(logging.WARNING)

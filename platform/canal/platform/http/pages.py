@@ -52,6 +52,21 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
                     status_code=200 if ok else 503)
 
 
+@get("/api/v1/t/{tenant_slug:str}/context", opt={"access": "tenant"}, tags=["tenancy"])
+async def tenant_context_api(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Who am I in this organisation: the tenant, my roles, and the modules switched on."""
+    from canal.platform.http.tenancy import tenant_context
+    from canal.tenants.services import enabled_modules
+
+    ctx = tenant_context(request)
+    return {
+        "tenant": {"slug": ctx.tenant.slug, "name": ctx.tenant.name, "kind": ctx.tenant.kind},
+        "user_id": str(ctx.user_id),
+        "roles": list(ctx.roles),
+        "modules": sorted(await enabled_modules(ctx.tenant_id)),
+    }
+
+
 @get("/metrics", opt={"access": "public"}, include_in_schema=False)
 async def metrics() -> Response[bytes]:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -70,11 +85,15 @@ async def toggle_care_mode(request: Request[Any, Any, Any]) -> Response[Any]:
         from canal.platform.http.auth import forget
 
         forget()
-    back = request.headers.get("referer") or "/"
-    response = redirect(request, back if back.startswith("/") else "/")
+    form = await request.form()
+    back = str(form.get("next") or "/")
+    # Only a local path: "//host" or "https://…" would make this an open redirect.
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/"
+    response = redirect(request, back)
     response.cookies.append(Cookie(key="canal_care", value="1" if enabled else "0", path="/",
                                    samesite="lax", max_age=365 * 86400))
     return response
 
 
-ROUTES = [home, healthz, readyz, metrics, toggle_care_mode]
+ROUTES = [home, healthz, readyz, metrics, toggle_care_mode, tenant_context_api]
