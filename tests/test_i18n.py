@@ -25,8 +25,7 @@ def test_templates_use_translatable_strings():
 
 def test_every_template_string_has_a_chinese_translation():
     zh = catalog("zh_CN")
-    missing = {text: sorted(paths) for text, paths in template_strings().items()
-               if text not in zh}
+    missing = {text: sorted(paths) for text, paths in template_strings().items() if text not in zh}
     assert missing == {}, f"no zh_CN translation for: {missing}"
 
 

@@ -6,8 +6,8 @@ by a module that forgot the convention, fails here too.
 
 import asyncpg
 import pytest
-
 from canal.platform import db
+
 from tests.factories import make_tenant, make_user
 
 TENANT_TABLES_SQL = """
@@ -25,15 +25,18 @@ async def test_every_tenant_owned_table_has_forced_row_level_security(runtime):
     conn = await asyncpg.connect(runtime.owner_dsn)
     try:
         rows = await conn.fetch(TENANT_TABLES_SQL)
-        policies = {r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_policies WHERE policyname = 'canal_tenant'")}
+        policies = {
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_policies WHERE policyname = 'canal_tenant'"
+            )
+        }
     finally:
         await conn.close()
     names = [r["relname"] for r in rows]
     # The platform's own tenant-owned tables must be among them (the check is not vacuous).
     assert {"memberships", "invitations", "module_subscriptions"} <= set(names)
-    missing = [r["relname"] for r in rows
-               if not (r["relrowsecurity"] and r["relforcerowsecurity"])]
+    missing = [r["relname"] for r in rows if not (r["relrowsecurity"] and r["relforcerowsecurity"])]
     assert missing == [], f"tables without ENABLE + FORCE row-level security: {missing}"
     assert set(names) <= policies, f"tables without the tenant policy: {set(names) - policies}"
 
@@ -42,10 +45,12 @@ async def test_app_role_owns_nothing_and_cannot_bypass(runtime):
     conn = await asyncpg.connect(runtime.app_dsn)
     try:
         role = await conn.fetchrow(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        )
         owned = await conn.fetchval(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = current_user")
+            "WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = current_user"
+        )
     finally:
         await conn.close()
     assert role["rolsuper"] is False
@@ -65,8 +70,12 @@ async def test_query_without_tenant_setting_returns_no_rows(runtime, app):
         # transaction (set_config(..., true) does not leak to the pooled connection).
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
-            assert await conn.fetchval(
-                "SELECT count(*) FROM memberships WHERE tenant_id = $1", tenant.id) == 1
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM memberships WHERE tenant_id = $1", tenant.id
+                )
+                == 1
+            )
         assert await conn.fetchval("SELECT count(*) FROM memberships") == 0
     finally:
         await conn.close()
@@ -79,14 +88,16 @@ async def test_scope_of_one_tenant_cannot_read_or_write_another(app):
     tenant_a, tenant_b = await make_tenant(alice), await make_tenant(bob)
     async with db.tenant_scope(tenant_b.id, bob.user_id):
         seen = await Membership.select(Membership.tenant_id).where(
-            Membership.tenant_id == tenant_a.id)
+            Membership.tenant_id == tenant_a.id
+        )
         assert seen == []
     with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
         async with db.tenant_scope(tenant_b.id, bob.user_id):
             await Membership.insert(Membership(tenant_id=tenant_a.id, user_id=bob.user_id))
     async with db.tenant_scope(tenant_a.id):
         members = await Membership.select(Membership.user_id).where(
-            Membership.tenant_id == tenant_a.id)
+            Membership.tenant_id == tenant_a.id
+        )
     assert [m["user_id"] for m in members] == [alice.user_id]
 
 
@@ -98,8 +109,10 @@ async def test_failed_request_transaction_leaves_nothing(app):
     with pytest.raises(RuntimeError):
         async with db.tenant_scope(tenant.id, owner.user_id):
             await ModuleSubscription.insert(
-                ModuleSubscription(tenant_id=tenant.id, module_key="policy"))
+                ModuleSubscription(tenant_id=tenant.id, module_key="policy")
+            )
             raise RuntimeError("the request failed after writing")
     async with db.tenant_scope(tenant.id):
-        assert await ModuleSubscription.count().where(
-            ModuleSubscription.tenant_id == tenant.id) == 0
+        assert (
+            await ModuleSubscription.count().where(ModuleSubscription.tenant_id == tenant.id) == 0
+        )

@@ -9,5 +9,5 @@ MODULE = ModuleSpec(
     summary_zh="数据存储、确权上架、脱敏、可用不可见的计算与全程使用审计。",
     summary_en="Data storage, listings, masking, compute-to-data and an audit of every use.",
     status="coming_soon",
-    tenant_kinds=('enterprise', 'park', 'community', 'government', 'operator'),
+    tenant_kinds=("enterprise", "park", "community", "government", "operator"),
 )

@@ -8,7 +8,7 @@ Accept-Language, then zh_CN.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ LOCALE_DIR = Path(__file__).with_name("locales")
 HTML_LANG = {"zh_CN": "zh-CN", "en": "en"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalog(locale: str) -> dict[str, str]:
     messages: dict[str, str] = {}
     folder = LOCALE_DIR / locale / "LC_MESSAGES"
@@ -51,8 +51,12 @@ def normalise(value: str | None) -> str | None:
     return None
 
 
-def negotiate(query_lang: str | None, cookie_lang: str | None, user_lang: str | None,
-              accept_language: str | None) -> str:
+def negotiate(
+    query_lang: str | None,
+    cookie_lang: str | None,
+    user_lang: str | None,
+    accept_language: str | None,
+) -> str:
     for candidate in (query_lang, cookie_lang, user_lang):
         found = normalise(candidate)
         if found:

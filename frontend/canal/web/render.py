@@ -10,11 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from canal.web.i18n import HTML_LANG, gettext, request_locale
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Request, Response
 from litestar.response import Redirect
-
-from canal.web.i18n import HTML_LANG, gettext, request_locale
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -31,8 +30,9 @@ def add_template_dir(path: Path) -> None:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    loader = ChoiceLoader([FileSystemLoader(str(TEMPLATE_DIR))] +
-                         [FileSystemLoader(str(d)) for d in _extra_dirs])
+    loader = ChoiceLoader(
+        [FileSystemLoader(str(TEMPLATE_DIR))] + [FileSystemLoader(str(d)) for d in _extra_dirs]
+    )
     env = Environment(
         loader=loader,
         autoescape=select_autoescape(["html"]),
@@ -63,7 +63,8 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "my_tenants": state.get("my_tenants", []),
         "nav": state.get("nav", []),
         # Signed in: the account's choice; anonymous: the browser's cookie.
-        "care_mode": bool(principal.care_mode) if principal is not None
+        "care_mode": bool(principal.care_mode)
+        if principal is not None
         else request.cookies.get("canal_care") == "1",
         "request_path": request.url.path,
         "unread_count": state.get("unread_count", 0),
@@ -72,8 +73,12 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
     }
 
 
-def render_html(request: Request[Any, Any, Any], template: str, context: dict[str, Any],
-                block: str | None = None) -> str:
+def render_html(
+    request: Request[Any, Any, Any],
+    template: str,
+    context: dict[str, Any],
+    block: str | None = None,
+) -> str:
     env = environment()
     tmpl = env.get_template(template)
     ctx = base_context(request) | context
@@ -87,8 +92,14 @@ def is_htmx_fragment(request: Request[Any, Any, Any]) -> bool:
     return headers.get("hx-request") == "true" and headers.get("hx-boosted") != "true"
 
 
-def page(request: Request[Any, Any, Any], template: str, context: dict[str, Any] | None = None,
-         *, status: int = 200, block: str = "content") -> Response[str]:
+def page(
+    request: Request[Any, Any, Any],
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    block: str = "content",
+) -> Response[str]:
     context = context or {}
     fragment = block if is_htmx_fragment(request) else None
     html = render_html(request, template, context, fragment)
@@ -111,13 +122,15 @@ def render_error_page(request: Request[Any, Any, Any], error: Any, locale: str) 
         "field_errors": [e.for_locale(locale) for e in getattr(error, "errors", ())],
     }
     try:
-        html = render_html(request, "errors/error.html", context,
-                           "content" if is_htmx_fragment(request) else None)
+        html = render_html(
+            request, "errors/error.html", context, "content" if is_htmx_fragment(request) else None
+        )
     except Exception:  # the error page must never fail
         html = f"<h1>{error.status}</h1><p>{error.zh}</p><p>{error.en}</p>"
     headers = {}
     if is_htmx_fragment(request):
         # Show the problem where the form is, instead of swapping nothing.
         headers = {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
-    return Response(html, status_code=error.status, media_type="text/html; charset=utf-8",
-                    headers=headers)
+    return Response(
+        html, status_code=error.status, media_type="text/html; charset=utf-8", headers=headers
+    )

@@ -9,15 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Router
-from litestar.datastructures import State
-from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.static_files import create_static_files_router
-from redis.asyncio import Redis
-
 from canal.platform import db
 from canal.platform.access.services import CHANGED_CHANNEL, access
 from canal.platform.http.auth import AuthenticationMiddleware
@@ -33,6 +24,14 @@ from canal.platform.http.tenancy import access_guard, check_routes
 from canal.platform.modules import registry
 from canal.platform.runtime import Runtime
 from canal.web.render import STATIC_DIR, add_template_dir
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.static_files import create_static_files_router
+from redis.asyncio import Redis
 
 log = logging.getLogger("canal.app")
 
@@ -47,13 +46,21 @@ def _route_groups() -> list[Any]:
     routes: list[Any] = [*page_routes, *identity_routes, *tenant_routes, *audit_routes]
     for module in registry().values():
         if module.route_handlers:
-            routes.append(Router(path=f"/t/{{tenant_slug:str}}/m/{module.key}",
-                                 route_handlers=list(module.route_handlers),
-                                 opt={"module": module.key}))
+            routes.append(
+                Router(
+                    path=f"/t/{{tenant_slug:str}}/m/{module.key}",
+                    route_handlers=list(module.route_handlers),
+                    opt={"module": module.key},
+                )
+            )
         if module.api_handlers:
-            routes.append(Router(path=f"/api/v1/t/{{tenant_slug:str}}/m/{module.key}",
-                                 route_handlers=list(module.api_handlers),
-                                 opt={"module": module.key}))
+            routes.append(
+                Router(
+                    path=f"/api/v1/t/{{tenant_slug:str}}/m/{module.key}",
+                    route_handlers=list(module.api_handlers),
+                    opt={"module": module.key},
+                )
+            )
     return routes
 
 
@@ -100,7 +107,9 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             await redis.publish(CHANGED_CHANNEL, "changed")
 
         access().publish = publish
-        listener = asyncio.create_task(_listen_for_policy_changes(Redis.from_url(runtime.redis_url)))
+        listener = asyncio.create_task(
+            _listen_for_policy_changes(Redis.from_url(runtime.redis_url))
+        )
         try:
             yield
         finally:
@@ -113,8 +122,12 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
     app = Litestar(
         route_handlers=[
             *_route_groups(),
-            create_static_files_router(path="/static", directories=[STATIC_DIR],
-                                       opt={"access": "public"}, include_in_schema=False),
+            create_static_files_router(
+                path="/static",
+                directories=[STATIC_DIR],
+                opt={"access": "public"},
+                include_in_schema=False,
+            ),
         ],
         guards=[access_guard],
         middleware=[
@@ -128,9 +141,11 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             Exception: internal_error_handler,
         },
         openapi_config=OpenAPIConfig(
-            title="Canal API", version="1", path="/api/schema",
+            title="Canal API",
+            version="1",
+            path="/api/schema",
             description="数字东昌 Canal 平台接口 — Canal platform API. Authenticate with "
-                        "`Authorization: Bearer <API token>`.",
+            "`Authorization: Bearer <API token>`.",
             render_plugins=[ScalarRenderPlugin()],
         ),
         lifespan=[lifespan],

@@ -12,16 +12,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-SOURCES = ["platform", "tenants", "marketplace", "park-services", "data-exchange", "frontend",
-           "tests", "bench"]
+SOURCES = [
+    "platform",
+    "tenants",
+    "marketplace",
+    "park-services",
+    "data-exchange",
+    "frontend",
+    "tests",
+    "bench",
+]
 
 
 def _step(name: str, argv: list[str]) -> int:
     started = time.monotonic()
     print(f"\n=== {name}: {' '.join(argv)}", flush=True)
     code = subprocess.call(argv, cwd=ROOT)
-    print(f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} "
-          f"in {time.monotonic() - started:.1f}s", flush=True)
+    print(
+        f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} "
+        f"in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
     return code
 
 
@@ -32,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     if not extra:  # a focused run (./run test tests/x.py) skips the whole-tree checks
         present = [s for s in SOURCES if (ROOT / s).exists()]
         results["ruff check"] = _step("ruff check", [py, "-m", "ruff", "check", *present])
-        results["ruff format"] = _step("ruff format", [py, "-m", "ruff", "format", "--check",
-                                                       *present])
-        results["mypy"] = _step("mypy", [py, "-m", "mypy", "-p", "canal.platform",
-                                         "-p", "canal.tenants"])
+        results["ruff format"] = _step(
+            "ruff format", [py, "-m", "ruff", "format", "--check", *present]
+        )
+        results["mypy"] = _step(
+            "mypy", [py, "-m", "mypy", "-p", "canal.platform", "-p", "canal.tenants"]
+        )
     results["pytest"] = _step("pytest", [py, "-m", "pytest", *extra])
     failed = [name for name, code in results.items() if code != 0]
     print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))

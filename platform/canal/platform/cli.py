@@ -22,14 +22,19 @@ def _prepare_and_migrate():
 
 def _serve(runtime, host: str, port: int) -> None:
     import uvicorn
-
     from canal.platform.app import create_app
 
     app = create_app(runtime)
     # uvicorn handles SIGTERM/SIGINT: stops accepting, finishes in-flight requests, runs the
     # lifespan shutdown (pool and Redis closed).
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -89,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the portal with demo data on the embedded stack")
     demo.add_argument("--host")
     demo.add_argument("--port", type=int)
-    demo.add_argument("--stop-embedded", action="store_true",
-                      help="stop the embedded PostgreSQL and Redis on exit")
+    demo.add_argument(
+        "--stop-embedded",
+        action="store_true",
+        help="stop the embedded PostgreSQL and Redis on exit",
+    )
     demo.set_defaults(func=cmd_demo)
     serve = sub.add_parser("serve", help="run the web server (migrations not applied)")
     serve.add_argument("--host")
@@ -98,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("worker", help="run the arq background worker").set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="create the database and apply migrations").set_defaults(
-        func=cmd_migrate)
+        func=cmd_migrate
+    )
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="check the audit hash chain").set_defaults(
-        func=cmd_audit_verify)
+        func=cmd_audit_verify
+    )
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -18,10 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from canal.platform.settings import Settings
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.table import Table
-
-from canal.platform.settings import Settings
 
 log = logging.getLogger("canal.db")
 
@@ -170,7 +169,8 @@ async def scope(
         previous = getattr(current, "scope_settings", None)
         if previous != settings:
             await current.connection.execute(
-                "SELECT " + ", ".join(f"set_config('{k}', '{v}', true)" for k, v in settings.items())
+                "SELECT "
+                + ", ".join(f"set_config('{k}', '{v}', true)" for k, v in settings.items())
             )
             current.scope_settings = settings  # type: ignore[attr-defined]
         yield current
@@ -223,7 +223,8 @@ CREATE OR REPLACE FUNCTION canal_current_tenant() RETURNS uuid
 CREATE OR REPLACE FUNCTION canal_current_user() RETURNS uuid
     LANGUAGE sql STABLE AS $$ SELECT NULLIF(current_setting('app.user_id', true), '')::uuid $$;
 CREATE OR REPLACE FUNCTION canal_platform_scope() RETURNS boolean
-    LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('app.scope', true), '') = 'platform' $$;
+    LANGUAGE sql STABLE
+    AS $$ SELECT coalesce(current_setting('app.scope', true), '') = 'platform' $$;
 """
 
 
@@ -264,7 +265,9 @@ def all_tables() -> list[type[Table]]:
 
 
 def tenant_owned_tables() -> list[type[Table]]:
-    return [t for t in all_tables() if "tenant_id" in {c._meta.db_column_name for c in t._meta.columns}]
+    return [
+        t for t in all_tables() if "tenant_id" in {c._meta.db_column_name for c in t._meta.columns}
+    ]
 
 
 async def apply_security(owner_dsn: str, app_role: str) -> None:
@@ -279,14 +282,19 @@ async def apply_security(owner_dsn: str, app_role: str) -> None:
             await conn.execute(SECURITY_FUNCTIONS)
             await conn.execute(f'GRANT USAGE ON SCHEMA public TO "{app_role}"')
             await conn.execute(
-                f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{app_role}"'
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
+                f'TO "{app_role}"'
             )
-            await conn.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{app_role}"')
+            await conn.execute(
+                f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{app_role}"'
+            )
             await conn.execute(f'REVOKE ALL ON TABLE migration FROM "{app_role}"')
             for table in all_tables():
                 name = table._meta.tablename
                 if getattr(table, "append_only", False):
-                    await conn.execute(f'REVOKE UPDATE, DELETE, TRUNCATE ON "{name}" FROM "{app_role}"')
+                    await conn.execute(
+                        f'REVOKE UPDATE, DELETE, TRUNCATE ON "{name}" FROM "{app_role}"'
+                    )
             for table in tenant_owned_tables():
                 name = table._meta.tablename
                 await conn.execute(f'ALTER TABLE "{name}" ENABLE ROW LEVEL SECURITY')

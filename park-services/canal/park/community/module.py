@@ -9,5 +9,5 @@ MODULE = ModuleSpec(
     summary_zh="社区公告、报修、缴费、养老、志愿服务、议事投票与网格上报。",
     summary_en="Announcements, repairs, fees, elderly care, volunteers, votes and grid reports.",
     status="coming_soon",
-    tenant_kinds=('community', 'operator'),
+    tenant_kinds=("community", "operator"),
 )

@@ -17,14 +17,18 @@ PLATFORM_PERMISSIONS: tuple[Permission, ...] = (
     Permission("modules", "read", "查看模块", "View modules"),
     Permission("modules", "manage", "开通与停用模块", "Switch modules on and off"),
     Permission("audit", "read", "查看审计日志", "Read the audit trail"),
-    Permission("tokens", "manage", "管理本组织的 API 令牌", "Manage API tokens for this organisation"),
+    Permission(
+        "tokens", "manage", "管理本组织的 API 令牌", "Manage API tokens for this organisation"
+    ),
 )
 
 # Held by the operator company's staff, in the operator tenant's domain.
 OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission("platform.tenants", "read", "查看全部组织", "View all organisations"),
     Permission("platform.tenants", "manage", "管理全部组织", "Manage all organisations"),
-    Permission("platform.audit", "read", "查看全平台审计日志", "Read the whole platform's audit trail"),
+    Permission(
+        "platform.audit", "read", "查看全平台审计日志", "Read the whole platform's audit trail"
+    ),
     Permission("platform.modules", "manage", "管理模块目录", "Manage the module catalogue"),
 )
 
@@ -54,24 +58,36 @@ def role_catalog(tenant_kind: str) -> dict[str, RoleDef]:
     roles = {
         "owner": RoleDef("owner", "所有者", "Owner", frozenset(everything)),
         "admin": RoleDef(
-            "admin", "管理员", "Administrator",
+            "admin",
+            "管理员",
+            "Administrator",
             frozenset(everything - {("tenant", "transfer")}),
         ),
         "member": RoleDef(
-            "member", "成员", "Member",
+            "member",
+            "成员",
+            "Member",
             frozenset({("tenant", "read"), ("members", "read"), ("modules", "read")}),
         ),
     }
     if tenant_kind == "operator":
         operator_perms = frozenset((p.resource, p.action) for p in OPERATOR_PERMISSIONS)
-        roles["owner"] = RoleDef("owner", "所有者", "Owner", roles["owner"].permissions | operator_perms)
+        roles["owner"] = RoleDef(
+            "owner", "所有者", "Owner", roles["owner"].permissions | operator_perms
+        )
         roles["platform_admin"] = RoleDef(
-            "platform_admin", "平台管理员", "Platform administrator",
+            "platform_admin",
+            "平台管理员",
+            "Platform administrator",
             operator_perms | {("tenant", "read")},
         )
         roles["platform_auditor"] = RoleDef(
-            "platform_auditor", "平台审计员", "Platform auditor",
-            frozenset({("platform.audit", "read"), ("platform.tenants", "read"), ("tenant", "read")}),
+            "platform_auditor",
+            "平台审计员",
+            "Platform auditor",
+            frozenset(
+                {("platform.audit", "read"), ("platform.tenants", "read"), ("tenant", "read")}
+            ),
         )
     for module in registry().values():
         if tenant_kind not in module.tenant_kinds:

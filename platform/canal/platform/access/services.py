@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import casbin
-from casbin import persist
-
 from canal.platform import db
 from canal.platform.access.roles import RoleDef, role_catalog
 from canal.platform.access.tables import CasbinRule
+from casbin import persist
 
 log = logging.getLogger("canal.access")
 
@@ -50,8 +49,13 @@ class PiccoloAdapter(persist.Adapter):
 
     async def fetch(self) -> None:
         rows = await CasbinRule.select(
-            CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3,
-            CasbinRule.v4, CasbinRule.v5,
+            CasbinRule.ptype,
+            CasbinRule.v0,
+            CasbinRule.v1,
+            CasbinRule.v2,
+            CasbinRule.v3,
+            CasbinRule.v4,
+            CasbinRule.v5,
         ).output(as_list=False)
         self._rows = [
             [r["ptype"]] + [v for v in (r["v0"], r["v1"], r["v2"], r["v3"], r["v4"], r["v5"]) if v]
@@ -85,7 +89,8 @@ class Access:
         )
         self.enforcer.enable_auto_save(False)
         self._lock = asyncio.Lock()
-        self.publish = None  # set by the app: async callable notifying other processes
+        # Set by the app: tells other processes to reload (Redis pub/sub).
+        self.publish: Callable[[], Awaitable[None]] | None = None
         # Decisions are pure functions of the policy, so they are memoised until it changes.
         # casbin evaluates its matcher per candidate line (~150 µs a check); a hit costs ~1 µs.
         self._decisions: dict[tuple[str, str, str, str], bool] = {}
@@ -101,8 +106,9 @@ class Access:
             self.enforcer.load_policy()
             self._changed()
 
-    def enforce(self, user_id: uuid.UUID | str, tenant_id: uuid.UUID | str, resource: str,
-                action: str) -> bool:
+    def enforce(
+        self, user_id: uuid.UUID | str, tenant_id: uuid.UUID | str, resource: str, action: str
+    ) -> bool:
         key = (subject(user_id), str(tenant_id), resource, action)
         decision = self._decisions.get(key)
         if decision is None:
@@ -117,8 +123,7 @@ class Access:
         roles = self._roles.get(key)
         if roles is None:
             roles = sorted(
-                r.removeprefix("role:")
-                for r in self.enforcer.get_roles_for_user_in_domain(*key)
+                r.removeprefix("role:") for r in self.enforcer.get_roles_for_user_in_domain(*key)
             )
             if len(self._roles) > 100_000:
                 self._roles.clear()
@@ -129,7 +134,9 @@ class Access:
         """user id -> role keys, for one tenant."""
         result: dict[str, list[str]] = {}
         for line in self.enforcer.get_filtered_grouping_policy(2, str(tenant_id)):
-            result.setdefault(line[0].removeprefix("user:"), []).append(line[1].removeprefix("role:"))
+            result.setdefault(line[0].removeprefix("user:"), []).append(
+                line[1].removeprefix("role:")
+            )
         return result
 
     # -- writes: row now (inside the caller's transaction), memory after commit ------------
@@ -158,8 +165,11 @@ class Access:
             )
         for a, b, c, d in stale:
             await CasbinRule.delete().where(
-                (CasbinRule.ptype == "p") & (CasbinRule.v0 == a) & (CasbinRule.v1 == b)
-                & (CasbinRule.v2 == c) & (CasbinRule.v3 == d)
+                (CasbinRule.ptype == "p")
+                & (CasbinRule.v0 == a)
+                & (CasbinRule.v1 == b)
+                & (CasbinRule.v2 == c)
+                & (CasbinRule.v3 == d)
             )
 
         def apply() -> None:
@@ -172,16 +182,20 @@ class Access:
         db.on_commit(apply)
         db.on_commit(self._notify)
 
-    async def assign_role(self, user_id: uuid.UUID | str, role: str,
-                          tenant_id: uuid.UUID | str) -> bool:
+    async def assign_role(
+        self, user_id: uuid.UUID | str, role: str, tenant_id: uuid.UUID | str
+    ) -> bool:
         line = (subject(user_id), role_subject(role), str(tenant_id))
         exists = await CasbinRule.exists().where(
-            (CasbinRule.ptype == "g") & (CasbinRule.v0 == line[0]) & (CasbinRule.v1 == line[1])
+            (CasbinRule.ptype == "g")
+            & (CasbinRule.v0 == line[0])
+            & (CasbinRule.v1 == line[1])
             & (CasbinRule.v2 == line[2])
         )
         if exists:
             return False
         await CasbinRule.insert(CasbinRule(ptype="g", v0=line[0], v1=line[1], v2=line[2]))
+
         def apply() -> None:
             self.enforcer.add_grouping_policy(*line)
             self._changed()
@@ -190,15 +204,23 @@ class Access:
         db.on_commit(self._notify)
         return True
 
-    async def revoke_role(self, user_id: uuid.UUID | str, role: str,
-                          tenant_id: uuid.UUID | str) -> bool:
+    async def revoke_role(
+        self, user_id: uuid.UUID | str, role: str, tenant_id: uuid.UUID | str
+    ) -> bool:
         line = (subject(user_id), role_subject(role), str(tenant_id))
-        deleted = await CasbinRule.delete().where(
-            (CasbinRule.ptype == "g") & (CasbinRule.v0 == line[0]) & (CasbinRule.v1 == line[1])
-            & (CasbinRule.v2 == line[2])
-        ).returning(CasbinRule.id)
+        deleted = (
+            await CasbinRule.delete()
+            .where(
+                (CasbinRule.ptype == "g")
+                & (CasbinRule.v0 == line[0])
+                & (CasbinRule.v1 == line[1])
+                & (CasbinRule.v2 == line[2])
+            )
+            .returning(CasbinRule.id)
+        )
         if not deleted:
             return False
+
         def apply() -> None:
             self.enforcer.remove_grouping_policy(*line)
             self._changed()

@@ -11,11 +11,10 @@ import time
 import uuid
 from typing import Any
 
-from litestar.types import ASGIApp, Receive, Scope, Send
-
 from canal.platform.http.context import Principal
 from canal.platform.identity.secrets import API_TOKEN_PREFIX, token_hash
 from canal.platform.settings import Settings
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 # A resolved token is trusted for this long before it is looked up again; revoking a token or
 # a session clears this cache at once in this process (see forget()).
@@ -38,24 +37,42 @@ async def _principal_from_session(digest: str) -> Principal | None:
     from canal.platform.identity.tables import User, UserSession
 
     now = dt.datetime.now(dt.UTC)
-    rows = await UserSession.select(
-        UserSession.id, UserSession.csrf_token, UserSession.mfa_passed, UserSession.last_seen_at,
-        UserSession.user.id, UserSession.user.display_name, UserSession.user.locale,
-        UserSession.user.care_mode, UserSession.user.totp_enabled, UserSession.user.is_active,
-    ).where(
-        (UserSession.token_hash == digest)
-        & (UserSession.revoked_at.is_null())
-        & (UserSession.expires_at > now)
-    ).first()
+    rows = (
+        await UserSession.select(
+            UserSession.id,
+            UserSession.csrf_token,
+            UserSession.mfa_passed,
+            UserSession.last_seen_at,
+            UserSession.user.id,
+            UserSession.user.display_name,
+            UserSession.user.locale,
+            UserSession.user.care_mode,
+            UserSession.user.totp_enabled,
+            UserSession.user.is_active,
+        )
+        .where(
+            (UserSession.token_hash == digest)
+            & (UserSession.revoked_at.is_null())
+            & (UserSession.expires_at > now)
+        )
+        .first()
+    )
     if rows is None or not rows["user.is_active"]:
         return None
     if now - rows["last_seen_at"] > dt.timedelta(minutes=5):
-        await UserSession.update({UserSession.last_seen_at: now}).where(UserSession.id == rows["id"])
+        await UserSession.update({UserSession.last_seen_at: now}).where(
+            UserSession.id == rows["id"]
+        )
     del User
     return Principal(
-        user_id=rows["user.id"], display_name=rows["user.display_name"], via="session",
-        session_id=rows["id"], csrf_token=rows["csrf_token"], mfa_passed=rows["mfa_passed"],
-        locale=rows["user.locale"], care_mode=rows["user.care_mode"],
+        user_id=rows["user.id"],
+        display_name=rows["user.display_name"],
+        via="session",
+        session_id=rows["id"],
+        csrf_token=rows["csrf_token"],
+        mfa_passed=rows["mfa_passed"],
+        locale=rows["user.locale"],
+        care_mode=rows["user.care_mode"],
         totp_enabled=rows["user.totp_enabled"],
     )
 
@@ -64,11 +81,20 @@ async def _principal_from_token(digest: str) -> Principal | None:
     from canal.platform.identity.tables import ApiToken
 
     now = dt.datetime.now(dt.UTC)
-    row = await ApiToken.select(
-        ApiToken.id, ApiToken.tenant, ApiToken.expires_at, ApiToken.last_used_at,
-        ApiToken.user.id, ApiToken.user.display_name, ApiToken.user.locale,
-        ApiToken.user.is_active,
-    ).where((ApiToken.token_hash == digest) & (ApiToken.revoked_at.is_null())).first()
+    row = (
+        await ApiToken.select(
+            ApiToken.id,
+            ApiToken.tenant,
+            ApiToken.expires_at,
+            ApiToken.last_used_at,
+            ApiToken.user.id,
+            ApiToken.user.display_name,
+            ApiToken.user.locale,
+            ApiToken.user.is_active,
+        )
+        .where((ApiToken.token_hash == digest) & (ApiToken.revoked_at.is_null()))
+        .first()
+    )
     if row is None or not row["user.is_active"]:
         return None
     if row["expires_at"] is not None and row["expires_at"] <= now:
@@ -76,8 +102,12 @@ async def _principal_from_token(digest: str) -> Principal | None:
     if row["last_used_at"] is None or now - row["last_used_at"] > dt.timedelta(minutes=5):
         await ApiToken.update({ApiToken.last_used_at: now}).where(ApiToken.id == row["id"])
     return Principal(
-        user_id=row["user.id"], display_name=row["user.display_name"], via="token",
-        token_tenant=row["tenant"], locale=row["user.locale"], mfa_passed=True,
+        user_id=row["user.id"],
+        display_name=row["user.display_name"],
+        via="token",
+        token_tenant=row["tenant"],
+        locale=row["user.locale"],
+        mfa_passed=True,
     )
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
-
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from typing import Any, cast
 
 from canal.platform.http.context import Principal
 from canal.platform.http.errors import CanalError
 from canal.platform.settings import Settings
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 HEADER = b"x-csrf-token"
@@ -62,7 +61,7 @@ class CSRFMiddleware:
             return
         anon = self._cookie(scope)
         expected = principal.csrf_token if isinstance(principal, Principal) else anon
-        if scope["method"] in SAFE_METHODS:
+        if cast("HTTPScope", scope)["method"] in SAFE_METHODS:
             new_cookie = None
             if expected is None:
                 expected = new_cookie = secrets.token_urlsafe(32)
@@ -72,23 +71,23 @@ class CSRFMiddleware:
                 return
             await self.app(scope, receive, self._setting_cookie(send, new_cookie))
             return
-        presented = None
-        for key, value in scope.get("headers", []):
+        presented: str | None = None
+        for key, raw in scope.get("headers", []):
             if key == HEADER:
-                presented = value.decode("latin-1")
+                presented = raw.decode("latin-1")
         if presented is None:
             request = scope["litestar_app"].request_class(scope=scope, receive=receive)
             content_type, _ = request.content_type
             if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
                 form = await request.form()
-                value = form.get(FIELD)
-                presented = value if isinstance(value, str) else None
+                field = form.get(FIELD)
+                presented = field if isinstance(field, str) else None
         if not expected or not presented or not hmac.compare_digest(presented, expected):
             from canal.platform.http.errors import render_error
 
             request = scope["litestar_app"].request_class(scope=scope, receive=receive)
             response = render_error(request, csrf_failed())
-            await response.to_asgi_response(app=None, request=request)(scope, receive, send)  # type: ignore[arg-type]
+            await response.to_asgi_response(app=None, request=request)(scope, receive, send)
             return
         state["csrf_token"] = expected
         await self.app(scope, receive, send)
@@ -102,7 +101,7 @@ class CSRFMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"set-cookie", attrs.encode("latin-1")))
-                message = {**message, "headers": headers}  # type: ignore[assignment]
+                message = {**message, "headers": headers}
             await send(message)
 
         return wrapped

@@ -61,8 +61,11 @@ def not_found() -> CanalError:
 
 def invalid(field_errors: Sequence[FieldError]) -> CanalError:
     return CanalError(
-        "invalid_input", "提交的内容有误,请按提示修改。", "Some fields need correcting.",
-        status=422, errors=tuple(field_errors),
+        "invalid_input",
+        "提交的内容有误,请按提示修改。",
+        "Some fields need correcting.",
+        status=422,
+        errors=tuple(field_errors),
     )
 
 
@@ -132,13 +135,20 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
             if isinstance(item, dict):
                 name = str(item.get("key") or item.get("source") or "body")
                 message = str(item.get("message", ""))
-                field_errors.append(FieldError(
-                    name, "invalid", f"字段 {name} 不符合要求:{message}",
-                    f"Field {name} is invalid: {message}",
-                ))
+                field_errors.append(
+                    FieldError(
+                        name,
+                        "invalid",
+                        f"字段 {name} 不符合要求:{message}",
+                        f"Field {name} is invalid: {message}",
+                    )
+                )
         error = CanalError(
-            "invalid_input", "提交的内容格式有误。", f"The input is invalid: {exc.detail}",
-            status=400, errors=tuple(field_errors),
+            "invalid_input",
+            "提交的内容格式有误。",
+            f"The input is invalid: {exc.detail}",
+            status=400,
+            errors=tuple(field_errors),
         )
         del locale
         return render_error(request, error)

@@ -8,15 +8,18 @@ import re
 import sys
 import time
 import uuid
+from typing import cast
 
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("canal.http")
 
 REQUESTS = Counter("canal_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "canal_http_request_seconds", "HTTP request latency", ["method", "route"],
+    "canal_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
@@ -68,7 +71,7 @@ class RequestContextMiddleware:
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
                 if lang_cookie:
                     headers.append((b"set-cookie", lang_cookie))
-                message = {**message, "headers": headers}  # type: ignore[assignment]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -77,15 +80,25 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or _route_label(scope)
             status = status_holder["status"]
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(elapsed)
+            REQUESTS.labels(cast("HTTPScope", scope)["method"], route, str(status)).inc()
+            LATENCY.labels(cast("HTTPScope", scope)["method"], route).observe(elapsed)
             if self.access_log:
                 # One JSON line per request, written straight to stdout: the logging module's
                 # record/handler/lock path costs ~60 µs a request, more than a bare endpoint.
-                sys.stdout.write(json.dumps({
-                    "event": "request", "request_id": request_id, "method": scope["method"],
-                    "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2),
-                }, ensure_ascii=False) + "\n")
+                sys.stdout.write(
+                    json.dumps(
+                        {
+                            "event": "request",
+                            "request_id": request_id,
+                            "method": cast("HTTPScope", scope)["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
 
 
 def _lang_cookie(scope: Scope) -> bytes | None:

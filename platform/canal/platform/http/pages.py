@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from canal.platform.http.context import Principal
+from canal.web.render import page, redirect
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from canal.platform.http.context import Principal
-from canal.web.render import page, redirect
 
 
 @get("/", opt={"access": "public"}, include_in_schema=False)
@@ -48,8 +47,9 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return Response({"status": "ok" if ok else "unavailable", "checks": checks},
-                    status_code=200 if ok else 503)
+    return Response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 @get("/api/v1/t/{tenant_slug:str}/context", opt={"access": "tenant"}, tags=["tenancy"])
@@ -91,8 +91,15 @@ async def toggle_care_mode(request: Request[Any, Any, Any]) -> Response[Any]:
     if not back.startswith("/") or back.startswith("//") or "\\" in back:
         back = "/"
     response = redirect(request, back)
-    response.cookies.append(Cookie(key="canal_care", value="1" if enabled else "0", path="/",
-                                   samesite="lax", max_age=365 * 86400))
+    response.cookies.append(
+        Cookie(
+            key="canal_care",
+            value="1" if enabled else "0",
+            path="/",
+            samesite="lax",
+            max_age=365 * 86400,
+        )
+    )
     return response
 
 

@@ -18,13 +18,12 @@ import time
 import uuid
 from typing import Any
 
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
-from litestar.handlers.base import BaseRouteHandler
-
 from canal.platform.access.services import access
 from canal.platform.http.context import Principal, TenantContext, TenantRef
 from canal.platform.http.errors import CanalError, not_found
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
 
 ACCESS_KINDS = {"public", "user", "tenant", "platform"}
 
@@ -43,8 +42,9 @@ def forget_tenant(slug: str | None = None) -> None:
 
 
 def _ref(row: dict[str, Any]) -> TenantRef:
-    return TenantRef(id=row["id"], slug=row["slug"], name=row["name"], kind=row["kind"],
-                     status=row["status"])
+    return TenantRef(
+        id=row["id"], slug=row["slug"], name=row["name"], kind=row["kind"], status=row["status"]
+    )
 
 
 async def tenant_by_slug(slug: str) -> TenantRef | None:
@@ -54,9 +54,11 @@ async def tenant_by_slug(slug: str) -> TenantRef | None:
     cached = _tenant_cache.get(slug)
     if cached and cached[0] > now:
         return cached[1]
-    row = await Tenant.select(Tenant.id, Tenant.slug, Tenant.name, Tenant.kind, Tenant.status).where(
-        Tenant.slug == slug
-    ).first()
+    row = (
+        await Tenant.select(Tenant.id, Tenant.slug, Tenant.name, Tenant.kind, Tenant.status)
+        .where(Tenant.slug == slug)
+        .first()
+    )
     ref = _ref(row) if row else None
     if len(_tenant_cache) > 10_000:
         _tenant_cache.clear()
@@ -69,8 +71,11 @@ async def operator_tenant() -> TenantRef | None:
     if _operator is None:
         from canal.tenants.tables import Tenant
 
-        row = await Tenant.select(Tenant.id, Tenant.slug, Tenant.name, Tenant.kind,
-                                  Tenant.status).where(Tenant.kind == "operator").first()
+        row = (
+            await Tenant.select(Tenant.id, Tenant.slug, Tenant.name, Tenant.kind, Tenant.status)
+            .where(Tenant.kind == "operator")
+            .first()
+        )
         _operator = _ref(row) if row else None
     return _operator
 
@@ -106,8 +111,9 @@ def _require_mfa(principal: Principal) -> None:
         raise mfa_required()
 
 
-async def access_guard(connection: ASGIConnection[Any, Any, Any, Any],
-                       handler: BaseRouteHandler) -> None:
+async def access_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     kind = handler.opt.get("access")
     if kind == "public" or (kind is None and _framework_public(connection.url.path, handler)):
         return
@@ -136,8 +142,12 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any],
     if tenant.kind == "operator":
         _require_mfa(principal)
     if not access().enforce(principal.user_id, tenant.id, *permission):
-        raise CanalError("forbidden", "您在本组织中没有执行此操作的权限。",
-                         "Your role in this organisation does not allow this.", status=403)
+        raise CanalError(
+            "forbidden",
+            "您在本组织中没有执行此操作的权限。",
+            "Your role in this organisation does not allow this.",
+            status=403,
+        )
     module_key = handler.opt.get("module")
     if module_key == "{module_key}":
         module_key = str(connection.path_params.get("module_key", ""))
@@ -150,8 +160,9 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any],
             raise not_found()
         if not await module_enabled(tenant.id, module_key):
             raise module_not_enabled(spec.name_zh, spec.name_en)
-    connection.state.tenant_ctx = TenantContext(tenant=tenant, user_id=principal.user_id,
-                                                roles=tuple(roles))
+    connection.state.tenant_ctx = TenantContext(
+        tenant=tenant, user_id=principal.user_id, roles=tuple(roles)
+    )
 
 
 def tenant_context(request: Any) -> TenantContext:
