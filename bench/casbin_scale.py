@@ -7,7 +7,7 @@ in all — plus a plain ``casbin.Enforcer`` (no index) over the 1,000-tenant lin
 comparison. The lines are the ones the project writes: ``p, role:<key>, <tenant>, <resource>,
 <action>`` from the role catalogue (``role_catalog`` + ``_role_lines``) and
 ``g, user:<uuid>, role:<key>, <tenant>``. They are loaded through a small in-memory adapter
-that feeds ``persist.load_policy_line`` exactly as ``PiccoloAdapter`` does.
+that is ``PiccoloAdapter`` itself with its rows given instead of fetched.
 
 The modules registered today declare no permissions yet, so the bench gives each module a
 plausible set (records read/update, settings manage; a ``<module>_operator`` role with the
@@ -40,12 +40,12 @@ from canal.platform.access.services import (
     CACHE_KEY_ORDER,
     MODEL_PATH,
     Access,
+    PiccoloAdapter,
     _role_lines,
     role_subject,
     subject,
 )
 from canal.platform.modules import Permission, registry
-from casbin import persist
 
 SEED = 20240601
 TENANTS_SMALL = 10
@@ -190,15 +190,12 @@ def make_checks(w: Workload, n: int, rng: random.Random) -> list[Check]:
 # -- the enforcers ---------------------------------------------------------------------------
 
 
-class MemoryAdapter(persist.Adapter):
-    """Hands rows to casbin the way PiccoloAdapter.load_policy does, from a list."""
+class MemoryAdapter(PiccoloAdapter):
+    """The project's PiccoloAdapter with its rows given, instead of fetched with SQL."""
 
     def __init__(self, rows: list[list[str]]) -> None:
-        self.rows = rows
-
-    def load_policy(self, model: casbin.Model) -> None:
-        for row in self.rows:
-            persist.load_policy_line(", ".join(row), model)
+        super().__init__()
+        self._rows = rows
 
 
 def fast_access(w: Workload) -> tuple[Access, float]:
