@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from canal.platform.http.context import Principal
-from canal.web.render import page, redirect
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from canal.platform.http.context import Principal
+from canal.web.render import page, redirect
 
 
 @get("/", opt={"access": "public"}, include_in_schema=False)
@@ -68,8 +69,12 @@ async def tenant_context_api(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/metrics", opt={"access": "public"}, include_in_schema=False)
-async def metrics() -> Response[bytes]:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus: request counts and latency by route, and the background jobs."""
+    from canal.platform.jobs import job_metrics
+
+    jobs = await job_metrics(request.app.state.redis)
+    return Response(generate_latest() + jobs.encode(), media_type=CONTENT_TYPE_LATEST)
 
 
 @post("/preferences/care-mode", opt={"access": "public"}, include_in_schema=False)
