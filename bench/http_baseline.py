@@ -5,6 +5,8 @@ authenticates a bearer API token, runs the casbin check, and reads the tenant's 
 subscriptions with one Piccolo query under row-level security. Both servers run as single
 uvicorn processes on loopback, loaded in turn by wrk (1 thread, 32 connections) for several
 rounds in one run; the figures are the median round. Goal: tenant rps ≥ 0.5 × bare rps.
+A third figure, ``stack_rps`` (``/healthz`` on the full app: every middleware and the guard,
+no database), splits the gap into framework overhead and the tenant work itself.
 
 Run: ./run bench http_baseline   (or .venv/bin/python bench/http_baseline.py)
 """
@@ -145,9 +147,11 @@ def main() -> int:
         ).stdout
         if "Non-2xx" in probe:
             raise RuntimeError(f"tenant endpoint refused the bench token:\n{probe}")
-        bare_runs, tenant_runs = [], []
-        for _ in range(ROUNDS):  # interleaved, so drift on a noisy machine hits both sides
+        bare_runs, stack_runs, tenant_runs = [], [], []
+        for _ in range(ROUNDS):  # interleaved, so drift on a noisy machine hits every side
             bare_runs.append(load(f"http://127.0.0.1:{bare_port}/bare", []))
+            # The whole middleware stack and guard, no database: where the rest goes.
+            stack_runs.append(load(f"http://127.0.0.1:{app_port}/healthz", []))
             tenant_runs.append(load(tenant_url, auth))
     finally:
         for proc in servers:
@@ -160,6 +164,7 @@ def main() -> int:
         "workload": f"wrk 1 thread x {CONNECTIONS} connections x {SECONDS}s, {ROUNDS} rounds each",
         "bare_rps": round(bare_rps),
         "bare_p99_ms": round(statistics.median(r["p99_ms"] for r in bare_runs), 2),
+        "stack_rps": round(statistics.median(r["rps"] for r in stack_runs)),
         "tenant_rps": round(tenant_rps),
         "tenant_p99_ms": round(statistics.median(r["p99_ms"] for r in tenant_runs), 2),
         "ratio": round(tenant_rps / bare_rps, 3),
