@@ -35,6 +35,7 @@ from importlib import metadata
 from unittest import mock
 
 import casbin
+
 from canal.platform.access import roles as roles_mod
 from canal.platform.access.services import (
     CACHE_KEY_ORDER,

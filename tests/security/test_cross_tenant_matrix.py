@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from canal.platform import db
 from httpx import ASGITransport, AsyncClient
 
+from canal.platform import db
 from tests.factories import Person, make_tenant, make_user, sign_in, unique
 
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")

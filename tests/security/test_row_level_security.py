@@ -6,8 +6,8 @@ by a module that forgot the convention, fails here too.
 
 import asyncpg
 import pytest
-from canal.platform import db
 
+from canal.platform import db
 from tests.factories import make_tenant, make_user
 
 TENANT_TABLES_SQL = """

@@ -9,6 +9,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.static_files import create_static_files_router
+from redis.asyncio import Redis
+
 from canal.platform import db
 from canal.platform.access.services import CHANGED_CHANNEL, access
 from canal.platform.http.auth import AuthenticationMiddleware
@@ -24,14 +33,6 @@ from canal.platform.http.tenancy import access_guard, check_routes
 from canal.platform.modules import registry
 from canal.platform.runtime import Runtime
 from canal.web.render import STATIC_DIR, add_template_dir
-from litestar import Litestar, Router
-from litestar.datastructures import State
-from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.static_files import create_static_files_router
-from redis.asyncio import Redis
 
 log = logging.getLogger("canal.app")
 

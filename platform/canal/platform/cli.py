@@ -22,6 +22,7 @@ def _prepare_and_migrate():
 
 def _serve(runtime, host: str, port: int) -> None:
     import uvicorn
+
     from canal.platform.app import create_app
 
     app = create_app(runtime)

@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from canal.platform.settings import Settings
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.table import Table
+
+from canal.platform.settings import Settings
 
 log = logging.getLogger("canal.db")
 

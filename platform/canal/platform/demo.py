@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyotp
+
 from canal.platform import db
 from canal.platform.runtime import Runtime
 

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import casbin
+from casbin import persist
+
 from canal.platform import db
 from canal.platform.access.roles import RoleDef, role_catalog
 from canal.platform.access.tables import CasbinRule
-from casbin import persist
 
 log = logging.getLogger("canal.access")
 

@@ -11,10 +11,11 @@ import time
 import uuid
 from typing import Any
 
+from litestar.types import ASGIApp, Receive, Scope, Send
+
 from canal.platform.http.context import Principal
 from canal.platform.identity.secrets import API_TOKEN_PREFIX, token_hash
 from canal.platform.settings import Settings
-from litestar.types import ASGIApp, Receive, Scope, Send
 
 # A resolved token is trusted for this long before it is looked up again; revoking a token or
 # a session clears this cache at once in this process (see forget()).

@@ -12,10 +12,11 @@ import hmac
 import secrets
 from typing import Any, cast
 
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
 from canal.platform.http.context import Principal
 from canal.platform.http.errors import CanalError
 from canal.platform.settings import Settings
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 HEADER = b"x-csrf-token"

@@ -18,12 +18,13 @@ import time
 import uuid
 from typing import Any
 
-from canal.platform.access.services import access
-from canal.platform.http.context import Principal, TenantContext, TenantRef
-from canal.platform.http.errors import CanalError, not_found
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+
+from canal.platform.access.services import access
+from canal.platform.http.context import Principal, TenantContext, TenantRef
+from canal.platform.http.errors import CanalError, not_found
 
 ACCESS_KINDS = {"public", "user", "tenant", "platform"}
 
