@@ -18,8 +18,8 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
-from canal.platform import db
-from canal.platform.access.services import CHANGED_CHANNEL, access
+from canal.platform import db, invalidation
+from canal.platform.access.services import access
 from canal.platform.http.auth import AuthenticationMiddleware
 from canal.platform.http.csrf import CSRFMiddleware
 from canal.platform.http.errors import (
@@ -32,6 +32,7 @@ from canal.platform.http.middleware import RequestContextMiddleware, configure_l
 from canal.platform.http.tenancy import access_guard, check_routes
 from canal.platform.modules import registry
 from canal.platform.runtime import Runtime
+from canal.tenants.shell import populate_shell
 from canal.web.render import STATIC_DIR, add_template_dir
 
 log = logging.getLogger("canal.app")
@@ -78,14 +79,17 @@ def _template_dirs() -> list[Path]:
     return dirs
 
 
-async def _listen_for_policy_changes(redis: Redis) -> None:
-    """Other processes changed roles: reload the enforcer (changes take effect at once)."""
+async def _listen_for_invalidations(redis: Redis) -> None:
+    """Other processes changed a cached fact (roles, a tenant, a session): forget it here."""
     pubsub = redis.pubsub()
-    await pubsub.subscribe(CHANGED_CHANNEL)
+    await pubsub.subscribe(invalidation.CHANNEL)
     try:
         async for message in pubsub.listen():
             if message.get("type") == "message":
-                await access().reload()
+                try:
+                    await invalidation.handle(message["data"].decode())
+                except Exception:  # one bad notice must not stop the listener
+                    log.exception("invalidation notice failed")
     finally:
         await pubsub.aclose()
 
@@ -104,16 +108,15 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         app.state.runtime = runtime
         await access().reload()
 
-        async def publish() -> None:
-            await redis.publish(CHANGED_CHANNEL, "changed")
+        async def publish(message: str) -> None:
+            await redis.publish(invalidation.CHANNEL, message)
 
-        access().publish = publish
-        listener = asyncio.create_task(
-            _listen_for_policy_changes(Redis.from_url(runtime.redis_url))
-        )
+        invalidation.attach(publish)
+        listener = asyncio.create_task(_listen_for_invalidations(Redis.from_url(runtime.redis_url)))
         try:
             yield
         finally:
+            invalidation.attach(None)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
@@ -131,6 +134,8 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             ),
         ],
         guards=[access_guard],
+        # After the guard (tenant context known), before the handler: the header's data.
+        before_request=populate_shell,
         middleware=[
             DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),
             DefineMiddleware(AuthenticationMiddleware, settings=settings),

@@ -313,5 +313,10 @@ async def apply_security(owner_dsn: str, app_role: str) -> None:
                         f'CREATE POLICY canal_own_rows ON "{name}" FOR SELECT '
                         f'USING ("{user_column}" = canal_current_user())'
                     )
+            # The audit trail: the app role may read it and append only through its function.
+            from canal.platform.audit.grants import audit_security_sql
+
+            for statement in audit_security_sql(app_role):
+                await conn.execute(statement)
     finally:
         await conn.close()

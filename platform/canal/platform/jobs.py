@@ -18,6 +18,7 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.jobs import Job
 from arq.worker import Worker
 
 from canal.platform import db
@@ -133,11 +134,11 @@ def redis_settings(url: str) -> RedisSettings:
 _pool: ArqRedis | None = None
 
 
-async def enqueue(runtime_redis_url: str, function: str, *args: Any) -> None:
+async def enqueue(runtime_redis_url: str, function: str, *args: Any) -> Job | None:
     global _pool
     if _pool is None:
         _pool = await create_pool(redis_settings(runtime_redis_url))
-    await _pool.enqueue_job(function, *args)
+    return await _pool.enqueue_job(function, *args)
 
 
 def make_worker(runtime: Runtime, *, burst: bool = False) -> Worker:

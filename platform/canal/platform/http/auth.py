@@ -18,7 +18,7 @@ from canal.platform.identity.secrets import API_TOKEN_PREFIX, token_hash
 from canal.platform.settings import Settings
 
 # A resolved token is trusted for this long before it is looked up again; revoking a token or
-# a session clears this cache at once in this process (see forget()).
+# a session clears this cache at once here and, by a Redis notice, in the other processes.
 _CACHE_SECONDS = 15.0
 _cache: dict[str, tuple[float, Principal | None]] = {}
 
@@ -27,11 +27,16 @@ def session_cookie_name(settings: Settings) -> str:
     return "__Host-canal_session" if settings.secure_cookies else "canal_session"
 
 
-def forget(token_digest: str | None = None) -> None:
+def forget(token_digest: str | None = None, *, broadcast_change: bool = True) -> None:
+    """Drop resolved sessions/tokens (all, or one by digest) here and in other processes."""
     if token_digest is None:
         _cache.clear()
     else:
         _cache.pop(token_digest, None)
+    if broadcast_change:
+        from canal.platform.invalidation import broadcast
+
+        broadcast("auth", token_digest or "")
 
 
 async def _principal_from_session(digest: str) -> Principal | None:

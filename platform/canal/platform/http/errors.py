@@ -101,6 +101,13 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
 
 
 def render_error(request: Request[Any, Any, Any], error: CanalError) -> Response[Any]:
+    if error.code == "mfa_required" and not wants_json(request):
+        # A page that needs two-factor: go to the TOTP step (or its set-up) instead.
+        from canal.platform.identity.controllers import mfa_redirect
+
+        redirect = mfa_redirect(request, error)
+        if redirect is not None:
+            return redirect
     locale = _locale(request)
     if wants_json(request):
         body: dict[str, Any] = {

@@ -33,13 +33,18 @@ _TENANT_TTL = 30.0
 _operator: TenantRef | None = None
 
 
-def forget_tenant(slug: str | None = None) -> None:
+def forget_tenant(slug: str | None = None, *, broadcast_change: bool = True) -> None:
+    """Drop cached tenants (all, or one slug) here and in the other processes."""
     global _operator
     if slug is None:
         _tenant_cache.clear()
         _operator = None
     else:
         _tenant_cache.pop(slug, None)
+    if broadcast_change:
+        from canal.platform.invalidation import broadcast
+
+        broadcast("tenant", slug or "")
 
 
 def _ref(row: dict[str, Any]) -> TenantRef:
@@ -119,6 +124,14 @@ async def access_guard(
     if kind == "public" or (kind is None and _framework_public(connection.url.path, handler)):
         return
     principal = _require_principal(connection)
+    # Half signed in (password passed, TOTP not yet): only the TOTP step itself is open.
+    if (
+        principal.via == "session"
+        and principal.totp_enabled
+        and not principal.mfa_passed
+        and not handler.opt.get("mfa_pending_ok")
+    ):
+        raise mfa_required()
     if kind == "user":
         return
     permission: tuple[str, str] = handler.opt.get("permission", ("tenant", "read"))

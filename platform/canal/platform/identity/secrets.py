@@ -20,7 +20,7 @@ def keyed_hash(key: str, value: str) -> str:
     return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-API_TOKEN_PREFIX = "cnl_"
+API_TOKEN_PREFIX = "cnl_"  # noqa: S105 - a public marker, not a secret
 
 
 def new_api_token() -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from piccolo.columns import (
     UUID,
+    BigInt,
     Boolean,
     Date,
     ForeignKey,
@@ -26,6 +27,8 @@ class User(Table, tablename="users"):
     is_active = Boolean(default=True)
     totp_secret = Varchar(length=64, null=True, default=None)
     totp_enabled = Boolean(default=False)
+    # The last 30-second TOTP step accepted: a code is never accepted twice.
+    totp_last_step = BigInt(null=True, default=None)
     failed_logins = Integer(default=0)
     locked_until = Timestamptz(null=True, default=None)
     # Real-name verification (PIPL: the raw ID number is never stored).

@@ -7,7 +7,9 @@ import re
 
 from canal.platform.http.errors import FieldError
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+_EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
 # Mainland mobile numbers: 11 digits starting 1[3-9]; an optional +86 / 86 prefix.
 _PHONE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
 
@@ -48,30 +50,44 @@ def parse_id_number(value: str, *, today: dt.date | None = None) -> tuple[str, d
     """
     number = value.strip().upper()
     if not re.fullmatch(r"\d{17}[\dX]", number):
-        raise ValueError(FieldError(
-            "id_number", "id_number_format",
-            "身份证号应为 18 位,前 17 位为数字,最后一位为数字或 X。",
-            "The ID number must be 18 characters: 17 digits followed by a digit or X.",
-        ))
+        raise ValueError(
+            FieldError(
+                "id_number",
+                "id_number_format",
+                "身份证号应为 18 位,前 17 位为数字,最后一位为数字或 X。",
+                "The ID number must be 18 characters: 17 digits followed by a digit or X.",
+            )
+        )
     try:
         birth = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
-        raise ValueError(FieldError(
-            "id_number", "id_number_birth_date",
-            "身份证号中的出生日期无效。", "The birth date inside the ID number is not a real date.",
-        )) from None
+        raise ValueError(
+            FieldError(
+                "id_number",
+                "id_number_birth_date",
+                "身份证号中的出生日期无效。",
+                "The birth date inside the ID number is not a real date.",
+            )
+        ) from None
     today = today or dt.date.today()
     if birth > today or birth.year < 1900:
-        raise ValueError(FieldError(
-            "id_number", "id_number_birth_date",
-            "身份证号中的出生日期不合理。", "The birth date inside the ID number is out of range.",
-        ))
+        raise ValueError(
+            FieldError(
+                "id_number",
+                "id_number_birth_date",
+                "身份证号中的出生日期不合理。",
+                "The birth date inside the ID number is out of range.",
+            )
+        )
     if id_number_check_char(number[:17]) != number[17]:
-        raise ValueError(FieldError(
-            "id_number", "id_number_checksum",
-            "身份证号校验位不正确,请核对后重新输入。",
-            "The ID number's check digit does not match; please check the number.",
-        ))
+        raise ValueError(
+            FieldError(
+                "id_number",
+                "id_number_checksum",
+                "身份证号校验位不正确,请核对后重新输入。",
+                "The ID number's check digit does not match; please check the number.",
+            )
+        )
     gender = "male" if int(number[16]) % 2 == 1 else "female"
     return number, birth, gender
 
