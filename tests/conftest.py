@@ -6,6 +6,7 @@ users and organisations, never by relying on order."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,6 +62,10 @@ async def runtime(settings: Settings):
     from canal.platform.runtime import migrate, prepare
 
     rt = prepare(settings)
+    if settings.redis_url is None:
+        # The embedded Redis is shared with a running demo: use another database, so neither
+        # side's worker picks up the other's jobs.
+        rt = dataclasses.replace(rt, redis_url=rt.redis_url.rsplit("/", 1)[0] + "/1")
     await db.drop_database(settings, rt.server_url)
     await migrate(rt)
     return rt
