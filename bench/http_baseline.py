@@ -169,9 +169,10 @@ def main() -> int:
         "tenant_p99_ms": round(statistics.median(r["p99_ms"] for r in tenant_runs), 2),
         "ratio": round(tenant_rps / bare_rps, 3),
         "goal_ratio_min": 0.5,
+        "goal_met": tenant_rps / bare_rps >= 0.5,
     }
     print(json.dumps(result, ensure_ascii=False))
-    return 0
+    return 0 if result["goal_met"] else 1
 
 
 if __name__ == "__main__":

@@ -18,3 +18,22 @@ async def test_home_lists_my_organisations(client):
     assert page.status_code == 200
     assert "聊城测试轴承有限公司" in page.text
     assert f"/t/{tenant.slug}" in page.text
+
+
+async def test_module_catalogue_twin_lists_all_seven(client):
+    catalogue = (await client.get("/api/v1/modules")).json()
+    keys = {m["key"] for m in catalogue}
+    assert keys == {
+        "smartpark",
+        "policy",
+        "sscard",
+        "community",
+        "services",
+        "modelstore",
+        "exchange",
+    }
+    policy = next(m for m in catalogue if m["key"] == "policy")
+    assert policy["name_zh"] == "惠企政策" and policy["name_en"] == "Policy matching"
+    schema = (await client.get("/api/schema/openapi.json")).json()
+    assert "/api/v1/modules" in schema["paths"]
+    assert "/api/v1/t/{tenant_slug}/members" in schema["paths"]

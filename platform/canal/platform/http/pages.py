@@ -25,6 +25,34 @@ async def home(request: Request[Any, Any, Any]) -> Response[str]:
     return page(request, "home.html", {"modules": list(registry().values()), "tenants": tenants})
 
 
+@get("/api/v1/modules", opt={"access": "public"}, tags=["modules"])
+async def module_catalogue_api() -> list[dict[str, Any]]:
+    """The module catalogue (the home page's twin): every module, its names, plans, status."""
+    from canal.platform.modules import registry
+
+    return [
+        {
+            "key": m.key,
+            "name_zh": m.name_zh,
+            "name_en": m.name_en,
+            "summary_zh": m.summary_zh,
+            "summary_en": m.summary_en,
+            "status": m.status,
+            "tenant_kinds": list(m.tenant_kinds),
+            "plans": [
+                {
+                    "key": p.key,
+                    "name_zh": p.zh,
+                    "name_en": p.en,
+                    "monthly_price_fen": p.monthly_price_fen,
+                }
+                for p in m.plans
+            ],
+        }
+        for m in registry().values()
+    ]
+
+
 @get("/healthz", opt={"access": "public"}, tags=["operations"])
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
@@ -108,4 +136,12 @@ async def toggle_care_mode(request: Request[Any, Any, Any]) -> Response[Any]:
     return response
 
 
-ROUTES = [home, healthz, readyz, metrics, toggle_care_mode, tenant_context_api]
+ROUTES = [
+    home,
+    module_catalogue_api,
+    healthz,
+    readyz,
+    metrics,
+    toggle_care_mode,
+    tenant_context_api,
+]
