@@ -10,6 +10,7 @@ import json
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -112,13 +113,36 @@ PEOPLE: list[dict[str, Any]] = [
         "roles": ["owner"],
     },
     {"role": "居民 resident", "login": "13806351006", "name": "孙秀英", "org": None, "roles": []},
+    {
+        "role": "企业员工 enterprise staff",
+        "login": "13806351007",
+        "name": "王磊",
+        "org": None,
+        "roles": [],
+    },
 ]
+
+# Which modules each demo organisation has switched on.
+DEMO_MODULES = {
+    "lc-bearing": ["policy", "services", "smartpark"],
+    "dc-steelpipe": ["policy", "services"],
+    "shuzhi-soft": ["policy", "services", "modelstore", "exchange"],
+    "jiaming-park": ["smartpark", "exchange"],
+    "guangming-community": ["community", "sscard"],
+}
 
 
 def _credit_code(code17: str) -> str:
     from canal.tenants.validators import credit_code_check_char
 
     return code17 + credit_code_check_char(code17)
+
+
+def logins_path(runtime: Runtime) -> Path:
+    """``var/demo-logins.json`` for the demo database; another database gets its own file."""
+    name = runtime.settings.database_name
+    suffix = "" if name == "canal" else f"-{name}"
+    return runtime.settings.var_dir / f"demo-logins{suffix}.json"
 
 
 async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
@@ -128,7 +152,7 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
     from canal.tenants.services import create_operator_tenant, create_tenant
     from canal.tenants.tables import Membership, Tenant
 
-    logins_file = runtime.settings.var_dir / "demo-logins.json"
+    logins_file = logins_path(runtime)
     await db.start_pool(runtime.app_dsn, min_size=1, max_size=4)
     try:
         await access().reload()
@@ -174,6 +198,7 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
         async with db.tenant_scope(park["id"]):
             await Membership.insert(Membership(tenant_id=park["id"], user_id=member))
             await access().assign_role(member, "member", park["id"])
+        await _seed_organisation_life(runtime, users)
         logins_file.parent.mkdir(parents=True, exist_ok=True)
         logins_file.write_text(
             json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2)
@@ -182,6 +207,40 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
         return logins
     finally:
         await db.close_pool()
+
+
+async def _seed_organisation_life(runtime: Runtime, users: dict[str, uuid.UUID]) -> None:
+    """Members with roles, modules switched on and a pending invitation, through the same
+    services the pages use (so the audit trail tells the story too)."""
+    from canal.platform.access.services import access
+    from canal.platform.http.context import TenantContext, TenantRef
+    from canal.tenants.services import invite_member, set_module
+    from canal.tenants.tables import Membership, Tenant
+
+    rows = await Tenant.select(Tenant.id, Tenant.slug, Tenant.name, Tenant.kind, Tenant.status)
+    by_slug = {r["slug"]: r for r in rows}
+    owners = {p["org"]: users[p["login"]] for p in PEOPLE if p["org"]}
+
+    def ctx(slug: str) -> TenantContext:
+        r = by_slug[slug]
+        ref = TenantRef(id=r["id"], slug=slug, name=r["name"], kind=r["kind"], status=r["status"])
+        return TenantContext(tenant=ref, user_id=owners[slug], roles=("owner",))
+
+    for slug, keys in DEMO_MODULES.items():
+        for key in keys:
+            await set_module(ctx(slug), key, enabled=True)
+    # A colleague at the bearing-cage maker, as a plain member.
+    bearing = by_slug["lc-bearing"]["id"]
+    staff = users["13806351007"]
+    async with db.tenant_scope(bearing):
+        await Membership.insert(Membership(tenant_id=bearing, user_id=staff))
+        await access().assign_role(staff, "member", bearing)
+    await invite_member(
+        ctx("lc-bearing"),
+        recipient="13806351008",
+        role="member",
+        base_url=runtime.settings.base_url,
+    )
 
 
 def print_logins(logins: list[DemoLogin], url: str) -> None:
