@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.platform.access.roles import role_catalog
@@ -58,20 +58,6 @@ def _flash_error(request: Req, exc: CanalError) -> None:
 
 def _can(ctx: TenantContext, resource: str, action: str) -> bool:
     return access().enforce(ctx.user_id, ctx.tenant_id, resource, action)
-
-
-def _enqueuer(request: Req) -> Callable[[uuid.UUID], Awaitable[None]] | None:
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is None:
-        return None
-    redis_url = runtime.redis_url
-
-    async def enqueue(message_id: uuid.UUID) -> None:
-        from canal.platform.jobs import enqueue as arq_enqueue
-
-        await arq_enqueue(redis_url, "deliver_message", str(message_id))
-
-    return enqueue
 
 
 def _base_url(request: Req) -> str:
@@ -477,7 +463,7 @@ async def members_api(request: Req) -> list[MemberOut]:
     opt=_tenant(("members", "manage")),
     include_in_schema=False,
 )
-async def remove_member_form(request: Req, user_id: uuid.UUID) -> Response[Any]:
+async def remove_member_form(request: Req, user_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
     try:
         await services.remove_member(ctx, user_id, ip=_ip(request))
@@ -496,7 +482,7 @@ async def remove_member_form(request: Req, user_id: uuid.UUID) -> Response[Any]:
     summary="Remove a member",
     status_code=HTTP_200_OK,
 )
-async def remove_member_api(request: Req, user_id: uuid.UUID) -> Done:
+async def remove_member_api(request: Req, user_id: FromPath[uuid.UUID]) -> Done:
     await services.remove_member(tenant_context(request), user_id, ip=_ip(request))
     return Done(ok=True)
 
@@ -564,7 +550,6 @@ async def invite_form(request: Req) -> Response[Any]:
             recipient=values["recipient"],
             role=values["role"],
             base_url=_base_url(request),
-            enqueue=_enqueuer(request),
             ip=_ip(request),
         )
     except CanalError as exc:
@@ -594,7 +579,6 @@ async def invite_api(request: Req, data: InviteIn) -> InvitationCreated:
         recipient=data.recipient,
         role=data.role,
         base_url=_base_url(request),
-        enqueue=_enqueuer(request),
         ip=_ip(request),
     )
     return InvitationCreated(
@@ -607,7 +591,7 @@ async def invite_api(request: Req, data: InviteIn) -> InvitationCreated:
     opt=_tenant(("members", "invite")),
     include_in_schema=False,
 )
-async def revoke_invitation_form(request: Req, invitation_id: uuid.UUID) -> Response[Any]:
+async def revoke_invitation_form(request: Req, invitation_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
     try:
         await services.revoke_invitation(ctx, invitation_id, ip=_ip(request))
@@ -626,7 +610,7 @@ async def revoke_invitation_form(request: Req, invitation_id: uuid.UUID) -> Resp
     summary="Revoke an invitation",
     status_code=HTTP_200_OK,
 )
-async def revoke_invitation_api(request: Req, invitation_id: uuid.UUID) -> Done:
+async def revoke_invitation_api(request: Req, invitation_id: FromPath[uuid.UUID]) -> Done:
     await services.revoke_invitation(tenant_context(request), invitation_id, ip=_ip(request))
     return Done(ok=True)
 
@@ -655,7 +639,9 @@ async def _invite_page(
 
 
 @get("/invite/{tenant_id:uuid}/{token:str}", opt={"access": "public"}, include_in_schema=False)
-async def invite_page(request: Req, tenant_id: uuid.UUID, token: str) -> Response[str]:
+async def invite_page(
+    request: Req, tenant_id: FromPath[uuid.UUID], token: FromPath[str]
+) -> Response[str]:
     return await _invite_page(request, tenant_id, token)
 
 
@@ -665,7 +651,9 @@ async def invite_page(request: Req, tenant_id: uuid.UUID, token: str) -> Respons
     tags=TAGS,
     summary="What an invitation offers",
 )
-async def invite_preview_api(tenant_id: uuid.UUID, token: str) -> InvitationPreviewOut:
+async def invite_preview_api(
+    tenant_id: FromPath[uuid.UUID], token: FromPath[str]
+) -> InvitationPreviewOut:
     p = await services.preview_invitation(tenant_id, token)
     return InvitationPreviewOut(
         organisation=_org_out(p.tenant),
@@ -679,7 +667,9 @@ async def invite_preview_api(tenant_id: uuid.UUID, token: str) -> InvitationPrev
 
 
 @post("/invite/{tenant_id:uuid}/{token:str}", opt=_USER, include_in_schema=False)
-async def accept_invite_form(request: Req, tenant_id: uuid.UUID, token: str) -> Response[Any]:
+async def accept_invite_form(
+    request: Req, tenant_id: FromPath[uuid.UUID], token: FromPath[str]
+) -> Response[Any]:
     principal = current_principal(request)
     try:
         tenant = await services.accept_invitation(
@@ -700,7 +690,9 @@ async def accept_invite_form(request: Req, tenant_id: uuid.UUID, token: str) -> 
     summary="Accept an invitation",
     status_code=HTTP_200_OK,
 )
-async def accept_invite_api(request: Req, tenant_id: uuid.UUID, token: str) -> OrgOut:
+async def accept_invite_api(
+    request: Req, tenant_id: FromPath[uuid.UUID], token: FromPath[str]
+) -> OrgOut:
     """Only the account whose phone or e-mail the invitation was sent to may accept it."""
     principal = current_principal(request)
     tenant = await services.accept_invitation(tenant_id, token, principal.user_id, ip=_ip(request))
@@ -770,7 +762,7 @@ async def _change_role_form(request: Req, user_id: uuid.UUID, grant: bool) -> Re
 @post(
     "/t/{tenant_slug:str}/roles/{user_id:uuid}/grant", opt=_tenant(_MANAGE), include_in_schema=False
 )
-async def grant_role_form(request: Req, user_id: uuid.UUID) -> Response[Any]:
+async def grant_role_form(request: Req, user_id: FromPath[uuid.UUID]) -> Response[Any]:
     return await _change_role_form(request, user_id, grant=True)
 
 
@@ -779,7 +771,7 @@ async def grant_role_form(request: Req, user_id: uuid.UUID) -> Response[Any]:
     opt=_tenant(_MANAGE),
     include_in_schema=False,
 )
-async def revoke_role_form(request: Req, user_id: uuid.UUID) -> Response[Any]:
+async def revoke_role_form(request: Req, user_id: FromPath[uuid.UUID]) -> Response[Any]:
     return await _change_role_form(request, user_id, grant=False)
 
 
@@ -790,7 +782,7 @@ async def revoke_role_form(request: Req, user_id: uuid.UUID) -> Response[Any]:
     summary="Grant a role to a member",
     status_code=HTTP_200_OK,
 )
-async def grant_role_api(request: Req, user_id: uuid.UUID, data: RoleIn) -> Done:
+async def grant_role_api(request: Req, user_id: FromPath[uuid.UUID], data: RoleIn) -> Done:
     changed = await services.grant_role(
         tenant_context(request), user_id, data.role, ip=_ip(request)
     )
@@ -804,7 +796,7 @@ async def grant_role_api(request: Req, user_id: uuid.UUID, data: RoleIn) -> Done
     summary="Revoke a role from a member",
     status_code=HTTP_200_OK,
 )
-async def revoke_role_api(request: Req, user_id: uuid.UUID, data: RoleIn) -> Done:
+async def revoke_role_api(request: Req, user_id: FromPath[uuid.UUID], data: RoleIn) -> Done:
     changed = await services.revoke_role(
         tenant_context(request), user_id, data.role, ip=_ip(request)
     )
@@ -851,7 +843,7 @@ async def modules_api(request: Req) -> list[ModuleOut]:
     opt=_tenant(("modules", "manage")),
     include_in_schema=False,
 )
-async def switch_module_form(request: Req, module_key: str) -> Response[Any]:
+async def switch_module_form(request: Req, module_key: FromPath[str]) -> Response[Any]:
     ctx = tenant_context(request)
     form = await _form(request)
     try:
@@ -877,7 +869,7 @@ async def switch_module_form(request: Req, module_key: str) -> Response[Any]:
     summary="Switch a module on or off",
     status_code=HTTP_200_OK,
 )
-async def switch_module_api(request: Req, module_key: str, data: ModuleIn) -> Done:
+async def switch_module_api(request: Req, module_key: FromPath[str], data: ModuleIn) -> Done:
     changed = await services.set_module(
         tenant_context(request), module_key, enabled=data.enabled, plan=data.plan, ip=_ip(request)
     )
@@ -892,7 +884,7 @@ def _module_spec(module_key: str) -> ModuleSpec:
 
 
 @get("/t/{tenant_slug:str}/m/{module_key:str}", opt=_MODULE_HOME, include_in_schema=False)
-async def module_home_page(request: Req, module_key: str) -> Response[str]:
+async def module_home_page(request: Req, module_key: FromPath[str]) -> Response[str]:
     ctx = tenant_context(request)
     spec = _module_spec(module_key)
     base = f"/t/{ctx.tenant.slug}/m/{spec.key}"
@@ -917,7 +909,7 @@ async def module_home_page(request: Req, module_key: str) -> Response[str]:
     tags=TAGS,
     summary="A module switched on for this organisation",
 )
-async def module_home_api(request: Req, module_key: str) -> ModuleOut:
+async def module_home_api(request: Req, module_key: FromPath[str]) -> ModuleOut:
     ctx = tenant_context(request)
     spec = _module_spec(module_key)
     entry = services.ModuleEntry(
@@ -965,7 +957,7 @@ async def operator_tenants_page(request: Req) -> Response[str]:
 
 
 @get("/api/v1/operator/tenants", opt=_OP_READ, tags=OP_TAGS, summary="Every organisation")
-async def operator_tenants_api(request: Req, q: str = "") -> list[OperatorTenantOut]:
+async def operator_tenants_api(request: Req, q: FromQuery[str] = "") -> list[OperatorTenantOut]:
     principal = current_principal(request)
     rows = await services.operator_list_tenants(principal.user_id, q)
     return [OperatorTenantOut(**vars(r)) for r in rows]
@@ -986,12 +978,12 @@ async def _set_status_form(request: Req, tenant_id: uuid.UUID, suspended: bool) 
 
 
 @post("/operator/tenants/{tenant_id:uuid}/suspend", opt=_OP_MANAGE, include_in_schema=False)
-async def suspend_form(request: Req, tenant_id: uuid.UUID) -> Response[Any]:
+async def suspend_form(request: Req, tenant_id: FromPath[uuid.UUID]) -> Response[Any]:
     return await _set_status_form(request, tenant_id, suspended=True)
 
 
 @post("/operator/tenants/{tenant_id:uuid}/reactivate", opt=_OP_MANAGE, include_in_schema=False)
-async def reactivate_form(request: Req, tenant_id: uuid.UUID) -> Response[Any]:
+async def reactivate_form(request: Req, tenant_id: FromPath[uuid.UUID]) -> Response[Any]:
     return await _set_status_form(request, tenant_id, suspended=False)
 
 
@@ -1002,7 +994,7 @@ async def reactivate_form(request: Req, tenant_id: uuid.UUID) -> Response[Any]:
     summary="Suspend an organisation",
     status_code=HTTP_200_OK,
 )
-async def suspend_api(request: Req, tenant_id: uuid.UUID) -> Done:
+async def suspend_api(request: Req, tenant_id: FromPath[uuid.UUID]) -> Done:
     changed = await services.set_tenant_status(
         current_principal(request).user_id, tenant_id, suspended=True, ip=_ip(request)
     )
@@ -1016,7 +1008,7 @@ async def suspend_api(request: Req, tenant_id: uuid.UUID) -> Done:
     summary="Reactivate an organisation",
     status_code=HTTP_200_OK,
 )
-async def reactivate_api(request: Req, tenant_id: uuid.UUID) -> Done:
+async def reactivate_api(request: Req, tenant_id: FromPath[uuid.UUID]) -> Done:
     changed = await services.set_tenant_status(
         current_principal(request).user_id, tenant_id, suspended=False, ip=_ip(request)
     )

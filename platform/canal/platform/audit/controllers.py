@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
-from litestar.params import FromQuery
+from litestar.params import FromPath, FromQuery
 
 from canal.platform import db
 from canal.platform.audit import services
@@ -143,7 +143,7 @@ async def _trail_page(
 @get("/t/{tenant_slug:str}/audit", opt=TENANT_OPT, include_in_schema=False)
 async def tenant_audit_page(
     request: Request[Any, Any, Any],
-    tenant_slug: str,
+    tenant_slug: FromPath[str],
     action: FromQuery[str | None] = None,
     date_from: FromQuery[str | None] = None,
     date_to: FromQuery[str | None] = None,
@@ -163,7 +163,7 @@ async def tenant_audit_page(
 @get("/api/v1/t/{tenant_slug:str}/audit", opt=TENANT_OPT, tags=["audit"])
 async def tenant_audit_api(
     request: Request[Any, Any, Any],
-    tenant_slug: str,
+    tenant_slug: FromPath[str],
     action: FromQuery[str | None] = None,
     date_from: FromQuery[str | None] = None,
     date_to: FromQuery[str | None] = None,

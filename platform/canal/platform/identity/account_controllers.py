@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath
 
 from canal.platform.http.context import Principal
 from canal.platform.http.errors import CanalError, FieldError, invalid
@@ -390,7 +391,7 @@ async def sessions_page(request: Request[Any, Any, Any]) -> Response[str]:
     "/account/sessions/{session_id:uuid}/revoke", opt=USER, guards=GUARDS, include_in_schema=False
 )
 async def session_revoke_submit(
-    request: Request[Any, Any, Any], session_id: uuid.UUID
+    request: Request[Any, Any, Any], session_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
     me = _me(request)
     await services.revoke_session(me.user_id, session_id, ip=client_ip(request))
@@ -422,7 +423,9 @@ async def api_sessions(request: Request[Any, Any, Any]) -> list[SessionOut]:
     status_code=200,
     summary="Sign out one of my sessions",
 )
-async def api_session_revoke(request: Request[Any, Any, Any], session_id: uuid.UUID) -> MessageOut:
+async def api_session_revoke(
+    request: Request[Any, Any, Any], session_id: FromPath[uuid.UUID]
+) -> MessageOut:
     """Another person's session id answers 404, like a missing one."""
     await services.revoke_session(_me(request).user_id, session_id, ip=client_ip(request))
     return MessageOut(code="session_revoked", detail=t(request, ACCOUNT_FLASHES["session_revoked"]))
@@ -534,7 +537,7 @@ async def token_create_submit(request: Request[Any, Any, Any]) -> Response[str]:
 
 @post("/account/tokens/{token_id:uuid}/revoke", opt=USER, guards=GUARDS, include_in_schema=False)
 async def token_revoke_submit(
-    request: Request[Any, Any, Any], token_id: uuid.UUID
+    request: Request[Any, Any, Any], token_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
     await tokens.revoke_token(_me(request).user_id, token_id, ip=client_ip(request))
     return redirect(request, "/account/tokens?done=token_revoked")
@@ -574,7 +577,9 @@ async def api_token_create(request: Request[Any, Any, Any], data: TokenIn) -> Ne
     status_code=200,
     summary="Revoke an API token",
 )
-async def api_token_revoke(request: Request[Any, Any, Any], token_id: uuid.UUID) -> MessageOut:
+async def api_token_revoke(
+    request: Request[Any, Any, Any], token_id: FromPath[uuid.UUID]
+) -> MessageOut:
     await tokens.revoke_token(_me(request).user_id, token_id, ip=client_ip(request))
     return MessageOut(code="token_revoked", detail=t(request, ACCOUNT_FLASHES["token_revoked"]))
 
@@ -669,7 +674,7 @@ async def consents_page(request: Request[Any, Any, Any]) -> Response[str]:
     "/account/consents/{consent_id:uuid}/withdraw", opt=USER, guards=GUARDS, include_in_schema=False
 )
 async def consent_withdraw_submit(
-    request: Request[Any, Any, Any], consent_id: uuid.UUID
+    request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
     await realname.withdraw_consent(_me(request).user_id, consent_id, ip=client_ip(request))
     return redirect(request, "/account/consents?done=consent_withdrawn")
@@ -732,7 +737,7 @@ async def api_consents(request: Request[Any, Any, Any]) -> list[ConsentOut]:
     summary="Withdraw a consent (erases the data it covered)",
 )
 async def api_consent_withdraw(
-    request: Request[Any, Any, Any], consent_id: uuid.UUID
+    request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID]
 ) -> MessageOut:
     await realname.withdraw_consent(_me(request).user_id, consent_id, ip=client_ip(request))
     return MessageOut(

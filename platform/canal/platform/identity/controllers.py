@@ -16,6 +16,7 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
+from litestar.params import FromPath, FromQuery
 
 from canal.platform.http.auth import session_cookie_name
 from canal.platform.http.context import Principal
@@ -173,7 +174,9 @@ def flash_from_query(request: Request[Any, Any, Any], table: dict[str, str]) -> 
 
 
 @get("/signup", opt={"access": "public"}, include_in_schema=False)
-async def signup_page(request: Request[Any, Any, Any], next: str | None = None) -> Response[str]:
+async def signup_page(
+    request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+) -> Response[str]:
     return page(
         request, "identity/signup.html", {"values": {}, "errors": [], "next": safe_next(next)}
     )
@@ -269,7 +272,9 @@ def _after_sign_in(signed: services.SignedIn, next_url: str) -> str:
 
 
 @get("/login", opt={"access": "public"}, include_in_schema=False)
-async def login_page(request: Request[Any, Any, Any], next: str | None = None) -> Response[str]:
+async def login_page(
+    request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+) -> Response[str]:
     flash_from_query(request, FLASHES)
     return page(
         request, "identity/login.html", {"values": {}, "errors": [], "next": safe_next(next)}
@@ -338,7 +343,9 @@ async def api_login(request: Request[Any, Any, Any], data: LoginIn) -> Response[
 
 
 @get("/login/totp", opt=MFA_STEP, include_in_schema=False)
-async def totp_page(request: Request[Any, Any, Any], next: str | None = None) -> Response[Any]:
+async def totp_page(
+    request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+) -> Response[Any]:
     principal = principal_or_none(request)
     if principal is None or principal.mfa_passed or not principal.totp_enabled:
         return redirect(request, safe_next(next))
@@ -451,18 +458,8 @@ async def api_logout(request: Request[Any, Any, Any]) -> Response[MessageOut]:
 
 
 async def _request_reset(request: Request[Any, Any, Any], login: str) -> None:
-    message_id = await services.request_password_reset(
-        settings_of(request), login, ip=client_ip(request)
-    )
-    if message_id is None:
-        return
-    # The outbox row is committed and is the source of truth; the job only delivers it.
-    try:
-        from canal.platform.jobs import enqueue
-
-        await enqueue(request.app.state.runtime.redis_url, "deliver_message", str(message_id))
-    except Exception:  # the row stays unsent; a later sweep or the worker picks it up
-        log.exception("could not enqueue outbox message %s", message_id)
+    # The message and its delivery job are committed together (the job outbox).
+    await services.request_password_reset(settings_of(request), login, ip=client_ip(request))
 
 
 RESET_SENT = (
@@ -516,7 +513,7 @@ async def api_forgot(request: Request[Any, Any, Any], data: ForgotIn) -> Message
 
 
 @get("/password/reset/{token:str}", opt={"access": "public"}, include_in_schema=False)
-async def reset_page(request: Request[Any, Any, Any], token: str) -> Response[str]:
+async def reset_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
     try:
         await services.check_reset_token(token)
     except CanalError as error:
@@ -530,7 +527,7 @@ async def reset_page(request: Request[Any, Any, Any], token: str) -> Response[st
 
 
 @post("/password/reset/{token:str}", opt={"access": "public"}, include_in_schema=False)
-async def reset_submit(request: Request[Any, Any, Any], token: str) -> Response[Any]:
+async def reset_submit(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
     values = await form_values(request, "password")
     try:
         await services.reset_password(token, values["password"], ip=client_ip(request))
