@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.platform.access.roles import role_catalog
@@ -306,7 +306,7 @@ async def create_org_form(request: Req) -> Response[Any]:
     summary="Create an organisation",
     status_code=HTTP_201_CREATED,
 )
-async def create_org_api(request: Req, data: OrgIn) -> OrgOut:
+async def create_org_api(request: Req, data: JSONBody[OrgIn]) -> OrgOut:
     """Kinds: enterprise, park, community, government. The creator becomes its owner."""
     principal = current_principal(request)
     tenant = await services.create_tenant(
@@ -572,7 +572,7 @@ async def invite_form(request: Req) -> Response[Any]:
     summary="Invite someone by phone or e-mail",
     status_code=HTTP_201_CREATED,
 )
-async def invite_api(request: Req, data: InviteIn) -> InvitationCreated:
+async def invite_api(request: Req, data: JSONBody[InviteIn]) -> InvitationCreated:
     """Sends the invitation (e-mail or SMS) and returns the link once; valid 7 days."""
     created = await services.invite_member(
         tenant_context(request),
@@ -782,7 +782,9 @@ async def revoke_role_form(request: Req, user_id: FromPath[uuid.UUID]) -> Respon
     summary="Grant a role to a member",
     status_code=HTTP_200_OK,
 )
-async def grant_role_api(request: Req, user_id: FromPath[uuid.UUID], data: RoleIn) -> Done:
+async def grant_role_api(
+    request: Req, user_id: FromPath[uuid.UUID], data: JSONBody[RoleIn]
+) -> Done:
     changed = await services.grant_role(
         tenant_context(request), user_id, data.role, ip=_ip(request)
     )
@@ -796,7 +798,9 @@ async def grant_role_api(request: Req, user_id: FromPath[uuid.UUID], data: RoleI
     summary="Revoke a role from a member",
     status_code=HTTP_200_OK,
 )
-async def revoke_role_api(request: Req, user_id: FromPath[uuid.UUID], data: RoleIn) -> Done:
+async def revoke_role_api(
+    request: Req, user_id: FromPath[uuid.UUID], data: JSONBody[RoleIn]
+) -> Done:
     changed = await services.revoke_role(
         tenant_context(request), user_id, data.role, ip=_ip(request)
     )
@@ -869,7 +873,9 @@ async def switch_module_form(request: Req, module_key: FromPath[str]) -> Respons
     summary="Switch a module on or off",
     status_code=HTTP_200_OK,
 )
-async def switch_module_api(request: Req, module_key: FromPath[str], data: ModuleIn) -> Done:
+async def switch_module_api(
+    request: Req, module_key: FromPath[str], data: JSONBody[ModuleIn]
+) -> Done:
     changed = await services.set_module(
         tenant_context(request), module_key, enabled=data.enabled, plan=data.plan, ip=_ip(request)
     )

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from canal.platform.http.context import Principal
 from canal.platform.http.errors import CanalError, FieldError, invalid
@@ -236,7 +236,7 @@ async def api_account(request: Request[Any, Any, Any]) -> AccountOut:
     status_code=200,
     summary="Change display name and language",
 )
-async def api_profile(request: Request[Any, Any, Any], data: ProfileIn) -> AccountOut:
+async def api_profile(request: Request[Any, Any, Any], data: JSONBody[ProfileIn]) -> AccountOut:
     """``locale`` is ``zh_CN`` or ``en``."""
     return await services.update_profile(
         _me(request).user_id, data.display_name, data.locale, ip=client_ip(request)
@@ -251,7 +251,9 @@ async def api_profile(request: Request[Any, Any, Any], data: ProfileIn) -> Accou
     status_code=200,
     summary="Change password (ends other sessions)",
 )
-async def api_password(request: Request[Any, Any, Any], data: PasswordChangeIn) -> MessageOut:
+async def api_password(
+    request: Request[Any, Any, Any], data: JSONBody[PasswordChangeIn]
+) -> MessageOut:
     me = _me(request)
     await services.change_password(
         me.user_id,
@@ -350,7 +352,7 @@ async def api_totp_setup(request: Request[Any, Any, Any]) -> TotpSetupOut:
     status_code=200,
     summary="Turn TOTP on with a code from the new secret",
 )
-async def api_totp_confirm(request: Request[Any, Any, Any], data: CodeIn) -> SecurityOut:
+async def api_totp_confirm(request: Request[Any, Any, Any], data: JSONBody[CodeIn]) -> SecurityOut:
     me = _me(request)
     await totp.confirm_setup(me.user_id, data.code, session_id=me.session_id, ip=client_ip(request))
     return SecurityOut(totp_enabled=True, totp_required=False)
@@ -364,7 +366,7 @@ async def api_totp_confirm(request: Request[Any, Any, Any], data: CodeIn) -> Sec
     status_code=200,
     summary="Turn TOTP off (needs a current code)",
 )
-async def api_totp_disable(request: Request[Any, Any, Any], data: CodeIn) -> SecurityOut:
+async def api_totp_disable(request: Request[Any, Any, Any], data: JSONBody[CodeIn]) -> SecurityOut:
     await totp.disable(_me(request).user_id, data.code, ip=client_ip(request))
     return SecurityOut(totp_enabled=False, totp_required=False)
 
@@ -556,7 +558,7 @@ async def api_tokens(request: Request[Any, Any, Any]) -> list[TokenOut]:
     status_code=201,
     summary="Create an API token (shown once)",
 )
-async def api_token_create(request: Request[Any, Any, Any], data: TokenIn) -> NewTokenOut:
+async def api_token_create(request: Request[Any, Any, Any], data: JSONBody[TokenIn]) -> NewTokenOut:
     """``tenant_id`` binds the token to one of my organisations; ``expires_in_days`` 1–366 or
     null. The ``token`` (``cnl_…``) is in this answer only; send it as
     ``Authorization: Bearer <token>``."""
@@ -713,7 +715,9 @@ async def api_consent(request: Request[Any, Any, Any]) -> ConsentOut:
     status_code=200,
     summary="Verify real name (name + 18-character resident ID number)",
 )
-async def api_realname_verify(request: Request[Any, Any, Any], data: RealNameIn) -> RealNameOut:
+async def api_realname_verify(
+    request: Request[Any, Any, Any], data: JSONBody[RealNameIn]
+) -> RealNameOut:
     """Consent first. The number is checked (GB 11643) and never stored: only its masked form
     and a keyed hash are kept."""
     me = _me(request)

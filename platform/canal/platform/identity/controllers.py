@@ -16,7 +16,7 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from canal.platform.http.auth import session_cookie_name
 from canal.platform.http.context import Principal
@@ -226,7 +226,9 @@ async def _end_previous(request: Request[Any, Any, Any]) -> None:
     status_code=201,
     summary="Create an account and sign in",
 )
-async def api_signup(request: Request[Any, Any, Any], data: SignupIn) -> Response[LoginOut]:
+async def api_signup(
+    request: Request[Any, Any, Any], data: JSONBody[SignupIn]
+) -> Response[LoginOut]:
     """Phone (mainland, 11 digits) or e-mail, password of at least 10 characters, and a name.
 
     Sets the session cookie and answers the account. CSRF: send the ``X-CSRF-Token`` header
@@ -318,7 +320,7 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     status_code=200,
     summary="Sign in (browser session)",
 )
-async def api_login(request: Request[Any, Any, Any], data: LoginIn) -> Response[LoginOut]:
+async def api_login(request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> Response[LoginOut]:
     """Starts a new session (cookie) and answers the account. ``mfa`` says what comes next:
     ``required`` — send the TOTP code to ``/api/v1/auth/login/totp``; ``setup_required`` —
     operator staff must set up TOTP first. Five failures in a row lock the account."""
@@ -409,7 +411,7 @@ async def totp_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     status_code=200,
     summary="Second sign-in step: TOTP code",
 )
-async def api_totp(request: Request[Any, Any, Any], data: CodeIn) -> MessageOut:
+async def api_totp(request: Request[Any, Any, Any], data: JSONBody[CodeIn]) -> MessageOut:
     """The 6-digit code from the authenticator app; a code is accepted once only."""
     principal = _pending_session(request)
     if not principal.mfa_passed:
@@ -506,7 +508,7 @@ async def forgot_submit(request: Request[Any, Any, Any]) -> Response[str]:
     status_code=202,
     summary="Send a password-reset link",
 )
-async def api_forgot(request: Request[Any, Any, Any], data: ForgotIn) -> MessageOut:
+async def api_forgot(request: Request[Any, Any, Any], data: JSONBody[ForgotIn]) -> MessageOut:
     """Always answers the same, whether or not the account exists."""
     await _request_reset(request, data.login)
     return MessageOut(code="reset_sent", detail=t(request, RESET_SENT))
@@ -551,7 +553,7 @@ async def reset_submit(request: Request[Any, Any, Any], token: FromPath[str]) ->
     status_code=200,
     summary="Set a new password with a reset link's token",
 )
-async def api_reset(request: Request[Any, Any, Any], data: ResetIn) -> MessageOut:
+async def api_reset(request: Request[Any, Any, Any], data: JSONBody[ResetIn]) -> MessageOut:
     """The token is the last part of the link. It works once, within 30 minutes; every session
     of the account is ended."""
     await services.reset_password(data.token, data.password, ip=client_ip(request))
