@@ -51,8 +51,14 @@ async def lifespan(application: Litestar) -> AsyncIterator[None]:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     base = load_settings()
+    # Tests share the embedded S3 and Meilisearch with a demo: their own buckets and indexes.
     return msgspec.structs.replace(
-        base, database_name=TEST_DATABASE, log_json=False, secure_cookies=True
+        base,
+        database_name=TEST_DATABASE,
+        log_json=False,
+        secure_cookies=True,
+        s3_bucket_prefix=TEST_DATABASE.replace("_", "-"),
+        meili_index_prefix=TEST_DATABASE,
     )
 
 

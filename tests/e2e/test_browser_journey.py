@@ -50,6 +50,8 @@ def server(runtime, settings):
         os.environ,
         CANAL_DATABASE_NAME=settings.database_name,
         CANAL_ACCESS_LOG="false",
+        CANAL_S3_BUCKET_PREFIX=settings.s3_bucket_prefix,
+        CANAL_MEILI_INDEX_PREFIX=settings.meili_index_prefix,
         CANAL_LOG_JSON="false",
     )
     log = (ROOT / "var" / "e2e-server.log").open("wb")

@@ -68,7 +68,11 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         if principal is not None
         else request.cookies.get("canal_care") == "1",
         "request_path": request.url.path,
-        "unread_count": state.get("unread_count", 0),
+        # The header bell: its count comes from a before_request hook
+        # (canal.platform.notifications.controllers.populate_unread); None = not counted,
+        # and the badge then fetches it on load.
+        "show_inbox": principal is not None,
+        "unread_count": state.get("unread_count"),
         "flash": state.get("flash"),
         "request_id": state.get("request_id", ""),
     }

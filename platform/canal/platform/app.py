@@ -18,7 +18,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
-from canal.platform import db, invalidation
+from canal.platform import db, invalidation, jobs
 from canal.platform.access.services import access
 from canal.platform.http.auth import AuthenticationMiddleware
 from canal.platform.http.csrf import CSRFMiddleware
@@ -31,7 +31,8 @@ from canal.platform.http.errors import (
 from canal.platform.http.middleware import RequestContextMiddleware, configure_logging
 from canal.platform.http.tenancy import access_guard, check_routes
 from canal.platform.modules import registry
-from canal.platform.runtime import Runtime
+from canal.platform.notifications.controllers import populate_unread
+from canal.platform.runtime import Runtime, close_services, open_services
 from canal.tenants.shell import populate_shell
 from canal.web.render import STATIC_DIR, add_template_dir
 
@@ -41,11 +42,24 @@ log = logging.getLogger("canal.app")
 def _route_groups() -> list[Any]:
     """Every domain's routes. Domains own their controllers; the factory only collects."""
     from canal.platform.audit.controllers import ROUTES as audit_routes
+    from canal.platform.billing.controllers import ROUTES as billing_routes
     from canal.platform.http.pages import ROUTES as page_routes
     from canal.platform.identity.controllers import ROUTES as identity_routes
+    from canal.platform.jobs.controllers import ROUTES as jobs_routes
+    from canal.platform.notifications.controllers import ROUTES as notification_routes
+    from canal.platform.storage.controllers import ROUTES as storage_routes
     from canal.tenants.controllers import ROUTES as tenant_routes
 
-    routes: list[Any] = [*page_routes, *identity_routes, *tenant_routes, *audit_routes]
+    routes: list[Any] = [
+        *page_routes,
+        *identity_routes,
+        *tenant_routes,
+        *audit_routes,
+        *storage_routes,
+        *billing_routes,
+        *jobs_routes,
+        *notification_routes,
+    ]
     for module in registry().values():
         if module.route_handlers:
             routes.append(
@@ -94,6 +108,12 @@ async def _listen_for_invalidations(redis: Redis) -> None:
         await pubsub.aclose()
 
 
+async def _shell_data(request: Any) -> None:
+    """The header's data for HTML pages: my organisations, the tenant's nav, unread count."""
+    await populate_shell(request)
+    await populate_unread(request)
+
+
 def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
     settings = runtime.settings
     configure_logging(settings.log_json)
@@ -107,6 +127,8 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         app.state.redis = redis
         app.state.runtime = runtime
         await access().reload()
+        await open_services(runtime)
+        jobs.attach(runtime.redis_url)  # push outbox jobs right after commit
 
         async def publish(message: str) -> None:
             await redis.publish(invalidation.CHANNEL, message)
@@ -117,6 +139,8 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             yield
         finally:
             invalidation.attach(None)
+            close_services()
+            await jobs.detach()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
@@ -135,7 +159,7 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         ],
         guards=[access_guard],
         # After the guard (tenant context known), before the handler: the header's data.
-        before_request=populate_shell,
+        before_request=_shell_data,
         middleware=[
             DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),
             DefineMiddleware(AuthenticationMiddleware, settings=settings),

@@ -83,6 +83,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search_reindex(_: argparse.Namespace) -> int:
+    """Rebuild every search index from the database (after a restore, or a settings change)."""
+    from canal.platform import db
+    from canal.platform.search import services as search_services
+
+    runtime = _prepare_and_migrate()
+
+    async def run() -> dict[str, int]:
+        await db.start_pool(runtime.app_dsn, min_size=1, max_size=4)
+        service = search_services.SearchService(
+            runtime.meili_url, runtime.meili_key, prefix=runtime.settings.meili_index_prefix
+        )
+        await service.setup()
+        search_services.configure(service)
+        try:
+            return await search_services.reindex_all()
+        finally:
+            search_services.configure(None)
+            await db.close_pool()
+
+    for kind, count in asyncio.run(run()).items():
+        print(f"{kind}: {count} 条 documents")
+    return 0
+
+
 def cmd_audit_verify(_: argparse.Namespace) -> int:
     from canal.platform.audit.verify import verify_command
 
@@ -113,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="check the audit hash chain").set_defaults(
         func=cmd_audit_verify
+    )
+    search = sub.add_parser("search", help="search index tools")
+    search_sub = search.add_subparsers(dest="search_command", required=True)
+    search_sub.add_parser("reindex", help="rebuild every index from the database").set_defaults(
+        func=cmd_search_reindex
     )
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

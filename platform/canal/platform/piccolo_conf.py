@@ -13,6 +13,10 @@ PLATFORM_APPS = [
     "canal.tenants.piccolo_app",
     "canal.platform.access.piccolo_app",
     "canal.platform.audit.piccolo_app",
+    "canal.platform.jobs.piccolo_app",
+    "canal.platform.notifications.piccolo_app",
+    "canal.platform.billing.piccolo_app",
+    "canal.platform.storage.piccolo_app",
 ]
 
 

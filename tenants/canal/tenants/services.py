@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from canal.platform.http.errors import CanalError, FieldError, invalid, not_foun
 from canal.platform.identity import validators as identity_validators
 from canal.platform.identity.secrets import new_token, token_hash
 from canal.platform.identity.tables import OutboxMessage, User
+from canal.platform.jobs.outbox import enqueue_after_commit
 from canal.platform.modules import ModuleSpec, get_module, registry
 from canal.tenants import validators
 from canal.tenants.tables import TENANT_KINDS, Invitation, Membership, ModuleSubscription, Tenant
@@ -232,8 +232,7 @@ async def tenant_overview(ctx: TenantContext) -> TenantOverview:
         row = await Tenant.select().where(Tenant.id == ctx.tenant_id).first()
         members = await Membership.count().where(Membership.tenant_id == ctx.tenant_id)
         modules = await ModuleSubscription.select(ModuleSubscription.module_key).where(
-            (ModuleSubscription.tenant_id == ctx.tenant_id)
-            & (ModuleSubscription.status == "active")
+            (ModuleSubscription.tenant_id == ctx.tenant_id) & _entitled()
         )
     if row is None:
         raise not_found()
@@ -541,13 +540,12 @@ async def invite_member(
     recipient: str,
     role: str,
     base_url: str,
-    enqueue: Callable[[uuid.UUID], Awaitable[None]] | None = None,
     ip: str = "",
 ) -> NewInvitation:
     """Invite a phone number or e-mail address with a role.
 
-    The message goes to the outbox in the same transaction; ``enqueue`` (delivery) runs only
-    after commit, so a rolled-back invitation never sends anything.
+    The message and its delivery job go to the outbox in the same transaction (pushed to the
+    worker after commit), so a rolled-back invitation never sends anything.
     """
     errors: list[FieldError] = []
     contact = identity_validators.classify_login(recipient or "")
@@ -643,16 +641,7 @@ async def invite_member(
             ip=ip,
             data={"role": role, "channel": channel, "recipient": masked},
         )
-        if enqueue is not None:
-            message_id = message.id
-
-            async def deliver() -> None:
-                try:
-                    await enqueue(message_id)
-                except Exception:  # the outbox row stays; a resend can pick it up
-                    log.exception("could not enqueue delivery of %s", message_id)
-
-            db.on_commit(deliver)
+        await enqueue_after_commit("deliver_message", str(message.id), key=f"deliver:{message.id}")
     return NewInvitation(
         invitation=_invitation_view(invitation.to_dict(), now),
         link=link,
@@ -843,21 +832,107 @@ async def accept_invitation(
 # --- modules ---------------------------------------------------------------------------------
 
 
+# A subscription row written by billing carries this prefix in ``note``: its state follows
+# Stripe (webhooks, reconciliation), so the catalogue's switch does not touch it.
+BILLING_NOTE_PREFIX = "billing:"
+
+
+def _entitled() -> Any:
+    """Active, and — for paid plans — not past the end of the paid (or grace) period."""
+    return (ModuleSubscription.status == "active") & (
+        ModuleSubscription.active_until.is_null()
+        | (ModuleSubscription.active_until > dt.datetime.now(dt.UTC))
+    )
+
+
+def _row_entitled(row: dict[str, Any], now: dt.datetime) -> bool:
+    until = row.get("active_until")
+    return row["status"] == "active" and (until is None or until > now)
+
+
+# The guard asks these on every module request: constant SQL through Piccolo's ``raw`` skips
+# building the query each time (~150 µs of the query builder). Same rule as _entitled().
+_ENTITLED_SQL = "status = 'active' AND (active_until IS NULL OR active_until > now())"
+_MODULE_ENABLED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM module_subscriptions WHERE tenant_id = {} "
+    f"AND module_key = {{}} AND {_ENTITLED_SQL}) AS enabled"
+)
+_ENABLED_MODULES_SQL = (
+    f"SELECT module_key FROM module_subscriptions WHERE tenant_id = {{}} AND {_ENTITLED_SQL}"
+)
+
+
 async def module_enabled(tenant_id: uuid.UUID, module_key: str) -> bool:
     async with db.tenant_scope(tenant_id):
-        return await ModuleSubscription.exists().where(
-            (ModuleSubscription.tenant_id == tenant_id)
-            & (ModuleSubscription.module_key == module_key)
-            & (ModuleSubscription.status == "active")
-        )
+        rows = await ModuleSubscription.raw(_MODULE_ENABLED_SQL, tenant_id, module_key)
+    return bool(rows and rows[0]["enabled"])
 
 
 async def enabled_modules(tenant_id: uuid.UUID) -> set[str]:
     async with db.tenant_scope(tenant_id):
-        rows = await ModuleSubscription.select(ModuleSubscription.module_key).where(
-            (ModuleSubscription.tenant_id == tenant_id) & (ModuleSubscription.status == "active")
-        )
+        rows = await ModuleSubscription.raw(_ENABLED_MODULES_SQL, tenant_id)
     return {r["module_key"] for r in rows}
+
+
+async def apply_billed_entitlement(
+    tenant_id: uuid.UUID,
+    module_key: str,
+    *,
+    plan: str,
+    active: bool,
+    active_until: dt.datetime | None,
+    note: str,
+) -> bool:
+    """Set a module's entitlement from billing (Stripe's subscription state, a no-charge grant,
+    a prepaid term); True if the row changed. Called by ``canal.platform.billing`` only, inside
+    its own transaction; the audit event is billing's (``billing.subscribed`` …)."""
+    if get_module(module_key) is None:
+        raise not_found()
+    status = "active" if active else "cancelled"
+    note = note if note.startswith(BILLING_NOTE_PREFIX) else BILLING_NOTE_PREFIX + note
+    async with db.tenant_scope(tenant_id):
+        row = (
+            await ModuleSubscription.select()
+            .where(
+                (ModuleSubscription.tenant_id == tenant_id)
+                & (ModuleSubscription.module_key == module_key)
+            )
+            .first()
+        )
+        if row is None:
+            # Inactive too: the row records that billing ended it, whatever order Stripe's
+            # events arrived in.
+            await ModuleSubscription.insert(
+                ModuleSubscription(
+                    tenant_id=tenant_id,
+                    module_key=module_key,
+                    plan=plan,
+                    status=status,
+                    active_until=active_until,
+                    note=note,
+                )
+            )
+            return True
+        if not active and not row["note"].startswith(BILLING_NOTE_PREFIX):
+            # A free plan switched on by hand is not billing's to cancel.
+            return False
+        values = {
+            "plan": plan if active else row["plan"],
+            "status": status,
+            "active_until": active_until if active else row["active_until"],
+            "note": note,
+        }
+        if all(row[k] == v for k, v in values.items()):
+            return False
+        await ModuleSubscription.update(
+            {
+                ModuleSubscription.plan: values["plan"],
+                ModuleSubscription.status: values["status"],
+                ModuleSubscription.active_until: values["active_until"],
+                ModuleSubscription.note: values["note"],
+            }
+        ).where(ModuleSubscription.id == row["id"])
+    return True
 
 
 @dataclass
@@ -867,18 +942,30 @@ class ModuleEntry:
     enabled: bool
     plan: str | None
     plans: list[str] = field(default_factory=list)
+    # Paid plans from the billing catalogue (canal.platform.billing.catalogue), and whether the
+    # current subscription is billing's (then the portal, not the switch, changes it).
+    paid_plans: list[Any] = field(default_factory=list)
+    billed: bool = False
+    active_until: dt.datetime | None = None
 
 
 async def module_catalogue(ctx: TenantContext) -> list[ModuleEntry]:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         rows = await ModuleSubscription.select(
-            ModuleSubscription.module_key, ModuleSubscription.plan, ModuleSubscription.status
+            ModuleSubscription.module_key,
+            ModuleSubscription.plan,
+            ModuleSubscription.status,
+            ModuleSubscription.active_until,
+            ModuleSubscription.note,
         ).where(ModuleSubscription.tenant_id == ctx.tenant_id)
+    from canal.platform.billing.catalogue import paid_plans
+
     subs = {r["module_key"]: r for r in rows}
+    now = dt.datetime.now(dt.UTC)
     entries = []
     for key, spec in registry().items():
         sub = subs.get(key)
-        enabled = bool(sub and sub["status"] == "active")
+        enabled = bool(sub and _row_entitled(sub, now))
         entries.append(
             ModuleEntry(
                 spec=spec,
@@ -886,6 +973,9 @@ async def module_catalogue(ctx: TenantContext) -> list[ModuleEntry]:
                 enabled=enabled,
                 plan=sub["plan"] if enabled and sub else None,
                 plans=[p.key for p in spec.plans],
+                paid_plans=list(paid_plans(key)),
+                billed=bool(enabled and sub and sub["note"].startswith(BILLING_NOTE_PREFIX)),
+                active_until=sub["active_until"] if enabled and sub else None,
             )
         )
     return entries
@@ -928,6 +1018,18 @@ async def set_module(
             )
             .first()
         )
+        if (
+            row is not None
+            and row["note"].startswith(BILLING_NOTE_PREFIX)
+            and _row_entitled(row, dt.datetime.now(dt.UTC))
+        ):
+            raise CanalError(
+                "billing_managed",
+                f"「{spec.name_zh}」是付费订阅,请在“账单与订阅”中通过账户门户变更或取消。",
+                f"{spec.name_en} is a paid subscription; change or cancel it from Billing "
+                "through the customer portal.",
+                status=409,
+            )
         if enabled:
             if row is None:
                 await ModuleSubscription.insert(
@@ -938,8 +1040,15 @@ async def set_module(
             elif row["status"] == "active" and row["plan"] == plan:
                 return False
             else:
+                # A lapsed paid subscription switched back to a free plan: no end date, no
+                # billing note.
                 await ModuleSubscription.update(
-                    {ModuleSubscription.status: "active", ModuleSubscription.plan: plan}
+                    {
+                        ModuleSubscription.status: "active",
+                        ModuleSubscription.plan: plan,
+                        ModuleSubscription.active_until: None,
+                        ModuleSubscription.note: "",
+                    }
                 ).where(ModuleSubscription.id == row["id"])
         else:
             if row is None or row["status"] != "active":

@@ -61,6 +61,18 @@ ACTION_LABELS: dict[str, str] = {
     "module.enabled": "Module switched on",
     "module.disabled": "Module switched off",
     "audit.verified": "Audit chain verified",
+    "file.uploaded": "File uploaded",
+    "file.deleted": "File deleted",
+    "storage.quota_changed": "Storage quota changed",
+    "billing.subscribed": "Paid plan subscribed",
+    "billing.cancelled": "Paid plan ended",
+    "billing.past_due": "Payment overdue (grace period)",
+    "billing.invoice_paid": "Invoice paid",
+    "billing.payment_failed": "Payment failed",
+    "billing.payment_created": "Payment started",
+    "billing.payment_succeeded": "Payment succeeded",
+    "billing.account_created": "Payout account created",
+    "jobs.rerun": "Failed job run again",
 }
 # Offered in the filter's suggestion list.
 ACTION_PREFIXES = (

@@ -22,6 +22,7 @@ from canal.platform.identity.passwords import hash_password, needs_rehash, verif
 from canal.platform.identity.schemas import AccountOut, SessionOut
 from canal.platform.identity.secrets import new_token, token_hash
 from canal.platform.identity.tables import OutboxMessage, PasswordReset, User, UserSession
+from canal.platform.jobs.outbox import enqueue_after_commit
 from canal.platform.settings import Settings
 
 log = logging.getLogger("canal.identity")
@@ -582,8 +583,9 @@ async def request_password_reset(
 ) -> uuid.UUID | None:
     """Write a one-time link to the outbox if the account exists.
 
-    Returns the outbox message id (to enqueue after commit) or None; the caller answers the
-    same either way, so nobody learns whether an account exists.
+    The message and its delivery job are committed together (the job outbox pushes it to the
+    worker). Returns the outbox message id or None; the caller answers the same either way,
+    so nobody learns whether an account exists.
     """
     row = await find_user_by_login(login)
     if row is None or not row["is_active"]:
@@ -616,6 +618,7 @@ async def request_password_reset(
             )
         )
         await message.save()
+        await enqueue_after_commit("deliver_message", str(message.id), key=f"deliver:{message.id}")
         await record(
             "auth.password_reset_requested",
             actor_id=row["id"],

@@ -1,0 +1,1 @@
+"""Search: Meilisearch indexes, the tenant visibility rule, tenant tokens, indexing jobs."""
