@@ -188,3 +188,13 @@ async def test_date_filters(client):
     assert bad.status_code == 422
     page = await client.get(f"/t/{tenant.slug}/audit", params={"date_from": "yesterday"})
     assert page.status_code == 422 and "YYYY-MM-DD" in page.text
+
+
+async def test_operator_console_has_its_navigation(client, operator):
+    await sign_in(client, operator)
+    page = await client.get("/operator/audit")
+    assert page.status_code == 200
+    nav = page.text.split("<main", 1)[0]  # the header, before the page's own content
+    for href in ("/operator/tenants", "/operator/audit", "/operator/jobs"):
+        assert f'href="{href}"' in nav
+    assert "全平台审计日志" in nav

@@ -67,6 +67,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     logins = asyncio.run(seed_demo(runtime))
     env = dict(os.environ)
+    sink = None
+    if not settings.smtp_host:
+        # A local SMTP sink: the demo's mail is really sent over SMTP, and kept in var/mail/.
+        from canal.platform.notifications.smtp_sink import MailSink
+
+        sink = MailSink(0, settings.var_dir / "mail").start()
+        env.update(CANAL_SMTP_HOST="127.0.0.1", CANAL_SMTP_PORT=str(sink.port))
     worker = subprocess.Popen([sys.executable, "-m", "canal.platform.cli", "worker"], env=env)
     host, port = args.host or settings.host, args.port or settings.port
     print_logins(logins, f"http://{host}:{port}")
@@ -78,6 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             worker.wait(timeout=15)
         except subprocess.TimeoutExpired:
             worker.kill()
+        if sink is not None:
+            sink.stop()
         if args.stop_embedded:
             runtime.stop_embedded()
     return 0

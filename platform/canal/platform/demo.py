@@ -251,5 +251,6 @@ def print_logins(logins: list[DemoLogin], url: str) -> None:
         where = f"/t/{item.tenant_slug}" if item.tenant_slug else "/"
         extra = f"  TOTP secret: {item.totp_secret}" if item.totp_secret else ""
         print(f"    {item.role:<34} {item.login:<28} {item.password}  {where}{extra}")
-    print("  邮件与短信写入 var/outbox.log · mail and SMS go to var/outbox.log")
+    print("  邮件发往本地 SMTP 收件箱 var/mail/,短信写入 var/outbox.log")
+    print("  mail goes to the local SMTP sink (var/mail/), SMS to var/outbox.log")
     print()

@@ -63,3 +63,18 @@ async def populate_shell(request: Any) -> None:
     if isinstance(ctx, TenantContext):
         modules_on = await enabled_modules(ctx.tenant_id)
         state["nav"] = tenant_nav(ctx, modules_on, request_locale(request), request.url.path)
+    elif request.url.path.startswith("/operator"):
+        state["nav"] = operator_nav(request_locale(request), request.url.path)
+
+
+def operator_nav(locale: str, path: str) -> list[dict[str, Any]]:
+    """The operator console's sections (the guard has already checked the platform role)."""
+    entries = [
+        ("/operator/tenants", "All organisations"),
+        ("/operator/audit", "Platform audit trail"),
+        ("/operator/jobs", "Background jobs"),
+    ]
+    return [
+        {"href": href, "label": gettext(locale, label), "active": path.startswith(href)}
+        for href, label in entries
+    ]
