@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,10 +33,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# localstripe's own start() binds every interface and loads its state from a file shared by
+# every run on the machine (/tmp/localstripe.pickle); serve its app on loopback, from scratch.
+_LOCALSTRIPE = (
+    "import sys; from aiohttp import web; from localstripe.server import app; "
+    "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)"
+)
+
+
 def _start_localstripe(port: int) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).with_name("localstripe")
-    return subprocess.Popen(  # our own venv's binary, fixed arguments
-        [str(exe), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    return subprocess.Popen(  # our own venv's interpreter, fixed arguments
+        [sys.executable, "-c", _LOCALSTRIPE, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -46,7 +54,7 @@ async def localstripe_url() -> AsyncIterator[str]:
     port = _free_port()
     process = _start_localstripe(port)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a fresh venv compiles aiohttp on first import
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
