@@ -49,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         results["mypy"] = _step(
             "mypy", [py, "-m", "mypy", "-p", "canal.platform", "-p", "canal.tenants"]
         )
-    results["pytest"] = _step("pytest", [py, "-m", "pytest", *extra])
-    failed = [name for name, code in results.items() if code != 0]
-    print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))
-    return 1 if failed else 0
+    if results:
+        print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))
+    # pytest runs last and prints nothing after it: its summary ("N passed …") closes the run.
+    print(f"\n=== pytest: {' '.join(['pytest', *extra])}", flush=True)
+    results["pytest"] = subprocess.call([py, "-m", "pytest", *extra], cwd=ROOT)
+    return 1 if any(code != 0 for code in results.values()) else 0
 
 
 if __name__ == "__main__":
