@@ -303,14 +303,16 @@ async def test_a_failed_insert_removes_the_object(store, org, monkeypatch):
 
 async def test_presigned_get_carries_the_name_and_expires(store, org):
     stored = await store.upload_bytes(org.ctx, "document", PDF, filename="营业执照.pdf")
-    url = await store.presigned_get(stored, org.ctx, expires=dt.timedelta(seconds=1))
+    # The signature's time has whole seconds, so a very short expiry can end almost at once on
+    # a busy machine: 4 s is short enough to wait out, long enough to use first.
+    url = await store.presigned_get(stored, org.ctx, expires=dt.timedelta(seconds=4))
     async with httpx.AsyncClient() as client:
         response = await client.get(url)
         assert response.status_code == 200 and response.content == PDF
         disposition = response.headers["content-disposition"]
         assert "filename*=UTF-8''%E8%90%A5%E4%B8%9A%E6%89%A7%E7%85%A7.pdf" in disposition
         assert response.headers["content-type"] == "application/pdf"
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(5.5)
         assert (await client.get(url)).status_code == 403
         # The bucket is private: the object without a signature is refused.
         bare = url.split("?", 1)[0]
