@@ -42,3 +42,13 @@ def test_gettext_translates_and_formats():
     some_id = next(iter(zh))
     assert gettext("zh_CN", some_id) == zh[some_id]
     assert gettext("en", some_id) == some_id
+
+
+def test_times_are_shown_in_beijing_time():
+    import datetime as dt
+
+    from canal.web.render import beijing_time
+
+    stored = dt.datetime(2026, 11, 24, 17, 30, tzinfo=dt.UTC)
+    assert beijing_time(stored) == "2026-11-25 01:30"  # the next day here
+    assert beijing_time(None) == ""

@@ -6,6 +6,7 @@ template's ``content`` block (or a named block) for an htmx request that targets
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,21 @@ def environment() -> Environment:
         lstrip_blocks=True,
         enable_async=False,
     )
+    env.filters["beijing_time"] = beijing_time
     return env
+
+
+# China has one time zone and no daylight saving: UTC+8 needs no tz database.
+BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def beijing_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (UTC) time as people here read it; templates: ``{{ t | beijing_time }}``."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(BEIJING).strftime(fmt)
 
 
 def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -389,6 +389,10 @@ async def _storage_page(
             "slug": slug,
             "errors": errors or [],
             "zh": locale.startswith("zh"),
+            "purpose_names": {
+                key: (p.label_zh if locale.startswith("zh") else p.label_en)
+                for key, p in PURPOSES.items()
+            },
         },
         status=status,
     )
