@@ -59,6 +59,7 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
             "SELECT totp_enabled FROM users WHERE email = 'admin@szdc.example.cn'"
         )
         pending = await conn.fetchval("SELECT count(*) FROM invitations WHERE accepted_at IS NULL")
+        welcomed = await conn.fetchval("SELECT count(*) FROM notifications")
     finally:
         await conn.close()
         await db.drop_database(msgspec_replace(settings, name), runtime.server_url)
@@ -70,6 +71,7 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
     assert ("lc-bearing", "policy") in {(m["slug"], m["module_key"]) for m in modules}
     assert totp is True  # operator staff must use two-factor
     assert pending == 1
+    assert welcomed == len(logins)  # everyone finds a welcome in the inbox
     assert all(x["password"] for x in logins) and len({x["password"] for x in logins}) == 1
     assert logins[0]["totp_secret"]
 

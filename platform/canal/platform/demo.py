@@ -241,6 +241,19 @@ async def _seed_organisation_life(runtime: Runtime, users: dict[str, uuid.UUID])
         role="member",
         base_url=runtime.settings.base_url,
     )
+    from canal.platform.notifications.services import notify
+
+    async with db.transaction():
+        await notify(
+            list(users.values()),
+            "system",
+            title_zh="欢迎使用数字东昌生态门户",
+            title_en="Welcome to the Digital Dongchang portal",
+            body_zh="在「模块目录」中开通所需服务;账号页可设置两步验证与通知方式。",
+            body_en="Switch on the services you need in the module catalogue; set up two-factor "
+            "authentication and notifications on your account page.",
+            link="/",
+        )
 
 
 def print_logins(logins: list[DemoLogin], url: str) -> None:
