@@ -19,6 +19,12 @@ class Principal:
     care_mode: bool = False
     totp_enabled: bool = False
 
+    @property
+    def fully_signed_in(self) -> bool:
+        """False while a session has passed the password but not yet the TOTP step: such a
+        person sees nothing of the account (no organisations, no inbox) until the code."""
+        return not (self.via == "session" and self.totp_enabled and not self.mfa_passed)
+
 
 @dataclass(frozen=True)
 class TenantRef:
