@@ -11,25 +11,6 @@ import uuid
 import msgspec
 import pytest
 
-from tests.factories import Person, make_user, unique
-
-
-@pytest.fixture(scope="session")
-async def operator(app) -> Person:
-    """Operator staff with platform.audit:read. Only one operator tenant may exist per
-    database: reuse the one another test made, else make it."""
-    from canal.tenants.services import create_operator_tenant
-    from canal.tenants.tables import Tenant
-
-    row = await Tenant.select(Tenant.created_by).where(Tenant.kind == "operator").first()
-    if row and row["created_by"]:
-        return Person(row["created_by"], "", "")
-    person = await make_user("运营审计员")
-    await create_operator_tenant(
-        creator_id=person.user_id, name="东昌数字运营有限公司", slug=unique("op-"), credit_code=None
-    )
-    return person
-
 
 class Throwaway(msgspec.Struct):
     owner_dsn: str

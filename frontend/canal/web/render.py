@@ -82,7 +82,8 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "care_mode": bool(principal.care_mode)
         if principal is not None
         else request.cookies.get("canal_care") == "1",
-        "request_path": request.url.path,
+        # "//host/x" would make the language links leave the site: one leading slash only.
+        "request_path": "/" + request.url.path.lstrip("/"),
         # The header bell: its count comes from a before_request hook
         # (canal.platform.notifications.controllers.populate_unread); None = not counted,
         # and the badge then fetches it on load.

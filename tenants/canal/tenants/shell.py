@@ -55,7 +55,7 @@ async def populate_shell(request: Any) -> None:
     context is known.
     """
     principal = request.scope.get("user")
-    if not isinstance(principal, Principal) or wants_json(request):
+    if not isinstance(principal, Principal) or not principal.fully_signed_in or wants_json(request):
         return
     state = request.scope.setdefault("state", {})
     state["my_tenants"] = await my_tenants(principal.user_id)

@@ -97,6 +97,7 @@ async def _principal_from_token(digest: str) -> Principal | None:
             ApiToken.user.display_name,
             ApiToken.user.locale,
             ApiToken.user.is_active,
+            ApiToken.user.totp_enabled,
         )
         .where((ApiToken.token_hash == digest) & (ApiToken.revoked_at.is_null()))
         .first()
@@ -114,6 +115,7 @@ async def _principal_from_token(digest: str) -> Principal | None:
         token_tenant=row["tenant"],
         locale=row["user.locale"],
         mfa_passed=True,
+        totp_enabled=row["user.totp_enabled"],
     )
 
 

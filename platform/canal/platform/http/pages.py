@@ -18,7 +18,7 @@ async def home(request: Request[Any, Any, Any]) -> Response[str]:
 
     principal = request.scope.get("user")
     tenants: list[Any] = []
-    if isinstance(principal, Principal):
+    if isinstance(principal, Principal) and principal.fully_signed_in:
         from canal.tenants.services import my_tenants
 
         tenants = await my_tenants(principal.user_id)

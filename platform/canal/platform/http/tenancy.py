@@ -113,7 +113,13 @@ def _require_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
 
 
 def _require_mfa(principal: Principal) -> None:
-    if principal.via == "session" and not principal.mfa_passed:
+    """Operator staff act only with two-factor: a session that passed the TOTP step, or an API
+    token of an account that has TOTP turned on (a token never passes a step of its own)."""
+    if principal.via == "token":
+        if not principal.totp_enabled:
+            raise mfa_required()
+        return
+    if not principal.mfa_passed:
         raise mfa_required()
 
 
@@ -132,6 +138,10 @@ async def access_guard(
         and not handler.opt.get("mfa_pending_ok")
     ):
         raise mfa_required()
+    # A token bound to one organisation works on that organisation's routes and nowhere else
+    # (not on the account, not on the operator console).
+    if principal.token_tenant is not None and kind != "tenant":
+        raise not_found()
     if kind == "user":
         return
     permission: tuple[str, str] = handler.opt.get("permission", ("tenant", "read"))
