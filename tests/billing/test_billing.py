@@ -311,3 +311,21 @@ def test_prices_are_in_fen_and_resident_modules_stay_free():
     assert catalogue.format_fen(12_850) == "¥128.50"
     for free in ("sscard", "community", "policy"):
         assert catalogue.paid_plans(free) == ()
+
+
+async def test_non_ascii_digits_in_forms_are_refused_not_500(client, gateway):
+    """``"²".isdigit()`` is true but ``int("²")`` raises: such input must answer 4xx, never 500.
+    (The account-token form's check lives here too: the identity tests are another change's.)"""
+    b = await billed_tenant(client)
+    for months in ("²", "٣", "1²", "99999"):
+        response = await client.post(
+            f"/t/{b.tenant.slug}/billing/checkout",
+            data={"module_key": "smartpark", "plan": "pro", "method": "wallet", "months": months},
+        )
+        assert response.status_code == 422, (months, response.status_code)
+        assert "预付月数无效" in response.text
+    for days in ("²", "³⁰", "٣٠"):
+        response = await client.post(
+            "/account/tokens", data={"name": "脚本", "tenant_id": "", "expires_in_days": days}
+        )
+        assert response.status_code == 422, (days, response.status_code)

@@ -150,3 +150,41 @@ async def test_handler_sweeps_pending_events_whose_enqueue_was_lost(client, gate
             .first()
         )
     assert row["status"] == "done"
+
+
+async def test_an_event_that_always_fails_ends_failed_and_is_left_alone(client, gateway):
+    """A poison event (signed, stored, but its handling raises every time): each run counts
+    an attempt; after MAX_ATTEMPTS it is ``failed`` and no run or sweep takes it again."""
+    from canal.platform.billing.jobs import MAX_ATTEMPTS, process_pending
+
+    # No "id" on the account: applying it raises KeyError, every time.
+    poison = event(
+        "account.updated",
+        {"object": "account", "metadata": {"tenant_id": str(uuid.uuid4())}},
+    )
+    assert (await deliver(client, poison)).status_code == 200
+
+    async def row() -> dict:
+        async with db.transaction():
+            return (
+                await StripeEvent.select(
+                    StripeEvent.status, StripeEvent.attempts, StripeEvent.error
+                )
+                .where(StripeEvent.event_id == poison["id"])
+                .first()
+            )
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        with pytest.raises(KeyError):
+            await process_event(poison["id"])
+        state = await row()
+        assert state["attempts"] == attempt and "KeyError" in state["error"]
+        assert state["status"] == ("failed" if attempt == MAX_ATTEMPTS else "pending")
+    assert await process_event(poison["id"]) == "skipped"
+    await process_pending()
+    await billing_handle_event({}, poison["id"])
+    assert await row() == {
+        "status": "failed",
+        "attempts": MAX_ATTEMPTS,
+        "error": state["error"],
+    }

@@ -206,3 +206,114 @@ async def test_operator_staff_must_set_up_totp(client):
         headers={"X-CSRF-Token": csrf},
     )
     assert refused.status_code == 403 and refused.json()["code"] == "totp_required_for_staff"
+
+
+def _cookie_client(app, token: str):
+    from httpx import ASGITransport, AsyncClient
+
+    return AsyncClient(
+        transport=ASGITransport(app=app),
+        base_url="https://testserver.local",
+        cookies={SESSION_COOKIE: token},
+    )
+
+
+async def _totp_user():
+    person = await make_user()
+    secret = pyotp.random_base32()
+    await User.update({User.totp_secret: secret, User.totp_enabled: True}).where(
+        User.id == person.user_id
+    )
+    return person, pyotp.TOTP(secret)
+
+
+async def test_totp_step_rotates_the_session(client, app):
+    person, totp = await _totp_user()
+    await form_login(client, person.login, person.password)
+    pending = client.cookies.get(SESSION_COOKIE)
+    pending_row = await _session(client)
+    csrf = await page_csrf(client, "/login/totp")
+    passed = await client.post(
+        "/login/totp", data={"_csrf": csrf, "code": totp.now(), "next": "/account"}
+    )
+    assert passed.status_code == 303, passed.text
+    fresh = client.cookies.get(SESSION_COOKIE)
+    assert fresh and fresh != pending
+    new_row = await _session(client)
+    assert new_row["id"] != pending_row["id"] and new_row["mfa_passed"] is True
+    assert new_row["csrf_token"] != pending_row["csrf_token"]
+    old = await UserSession.select().where(UserSession.id == pending_row["id"]).first()
+    assert old["revoked_at"] is not None and old["mfa_passed"] is False
+    # The cookie captured before the code is worth nothing now; the new one works.
+    async with _cookie_client(app, pending) as thief:
+        assert (await thief.get("/api/v1/account")).status_code == 401
+    async with _cookie_client(app, fresh) as me:
+        assert (await me.get("/api/v1/account")).status_code == 200
+    assert (await client.get("/account")).status_code == 200
+
+
+async def test_api_totp_step_rotates_the_session(client, app):
+    person, totp = await _totp_user()
+    csrf = await api_csrf(client)
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"login": person.login, "password": person.password},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert login.status_code == 200 and login.json()["mfa"] == "required"
+    pending = client.cookies.get(SESSION_COOKIE)
+    passed = await client.post(
+        "/api/v1/auth/login/totp",
+        json={"code": totp.now()},
+        headers={"X-CSRF-Token": login.json()["csrf_token"]},
+    )
+    assert passed.status_code == 200, passed.text
+    body = passed.json()
+    assert body["code"] == "mfa_passed"
+    fresh = client.cookies.get(SESSION_COOKIE)
+    assert fresh and fresh != pending
+    row = await _session(client)
+    assert row["mfa_passed"] is True and body["csrf_token"] == row["csrf_token"]
+    assert body["csrf_token"] != login.json()["csrf_token"]
+    async with _cookie_client(app, pending) as thief:
+        assert (await thief.get("/api/v1/account")).status_code == 401
+    async with _cookie_client(app, fresh) as me:
+        assert (await me.get("/api/v1/account")).status_code == 200
+    # The new CSRF token works for the next unsafe request.
+    sessions = await client.get("/api/v1/account/sessions")
+    assert sessions.status_code == 200 and len(sessions.json()) == 1
+    revoke = await client.post(
+        "/api/v1/account/sessions/revoke-others", headers={"X-CSRF-Token": body["csrf_token"]}
+    )
+    assert revoke.status_code == 200, revoke.text
+
+
+async def test_operator_staff_need_totp_for_api_tokens(client):
+    from canal.platform.identity.tables import ApiToken
+
+    staff = await _operator_staff()
+    csrf = await sign_in(client, staff)
+    refused = await client.post(
+        "/api/v1/account/tokens",
+        json={"name": "导出"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "totp_required_for_tokens"
+    assert "两步验证" in refused.json()["detail_zh"]
+    assert "two-factor" in refused.json()["detail_en"]
+    page_csrf_token = await page_csrf(client, "/account/tokens")
+    form = await client.post(
+        "/account/tokens",
+        data={"_csrf": page_csrf_token, "name": "导出", "tenant_id": "", "expires_in_days": ""},
+    )
+    assert form.status_code == 403 and "两步验证" in form.text
+    assert await ApiToken.count().where(ApiToken.user == staff.user_id) == 0
+    # With TOTP on, they may.
+    await User.update({User.totp_enabled: True, User.totp_secret: pyotp.random_base32()}).where(
+        User.id == staff.user_id
+    )
+    ok = await client.post(
+        "/api/v1/account/tokens", json={"name": "导出"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert ok.status_code == 201, ok.text

@@ -108,3 +108,43 @@ async def test_links_stay_on_the_site(app):
     for link in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
         with pytest.raises(ValueError):
             await _notify(person, "x", link=link)
+
+
+async def test_half_signed_in_session_sees_no_unread_count(app, client):
+    """Password passed, TOTP not yet: the header shows nothing of the account."""
+    from canal.platform.identity.tables import User
+
+    person = await make_user("两步验证中")
+    for _ in range(3):
+        await _notify(person, unique("hidden-"))
+    await User.update({User.totp_enabled: True}).where(User.id == person.user_id)
+    await sign_in(client, person, mfa=False)
+    for path in ("/login/totp", "/login"):
+        page = await client.get(path)
+        assert page.status_code < 500, (path, page.status_code)
+        badge = page.text.replace("\n", "")
+        assert ">3<" not in badge and "3<span" not in badge, path
+
+    # Once the code is entered (a session that passed the step), the count is back.
+    client.cookies.clear()
+    await sign_in(client, person)
+    page = await client.get("/notifications")
+    assert page.status_code == 200 and ">3<" in page.text.replace("\n", "").replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+00:01"],
+)
+async def test_a_cursor_outside_utc_is_refused_not_500(app, client, before):
+    person = await make_user("翻页")
+    await _notify(person, unique("n-"))
+    await sign_in(client, person)
+    api = await client.get("/api/v1/notifications", params={"before": before})
+    assert api.status_code == 422, api.text
+    assert api.json()["errors"][0]["field"] == "before"
+    page = await client.get("/notifications", params={"before": before})
+    assert page.status_code == 422, page.status_code
+    # A cursor that does fit still pages.
+    ok = await client.get("/api/v1/notifications", params={"before": "0001-01-01T00:00:00+00:00"})
+    assert ok.status_code == 200 and ok.json()["items"] == []

@@ -352,6 +352,44 @@ async def test_direct_upload_then_complete(store, org):
     assert caught.value.status == 404
 
 
+async def test_a_second_put_after_complete_cannot_replace_the_checked_file(store, org):
+    """The PUT URL stays valid until it expires: replaying it with other bytes (bigger, of a
+    refused type) must not touch the object ``complete`` checked and recorded."""
+    import hashlib
+
+    first = "企业,用电量\n甲,12\n".encode() * 10
+    direct = await store.presigned_put(org.ctx, "dataset", filename="用电.csv", size=len(first))
+    async with httpx.AsyncClient() as client:
+        assert (await client.put(direct.url, content=first)).status_code == 200
+        stored = await store.complete(org.ctx, direct.token)
+        assert await store.list_keys("dataset", f"staging/{org.tenant_id}/") == []
+        second = EXE + b"\0" * (len(first) * 4)
+        await client.put(direct.url, content=second)
+    assert await store.read_all(stored) == first
+    [row] = await rows_for(org.tenant_id)
+    assert row["key"] == stored.key and row["size"] == len(first)
+    assert row["sha256"] == hashlib.sha256(first).hexdigest()
+    assert row["content_type"] == "text/plain"
+    again = await store.complete(org.ctx, direct.token)
+    assert again.id == stored.id and await store.read_all(again) == first
+    assert stored.key not in direct.url
+
+
+async def test_concurrent_completes_record_one_file_and_leave_one_object(store, org):
+    csv = b"a,b\n1,2\n" * 50
+    direct = await store.presigned_put(org.ctx, "dataset", filename="x.csv", size=len(csv))
+    async with httpx.AsyncClient() as client:
+        assert (await client.put(direct.url, content=csv)).status_code == 200
+    results = await asyncio.gather(
+        *(store.complete(org.ctx, direct.token) for _ in range(3)), return_exceptions=True
+    )
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert stored and {s.id for s in stored} == {direct.object_id}
+    [row] = await rows_for(org.tenant_id)
+    assert await keys_for(store, org.tenant_id) == [row["key"]]
+    assert await store.read_all(stored[0]) == csv
+
+
 async def test_direct_upload_of_the_wrong_type_is_deleted(store, org):
     direct = await store.presigned_put(org.ctx, "dataset", filename="x.csv", size=len(EXE))
     async with httpx.AsyncClient() as client:
@@ -359,6 +397,7 @@ async def test_direct_upload_of_the_wrong_type_is_deleted(store, org):
     error = await refused(store.complete(org.ctx, direct.token))
     assert error.code == "file_type_not_allowed"
     await assert_nothing_stored(store, org)
+    assert await store.list_keys("dataset", f"staging/{org.tenant_id}/") == []
 
 
 async def test_direct_upload_larger_than_allowed_is_deleted(store, org, settings, s3_server):

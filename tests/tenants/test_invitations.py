@@ -215,3 +215,20 @@ async def test_invitation_links_are_scoped(client, owner_and_tenant):
     )
     assert foreign.status_code == 404
     assert (await client.post(f"/t/{other.slug}/invitations/zzz/revoke")).status_code == 404
+
+
+async def test_long_organisation_name_still_invites(client):
+    """The subject names the organisation twice; a 100-character name must still fit."""
+    owner = await make_user("长名所有者")
+    name = ("聊城" + unique("") + "数字城市综合服务科技发展集团有限责任公司" * 5)[:100]
+    assert len(name) == 100
+    tenant = await make_tenant(owner, name=name)
+    invitee = await make_user("长名受邀")
+    await sign_in(client, owner)
+    created = await _invite(client, tenant.slug, invitee.login, "member")
+    message = await OutboxMessage.select().where(OutboxMessage.recipient == invitee.login).first()
+    assert message is not None
+    assert len(message["subject"]) <= 200
+    assert message["subject"].startswith("邀请您加入「聊城") and "…" in message["subject"]
+    assert name in message["body"]  # the body keeps the full name
+    assert created["link"] in message["body"]

@@ -2,9 +2,9 @@
 
 Every function takes plain values (or a TenantContext) — callable from a controller, a job,
 the CLI or a test alike. Callers have passed the access guard for the route's permission;
-the finer rules (only owners touch ``owner``, the last owner stays) are enforced here, inside
-the transaction that makes the change, with the tenant row locked so two concurrent requests
-cannot both remove "the other" owner.
+the finer rules (only owners touch ``owner`` and the ``platform_*`` roles, the last owner
+stays) are enforced here, inside the transaction that makes the change, with the tenant row
+locked so two concurrent requests cannot both remove "the other" owner.
 """
 
 from __future__ import annotations
@@ -352,6 +352,33 @@ def owner_only() -> CanalError:
     )
 
 
+def platform_role_owner_only() -> CanalError:
+    return CanalError(
+        "platform_role_owner_only",
+        "只有运营方的所有者可以授予、撤销或邀请平台角色(平台管理员、平台审计员)。",
+        "Only an owner of the operator organisation may grant, revoke or invite with a "
+        "platform role (platform administrator, platform auditor).",
+        status=403,
+    )
+
+
+def _is_platform_role(role: str) -> bool:
+    return role.startswith("platform_")
+
+
+async def _require_owner_for(ctx: TenantContext, role: str) -> None:
+    """``owner`` and every ``platform_*`` role: only an owner of this tenant hands them out.
+
+    Checked against the stored roles inside the caller's transaction (after the tenant lock),
+    so a role taken away a moment ago no longer counts.
+    """
+    if role != "owner" and not _is_platform_role(role):
+        return
+    if "owner" in await _stored_roles(ctx.user_id, ctx.tenant_id):
+        return
+    raise owner_only() if role == "owner" else platform_role_owner_only()
+
+
 def _unknown_role(field_name: str = "role") -> CanalError:
     return invalid(
         [
@@ -378,8 +405,7 @@ async def grant_role(ctx: TenantContext, user_id: uuid.UUID, role: str, *, ip: s
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         await _lock_tenant(ctx.tenant_id)
         await _require_member(ctx, user_id)
-        if role == "owner" and "owner" not in await _stored_roles(ctx.user_id, ctx.tenant_id):
-            raise owner_only()
+        await _require_owner_for(ctx, role)
         added = await access().assign_role(user_id, role, ctx.tenant_id)
         if added:
             await record(
@@ -402,11 +428,9 @@ async def revoke_role(ctx: TenantContext, user_id: uuid.UUID, role: str, *, ip: 
         held = await _stored_roles(user_id, ctx.tenant_id)
         if role not in held:
             return False
-        if role == "owner":
-            if "owner" not in await _stored_roles(ctx.user_id, ctx.tenant_id):
-                raise owner_only()
-            if await _owner_count(ctx.tenant_id) <= 1:
-                raise last_owner()
+        await _require_owner_for(ctx, role)
+        if role == "owner" and await _owner_count(ctx.tenant_id) <= 1:
+            raise last_owner()
         if held == {role}:
             raise CanalError(
                 "last_role",
@@ -451,8 +475,9 @@ async def remove_member(ctx: TenantContext, user_id: uuid.UUID, *, ip: str = "")
         await _lock_tenant(ctx.tenant_id)
         await _require_member(ctx, user_id)
         held = await _stored_roles(user_id, ctx.tenant_id)
-        if "owner" in held and "owner" not in await _stored_roles(ctx.user_id, ctx.tenant_id):
-            raise owner_only()
+        # Removing a member takes every role: the same people may do it as may revoke them.
+        for role in sorted(held, key=lambda r: r != "owner"):
+            await _require_owner_for(ctx, role)
         await _drop_membership(ctx, user_id, "member.removed", ip)
 
 
@@ -515,10 +540,26 @@ def invitation_link(base_url: str, tenant_id: uuid.UUID, token: str) -> str:
     return f"{base_url.rstrip('/')}/invite/{tenant_id}/{token}"
 
 
+SUBJECT_MAX = 200  # OutboxMessage.subject is Varchar(200)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def invitation_subject(tenant_name: str) -> str:
+    """The subject names the organisation twice (zh, en); a long name is shortened in it so
+    the line fits the outbox column (the body always carries the full name)."""
+    fixed = len("邀请您加入「」 · Invitation to join ")
+    name = _shorten(tenant_name, (SUBJECT_MAX - fixed) // 2)
+    return f"邀请您加入「{name}」 · Invitation to join {name}"
+
+
 def _invitation_message(
     tenant_name: str, inviter: str, role: RoleDef, link: str, channel: str
 ) -> tuple[str, str]:
-    subject_line = f"邀请您加入「{tenant_name}」 · Invitation to join {tenant_name}"
+    subject_line = invitation_subject(tenant_name)
     if channel == "sms":
         body = (
             f"【数字东昌】{inviter}邀请您以“{role.zh}”身份加入「{tenant_name}」,7 天内有效:{link}"
@@ -576,8 +617,7 @@ async def invite_member(
     token = new_token()
     link = invitation_link(base_url, ctx.tenant_id, token)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        if role == "owner" and "owner" not in await _stored_roles(ctx.user_id, ctx.tenant_id):
-            raise owner_only()
+        await _require_owner_for(ctx, role)
         column = User.email if channel == "email" else User.phone
         existing = await User.select(User.id).where(column == address).first()
         if existing and await Membership.exists().where(

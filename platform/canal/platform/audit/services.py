@@ -168,15 +168,31 @@ class AuditPage:
     next_before: int | None  # pass as ``before`` for the next (older) page
 
 
+# The days a filter may name: the ends of the range still convert to UTC and gain a day
+# (``date_to`` is inclusive) without leaving what datetime can hold.
+DATE_MIN = date(1970, 1, 1)
+DATE_MAX = date(9999, 12, 30)
+# ``seq`` is a bigint: a cursor beyond it cannot be sent to the database.
+SEQ_MAX = 2**63 - 1
+
+
 def _parse_date(name: str, value: str | None) -> tuple[date | None, FieldError | None]:
     if not value or not value.strip():
         return None, None
     try:
-        return date.fromisoformat(value.strip()), None
+        day = date.fromisoformat(value.strip())
     except ValueError:
         return None, FieldError(
             name, "date_invalid", "日期格式应为 YYYY-MM-DD。", "Dates are written YYYY-MM-DD."
         )
+    if not DATE_MIN <= day <= DATE_MAX:
+        return None, FieldError(
+            name,
+            "date_out_of_range",
+            f"日期须在 {DATE_MIN.isoformat()} 至 {DATE_MAX.isoformat()} 之间。",
+            f"Dates must lie between {DATE_MIN.isoformat()} and {DATE_MAX.isoformat()}.",
+        )
+    return day, None
 
 
 def parse_filter(
@@ -213,7 +229,7 @@ def parse_filter(
                 "The end date cannot be before the start date.",
             )
         )
-    if before is not None and before < 1:
+    if before is not None and not 1 <= before <= SEQ_MAX:
         errors.append(
             FieldError(
                 "before", "cursor_invalid", "分页参数无效。", "The page cursor is not valid."

@@ -9,10 +9,12 @@ is authenticated by its Stripe signature instead.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import JSONBody
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK
 
@@ -196,7 +198,8 @@ async def checkout_form(request: Req) -> Response[Any]:
             form.get("plan", ""),
             base_url=_base_url(request),
             method=form.get("method", "card") or "card",
-            months=int(raw_months) if raw_months.isdigit() else 0,
+            # ASCII digits only: "²".isdigit() is true, but int("²") raises.
+            months=int(raw_months) if re.fullmatch(r"[0-9]{1,4}", raw_months) else 0,
             ip=_ip(request),
         )
     except CanalError as exc:
@@ -217,7 +220,7 @@ async def checkout_form(request: Req) -> Response[Any]:
     "no-charge mode)",
     status_code=HTTP_200_OK,
 )
-async def checkout_api(request: Req, data: CheckoutIn) -> CheckoutOut:
+async def checkout_api(request: Req, data: JSONBody[CheckoutIn]) -> CheckoutOut:
     started = await services.start_checkout(
         tenant_context(request),
         data.module_key,
@@ -268,7 +271,7 @@ async def cancel_form(request: Req) -> Response[Any]:
     summary="End a no-charge plan (Stripe subscriptions end in the customer portal)",
     status_code=HTTP_200_OK,
 )
-async def cancel_api(request: Req, data: CancelIn) -> Done:
+async def cancel_api(request: Req, data: JSONBody[CancelIn]) -> Done:
     await services.cancel_no_charge(tenant_context(request), data.module_key, ip=_ip(request))
     return Done(ok=True)
 

@@ -2,8 +2,9 @@
 
 Every handler is idempotent. An event is claimed and applied in one transaction
 (``UPDATE … WHERE status = 'pending'``): a duplicate run waits on the row and then finds it
-done; a failure rolls the claim back and arq retries. Stripe is read *before* that transaction
-(a re-fetch holds no lock).
+done; a failure rolls the claim back, counts the attempt (in a transaction of its own) and
+arq retries — after ``MAX_ATTEMPTS`` failures the event is marked ``failed`` and left alone.
+Stripe is read *before* that transaction (a re-fetch holds no lock).
 """
 
 from __future__ import annotations
@@ -116,34 +117,47 @@ async def process_event(event_id: str) -> str:
     except Exception as exc:
         await _note_failure(event_id, exc)
         raise
-    async with db.transaction():
-        claimed = (
-            await StripeEvent.update(
-                {StripeEvent.status: "done", StripeEvent.processed_at: dt.datetime.now(dt.UTC)}
+    try:
+        async with db.transaction():
+            claimed = (
+                await StripeEvent.update(
+                    {StripeEvent.status: "done", StripeEvent.processed_at: dt.datetime.now(dt.UTC)}
+                )
+                .where((StripeEvent.event_id == event_id) & (StripeEvent.status == "pending"))
+                .returning(StripeEvent.event_id)
             )
-            .where((StripeEvent.event_id == event_id) & (StripeEvent.status == "pending"))
-            .returning(StripeEvent.event_id)
-        )
-        if not claimed:
-            return "skipped"
-        outcome = await _apply(kind, obj, seen_at, etype)
-        await StripeEvent.update({StripeEvent.error: f"ok:{outcome}"[:500]}).where(
-            StripeEvent.event_id == event_id
-        )
+            if not claimed:
+                return "skipped"
+            outcome = await _apply(kind, obj, seen_at, etype)
+            await StripeEvent.update({StripeEvent.error: f"ok:{outcome}"[:500]}).where(
+                StripeEvent.event_id == event_id
+            )
+    except Exception as exc:
+        # The claim rolled back with the change: the row is pending again. Count the attempt
+        # (in a transaction of its own) so an event that always fails ends ``failed``.
+        await _note_failure(event_id, exc)
+        raise
     return outcome
 
 
 async def _note_failure(event_id: str, exc: Exception) -> None:
-    async with db.transaction():
-        await StripeEvent.update(
-            {
-                StripeEvent.attempts: StripeEvent.attempts + 1,
-                StripeEvent.error: repr(exc)[:500],
-            }
-        ).where(StripeEvent.event_id == event_id)
-        await StripeEvent.update({StripeEvent.status: "failed"}).where(
-            (StripeEvent.event_id == event_id) & (StripeEvent.attempts >= MAX_ATTEMPTS)
-        )
+    """Count a failed attempt of a still-pending event; at MAX_ATTEMPTS it becomes ``failed``
+    and no run picks it up again. Never masks the original error."""
+    try:
+        async with db.transaction():
+            await StripeEvent.update(
+                {
+                    StripeEvent.attempts: StripeEvent.attempts + 1,
+                    StripeEvent.error: repr(exc)[:500],
+                }
+            ).where((StripeEvent.event_id == event_id) & (StripeEvent.status == "pending"))
+            await StripeEvent.update({StripeEvent.status: "failed"}).where(
+                (StripeEvent.event_id == event_id)
+                & (StripeEvent.status == "pending")
+                & (StripeEvent.attempts >= MAX_ATTEMPTS)
+            )
+    except Exception:
+        log.exception("could not record the failure of billing event %s", event_id)
 
 
 async def process_pending(limit: int = SWEEP_LIMIT) -> int:
@@ -162,7 +176,7 @@ async def process_pending(limit: int = SWEEP_LIMIT) -> int:
             if await process_event(r["event_id"]) != "skipped":
                 done += 1
         except Exception:
-            log.exception("billing event %s failed; left pending", r["event_id"])
+            log.exception("billing event %s failed (attempt counted)", r["event_id"])
     return done
 
 

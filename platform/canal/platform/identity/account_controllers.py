@@ -497,7 +497,8 @@ def _parse_token_form(values: dict[str, str]) -> tuple[uuid.UUID | None, int | N
             )
     if values["expires_in_days"].strip():
         text = values["expires_in_days"].strip()
-        if text.isdigit() and len(text) <= 4:
+        # ASCII digits only: "²".isdigit() is true, but int("²") raises.
+        if text.isascii() and text.isdigit() and len(text) <= 4:
             days = int(text)
         else:
             errors.append(

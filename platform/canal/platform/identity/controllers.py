@@ -29,6 +29,7 @@ from canal.platform.identity.schemas import (
     LoginIn,
     LoginOut,
     MessageOut,
+    MfaPassedOut,
     ResetIn,
     SignupIn,
 )
@@ -357,12 +358,7 @@ async def totp_page(
 def _pending_session(request: Request[Any, Any, Any]) -> Principal:
     principal = principal_or_none(request)
     if principal is None or principal.session_id is None:
-        raise CanalError(
-            "session_required",
-            "请先使用密码登录。",
-            "Sign in with your password first.",
-            status=401,
-        )
+        raise services.session_required()
     return principal
 
 
@@ -374,12 +370,13 @@ async def totp_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     if principal.mfa_passed:
         return redirect(request, next_url)
     try:
-        await services.pass_second_factor(
+        session = await services.pass_second_factor(
             settings_of(request),
             principal.user_id,
             principal.session_id,  # type: ignore[arg-type]
             values["code"],
             ip=client_ip(request),
+            user_agent=user_agent(request),
         )
     except CanalError as error:
         if error.code == "account_locked":
@@ -401,7 +398,10 @@ async def totp_submit(request: Request[Any, Any, Any]) -> Response[Any]:
             {"errors": error_list(request, error), "next": next_url},
             status=error.status,
         )
-    return redirect(request, next_url)
+    # The pending session was replaced by a new one: the cookie carries the new token.
+    response = redirect(request, next_url)
+    set_session_cookie(response, settings_of(request), session.token)
+    return response
 
 
 @post(
@@ -411,18 +411,33 @@ async def totp_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     status_code=200,
     summary="Second sign-in step: TOTP code",
 )
-async def api_totp(request: Request[Any, Any, Any], data: JSONBody[CodeIn]) -> MessageOut:
-    """The 6-digit code from the authenticator app; a code is accepted once only."""
+async def api_totp(
+    request: Request[Any, Any, Any], data: JSONBody[CodeIn]
+) -> Response[MfaPassedOut]:
+    """The 6-digit code from the authenticator app; a code is accepted once only.
+
+    Passing it ends the half-signed-in session and starts a new one: the answer sets a new
+    session cookie, and ``csrf_token`` is the new session's CSRF token."""
     principal = _pending_session(request)
-    if not principal.mfa_passed:
-        await services.pass_second_factor(
-            settings_of(request),
-            principal.user_id,
-            principal.session_id,  # type: ignore[arg-type]
-            data.code,
-            ip=client_ip(request),
+    detail = t(request, "Two-factor check passed.")
+    if principal.mfa_passed:
+        return Response(
+            MfaPassedOut(code="mfa_passed", detail=detail, csrf_token=principal.csrf_token or "")
         )
-    return MessageOut(code="mfa_passed", detail=t(request, "Two-factor check passed."))
+    settings = settings_of(request)
+    session = await services.pass_second_factor(
+        settings,
+        principal.user_id,
+        principal.session_id,  # type: ignore[arg-type]
+        data.code,
+        ip=client_ip(request),
+        user_agent=user_agent(request),
+    )
+    response = Response(
+        MfaPassedOut(code="mfa_passed", detail=detail, csrf_token=session.csrf_token)
+    )
+    set_session_cookie(response, settings, session.token)
+    return response
 
 
 # --- sign-out --------------------------------------------------------------------------

@@ -86,6 +86,14 @@ class MessageOut(msgspec.Struct, kw_only=True):
     detail: str
 
 
+class MfaPassedOut(msgspec.Struct, kw_only=True):
+    """The TOTP step passed: the session cookie was replaced, and with it the CSRF token."""
+
+    code: str
+    detail: str
+    csrf_token: str
+
+
 class SessionOut(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     user_agent: str

@@ -21,7 +21,13 @@ from canal.platform.identity import validators
 from canal.platform.identity.passwords import hash_password, needs_rehash, verify_password
 from canal.platform.identity.schemas import AccountOut, SessionOut
 from canal.platform.identity.secrets import new_token, token_hash
-from canal.platform.identity.tables import OutboxMessage, PasswordReset, User, UserSession
+from canal.platform.identity.tables import (
+    ApiToken,
+    OutboxMessage,
+    PasswordReset,
+    User,
+    UserSession,
+)
 from canal.platform.jobs.outbox import enqueue_after_commit
 from canal.platform.settings import Settings
 
@@ -262,7 +268,7 @@ async def update_profile(
         await record(
             "account.updated", actor_id=user_id, target=str(user_id), ip=ip, data={"locale": locale}
         )
-    _forget_principals()
+        _forget_principals()
     return await get_account(user_id)
 
 
@@ -310,8 +316,8 @@ async def _record_failure(
                 ip=ip,
                 data={"until": until.isoformat(), "after": count},
             )
+            _forget_principals()
     if locked:
-        _forget_principals()
         raise account_locked(settings.lockout_minutes)
 
 
@@ -362,19 +368,38 @@ async def sign_in(
             await UserSession.update({UserSession.revoked_at: now()}).where(
                 UserSession.id == replaces
             )
+            _forget_principals()
         session = await start_session(settings, user_id, ip=ip, user_agent=user_agent)
         await record(
             "auth.login", actor_id=user_id, target=str(session.session_id), ip=ip, data={"mfa": mfa}
         )
-    if replaces is not None:
-        _forget_principals()
     return SignedIn(user_id, session, mfa)
 
 
+def session_required() -> CanalError:
+    return CanalError(
+        "session_required",
+        "请先使用密码登录。",
+        "Sign in with your password first.",
+        status=401,
+    )
+
+
 async def pass_second_factor(
-    settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, code: str, *, ip: str = ""
-) -> None:
-    """Second sign-in step: a valid, unused TOTP code marks the session as MFA-passed."""
+    settings: Settings,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    code: str,
+    *,
+    ip: str = "",
+    user_agent: str = "",
+) -> NewSession:
+    """Second sign-in step: a valid, unused TOTP code replaces the half-signed-in session.
+
+    The pending session is revoked and a new one with ``mfa_passed=True`` (new token, new CSRF
+    token) is started in the same transaction: a token captured before the code was entered
+    never becomes fully privileged. The caller puts the new token in the cookie.
+    """
     from canal.platform.identity import totp
 
     row = await get_user(user_id)
@@ -395,12 +420,37 @@ async def pass_second_factor(
         )
         raise totp.code_error(outcome)
     async with db.transaction():
-        await User.update({User.failed_logins: 0}).where(User.id == user_id)
-        await UserSession.update({UserSession.mfa_passed: True}).where(
-            (UserSession.id == session_id) & (UserSession.user == user_id)
+        # Conditional: of two concurrent submissions only one turns the pending session into
+        # a new one; a session revoked meanwhile (sign-out, lockout) is not revived.
+        pending = (
+            await UserSession.update({UserSession.revoked_at: now()})
+            .where(
+                (UserSession.id == session_id)
+                & (UserSession.user == user_id)
+                & UserSession.revoked_at.is_null()
+                & (UserSession.expires_at > now())
+            )
+            .returning(UserSession.user_agent)
         )
-        await record("auth.mfa_passed", actor_id=user_id, target=str(session_id), ip=ip)
-    _forget_principals()
+        if not pending:
+            raise session_required()
+        await User.update({User.failed_logins: 0}).where(User.id == user_id)
+        session = await start_session(
+            settings,
+            user_id,
+            ip=ip,
+            user_agent=user_agent or pending[0]["user_agent"],
+            mfa_passed=True,
+        )
+        await record(
+            "auth.mfa_passed",
+            actor_id=user_id,
+            target=str(session.session_id),
+            ip=ip,
+            data={"replaces": str(session_id)},
+        )
+        _forget_principals()
+    return session
 
 
 # --- sessions --------------------------------------------------------------------------
@@ -430,14 +480,23 @@ async def start_session(
 
 
 def _forget_principals() -> None:
+    """Drop the resolved sessions and tokens once the current transaction commits.
+
+    Not before: a concurrent request could otherwise look the row up again while it is still
+    unchanged for everyone else and cache it for another 15 s. Outside a transaction (the
+    change was autocommitted) the cache is cleared at once.
+    """
     from canal.platform.http.auth import forget
 
-    forget()
+    db.on_commit(forget)
 
 
 async def end_session(session_id: uuid.UUID) -> None:
-    await UserSession.update({UserSession.revoked_at: now()}).where(UserSession.id == session_id)
-    _forget_principals()
+    async with db.transaction():
+        await UserSession.update({UserSession.revoked_at: now()}).where(
+            UserSession.id == session_id
+        )
+        _forget_principals()
 
 
 async def sign_out(user_id: uuid.UUID, session_id: uuid.UUID, *, ip: str = "") -> None:
@@ -446,7 +505,7 @@ async def sign_out(user_id: uuid.UUID, session_id: uuid.UUID, *, ip: str = "") -
             (UserSession.id == session_id) & (UserSession.user == user_id)
         )
         await record("auth.logout", actor_id=user_id, target=str(session_id), ip=ip)
-    _forget_principals()
+        _forget_principals()
 
 
 async def list_sessions(user_id: uuid.UUID, current: uuid.UUID | None = None) -> list[SessionOut]:
@@ -485,7 +544,7 @@ async def revoke_session(user_id: uuid.UUID, session_id: uuid.UUID, *, ip: str =
         if not done:
             raise not_found()
         await record("session.revoked", actor_id=user_id, target=str(session_id), ip=ip)
-    _forget_principals()
+        _forget_principals()
 
 
 async def revoke_other_sessions(
@@ -509,7 +568,27 @@ async def revoke_other_sessions(
                 ip=ip,
                 data={"count": len(done), "reason": reason, "kept": str(keep) if keep else ""},
             )
-    _forget_principals()
+            _forget_principals()
+    return len(done)
+
+
+async def revoke_all_tokens(user_id: uuid.UUID, *, ip: str = "", reason: str = "user") -> int:
+    """Revoke every live API token of the user; returns how many were revoked."""
+    async with db.transaction():
+        done = (
+            await ApiToken.update({ApiToken.revoked_at: now()})
+            .where((ApiToken.user == user_id) & ApiToken.revoked_at.is_null())
+            .returning(ApiToken.id)
+        )
+        if done:
+            await record(
+                "token.revoked",
+                actor_id=user_id,
+                target=str(user_id),
+                ip=ip,
+                data={"count": len(done), "reason": reason},
+            )
+            _forget_principals()
     return len(done)
 
 
@@ -524,7 +603,13 @@ async def change_password(
     keep_session: uuid.UUID | None,
     ip: str = "",
 ) -> int:
-    """Change the password (the current one is required); other sessions are ended."""
+    """Change the password (the current one is required); other sessions are ended and every
+    API token is revoked.
+
+    Tokens go too: a password change is what a person does when they fear the account was
+    taken over, and a token minted by an intruder would otherwise outlive it. Tokens are
+    cheap to mint again from the signed-in browser that made the change.
+    """
     row = await get_user(user_id)
     errors: list[FieldError] = []
     if len(current_password) > PASSWORD_MAX or not verify_password(
@@ -556,6 +641,7 @@ async def change_password(
         )
         await record("auth.password_changed", actor_id=user_id, target=str(user_id), ip=ip)
         ended = await revoke_other_sessions(user_id, keep_session, ip=ip, reason="password_changed")
+        await revoke_all_tokens(user_id, ip=ip, reason="password_changed")
     return ended
 
 
@@ -642,7 +728,8 @@ async def check_reset_token(token: str) -> dict[str, Any]:
 
 
 async def reset_password(token: str, new_password: str, *, ip: str = "") -> uuid.UUID:
-    """Use a reset link once: set the password, unlock, end every session."""
+    """Use a reset link once: set the password, unlock, end every session, revoke every API
+    token (the caches are cleared after the commit)."""
     row = await check_reset_token(token)
     errors = check_password_strength(new_password)
     if errors:
@@ -669,4 +756,5 @@ async def reset_password(token: str, new_password: str, *, ip: str = "") -> uuid
         ).where(User.id == user_id)
         await record("auth.password_reset", actor_id=user_id, target=str(user_id), ip=ip)
         await revoke_other_sessions(user_id, None, ip=ip, reason="password_reset")
+        await revoke_all_tokens(user_id, ip=ip, reason="password_reset")
     return user_id

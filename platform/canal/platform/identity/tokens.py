@@ -14,7 +14,7 @@ from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.identity.schemas import NewTokenOut, TokenOut
 from canal.platform.identity.secrets import new_api_token, token_hash
-from canal.platform.identity.tables import ApiToken
+from canal.platform.identity.tables import ApiToken, User
 
 NAME_MAX = 64
 MAX_DAYS = 366
@@ -56,6 +56,29 @@ async def list_tokens(user_id: uuid.UUID) -> list[TokenOut]:
     return [_out(r, names) for r in rows if r["expires_at"] is None or r["expires_at"] > now]
 
 
+def totp_required_for_tokens() -> CanalError:
+    return CanalError(
+        "totp_required_for_tokens",
+        "运营方工作人员须先开启两步验证(TOTP),才能创建 API 令牌。",
+        "Operator staff must turn on two-factor authentication (TOTP) before creating API tokens.",
+        status=403,
+    )
+
+
+async def _require_totp_for_staff(user_id: uuid.UUID) -> None:
+    """Operator staff sign in with TOTP; a token (which skips the second factor) may only be
+    minted once theirs is on, or it would be a way round it."""
+    from canal.platform.access.services import access
+    from canal.platform.http.tenancy import operator_tenant
+
+    operator = await operator_tenant()
+    if operator is None or not access().roles_in(user_id, operator.id):
+        return
+    row = await User.select(User.totp_enabled).where(User.id == user_id).first()
+    if row is None or not row["totp_enabled"]:
+        raise totp_required_for_tokens()
+
+
 async def create_token(
     user_id: uuid.UUID,
     name: str,
@@ -64,6 +87,7 @@ async def create_token(
     expires_in_days: int | None = None,
     ip: str = "",
 ) -> NewTokenOut:
+    await _require_totp_for_staff(user_id)
     errors: list[FieldError] = []
     clean = name.strip()
     if not clean or len(clean) > NAME_MAX or not clean.isprintable():
@@ -149,6 +173,6 @@ async def revoke_token(user_id: uuid.UUID, token_id: uuid.UUID, *, ip: str = "")
         if not done:
             raise not_found()
         await record("token.revoked", actor_id=user_id, target=str(token_id), ip=ip)
-    from canal.platform.http.auth import forget
+        from canal.platform.http.auth import forget
 
-    forget()
+        db.on_commit(forget)  # after the commit, or a concurrent request could re-cache it

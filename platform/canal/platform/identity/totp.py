@@ -149,7 +149,7 @@ async def confirm_setup(
                 (UserSession.id == session_id) & (UserSession.user == user_id)
             )
         await record("auth.totp_enabled", actor_id=user_id, target=str(user_id), ip=ip)
-    _forget()
+        _forget()
 
 
 async def disable(user_id: uuid.UUID, code: str, *, ip: str = "") -> None:
@@ -179,10 +179,11 @@ async def disable(user_id: uuid.UUID, code: str, *, ip: str = "") -> None:
             User.id == user_id
         )
         await record("auth.totp_disabled", actor_id=user_id, target=str(user_id), ip=ip)
-    _forget()
+        _forget()
 
 
 def _forget() -> None:
+    """Clear the resolved sessions once the current transaction commits (see services)."""
     from canal.platform.http.auth import forget
 
-    forget()
+    db.on_commit(forget)

@@ -309,6 +309,8 @@ async def populate_unread(request: Any) -> None:
     principal = request.scope.get("user")
     if not isinstance(principal, Principal) or wants_json(request):
         return
+    if not principal.fully_signed_in:
+        return  # password passed, two-factor step not yet: shown nothing of the account
     if request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") != "true":
         return  # fragments do not render the header
     state = request.scope.setdefault("state", {})

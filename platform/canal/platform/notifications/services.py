@@ -185,6 +185,26 @@ async def unread_count(user_id: uuid.UUID) -> int:
     )
 
 
+def _cursor(before: dt.datetime) -> dt.datetime:
+    """The ``before`` cursor in UTC (a naive one is taken as UTC); 422 for a moment that
+    cannot be expressed in UTC (``0001-01-01T00:00:00+05:00``) instead of a server error."""
+    try:
+        if before.tzinfo is None:
+            return before.replace(tzinfo=dt.UTC)
+        return before.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise invalid(
+            [
+                FieldError(
+                    "before",
+                    "cursor_invalid",
+                    "分页参数无效。",
+                    "The page cursor is not valid.",
+                )
+            ]
+        ) from None
+
+
 async def inbox(
     user_id: uuid.UUID,
     locale: str,
@@ -199,7 +219,7 @@ async def inbox(
     if unread_only:
         where &= Notification.read_at.is_null()
     if before is not None:
-        where &= Notification.created_at < before
+        where &= Notification.created_at < _cursor(before)
     async with db.user_scope(user_id):
         rows = (
             await Notification.select()

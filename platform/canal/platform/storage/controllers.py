@@ -9,6 +9,7 @@ are passed on). The rules live in ``canal.platform.storage.services``/``validati
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -243,7 +244,8 @@ async def _body_source(
         else:
             name = params.get("filename")
     length = request.headers.get("content-length")
-    declared = int(length) if length and length.isdigit() else None
+    # ASCII digits only: "²".isdigit() is true but int("²") raises.
+    declared = int(length) if length and re.fullmatch(r"[0-9]{1,18}", length) else None
     return request.stream(), name, declared, {}
 
 

@@ -11,6 +11,9 @@ Modules call ``object_store()`` (set up by the app's lifespan) and its methods w
   refused upload never reaches S3. The type comes from the bytes; images are re-encoded.
 * The object is PUT first, then the row and the audit event are written in one transaction;
   if that fails, the object is deleted again. Nothing is half-stored.
+* A direct (browser) upload PUTs to ``staging/{tenant_id}/{uuid4}``; ``complete`` copies it
+  server-side to a fresh final key, removes the staged object and checks the copy. Final keys
+  are never signed for writing, so a replayed PUT URL cannot replace a checked file.
 * The minio client is synchronous: every call runs in a worker thread.
 """
 
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.error import S3Error
 from PIL import Image
 
@@ -49,7 +53,7 @@ log = logging.getLogger("canal.storage")
 GB = 1024 * MB
 DEFAULT_TENANT_QUOTA = 1 * GB
 DEFAULT_GET_EXPIRY = dt.timedelta(minutes=5)
-DEFAULT_PUT_EXPIRY = dt.timedelta(minutes=15)
+DEFAULT_PUT_EXPIRY = dt.timedelta(minutes=10)
 CHUNK = 1024 * 1024
 PART_SIZE = 8 * MB  # multipart part size for large objects (S3 minimum: 5 MB)
 
@@ -590,27 +594,32 @@ class ObjectStore:
         if used + size > quota:
             raise quota_exceeded(quota, used)
         object_id = uuid.uuid4()
-        key = self._key(f"tenants/{ctx.tenant_id}", purpose, object_id)
         expires_at = dt.datetime.now(dt.UTC) + expires
         token = self._sign(
             {
                 "o": str(object_id),
                 "t": str(ctx.tenant_id),
                 "p": purpose.key,
-                "k": key,
                 "n": validation.sanitise_filename(filename),
                 "e": int(expires_at.timestamp()),
             }
         )
+        # The browser PUTs to a staging key; ``complete`` moves the checked file to a key that
+        # is never signed for writing — a second PUT to this URL cannot replace what it kept.
         url = await asyncio.to_thread(
-            self.presigner.presigned_put_object, self.bucket(purpose), key, expires=expires
+            self.presigner.presigned_put_object,
+            self.bucket(purpose),
+            _staging_key(ctx.tenant_id, object_id),
+            expires=expires,
         )
         return DirectUpload(object_id, url, token, expires_at, purpose.max_bytes)
 
     async def complete(self, ctx: TenantContext, token: str, *, ip: str = "") -> StoredFile:
         """Check what the browser PUT (size, type from its first bytes) and record it.
 
-        A file that fails the checks is deleted. Completing twice returns the same record.
+        The staged object is copied server-side to a fresh final key (one per attempt) and
+        removed from staging; the checks run on that copy, which nobody else can write. A file
+        that fails them is deleted. Completing twice returns the same record.
         """
         payload = self._unsign(token)
         if payload.get("t") != str(ctx.tenant_id):
@@ -623,16 +632,45 @@ class ObjectStore:
         if time.time() > payload["e"] + 3600:
             raise not_found()
         purpose = self.purpose(payload["p"])
-        bucket, key = self.bucket(purpose), payload["k"]
+        bucket = self.bucket(purpose)
+        staging = _staging_key(ctx.tenant_id, object_id)
+        # A key of this attempt's own: a concurrent complete of the same upload never writes
+        # over a copy that another attempt checked (or recorded).
+        key = self._key(f"tenants/{ctx.tenant_id}", purpose, uuid.uuid4())
         try:
-            stat = await asyncio.to_thread(self.client.stat_object, bucket, key)
+            stat = await asyncio.to_thread(self.client.stat_object, bucket, staging)
         except S3Error:
             raise _upload_invalid(
                 "没有找到已上传的文件,请重新上传。",
                 "The uploaded file was not found; upload it again.",
             ) from None
-        size = int(stat.size or 0)
+        staged_size = int(stat.size or 0)
         try:
+            if staged_size == 0:
+                raise validation.empty_file()
+            if staged_size > purpose.max_bytes:
+                raise validation.too_large(purpose)
+            try:
+                await asyncio.to_thread(
+                    self.client.copy_object,
+                    bucket,
+                    key,
+                    CopySource(bucket, staging, match_etag=stat.etag),
+                )
+            except S3Error:
+                if (recorded := await _lookup_tenant_object(object_id, ctx)) is not None:
+                    return recorded  # a concurrent complete took the staged file first
+                log.warning("copying staged upload %s failed", object_id, exc_info=True)
+                raise _upload_invalid(
+                    "上传的文件在检查期间发生了变化,请重新上传。",
+                    "The uploaded file changed while it was being checked; upload it again.",
+                ) from None
+        finally:
+            await self._remove(bucket, staging)
+        try:
+            # From here on only the final copy counts: a PUT racing the copy changes nothing.
+            final = await asyncio.to_thread(self.client.stat_object, bucket, key)
+            size = int(final.size or 0)
             if size == 0:
                 raise validation.empty_file()
             if size > purpose.max_bytes:
@@ -654,6 +692,13 @@ class ObjectStore:
                 original_name=payload["n"],
                 ip=ip,
             )
+        except Exception:
+            await self._remove(bucket, key)
+            # A concurrent complete of the same upload may have recorded it first: that one.
+            recorded = await _lookup_tenant_object(object_id, ctx)
+            if recorded is not None:
+                return recorded
+            raise
         except BaseException:
             await self._remove(bucket, key)
             raise
@@ -810,6 +855,12 @@ def object_store() -> ObjectStore:
 
 
 # --- rows -------------------------------------------------------------------------------------
+
+
+def _staging_key(tenant_id: uuid.UUID, object_id: uuid.UUID) -> str:
+    """Where a direct upload's browser PUT lands, until ``complete`` checks and moves it."""
+    return f"staging/{tenant_id}/{object_id}"
+
 
 _COLUMNS = (
     "id, tenant_id, purpose, bucket, key, size, content_type, sha256, original_name, "
