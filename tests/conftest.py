@@ -101,17 +101,7 @@ async def client(app: Litestar) -> AsyncIterator[Any]:
 
 @pytest.fixture(scope="session")
 async def operator(app):
-    """Operator staff (the operator tenant's owner). Only one operator tenant may exist per
-    database: reuse the one another test made, else make it."""
-    from canal.tenants.services import create_operator_tenant
-    from canal.tenants.tables import Tenant
-    from tests.factories import Person, make_user, unique
+    """Operator staff: an owner of the operator tenant (one per database, made if missing)."""
+    from tests.factories import make_operator_staff
 
-    row = await Tenant.select(Tenant.created_by).where(Tenant.kind == "operator").first()
-    if row and row["created_by"]:
-        return Person(row["created_by"], "", "")
-    person = await make_user("运营审计员")
-    await create_operator_tenant(
-        creator_id=person.user_id, name="东昌数字运营有限公司", slug=unique("op-"), credit_code=None
-    )
-    return person
+    return (await make_operator_staff())["admin"]
