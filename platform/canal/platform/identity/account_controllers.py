@@ -138,7 +138,10 @@ def view(extra: dict[str, Any]) -> dict[str, Any]:
 
 ACCOUNT_FLASHES = {
     "profile_saved": "Your profile has been saved.",
-    "password_changed": "Your password has been changed; other devices have been signed out.",
+    "password_changed": (
+        "Your password has been changed; other devices have been signed out and your API "
+        "tokens revoked."
+    ),
     "totp_enabled": "Two-factor authentication is on.",
     "totp_disabled": "Two-factor authentication is off.",
     "session_revoked": "The session has been signed out.",
