@@ -20,6 +20,10 @@ PLATFORM_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "tokens", "manage", "管理本组织的 API 令牌", "Manage API tokens for this organisation"
     ),
+    Permission("files", "read", "查看与下载文件", "View and download files"),
+    Permission(
+        "files", "write", "上传与删除文件、查看存储用量", "Upload and delete files, see storage use"
+    ),
 )
 
 # Held by the operator company's staff, in the operator tenant's domain.
@@ -67,7 +71,9 @@ def role_catalog(tenant_kind: str) -> dict[str, RoleDef]:
             "member",
             "成员",
             "Member",
-            frozenset({("tenant", "read"), ("members", "read"), ("modules", "read")}),
+            frozenset(
+                {("tenant", "read"), ("members", "read"), ("modules", "read"), ("files", "read")}
+            ),
         ),
     }
     if tenant_kind == "operator":

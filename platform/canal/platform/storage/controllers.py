@@ -33,9 +33,9 @@ from canal.web.render import page, redirect
 
 Req = Request[Any, Any, Any]
 TAGS = ["files"]
-READ = {"access": "tenant", "permission": ("tenant", "read")}
-# TODO(lead): dedicated ("files", "write") / ("storage", "manage") permissions in roles.py.
-WRITE = {"access": "tenant", "permission": ("tenant", "update")}
+# Members read and download; admins and owners upload, delete and see the storage page.
+READ = {"access": "tenant", "permission": ("files", "read")}
+WRITE = {"access": "tenant", "permission": ("files", "write")}
 # Litestar refuses bodies beyond this before our code runs; the per-purpose limit is ours.
 BODY_LIMIT = max(p.max_bytes for p in PURPOSES.values()) + validation.MB
 FORM_PURPOSE = "document"
