@@ -118,7 +118,7 @@ async def test_wrong_codes_count_towards_lockout(client):
 
 async def test_disable_requires_a_code(client):
     person = await make_user()
-    await sign_in(client, person)
+    await form_login(client, person.login, person.password)  # a browser's cookie handling
     secret = await _secret_from_page(client)
     totp = pyotp.TOTP(secret)
     assert (await _confirm(client, totp.at(time.time() - 30))).status_code == 303
@@ -317,3 +317,20 @@ async def test_operator_staff_need_totp_for_api_tokens(client):
         "/api/v1/account/tokens", json={"name": "导出"}, headers={"X-CSRF-Token": csrf}
     )
     assert ok.status_code == 201, ok.text
+
+
+async def test_turning_totp_on_replaces_the_session(client):
+    """A cookie captured before the code must not become fully privileged afterwards."""
+    person = await make_user()
+    await form_login(client, person.login, person.password)
+    before = client.cookies.get(SESSION_COOKIE)
+    secret = await _secret_from_page(client)
+    ok = await _confirm(client, pyotp.TOTP(secret).now())
+    assert ok.status_code == 303, ok.text
+    after = client.cookies.get(SESSION_COOKIE)
+    assert after and after != before
+    old = await UserSession.select().where(UserSession.token_hash == token_hash(before)).first()
+    new = await UserSession.select().where(UserSession.token_hash == token_hash(after)).first()
+    assert old["revoked_at"] is not None
+    assert new["mfa_passed"] is True and new["revoked_at"] is None
+    assert (await client.get("/account")).status_code == 200

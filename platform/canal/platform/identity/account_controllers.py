@@ -23,6 +23,7 @@ from canal.platform.identity.controllers import (
     error_list,
     flash_from_query,
     form_values,
+    set_session_cookie,
     settings_of,
     t,
 )
@@ -307,12 +308,19 @@ async def totp_confirm_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     values = await form_values(request, "code")
     me = _me(request)
     try:
-        await totp.confirm_setup(
-            me.user_id, values["code"], session_id=me.session_id, ip=client_ip(request)
+        fresh = await totp.confirm_setup(
+            me.user_id,
+            values["code"],
+            session_id=me.session_id,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", ""),
         )
     except CanalError as error:
         return await _security_page(request, status=error.status, errors=error_list(request, error))
-    return redirect(request, "/account/security?done=totp_enabled")
+    response = redirect(request, "/account/security?done=totp_enabled")
+    if fresh is not None:
+        set_session_cookie(response, settings_of(request), fresh.token)
+    return response
 
 
 @post("/account/security/totp/disable", opt=USER, guards=SESSION_GUARDS, include_in_schema=False)
@@ -355,10 +363,24 @@ async def api_totp_setup(request: Request[Any, Any, Any]) -> TotpSetupOut:
     status_code=200,
     summary="Turn TOTP on with a code from the new secret",
 )
-async def api_totp_confirm(request: Request[Any, Any, Any], data: JSONBody[CodeIn]) -> SecurityOut:
+async def api_totp_confirm(
+    request: Request[Any, Any, Any], data: JSONBody[CodeIn]
+) -> Response[SecurityOut]:
     me = _me(request)
-    await totp.confirm_setup(me.user_id, data.code, session_id=me.session_id, ip=client_ip(request))
-    return SecurityOut(totp_enabled=True, totp_required=False)
+    fresh = await totp.confirm_setup(
+        me.user_id,
+        data.code,
+        session_id=me.session_id,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    body = SecurityOut(
+        totp_enabled=True, totp_required=False, csrf_token=fresh.csrf_token if fresh else None
+    )
+    response = Response(body)
+    if fresh is not None:
+        set_session_cookie(response, settings_of(request), fresh.token)
+    return response
 
 
 @post(

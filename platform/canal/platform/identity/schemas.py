@@ -130,6 +130,8 @@ class TotpSetupOut(msgspec.Struct, kw_only=True):
 class SecurityOut(msgspec.Struct, kw_only=True):
     totp_enabled: bool
     totp_required: bool
+    # Set when turning TOTP on replaced this browser session: the new session's CSRF token.
+    csrf_token: str | None = None
 
 
 class ConsentOut(msgspec.Struct, kw_only=True):

@@ -6,11 +6,12 @@ never twice: the last accepted step is stored and only later steps pass.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import re
 import time
 import uuid
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyotp
 import segno
@@ -20,6 +21,9 @@ from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.identity.schemas import TotpSetupOut
 from canal.platform.identity.tables import User, UserSession
+
+if TYPE_CHECKING:
+    from canal.platform.identity.services import NewSession
 
 ISSUER = "Canal 数字东昌"
 STEP_SECONDS = 30
@@ -121,9 +125,19 @@ async def begin_setup(user_id: uuid.UUID) -> TotpSetupOut:
 
 
 async def confirm_setup(
-    user_id: uuid.UUID, code: str, *, session_id: uuid.UUID | None, ip: str = ""
-) -> None:
-    """Turn TOTP on once a code from the new secret checks out; this session has passed MFA."""
+    user_id: uuid.UUID,
+    code: str,
+    *,
+    session_id: uuid.UUID | None,
+    ip: str = "",
+    user_agent: str = "",
+) -> NewSession | None:
+    """Turn TOTP on once a code from the new secret checks out.
+
+    The browser session that entered the code is replaced by a new one that has passed the
+    step (new token, new CSRF token), as at sign-in: a cookie captured before the code never
+    becomes fully privileged. Returns the new session for the caller's cookie.
+    """
     row = await User.select(User.totp_secret, User.totp_enabled).where(User.id == user_id).first()
     if row is None or row["totp_enabled"]:
         raise CanalError(
@@ -144,12 +158,20 @@ async def confirm_setup(
         if outcome != "ok":
             raise code_error(outcome)
         await User.update({User.totp_enabled: True}).where(User.id == user_id)
+        fresh = None
         if session_id is not None:
-            await UserSession.update({UserSession.mfa_passed: True}).where(
+            from canal.platform.identity.services import start_session
+            from canal.platform.settings import get_settings
+
+            await UserSession.update({UserSession.revoked_at: dt.datetime.now(dt.UTC)}).where(
                 (UserSession.id == session_id) & (UserSession.user == user_id)
+            )
+            fresh = await start_session(
+                get_settings(), user_id, ip=ip, user_agent=user_agent, mfa_passed=True
             )
         await record("auth.totp_enabled", actor_id=user_id, target=str(user_id), ip=ip)
         _forget()
+    return fresh
 
 
 async def disable(user_id: uuid.UUID, code: str, *, ip: str = "") -> None:
