@@ -1,0 +1,271 @@
+"""How fast does policy matching (惠企政策) put every enterprise in a group for every policy?
+
+Workload, in one process, no database: 100,000 synthetic enterprise portraits (industry codes
+from a GB/T 4754-like set, 12 区划 codes, establishment dates 1995–2025, capital, employees,
+revenue, tax, R&D spend, tax credit grade, patents, 0–3 certifications with validity windows;
+each fact missing for ~3 % of enterprises) × 1,000 synthetic policies of 5–10 top-level
+criteria each (certified on the window-open day, established ≥ N years, R&D/revenue ratio,
+grade in A/B, industry prefix, region, numeric ranges, ``any`` of two, ``not``).
+
+Measured:
+
+* ``encode_s``: ``PortraitTable`` from the 100,000 portrait dicts (once; reused afterwards);
+* ``matrix_s``: ``match_matrix`` — the group of all 100,000,000 (enterprise, policy) pairs and,
+  for nearly eligible, the missing criterion (goal ≤ 10 s);
+* ``reference_pairs_per_s``: ``rules.evaluate`` (the explanatory reference evaluator) on a
+  sample of pairs in the same run, extrapolated to the full matrix; ``speedup`` = reference
+  time for the full matrix / ``matrix_s`` (goal ≥ 50×). The sample's groups and missing
+  criteria are checked against the matrix — a disagreement fails the bench;
+* ``one_enterprise_ms``: one changed enterprise against all 1,000 policies (goal ≤ 20 ms);
+* ``one_policy_ms``: one new policy against all 100,000 enterprises (goal ≤ 1 s);
+* ``peak_rss_mb``: the process's peak resident memory (``resource.getrusage``), which includes
+  the 100,000 portrait dicts themselves; ``matrix_mb`` is the result matrix (int8).
+
+Storing the results in the database is out of scope here (pure functions only).
+
+Run: ``.venv/bin/python bench/policy_matching.py`` (~1 min on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from canal.park.policy.facts import KNOWN_CERTIFICATIONS, Certification
+from canal.park.policy.matcher import (
+    CompiledPolicies,
+    PortraitTable,
+    code_to_group,
+    match_matrix,
+    match_policy,
+)
+from canal.park.policy.rules import Rule, evaluate, parse_rule
+
+N_ENTERPRISES = 100_000
+N_POLICIES = 1_000
+SAMPLE_ENTERPRISES = 400
+SAMPLE_POLICIES = 100
+AS_OF = dt.date(2025, 6, 1)
+REFS = {"window_open": dt.date(2025, 3, 1)}
+
+GOAL_MATRIX_S = 10.0
+GOAL_SPEEDUP = 50.0
+GOAL_ONE_ENTERPRISE_MS = 20.0
+GOAL_ONE_POLICY_MS = 1000.0
+
+SECTIONS = ["C", "I", "M", "F", "G", "E", "A", "L"]
+INDUSTRIES = [f"{s}{n:04d}" for s in SECTIONS for n in range(1300, 4000, 17)]
+REGIONS = [f"3715{n:02d}" for n in range(1, 13)]
+GRADES = ["A", "B", "M", "C", "D"]
+
+
+def day(rng: random.Random, start: dt.date, end: dt.date) -> dt.date:
+    return start + dt.timedelta(days=rng.randrange((end - start).days + 1))
+
+
+def make_portrait(rng: random.Random) -> dict[str, Any]:
+    revenue = round(rng.lognormvariate(7, 1.5), 1)
+    p: dict[str, Any] = {
+        "industry_code": rng.choice(INDUSTRIES),
+        "region_code": rng.choice(REGIONS),
+        "established_on": day(rng, dt.date(1995, 1, 1), dt.date(2025, 5, 31)),
+        "registered_capital_wan": round(rng.lognormvariate(6, 1.2), 1),
+        "employees": int(rng.lognormvariate(3.5, 1.2)),
+        "revenue_wan": revenue if rng.random() > 0.02 else 0.0,
+        "tax_paid_wan": round(revenue * rng.uniform(0, 0.1), 1),
+        "rd_spend_wan": round(revenue * rng.uniform(0, 0.08), 1),
+        "tax_credit_grade": rng.choices(GRADES, weights=[35, 35, 15, 10, 5])[0],
+        "patents": int(rng.expovariate(0.2)),
+        "certifications": [
+            Certification(name, start, start + dt.timedelta(days=3 * 365))
+            for name in rng.sample(KNOWN_CERTIFICATIONS, rng.choice([0, 0, 1, 1, 2, 3]))
+            for start in [day(rng, dt.date(2020, 1, 1), dt.date(2025, 5, 1))]
+        ],
+    }
+    for fact in list(p):
+        if rng.random() < 0.03:
+            del p[fact]
+    return p
+
+
+def make_policy(rng: random.Random) -> dict[str, Any]:
+    pool = [
+        lambda: {"op": "certified", "name": rng.choice(KNOWN_CERTIFICATIONS), "on": "window_open"},
+        lambda: {
+            "fact": "established_on",
+            "op": "years_before",
+            "years": rng.randint(1, 5),
+            "date": "window_open",
+        },
+        lambda: {
+            "op": "ratio_min",
+            "numerator": "rd_spend_wan",
+            "denominator": "revenue_wan",
+            "min": rng.choice([0.02, 0.03, 0.04, 0.05]),
+        },
+        lambda: {"fact": "tax_credit_grade", "op": "in", "values": ["A", "B"]},
+        lambda: {
+            "fact": "industry_code",
+            "op": "prefix_in",
+            "prefixes": rng.sample(SECTIONS, rng.randint(1, 3)),
+        },
+        lambda: {"fact": "region_code", "op": "in", "values": rng.sample(REGIONS, 6)},
+        lambda: {"fact": "employees", "op": "range", "min": rng.choice([10, 20, 50, 100])},
+        lambda: {
+            "fact": "revenue_wan",
+            "op": "range",
+            "min": rng.choice([100, 500, 2000]),
+            "max": rng.choice([20000, 50000, 200000]),
+        },
+        lambda: {"fact": "tax_paid_wan", "op": "range", "min": rng.choice([10, 50, 100])},
+        lambda: {
+            "fact": "established_on",
+            "op": "range",
+            "min": "2000-01-01",
+            "max": rng.choice(["2020-12-31", "2023-12-31"]),
+        },
+        lambda: {
+            "any": [
+                {"op": "certified", "name": "专精特新", "on": "window_open"},
+                {"fact": "patents", "op": "range", "min": rng.choice([3, 5, 10])},
+            ]
+        },
+        lambda: {"not": {"fact": "tax_credit_grade", "op": "in", "values": ["C", "D"]}},
+        lambda: {"fact": "registered_capital_wan", "op": "range", "max": rng.choice([500, 2000])},
+    ]
+    return {"all": [f() for f in rng.sample(pool, rng.randint(5, 10))]}
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> int:
+    rng = random.Random(20251124)
+    gen_s, portraits = timed(lambda: [make_portrait(rng) for _ in range(N_ENTERPRISES)])
+    rules: list[Rule] = [parse_rule(make_policy(rng)) for _ in range(N_POLICIES)]
+    n_criteria = [len(r.items) for r in rules]
+    print(
+        f"workload: {N_ENTERPRISES:,} enterprises x {N_POLICIES:,} policies "
+        f"({min(n_criteria)}-{max(n_criteria)} criteria, mean {statistics.mean(n_criteria):.1f}); "
+        f"generated in {gen_s:.1f} s"
+    )
+
+    encode_s, table = timed(lambda: PortraitTable(portraits))
+    print(f"encode portraits column-wise: {encode_s:.2f} s")
+    matrix_s, matrix = timed(lambda: match_matrix(table, rules, AS_OF, REFS))
+    counts = {
+        "eligible": int((matrix == -1).sum()),
+        "nearly": int((matrix >= 0).sum()),
+        "not_eligible": int((matrix == -2).sum()),
+    }
+    print(f"fast matrix ({matrix.size:,} pairs): {matrix_s:.2f} s  groups: {counts}")
+
+    # Reference evaluator on a sample of pairs; every answer must equal the matrix's.
+    ent_sample = rng.sample(range(N_ENTERPRISES), SAMPLE_ENTERPRISES)
+    pol_sample = rng.sample(range(N_POLICIES), SAMPLE_POLICIES)
+    start = time.perf_counter()
+    answers = [
+        (j, i, evaluate(rules[j], portraits[i], AS_OF, REFS))
+        for j in pol_sample
+        for i in ent_sample
+    ]
+    ref_s = time.perf_counter() - start
+    pairs = len(answers)
+    mismatches = sum(
+        1
+        for j, i, res in answers
+        if code_to_group(int(matrix[j, i])) != (res.group, res.missing_criterion)
+    )
+    ref_full_s = ref_s / pairs * matrix.size
+    speedup = ref_full_s / matrix_s
+    print(
+        f"reference evaluator: {pairs:,} pairs in {ref_s:.2f} s ({pairs / ref_s:,.0f} pairs/s) "
+        f"-> full matrix ~{ref_full_s:,.0f} s; fast is {speedup:,.0f}x; mismatches: {mismatches}"
+    )
+
+    # One changed enterprise against all policies (policies compiled once, outside the timing).
+    compile_s, compiled = timed(lambda: CompiledPolicies(rules, AS_OF, REFS))
+    print(f"compile {N_POLICIES:,} policies for single enterprises: {compile_s * 1000:.0f} ms")
+    one_ent = []
+    for _ in range(20):
+        i = rng.randrange(N_ENTERPRISES)
+        changed = dict(portraits[i], employees=rng.randint(0, 500))
+        t, codes = timed(lambda changed=changed: compiled.enterprise(changed))
+        one_ent.append(t * 1000)
+        for j in rng.sample(range(N_POLICIES), 20):
+            res = evaluate(rules[j], changed, AS_OF, REFS)
+            if code_to_group(int(codes[j])) != (res.group, res.missing_criterion):
+                mismatches += 1
+    one_ent_ms = statistics.median(one_ent)
+    print(f"one changed enterprise x {N_POLICIES:,} policies: median {one_ent_ms:.1f} ms")
+
+    # One new policy against all enterprises.
+    one_pol = []
+    for _ in range(10):
+        rule = parse_rule(make_policy(rng))
+        t, codes = timed(lambda rule=rule: match_policy(table, rule, AS_OF, REFS))
+        one_pol.append(t * 1000)
+        for i in rng.sample(range(N_ENTERPRISES), 50):
+            res = evaluate(rule, portraits[i], AS_OF, REFS)
+            if code_to_group(int(codes[i])) != (res.group, res.missing_criterion):
+                mismatches += 1
+    one_pol_ms = statistics.median(one_pol)
+    print(f"one new policy x {N_ENTERPRISES:,} enterprises: median {one_pol_ms:.1f} ms")
+
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    matrix_mb = matrix.nbytes / 2**20
+    print(f"peak RSS {peak_rss_mb:,.0f} MB (result matrix {matrix_mb:,.0f} MB, {matrix.dtype})")
+    print("storing results in the database is out of scope for this bench (pure functions).")
+
+    goal_met = (
+        mismatches == 0
+        and matrix_s <= GOAL_MATRIX_S
+        and speedup >= GOAL_SPEEDUP
+        and one_ent_ms <= GOAL_ONE_ENTERPRISE_MS
+        and one_pol_ms <= GOAL_ONE_POLICY_MS
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "policy_matching",
+                "enterprises": N_ENTERPRISES,
+                "policies": N_POLICIES,
+                "criteria_mean": round(statistics.mean(n_criteria), 2),
+                "encode_s": round(encode_s, 2),
+                "matrix_s": round(matrix_s, 2),
+                "reference_pairs_per_s": round(pairs / ref_s),
+                "reference_full_matrix_s": round(ref_full_s),
+                "speedup": round(speedup, 1),
+                "compile_ms": round(compile_s * 1000, 1),
+                "one_enterprise_ms": round(one_ent_ms, 2),
+                "one_policy_ms": round(one_pol_ms, 2),
+                "peak_rss_mb": round(peak_rss_mb),
+                "matrix_mb": round(matrix_mb),
+                "mismatches": mismatches,
+                "groups": counts,
+                "goal_matrix_s": GOAL_MATRIX_S,
+                "goal_speedup": GOAL_SPEEDUP,
+                "goal_one_enterprise_ms": GOAL_ONE_ENTERPRISE_MS,
+                "goal_one_policy_ms": GOAL_ONE_POLICY_MS,
+                "goal_met": goal_met,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0 if goal_met else 1
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
