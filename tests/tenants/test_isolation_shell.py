@@ -82,11 +82,13 @@ async def test_populate_shell_fills_switcher_and_nav(app, owner_and_tenant):
         f"/t/{tenant.slug}/members",
         f"/t/{tenant.slug}/roles",
         f"/t/{tenant.slug}/modules",
+        f"/t/{tenant.slug}/storage",
+        f"/t/{tenant.slug}/billing",
         f"/t/{tenant.slug}/audit",
         f"/t/{tenant.slug}/m/policy",
     ]
     assert [n["label"] for n in nav][:2] == ["Overview", "Members"]
-    assert [n["active"] for n in nav] == [False, True, False, False, False, False]
+    assert [n["active"] for n in nav] == [False, True, False, False, False, False, False, False]
 
     plain = _request("/", principal, None)
     await populate_shell(plain)
@@ -131,3 +133,14 @@ async def test_api_twins_are_in_the_openapi_document(client):
     ):
         assert path in paths, path
     assert "post" in paths["/api/v1/orgs"] and "get" in paths["/api/v1/orgs"]
+
+
+async def test_owner_nav_leads_to_files_and_billing(client):
+    from tests.factories import make_tenant, make_user, sign_in
+
+    owner = await make_user()
+    tenant = await make_tenant(owner)
+    await sign_in(client, owner)
+    page = (await client.get(f"/t/{tenant.slug}")).text
+    nav = page.split("<main", 1)[0]
+    assert f'href="/t/{tenant.slug}/storage"' in nav and f'href="/t/{tenant.slug}/billing"' in nav
