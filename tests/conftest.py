@@ -74,7 +74,11 @@ async def runtime(settings: Settings):
         rt = dataclasses.replace(rt, redis_url=rt.redis_url.rsplit("/", 1)[0] + "/1")
     await db.drop_database(settings, rt.server_url)
     await migrate(rt)
-    return rt
+    yield rt
+    if os.environ.get("CI"):
+        # CI runs every submission in a new clone on the same machine: servers left running
+        # would pile up there. A developer's servers stay up, so the next run starts at once.
+        rt.stop_embedded()
 
 
 @pytest.fixture(scope="session")
