@@ -124,11 +124,8 @@ class ScopedTransaction(PostgresTransaction):
         self.scope_settings = settings
 
     async def begin(self) -> None:
-        # One round trip: values are UUIDs / fixed words we produced, validated in scope().
-        assignments = ", ".join(
-            f"set_config('{name}', '{value}', true)" for name, value in self.scope_settings.items()
-        )
-        await self.connection.execute(f"BEGIN; SELECT {assignments}")
+        # One round trip: BEGIN and the settings together.
+        await self.connection.execute(f"BEGIN; {_set_config_sql(self.scope_settings)}")
 
     async def commit(self) -> None:
         await self.connection.execute("COMMIT")
@@ -137,6 +134,13 @@ class ScopedTransaction(PostgresTransaction):
     async def rollback(self) -> None:
         await self.connection.execute("ROLLBACK")
         self._rolled_back = True
+
+
+def _set_config_sql(settings: dict[str, str]) -> str:
+    """``SELECT set_config(...)`` for the scope's settings, transaction-local. The values are
+    UUIDs or fixed words produced by scope() itself, never input, so inlining them is safe."""
+    assignments = ", ".join(f"set_config('{k}', '{v}', true)" for k, v in settings.items())
+    return f"SELECT {assignments}"
 
 
 def _setting(value: uuid.UUID | str | None) -> str:
@@ -169,20 +173,13 @@ async def scope(
     if current is not None:
         previous = getattr(current, "scope_settings", None)
         if previous != settings:
-            await current.connection.execute(
-                "SELECT "
-                + ", ".join(f"set_config('{k}', '{v}', true)" for k, v in settings.items())
-            )
+            await current.connection.execute(_set_config_sql(settings))
             current.scope_settings = settings  # type: ignore[attr-defined]
         yield current
         # Only reached when the block succeeded: an aborted transaction is rolled back anyway.
-        if True:
-            if previous is not None and previous != settings:
-                await current.connection.execute(
-                    "SELECT "
-                    + ", ".join(f"set_config('{k}', '{v}', true)" for k, v in previous.items())
-                )
-                current.scope_settings = previous  # type: ignore[attr-defined]
+        if previous is not None and previous != settings:
+            await current.connection.execute(_set_config_sql(previous))
+            current.scope_settings = previous  # type: ignore[attr-defined]
         return
 
     callbacks: list[Callable[[], Awaitable[None] | None]] = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -214,7 +213,3 @@ class EmbeddedRedis:
         if self.pidfile.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(self.pidfile.read_text().strip()), signal.SIGTERM)
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)

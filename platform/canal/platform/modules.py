@@ -59,7 +59,6 @@ class ModuleSpec:
     plans: Sequence[Plan] = (Plan("free", "免费版", "Free"),)
     piccolo_apps: Sequence[str] = ()
     jobs: Sequence[Callable[..., Any]] = ()
-    seed_demo: Callable[..., Any] | None = None
 
     def name(self, locale: str) -> str:
         return self.name_zh if locale.startswith("zh") else self.name_en

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
-from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -170,19 +168,3 @@ class AuthenticationMiddleware:
             scope["user"] = await resolve_principal(cookie, bearer)
             scope["auth"] = "token" if bearer else ("session" if cookie else None)
         await self.app(scope, receive, send)
-
-
-def new_session_expiry(settings: Settings) -> dt.datetime:
-    return dt.datetime.now(dt.UTC) + dt.timedelta(days=settings.session_days)
-
-
-def principal_of(scope: Any) -> Principal | None:
-    user = scope.get("user") if isinstance(scope, dict) else None
-    return user if isinstance(user, Principal) else None
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None

@@ -16,8 +16,6 @@ from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
-    NotFoundException,
-    PermissionDeniedException,
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -82,7 +80,7 @@ _STANDARD: dict[int, tuple[str, str, str]] = {
 }
 
 
-def standard_error(status: int, detail: str | None = None) -> CanalError:
+def standard_error(status: int) -> CanalError:
     code, zh, en = _STANDARD.get(status, _STANDARD[500] if status >= 500 else _STANDARD[400])
     return CanalError(code, zh, en, status=status)
 
@@ -136,7 +134,6 @@ def canal_error_handler(request: Request[Any, Any, Any], exc: CanalError) -> Res
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, ValidationException):
-        locale = _locale(request)
         field_errors = []
         for item in exc.extra or []:
             if isinstance(item, dict):
@@ -157,16 +154,14 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
             status=400,
             errors=tuple(field_errors),
         )
-        del locale
         return render_error(request, error)
     if isinstance(exc, NotAuthorizedException) and not wants_json(request):
+        from urllib.parse import quote
+
         from litestar.response import Redirect
 
-        return Redirect(f"/login?next={request.url.path}")
-    error = standard_error(exc.status_code)
-    if isinstance(exc, PermissionDeniedException | NotFoundException):
-        error = standard_error(exc.status_code)
-    return render_error(request, error)
+        return Redirect(f"/login?next={quote(request.url.path)}")
+    return render_error(request, standard_error(exc.status_code))
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -15,7 +15,6 @@ not belong to answers exactly like a missing one: 404.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -235,10 +234,3 @@ def check_routes(app: Any) -> None:
                 missing.append(f"{route.path}: a tenant path must use tenant access")
     if missing:
         raise RuntimeError("routes without an access declaration: " + ", ".join(missing))
-
-
-def uuid_or_404(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError):
-        raise not_found() from None
