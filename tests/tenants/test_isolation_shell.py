@@ -144,3 +144,4 @@ async def test_owner_nav_leads_to_files_and_billing(client):
     page = (await client.get(f"/t/{tenant.slug}")).text
     nav = page.split("<main", 1)[0]
     assert f'href="/t/{tenant.slug}/storage"' in nav and f'href="/t/{tenant.slug}/billing"' in nav
+    assert "文件存储" in nav and "文件数" not in nav  # the menu names the page, not a count

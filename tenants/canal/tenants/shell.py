@@ -17,7 +17,7 @@ _TENANT_PAGES: tuple[tuple[str, str, tuple[str, str]], ...] = (
     ("/members", "Members", ("members", "read")),
     ("/roles", "Roles", ("members", "manage")),
     ("/modules", "Modules", ("modules", "read")),
-    ("/storage", "Files", ("files", "write")),
+    ("/storage", "Files and storage", ("files", "write")),
     ("/billing", "Billing", ("modules", "manage")),
     ("/audit", "Audit trail", ("audit", "read")),
 )
