@@ -10,7 +10,8 @@ fills its path with tenant A's real objects, and calls it:
 * as Alice, A's owner, for GET routes of A — must succeed, proving the samples are real and
   the refusals above are not an accident of bad URLs.
 
-A path parameter the matrix does not know fails the test: add a sample for it below.
+A path parameter the matrix does not know fails the test: add a sample for it below, or for a
+module's objects in ``tests/security/matrix_samples/<domain>.py``.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ async def _build_world(app) -> World:
         # Secrets in links: the outsider does not have A's, so a guess must find nothing.
         "token": new_token(),
     }
+    # Each domain adds its own objects and parameter names (tests/security/matrix_samples/).
+    from tests.security.matrix_samples import builders
+
+    for add_samples in builders():
+        await add_samples(world, ctx_a)
     return world
 
 

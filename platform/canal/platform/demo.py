@@ -16,7 +16,20 @@ from typing import Any
 import pyotp
 
 from canal.platform import db
+from canal.platform.http.context import TenantContext
 from canal.platform.runtime import Runtime
+
+
+@dataclass
+class DemoWorld:
+    """What a module's ``seed_demo`` gets: the organisations and people already made."""
+
+    runtime: Runtime
+    users: dict[str, uuid.UUID]  # login -> user id
+    contexts: dict[str, TenantContext]  # organisation slug -> its owner's context
+
+    def ctx(self, slug: str) -> TenantContext:
+        return self.contexts[slug]
 
 
 @dataclass
@@ -59,6 +72,18 @@ ORGS: list[dict[str, Any]] = [
         "name": "聊城数智软件科技有限公司",
         "kind": "enterprise",
         "code17": "91371502MA7BQ1W6X",
+    },
+    {
+        "slug": "dc-kjj",
+        "name": "聊城市东昌府区科学技术局",
+        "kind": "government",
+        "code17": "11371502004128523",
+    },
+    {
+        "slug": "lc-mingde",
+        "name": "聊城明德财税咨询有限公司",
+        "kind": "enterprise",
+        "code17": "91371502MA3F6H8P1",
     },
     {
         "slug": "guangming-community",
@@ -112,6 +137,20 @@ PEOPLE: list[dict[str, Any]] = [
         "org": "guangming-community",
         "roles": ["owner"],
     },
+    {
+        "role": "政策主管部门 policy authority",
+        "login": "13806351009",
+        "name": "周敏",
+        "org": "dc-kjj",
+        "roles": ["owner"],
+    },
+    {
+        "role": "服务商 service provider",
+        "login": "13806351010",
+        "name": "马强",
+        "org": "lc-mingde",
+        "roles": ["owner"],
+    },
     {"role": "居民 resident", "login": "13806351006", "name": "孙秀英", "org": None, "roles": []},
     {
         "role": "企业员工 enterprise staff",
@@ -128,6 +167,8 @@ DEMO_MODULES = {
     "dc-steelpipe": ["policy", "services"],
     "shuzhi-soft": ["policy", "services", "modelstore", "exchange"],
     "jiaming-park": ["smartpark", "exchange"],
+    "dc-kjj": ["policy"],
+    "lc-mingde": ["services"],
     "guangming-community": ["community", "sscard"],
 }
 
@@ -198,7 +239,12 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
         async with db.tenant_scope(park["id"]):
             await Membership.insert(Membership(tenant_id=park["id"], user_id=member))
             await access().assign_role(member, "member", park["id"])
-        await _seed_organisation_life(runtime, users)
+        world = await _seed_organisation_life(runtime, users)
+        from canal.platform.modules import registry
+
+        for module in registry().values():
+            if module.seed_demo is not None:
+                await module.seed_demo(world)
         logins_file.parent.mkdir(parents=True, exist_ok=True)
         logins_file.write_text(
             json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2)
@@ -209,11 +255,11 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
         await db.close_pool()
 
 
-async def _seed_organisation_life(runtime: Runtime, users: dict[str, uuid.UUID]) -> None:
+async def _seed_organisation_life(runtime: Runtime, users: dict[str, uuid.UUID]) -> DemoWorld:
     """Members with roles, modules switched on and a pending invitation, through the same
     services the pages use (so the audit trail tells the story too)."""
     from canal.platform.access.services import access
-    from canal.platform.http.context import TenantContext, TenantRef
+    from canal.platform.http.context import TenantRef
     from canal.tenants.services import invite_member, set_module
     from canal.tenants.tables import Membership, Tenant
 
@@ -254,6 +300,7 @@ async def _seed_organisation_life(runtime: Runtime, users: dict[str, uuid.UUID])
             "authentication and notifications on your account page.",
             link="/",
         )
+    return DemoWorld(runtime, users, {slug: ctx(slug) for slug in owners})
 
 
 def print_logins(logins: list[DemoLogin], url: str) -> None:

@@ -8,7 +8,7 @@ and the catalogue shows their names and plans — all from this one declaration.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -39,6 +39,20 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class ScheduledJob:
+    """A job function the worker runs on a schedule (arq cron; times in UTC).
+
+    ``None`` means "every": ``ScheduledJob(f, minute={0})`` runs hourly at :00.
+    """
+
+    function: Callable[..., Any]
+    minute: set[int] | None = None
+    hour: set[int] | None = None
+    weekday: set[int] | None = None  # 0 = Monday
+    timeout: int = 600
+
+
+@dataclass(frozen=True)
 class ModuleSpec:
     key: str
     name_zh: str
@@ -59,6 +73,15 @@ class ModuleSpec:
     plans: Sequence[Plan] = (Plan("free", "免费版", "Free"),)
     piccolo_apps: Sequence[str] = ()
     jobs: Sequence[Callable[..., Any]] = ()
+    # Jobs the worker runs on a schedule (digests, reminders, backups).
+    cron: Sequence[ScheduledJob] = ()
+    # canal.platform.search.indexes.SearchIndex declarations for this module's kinds.
+    search_indexes: Sequence[Any] = ()
+    # Audit action code -> English label (the Chinese goes in the module's .po file).
+    audit_labels: Mapping[str, str] = field(default_factory=dict)
+    # Demo data: called by ``canal demo`` after the organisations exist, with a
+    # ``canal.platform.demo.DemoWorld`` (contexts per organisation slug, people by login).
+    seed_demo: Callable[[Any], Awaitable[None]] | None = None
 
     def name(self, locale: str) -> str:
         return self.name_zh if locale.startswith("zh") else self.name_en

@@ -74,6 +74,18 @@ ACTION_LABELS: dict[str, str] = {
     "billing.account_created": "Payout account created",
     "jobs.rerun": "Failed job run again",
 }
+
+
+def action_labels() -> dict[str, str]:
+    """The platform's labels plus every module's ``ModuleSpec.audit_labels``."""
+    from canal.platform.modules import registry
+
+    labels = dict(ACTION_LABELS)
+    for module in registry().values():
+        labels.update(module.audit_labels)
+    return labels
+
+
 # Offered in the filter's suggestion list.
 ACTION_PREFIXES = (
     "auth.",
@@ -159,7 +171,7 @@ class AuditEntry:
 
     @property
     def label(self) -> str | None:
-        return ACTION_LABELS.get(self.action)
+        return action_labels().get(self.action)
 
 
 @dataclass(frozen=True)

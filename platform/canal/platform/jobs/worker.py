@@ -204,7 +204,29 @@ def cron_jobs() -> list[CronJob]:
             timeout=600,
             max_tries=CRON_POLICY.max_tries + 1,
         ),
+        *_module_cron_jobs(),
     ]
+
+
+def _module_cron_jobs() -> list[CronJob]:
+    from canal.platform.modules import registry
+
+    jobs = []
+    for module in registry().values():
+        for scheduled in module.cron:
+            name = f"cron:{module.key}:{job_name(scheduled.function)}"
+            jobs.append(
+                cron(
+                    managed(scheduled.function, name=name, policy=CRON_POLICY),  # type: ignore[arg-type]
+                    name=name,
+                    minute=scheduled.minute,
+                    hour=scheduled.hour,
+                    weekday=scheduled.weekday,
+                    timeout=scheduled.timeout,
+                    max_tries=CRON_POLICY.max_tries + 1,
+                )
+            )
+    return jobs
 
 
 # --- recovering jobs a killed worker held ---------------------------------------------------

@@ -3,7 +3,7 @@
 Each kind says what is searchable, which attributes a caller may filter, facet and sort on,
 which hold Chinese text, and how to rebuild it from the database (an async loader). The
 platform declares ``organisations``; a module adds its kinds through
-``ModuleSpec.search_indexes`` (proposed field; read with ``getattr`` until it exists).
+``ModuleSpec.search_indexes``.
 
 Every document carries ``tenant_id`` (owning tenant) and ``visibility`` (``public`` or
 ``tenant``); both are always filterable and never caller-controlled (see ``services``).
@@ -153,7 +153,7 @@ def registry() -> dict[str, SearchIndex]:
 
     indexes: dict[str, SearchIndex] = {ORGANISATIONS.kind: ORGANISATIONS}
     for module in modules().values():
-        for index in getattr(module, "search_indexes", ()):
+        for index in module.search_indexes:
             if index.kind in indexes:
                 raise ValueError(f"search index {index.kind!r} registered twice")
             indexes[index.kind] = index
