@@ -26,6 +26,7 @@ def raw_job_functions() -> list[JobFunction]:
     from canal.platform.modules import registry
     from canal.platform.notifications.delivery import deliver_message
     from canal.platform.search.jobs import JOBS as search_jobs
+    from canal.exchange.bank.jobs import JOBS as bank_jobs  # not a module: every tenant has one
 
     functions: list[JobFunction] = [
         deliver_message,
@@ -34,6 +35,7 @@ def raw_job_functions() -> list[JobFunction]:
         cleanup_expired,
         *search_jobs,
         *billing_jobs,
+        *bank_jobs,
     ]
     for module in registry().values():
         functions.extend(module.jobs)

@@ -116,6 +116,23 @@ PURPOSES: dict[str, Purpose] = {
             ),
             direct_upload=True,
         ),
+        # The data bank (canal.exchange.bank): any kept file; its backups and cold archive.
+        *(
+            Purpose(
+                key,
+                label_zh,
+                label_en,
+                max_bytes=512 * MB,
+                content_types=tuple(validation.TYPE_NAMES),
+                direct_upload=key == "bank",
+                personal=key == "bank",
+            )
+            for key, label_zh, label_en in (
+                ("bank", "数据银行文件", "data bank file"),
+                ("bank-backup", "数据银行备份", "data bank backup"),
+                ("bank-cold", "数据银行归档", "data bank archive"),
+            )
+        ),
     )
 }
 
@@ -713,6 +730,44 @@ class ObjectStore:
             response.close()
             response.release_conn()
         return digest.hexdigest()
+
+    async def copy(
+        self, stored: StoredFile, ctx: TenantContext, purpose_key: str, *, ip: str = ""
+    ) -> StoredFile:
+        """A server-side copy of a tenant file into another purpose's bucket (backups, cold
+        archive), recorded like an upload: quota, row and audit event in one transaction.
+
+        The bytes never pass through this process, and an image is not re-encoded again.
+        """
+        if stored.tenant_id != ctx.tenant_id:
+            raise not_found()
+        purpose = self.purpose(purpose_key)
+        if stored.content_type not in purpose.content_types:
+            raise validation.wrong_type(purpose, stored.content_type)
+        if stored.size > purpose.max_bytes:
+            raise validation.too_large(purpose)
+        object_id = uuid.uuid4()
+        key = self._key(f"tenants/{ctx.tenant_id}", purpose, object_id)
+        bucket = self.bucket(purpose)
+        await asyncio.to_thread(
+            self.client.copy_object, bucket, key, CopySource(stored.bucket, stored.key)
+        )
+        try:
+            return await _record_tenant_object(
+                ctx,
+                object_id=object_id,
+                purpose=purpose.key,
+                bucket=bucket,
+                key=key,
+                size=stored.size,
+                content_type=stored.content_type,
+                sha256=stored.sha256,
+                original_name=stored.original_name,
+                ip=ip,
+            )
+        except BaseException:
+            await self._remove(bucket, key)
+            raise
 
     # --- deleting ------------------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""The data bank over its JSON API, for an organisation and for a resident: folders,
+uploads as versions, restore, download, share links, the recycle bin, quota and bad input."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.exchange.bank.conftest import make_resident
+from tests.factories import make_user, sign_in
+
+API = "/api/v1"
+
+
+async def _s3_get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient() as s3:
+        return await s3.get(url)
+
+
+async def _upload(client, base: str, name: str, data: bytes, folder: str | None = None):
+    params = {"name": name, **({"folder": folder} if folder else {})}
+    return await client.post(f"{API}{base}/upload", params=params, content=data)
+
+
+@pytest.mark.parametrize("space", ["tenant", "personal"])
+async def test_folder_versions_restore_share_and_bin(client, org, space):
+    if space == "tenant":
+        await sign_in(client, org.owner)
+        base = org.base
+    else:
+        await sign_in(client, await make_resident())
+        base = "/me/bank"
+
+    made = await client.post(f"{API}{base}/folders", json={"name": "报表"})
+    assert made.status_code == 201, made.text
+    folder = made.json()["id"]
+
+    first = await _upload(client, base, "销售.csv", "月份,金额\n1,100\n".encode(), folder)
+    assert first.status_code == 201, first.text
+    file_id = first.json()["id"]
+    second = await _upload(client, base, "销售.csv", "月份,金额\n1,100\n2,200\n".encode(), folder)
+    assert second.status_code == 201
+    assert second.json()["id"] == file_id  # same name, same folder: a new version
+    assert second.json()["versions"] == 2
+
+    detail = (await client.get(f"{API}{base}/files/{file_id}")).json()
+    v2, v1 = detail["versions"]
+    assert (v1["number"], v2["number"]) == (1, 2)
+    assert detail["file"]["current_version_id"] == v2["id"]
+
+    restored = await client.post(f"{API}{base}/files/{file_id}/versions/{v1['id']}/restore")
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["versions"] == 3
+    url = (await client.get(f"{API}{base}/files/{file_id}/download")).json()["url"]
+    body = await _s3_get(url)
+    assert body.content == "月份,金额\n1,100\n".encode()
+
+    # Share by link: an anonymous download works, counts, and stops after revoke.
+    share = await client.post(f"{API}{base}/files/{file_id}/shares", json={"days": 3})
+    assert share.status_code == 201, share.text
+    link = share.json()["url"]
+    token = link.rsplit("/", 1)[-1]
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="https://testserver.local"
+    ) as anon:
+        info = await anon.get(f"{API}/bank/s/{token}")
+        assert info.status_code == 200 and info.json()["file"]["name"] == "销售.csv"
+        page = await anon.get(f"/bank/s/{token}/download")
+        assert page.status_code == 302
+        assert (await _s3_get(page.headers["location"])).content.startswith("月份".encode())
+        shares = (await client.get(f"{API}{base}/files/{file_id}")).json()["shares"]
+        assert shares[0]["downloads"] == 1
+        revoked = await client.post(f"{API}{base}/files/{file_id}/shares/{shares[0]['id']}/revoke")
+        assert revoked.status_code == 204
+        assert (await anon.get(f"/bank/s/{token}/download")).status_code == 404
+        assert (await anon.get(f"{API}/bank/s/{token}")).status_code == 404
+
+    # Recycle bin: delete, gone from the folder, restore, back.
+    assert (await client.post(f"{API}{base}/files/{file_id}/delete")).status_code == 204
+    listing = (await client.get(f"{API}{base}/folders/{folder}")).json()["listing"]
+    assert listing["files"] == []
+    bin_items = (await client.get(f"{API}{base}/trash")).json()
+    assert [i["name"] for i in bin_items] == ["销售.csv"]
+    assert (await client.get(f"{API}{base}/files/{file_id}")).status_code == 404
+    back = await client.post(f"{API}{base}/trash/{bin_items[0]['trash_id']}/restore")
+    assert back.status_code == 204
+    listing = (await client.get(f"{API}{base}/folders/{folder}")).json()["listing"]
+    assert [f["name"] for f in listing["files"]] == ["销售.csv"]
+
+    # Delete the folder, empty the bin: rows and stored objects gone, usage back to zero.
+    usage = (await client.get(f"{API}{base}")).json()["usage"]
+    assert usage["bank_bytes"] > 0
+    assert (await client.post(f"{API}{base}/folders/{folder}/delete")).status_code == 204
+    emptied = await client.post(f"{API}{base}/trash/empty")
+    assert emptied.json() == {"count": 1}
+    usage = (await client.get(f"{API}{base}")).json()["usage"]
+    assert usage["bank_bytes"] == 0 and usage["files"] == 0
+    assert (await client.get(f"{API}{base}/trash")).json() == []
+
+
+async def test_names_with_path_tricks_are_refused(owner_client, org):
+    for bad in ["../etc", "a/b", "a\\b", "..", ".", "x\u202ey", "", "  "]:
+        response = await owner_client.post(f"{API}{org.base}/folders", json={"name": bad})
+        assert response.status_code == 422, bad
+        assert response.json()["errors"][0]["code"] in {"name_invalid", "name_required"}
+    upload = await _upload(owner_client, org.base, "../../passwd.txt", b"hello")
+    assert upload.status_code == 422
+    assert upload.json()["errors"][0]["code"] == "name_invalid"
+    listing = (await owner_client.get(f"{API}{org.base}")).json()
+    assert listing["listing"]["folders"] == [] and listing["listing"]["files"] == []
+    assert listing["usage"]["bank_bytes"] == 0
+
+
+async def test_moving_a_folder_into_itself_is_refused(owner_client, org):
+    async def mkdir(name: str, parent: str | None = None) -> str:
+        made = await owner_client.post(
+            f"{API}{org.base}/folders", json={"name": name, "parent_id": parent}
+        )
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    top = await mkdir("上级")
+    child = await mkdir("下级", top)
+    grandchild = await mkdir("再下级", child)
+    for target in (top, child, grandchild):
+        moved = await owner_client.post(
+            f"{API}{org.base}/folders/{top}/move", json={"target_id": target}
+        )
+        assert moved.status_code == 422
+        assert moved.json()["errors"][0]["code"] == "move_into_itself"
+    other = await mkdir("别处")
+    moved = await owner_client.post(
+        f"{API}{org.base}/folders/{top}/move", json={"target_id": other}
+    )
+    assert moved.status_code == 200 and moved.json()["parent_id"] == other
+    again = await owner_client.post(f"{API}{org.base}/folders", json={"name": "别处"})
+    assert again.status_code == 422 and again.json()["errors"][0]["code"] == "name_taken"
+
+
+async def test_over_quota_upload_is_refused_and_changes_nothing(owner_client, org):
+    from canal.platform.storage.services import set_tenant_quota
+
+    await set_tenant_quota(org.ctx.tenant_id, 1000, actor_id=None)
+    ok = await _upload(owner_client, org.base, "small.txt", b"a" * 600)
+    assert ok.status_code == 201
+    refused = await _upload(owner_client, org.base, "big.txt", b"b" * 600)
+    assert refused.status_code == 413
+    assert refused.json()["code"] == "storage_quota_exceeded"
+    names = [
+        f["name"] for f in (await owner_client.get(f"{API}{org.base}")).json()["listing"]["files"]
+    ]
+    assert names == ["small.txt"]
+
+
+async def test_wrong_type_is_refused(owner_client, org):
+    html = await _upload(owner_client, org.base, "page.txt", b"<!doctype html><script>x</script>")
+    assert html.status_code == 415
+
+
+async def test_unverified_person_has_no_personal_bank(client):
+    person = await make_resident(verified=False)
+    await sign_in(client, person)
+    response = await client.get(f"{API}/me/bank")
+    assert response.status_code == 403
+    assert response.json()["code"] == "realname_required"
+
+
+async def test_outsider_and_member_limits(client, owner_client, org):
+    made = await _upload(owner_client, org.base, "a.txt", b"secret")
+    file_id = made.json()["id"]
+    outsider = await make_user()
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="https://testserver.local"
+    ) as other:
+        await sign_in(other, outsider)
+        assert (await other.get(f"{API}{org.base}/files/{file_id}")).status_code == 404
+        # A person's own bank never finds an organisation's file by its id.
+        resident = await make_resident()
+        await sign_in(other, resident)
+        assert (await other.get(f"{API}/me/bank/files/{file_id}")).status_code == 404
