@@ -37,7 +37,7 @@ BODY_LIMIT = PURPOSES[services.PURPOSE].max_bytes + validation.MB
 EXPIRES_IN = int(DEFAULT_GET_EXPIRY.total_seconds())
 
 
-# --- shapes ----------------------------------------------------------------------------------------
+# --- shapes -----------------------------------------------------------------------------------
 
 
 class FolderIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -123,7 +123,7 @@ def _share_url(request: Req, token: str) -> str:
     return f"{request.base_url}".rstrip("/") + f"/bank/s/{token}"
 
 
-# --- page rendering --------------------------------------------------------------------------------
+# --- page rendering ---------------------------------------------------------------------------
 
 
 def _errors(request: Req, error: CanalError) -> list[dict[str, str]]:
@@ -200,10 +200,10 @@ async def _or_rerender(
         return await rerender(_errors(request, error), error.status)
 
 
-# --- the routes of one space ---------------------------------------------------------------------
+# --- the routes of one space ------------------------------------------------------------------
 
 
-def _routes(kind: str) -> list[Any]:  # noqa: C901 - one closure per route, on purpose
+def _routes(kind: str) -> list[Any]:
     tenant = kind == "tenant"
     prefix = "/t/{tenant_slug:str}/bank" if tenant else "/me/bank"
     api = "/api/v1" + prefix
@@ -948,7 +948,7 @@ def _routes(kind: str) -> list[Any]:  # noqa: C901 - one closure per route, on p
     return handlers
 
 
-# --- the public share link -----------------------------------------------------------------------
+# --- the public share link --------------------------------------------------------------------
 
 PUBLIC = {"access": "public"}
 

@@ -14,6 +14,7 @@ from typing import Any
 from canal.platform import db
 from canal.platform.jobs.builtin import claim_once
 from canal.platform.jobs.outbox import enqueue_after_commit
+from canal.platform.jobs.registry import JobFunction
 from canal.platform.modules import ScheduledJob
 
 from . import services
@@ -64,7 +65,7 @@ async def bank_purge_trash(ctx: dict[str, Any]) -> int:
     return purged
 
 
-JOBS = [bank_retrieve, bank_backup_folder, bank_due_backups, bank_purge_trash]
+JOBS: list[JobFunction] = [bank_retrieve, bank_backup_folder, bank_due_backups, bank_purge_trash]
 CRON = [
     ScheduledJob(bank_due_backups, minute={23}),
     ScheduledJob(bank_purge_trash, hour={3}, minute={41}),

@@ -52,7 +52,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# --- whose bank ----------------------------------------------------------------------------------
+# --- whose bank -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ async def personal_space(user_id: uuid.UUID) -> Space:
     return Space(user_id)
 
 
-# --- names ----------------------------------------------------------------------------------------
+# --- names ------------------------------------------------------------------------------------
 
 
 def check_name(raw: str | None, kind: str = "file", field: str = "name") -> str:
@@ -177,7 +177,7 @@ def _name_taken(field: str = "name") -> CanalError:
     )
 
 
-# --- reading ------------------------------------------------------------------------------------------
+# --- reading ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -441,7 +441,7 @@ async def file_detail(space: Space, file_id: uuid.UUID) -> FileDetail:
     )
 
 
-# --- folders ------------------------------------------------------------------------------------------
+# --- folders ----------------------------------------------------------------------------------
 
 
 async def _sibling_taken(
@@ -553,7 +553,7 @@ async def move_folder(space: Space, folder_id: uuid.UUID, target_id: uuid.UUID |
         return await _folder_row(space, folder_id)
 
 
-# --- uploads and versions -----------------------------------------------------------------------
+# --- uploads and versions ---------------------------------------------------------------------
 
 
 def _quota_full(quota: int, used: int) -> CanalError:
@@ -632,7 +632,8 @@ async def _add_version(
 ) -> uuid.UUID:
     rows = await _q(
         space,
-        "SELECT coalesce(max(number), 0) + 1 AS n FROM @versions WHERE file_id = {} AND @owner = {}",
+        "SELECT coalesce(max(number), 0) + 1 AS n FROM @versions "
+        "WHERE file_id = {} AND @owner = {}",
         file_id,
         space.owner_id,
     )
@@ -656,7 +657,8 @@ async def _add_version(
     )
     await _q(
         space,
-        "UPDATE @files SET current_version_id = {}, updated_at = now() WHERE id = {} AND @owner = {}",
+        "UPDATE @files SET current_version_id = {}, updated_at = now() "
+        "WHERE id = {} AND @owner = {}",
         version_id,
         file_id,
         space.owner_id,
@@ -827,7 +829,7 @@ async def download_url(
     return await store.presigned_get_personal(stored, space.user_id)
 
 
-# --- files: rename, move ------------------------------------------------------------------------
+# --- files: rename, move ----------------------------------------------------------------------
 
 
 async def rename_file(space: Space, file_id: uuid.UUID, raw_name: str) -> File:
@@ -863,7 +865,7 @@ async def move_file(space: Space, file_id: uuid.UUID, target_id: uuid.UUID | Non
         return await _file_row(space, file_id)
 
 
-# --- the recycle bin ----------------------------------------------------------------------------------
+# --- the recycle bin --------------------------------------------------------------------------
 
 
 async def delete_file(space: Space, file_id: uuid.UUID, *, ip: str = "") -> None:
@@ -1093,7 +1095,7 @@ async def empty_trash(space: Space, *, ip: str = "") -> int:
     return await _purge(space, [r["trash_id"] for r in rows], ip=ip)
 
 
-# --- share links ----------------------------------------------------------------------------------------
+# --- share links ------------------------------------------------------------------------------
 
 
 def _share_token(space: Space) -> str:
@@ -1296,7 +1298,7 @@ async def shared_download(token: str, *, ip: str = "") -> str:
     return await store.presigned_get_personal(stored, space.user_id)
 
 
-# --- usage ------------------------------------------------------------------------------------------------
+# --- usage ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -1334,7 +1336,8 @@ async def usage(space: Space) -> BankUsage:
         )
         counts = await _q(
             space,
-            "SELECT (SELECT count(*) FROM @files WHERE @owner = {} AND deleted_at IS NULL) AS files,"
+            "SELECT (SELECT count(*) FROM @files WHERE @owner = {} AND deleted_at IS NULL)"
+            " AS files,"
             " (SELECT count(*) FROM @versions WHERE @owner = {}) AS versions",
             space.owner_id,
             space.owner_id,
@@ -1363,7 +1366,7 @@ async def usage(space: Space) -> BankUsage:
     )
 
 
-# --- cold archive (organisations) ----------------------------------------------------------------
+# --- cold archive (organisations) -------------------------------------------------------------
 
 
 def _org_only(space: Space) -> TenantContext:
@@ -1490,7 +1493,7 @@ async def finish_retrieval(ctx: TenantContext, file_id: uuid.UUID) -> int:
     return len(rows)
 
 
-# --- scheduled backups (organisations) -----------------------------------------------------------
+# --- scheduled backups (organisations) --------------------------------------------------------
 
 
 async def set_backup(
@@ -1747,7 +1750,7 @@ async def restore_backup(space: Space, backup_id: uuid.UUID, *, ip: str = "") ->
     return restored
 
 
-# --- what the cron jobs find across organisations ------------------------------------------------
+# --- what the cron jobs find across organisations ---------------------------------------------
 
 
 async def due_backups(now: dt.datetime | None = None) -> list[tuple[uuid.UUID, uuid.UUID]]:

@@ -21,12 +21,12 @@ def register_job(function: JobFunction) -> JobFunction:
 
 
 def raw_job_functions() -> list[JobFunction]:
+    from canal.exchange.bank.jobs import JOBS as bank_jobs  # not a module: every tenant has one
     from canal.platform.billing.jobs import JOBS as billing_jobs
     from canal.platform.jobs.builtin import cleanup_expired, noop, probe
     from canal.platform.modules import registry
     from canal.platform.notifications.delivery import deliver_message
     from canal.platform.search.jobs import JOBS as search_jobs
-    from canal.exchange.bank.jobs import JOBS as bank_jobs  # not a module: every tenant has one
 
     functions: list[JobFunction] = [
         deliver_message,
