@@ -200,6 +200,15 @@ async def _or_rerender(
         return await rerender(_errors(request, error), error.status)
 
 
+async def verified_guard(connection: Any, _handler: Any) -> None:
+    """A person's bank needs real-name verification: refused before any body is read, so
+    an unverified caller learns nothing from how a request body would have been judged."""
+    principal = connection.scope.get("user")
+    if principal is None:
+        return  # the access guard (which runs first) has already refused
+    connection.state.bank_space = await services.personal_space(principal.user_id)
+
+
 # --- the routes of one space ------------------------------------------------------------------
 
 
@@ -215,6 +224,9 @@ def _routes(kind: str) -> list[Any]:
     async def space_of(request: Req) -> Space:
         if tenant:
             return services.tenant_space(tenant_context(request))
+        space = request.state.get("bank_space")
+        if isinstance(space, Space):
+            return space
         return await services.personal_space(current_principal(request).user_id)
 
     def folder_id(request: Req) -> uuid.UUID:
@@ -226,6 +238,8 @@ def _routes(kind: str) -> list[Any]:
     handlers: list[Any] = []
 
     def route(handler: Any) -> Any:
+        if not tenant:
+            handler.guards = [*(handler.guards or []), verified_guard]
         handlers.append(handler)
         return handler
 
