@@ -9,19 +9,19 @@ serve`` on the test database); screenshots in ``test-artifacts/e2e/bank-*.png``.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser_journey import (  # noqa: F401 - fixtures
-    ARTIFACTS,
-    CHROMIUM_FLAGS,
-    chromium,
-    server,
-)
+from tests.e2e import test_browser_journey as journey
 from tests.exchange.bank.conftest import make_org, make_resident
 
 pytestmark = pytest.mark.browser
+ARTIFACTS = journey.ARTIFACTS
+# The portal process and Chromium, as the first browser journey starts them.
+server = journey.server
+chromium = journey.chromium
 
 
 async def _shot(page, name: str) -> None:
@@ -49,15 +49,15 @@ async def _download(page, selector: str) -> bytes:
     async with page.expect_download() as info:
         await page.click(selector)
     download = await info.value
-    return Path(await download.path()).read_bytes()
+    return await asyncio.to_thread(Path(await download.path()).read_bytes)
 
 
 @pytest.fixture
-async def browser(server, chromium):  # noqa: F811
+async def browser(server, chromium):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        launched = await pw.chromium.launch(executable_path=chromium, args=journey.CHROMIUM_FLAGS)
         yield launched
         await launched.close()
 

@@ -3,7 +3,6 @@ job; "retrieving" until it is done) and the automatic purge of the recycle bin."
 
 from __future__ import annotations
 
-
 import uuid
 
 import httpx
