@@ -178,3 +178,61 @@ async def test_outsider_and_member_limits(client, owner_client, org):
         resident = await make_resident()
         await sign_in(other, resident)
         assert (await other.get(f"{API}/me/bank/files/{file_id}")).status_code == 404
+
+
+@pytest.mark.parametrize("space", ["tenant", "personal"])
+async def test_chunked_upload_resumes_after_an_interruption(client, org, space):
+    from canal.exchange.bank import services
+
+    if space == "tenant":
+        await sign_in(client, org.owner)
+        base = org.base
+    else:
+        await sign_in(client, await make_resident())
+        base = "/me/bank"
+    part = services.PART_SIZE
+    data = ("序号,数值\n" + "".join(f"{i},{i * 7}\n" for i in range(1_500_000))).encode()
+    assert part * 2 < len(data) < part * 3
+    started = await client.post(
+        f"{API}{base}/uploads", json={"name": "大表.csv", "size": len(data)}
+    )
+    assert started.status_code == 201, started.text
+    upload = started.json()
+    assert upload["parts"] == 3 and upload["received"] == []
+    url = f"{API}{base}/uploads/{upload['id']}"
+
+    # Parts 2 and 0 arrive; then "the connection drops". A wrong-sized part is refused.
+    assert (await client.put(f"{url}/parts/2", content=data[2 * part :])).status_code == 204
+    assert (await client.put(f"{url}/parts/0", content=data[:part])).status_code == 204
+    short = await client.put(f"{url}/parts/1", content=data[part : part + 10])
+    assert short.status_code == 422 and short.json()["code"] == "part_invalid"
+    early = await client.post(f"{url}/complete")
+    assert early.status_code == 409 and early.json()["code"] == "parts_missing"
+
+    # Resuming: the status says what is missing; send it and complete.
+    status = (await client.get(url)).json()
+    assert status["received"] == [0, 2]
+    missing = sorted(set(range(status["parts"])) - set(status["received"]))
+    for index in missing:
+        chunk = data[index * part : (index + 1) * part]
+        assert (await client.put(f"{url}/parts/{index}", content=chunk)).status_code == 204
+    done = await client.post(f"{url}/complete")
+    assert done.status_code == 201, done.text
+    assert done.json()["size"] == len(data)
+    download = (await client.get(f"{API}{base}/files/{done.json()['id']}/download")).json()
+    assert (await _s3_get(download["url"])).content == data
+    assert (await client.get(url)).status_code == 404  # the upload record and parts are gone
+
+
+async def test_chunked_upload_refuses_more_than_the_quota(owner_client, org):
+    from canal.platform.storage.services import set_tenant_quota
+
+    await set_tenant_quota(org.ctx.tenant_id, 5000, actor_id=None)
+    refused = await owner_client.post(
+        f"{API}{org.base}/uploads", json={"name": "big.csv", "size": 6000}
+    )
+    assert refused.status_code == 413 and refused.json()["code"] == "storage_quota_exceeded"
+    bad_name = await owner_client.post(
+        f"{API}{org.base}/uploads", json={"name": "a/../b.csv", "size": 10}
+    )
+    assert bad_name.status_code == 422

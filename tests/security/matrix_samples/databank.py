@@ -39,3 +39,13 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
             "trash_id": str(item.trash_id),
         }
     )
+    await _chunked_sample(world, ctx_a)
+
+
+async def _chunked_sample(world: Any, ctx_a: Any) -> None:
+    from canal.exchange.bank import services
+
+    started = await services.start_upload(
+        services.tenant_space(ctx_a), name=f"{world.markers[0]}-big.csv", size=10
+    )
+    world.samples.update({"upload_id": str(started.id), "part": "0"})

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, post, put
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -56,6 +56,13 @@ class MoveIn(msgspec.Struct, forbid_unknown_fields=True):
 class ShareIn(msgspec.Struct, forbid_unknown_fields=True):
     days: int = 7
     max_downloads: int | None = None
+
+
+class ChunkedIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    size: int
+    folder_id: uuid.UUID | None = None
+    file_id: uuid.UUID | None = None  # a new version of this file (its name is kept)
 
 
 class BackupIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -454,6 +461,70 @@ def _routes(kind: str) -> list[Any]:
         chunks, name, declared, _ = await _body_source(request)
         return await services.upload(
             space, folder, chunks, filename=name, declared_size=declared, ip=_ip(request)
+        )
+
+    # --- chunked, resumable uploads (used by the page's script for large files) ---------
+
+    chunked = "/uploads/{upload_id:uuid}"
+
+    def upload_id(request: Req) -> uuid.UUID:
+        return uuid.UUID(str(request.path_params["upload_id"]))
+
+    @route
+    @post(
+        api + "/uploads",
+        opt=write,
+        tags=TAGS,
+        status_code=HTTP_201_CREATED,
+        name=f"bank-{kind}-chunked-start-api",
+    )
+    async def chunked_start_api(request: Req, data: ChunkedIn) -> services.ChunkedUpload:
+        """Start a resumable upload: then PUT each part (``part_size`` bytes, the last one
+        shorter) to ``…/uploads/{id}/parts/{n}``, in any order, and POST ``…/complete``.
+        After an interruption, GET the upload to see which parts arrived."""
+        return await services.start_upload(
+            await space_of(request),
+            name=data.name,
+            size=data.size,
+            folder_id=data.folder_id,
+            into_file=data.file_id,
+        )
+
+    @route
+    @get(api + chunked, opt=write, tags=TAGS, name=f"bank-{kind}-chunked-status-api")
+    async def chunked_status_api(request: Req) -> services.ChunkedUpload:
+        """Which parts of a resumable upload have arrived."""
+        return await services.upload_status(await space_of(request), upload_id(request))
+
+    @route
+    @put(
+        api + chunked + "/parts/{part:int}",
+        opt=write,
+        tags=TAGS,
+        status_code=204,
+        request_max_body_size=services.PART_SIZE + 1024,
+        name=f"bank-{kind}-chunked-part-api",
+    )
+    async def chunked_part_api(request: Req) -> None:
+        """One part, as the raw body (sending a part again replaces it)."""
+        space = await space_of(request)
+        uid = upload_id(request)
+        await services.upload_status(space, uid)  # 404 before reading a foreign body
+        part = int(request.path_params["part"])
+        await services.put_part(space, uid, part, await request.body())
+
+    @route
+    @post(
+        api + chunked + "/complete",
+        opt=write,
+        tags=TAGS,
+        status_code=HTTP_201_CREATED,
+        name=f"bank-{kind}-chunked-complete-api",
+    )
+    async def chunked_complete_api(request: Req) -> services.File:
+        """Assemble the parts into the file (checked like any upload)."""
+        return await services.complete_upload(
+            await space_of(request), upload_id(request), ip=_ip(request)
         )
 
     @route

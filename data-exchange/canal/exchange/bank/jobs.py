@@ -58,8 +58,10 @@ async def bank_due_backups(ctx: dict[str, Any]) -> int:
 
 
 async def bank_purge_trash(ctx: dict[str, Any]) -> int:
-    """Nightly: empty what has been in any recycle bin for longer than the retention."""
+    """Nightly: empty what has been in any recycle bin for longer than the retention, and
+    drop chunked uploads never completed."""
     purged = await services.purge_expired()
+    await services.drop_stale_uploads()
     if purged:
         log.info("purged %d files from recycle bins", purged)
     return purged

@@ -80,7 +80,7 @@ class Space:
 
     def sql(self, text: str) -> str:
         prefix = "bank_personal_" if self.personal else "bank_"
-        for name in ("folders", "files", "versions", "shares"):
+        for name in ("folders", "files", "versions", "shares", "uploads"):
             text = text.replace(f"@{name}", prefix + name)
         return text.replace("@owner", "owner_id" if self.personal else "tenant_id")
 
@@ -88,6 +88,10 @@ class Space:
         if self.ctx is not None:
             return db.tenant_scope(self.ctx.tenant_id, self.user_id)
         return db.user_scope(self.user_id)
+
+    @property
+    def storage_owner(self) -> str:
+        return f"tenants/{self.ctx.tenant_id}" if self.ctx else f"users/{self.user_id}"
 
     def target(self, kind: str, object_id: uuid.UUID) -> str:
         return f"{'personal_' if self.personal else ''}bank_{kind}:{object_id}"
@@ -1093,6 +1097,192 @@ async def empty_trash(space: Space, *, ip: str = "") -> int:
             space.owner_id,
         )
     return await _purge(space, [r["trash_id"] for r in rows], ip=ip)
+
+
+# --- chunked (resumable) uploads ---------------------------------------------------------------
+# The client announces name and size, sends parts of PART_SIZE bytes in any order (again
+# after an interruption: the status lists what arrived), then completes. The parts wait in
+# storage's staging area; completing streams them in order through ``upload``, so every check
+# (type by content, size, quota, name) is the same as for a one-piece upload.
+
+PART_SIZE = 8 * MB
+UPLOAD_TTL = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class ChunkedUpload:
+    id: uuid.UUID
+    folder_id: uuid.UUID | None
+    into_file: uuid.UUID | None
+    name: str
+    size: int
+    part_size: int
+    parts: int
+    received: list[int]
+    created_at: dt.datetime
+
+
+def _parts(size: int, part_size: int) -> int:
+    return max(1, -(-size // part_size))
+
+
+async def _chunked_row(space: Space, upload_id: uuid.UUID) -> dict[str, Any]:
+    rows = await _q(
+        space,
+        "SELECT * FROM @uploads WHERE id = {} AND @owner = {} AND created_at > {}",
+        upload_id,
+        space.owner_id,
+        _now() - UPLOAD_TTL,
+    )
+    if not rows:
+        raise not_found()
+    return rows[0]
+
+
+async def _chunked(space: Space, row: dict[str, Any]) -> ChunkedUpload:
+    received = await object_store().staged_parts(PURPOSE, space.storage_owner, row["id"])
+    return ChunkedUpload(
+        row["id"],
+        row["folder_id"],
+        row["into_file"],
+        row["name"],
+        int(row["size"]),
+        int(row["part_size"]),
+        _parts(int(row["size"]), int(row["part_size"])),
+        sorted(received),
+        row["created_at"],
+    )
+
+
+async def start_upload(
+    space: Space,
+    *,
+    name: str,
+    size: int,
+    folder_id: uuid.UUID | None = None,
+    into_file: uuid.UUID | None = None,
+) -> ChunkedUpload:
+    limit = PERSONAL_QUOTA if space.personal else object_store().purpose(PURPOSE).max_bytes
+    limit = min(limit, object_store().purpose(PURPOSE).max_bytes)
+    if size <= 0 or size > limit:
+        raise invalid(
+            [
+                FieldError(
+                    "size",
+                    "size_invalid",
+                    f"文件大小需在 1 字节到 {human_size(limit)} 之间。",
+                    f"The file must be between 1 byte and {human_size(limit)}.",
+                )
+            ]
+        )
+    if into_file is not None:
+        existing = await get_file(space, into_file)
+        name, folder_id = existing.name, existing.folder_id
+    else:
+        name = check_name(name, "file")
+    usage_now = await usage(space)
+    if usage_now.used_bytes + size > usage_now.quota_bytes:
+        if space.personal:
+            raise _quota_full(usage_now.quota_bytes, usage_now.used_bytes)
+        raise storage.quota_exceeded(usage_now.quota_bytes, usage_now.used_bytes)
+    upload_id = uuid.uuid4()
+    async with space.scope():
+        if folder_id is not None:
+            await _folder_row(space, folder_id)
+        await _q(
+            space,
+            "INSERT INTO @uploads (id, @owner, folder_id, into_file, name, size, part_size, "
+            "created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, now())",
+            upload_id,
+            space.owner_id,
+            folder_id,
+            into_file,
+            name,
+            size,
+            PART_SIZE,
+            space.user_id,
+        )
+        row = await _chunked_row(space, upload_id)
+    return await _chunked(space, row)
+
+
+async def upload_status(space: Space, upload_id: uuid.UUID) -> ChunkedUpload:
+    async with space.scope():
+        row = await _chunked_row(space, upload_id)
+    return await _chunked(space, row)
+
+
+async def put_part(space: Space, upload_id: uuid.UUID, index: int, data: bytes) -> None:
+    async with space.scope():
+        row = await _chunked_row(space, upload_id)
+    size, part_size = int(row["size"]), int(row["part_size"])
+    count = _parts(size, part_size)
+    expected = part_size if index < count - 1 else size - part_size * (count - 1)
+    if not 0 <= index < count or len(data) != expected:
+        raise CanalError(
+            "part_invalid",
+            f"分片编号需为 0 至 {count - 1},且本片应为 {expected} 字节。",
+            f"The part number must be 0 to {count - 1}, and this part must be {expected} bytes.",
+            status=422,
+        )
+    await object_store().stage_part(PURPOSE, space.storage_owner, upload_id, index, data)
+
+
+async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -> File:
+    """Assemble the parts through ``upload``; the staged parts and the record go either way
+    once the file is judged (kept, or refused with the reason)."""
+    status = await upload_status(space, upload_id)
+    missing = sorted(set(range(status.parts)) - set(status.received))
+    if missing:
+        raise CanalError(
+            "parts_missing",
+            f"还有 {len(missing)} 个分片未上传(第一个缺少的是第 {missing[0]} 片),请继续上传。",
+            f"{len(missing)} parts have not arrived yet (the first missing is part "
+            f"{missing[0]}); send them, then complete again.",
+            status=409,
+        )
+    store = object_store()
+    try:
+        return await upload(
+            space,
+            status.folder_id,
+            store.read_staged(PURPOSE, space.storage_owner, upload_id, status.parts),
+            filename=status.name,
+            declared_size=status.size,
+            ip=ip,
+            into_file=status.into_file,
+        )
+    finally:
+        await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
+        async with space.scope():
+            await _q(
+                space,
+                "DELETE FROM @uploads WHERE id = {} AND @owner = {}",
+                upload_id,
+                space.owner_id,
+            )
+
+
+async def drop_stale_uploads(now: dt.datetime | None = None) -> int:
+    """Uploads never completed within a day: their parts and records go (the nightly job)."""
+    cutoff = (now or _now()) - UPLOAD_TTL
+    dropped = 0
+    async with db.platform_scope():
+        stale = []
+        for kind, owner, table in (
+            ("t", "tenant_id", "bank_uploads"),
+            ("u", "owner_id", "bank_personal_uploads"),
+        ):
+            rows = await BankBackup.raw(
+                f"DELETE FROM {table} WHERE created_at <= {{}} RETURNING id, {owner} AS owner",
+                cutoff,
+            )
+            stale.extend((kind, r["owner"], r["id"]) for r in rows)
+    for kind, owner, upload_id in stale:
+        prefix = f"tenants/{owner}" if kind == "t" else f"users/{owner}"
+        await object_store().drop_staged(PURPOSE, prefix, upload_id)
+        dropped += 1
+    return dropped
 
 
 # --- share links ------------------------------------------------------------------------------

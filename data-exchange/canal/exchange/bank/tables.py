@@ -108,6 +108,20 @@ class BankBackupItem(Table, tablename="bank_backup_items"):
     size = BigInt()
 
 
+class BankUpload(Table, tablename="bank_uploads"):
+    """A chunked (resumable) upload in progress; its parts wait in storage's staging area."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    tenant_id = ForeignKey(references=Tenant, null=False, index=True)
+    folder_id = UUID(null=True, default=None)
+    into_file = UUID(null=True, default=None)  # a new version of this file
+    name = Varchar(length=200)
+    size = BigInt()
+    part_size = Integer()
+    created_by = UUID(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 # --- a person's bank ---------------------------------------------------------------------------
 
 
@@ -163,5 +177,17 @@ class BankPersonalShare(Table, tablename="bank_personal_shares"):
     max_downloads = Integer(null=True, default=None)
     downloads = Integer(default=0)
     revoked_at = Timestamptz(null=True, default=None)
+    created_by = UUID(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class BankPersonalUpload(Table, tablename="bank_personal_uploads"):
+    id = UUID(primary_key=True, default=UUID4())
+    owner_id = ForeignKey(references=User, null=False, index=True)
+    folder_id = UUID(null=True, default=None)
+    into_file = UUID(null=True, default=None)
+    name = Varchar(length=200)
+    size = BigInt()
+    part_size = Integer()
     created_by = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())

@@ -24,6 +24,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import io
 import json
 import logging
 import tempfile
@@ -768,6 +769,50 @@ class ObjectStore:
         except BaseException:
             await self._remove(bucket, key)
             raise
+
+    # --- staged parts of a chunked (resumable) upload ------------------------------------
+    # The caller keeps the upload's record; the parts wait under staging/ unchecked, and are
+    # read back in order into ``upload``/``upload_personal``, which runs every check.
+
+    def _parts_prefix(self, owner: str, upload_id: uuid.UUID) -> str:
+        return f"staging/parts/{owner}/{upload_id}/"
+
+    async def stage_part(
+        self, purpose_key: str, owner: str, upload_id: uuid.UUID, index: int, data: bytes
+    ) -> None:
+        """Keep one part (``owner`` is ``tenants/{id}`` or ``users/{id}``); re-sending it
+        replaces it."""
+        key = f"{self._parts_prefix(owner, upload_id)}{index:05d}"
+        await self._put(
+            self.bucket(purpose_key), key, io.BytesIO(data), len(data), "application/octet-stream"
+        )
+
+    async def staged_parts(
+        self, purpose_key: str, owner: str, upload_id: uuid.UUID
+    ) -> dict[int, int]:
+        """The parts received so far: index -> size."""
+        bucket, prefix = self.bucket(purpose_key), self._parts_prefix(owner, upload_id)
+
+        def listing() -> dict[int, int]:
+            return {
+                int(str(o.object_name).rsplit("/", 1)[-1]): int(o.size or 0)
+                for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
+            }
+
+        return await asyncio.to_thread(listing)
+
+    async def read_staged(
+        self, purpose_key: str, owner: str, upload_id: uuid.UUID, count: int
+    ) -> AsyncIterator[bytes]:
+        """Parts 0 … count-1 in order, one part in memory at a time."""
+        bucket, prefix = self.bucket(purpose_key), self._parts_prefix(owner, upload_id)
+        for index in range(count):
+            yield await self._read_range(bucket, f"{prefix}{index:05d}", 0, 0)
+
+    async def drop_staged(self, purpose_key: str, owner: str, upload_id: uuid.UUID) -> None:
+        bucket, prefix = self.bucket(purpose_key), self._parts_prefix(owner, upload_id)
+        for key in await self.list_keys(purpose_key, prefix):
+            await self._remove(bucket, key)
 
     # --- deleting ------------------------------------------------------------------------
 
