@@ -172,4 +172,20 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     await page.wait_for_load_state("networkidle")
     assert "体检.txt" in await page.inner_text("main")
     await _shot(page, "09-resident-bank")
+
+    # A large file goes up in parts through the resumable API (the page's script).
+    big = ("编号,读数\n" + "".join(f"{i},{i % 97}\n" for i in range(1_000_000))).encode()
+    assert len(big) > 8 * 1024 * 1024
+    await page.goto(f"{server}/me/bank")
+    parts: list[str] = []
+    page.on("request", lambda r: parts.append(r.url) if "/parts/" in r.url else None)
+    await page.set_input_files(
+        "#f-file", files=[{"name": "电表读数.csv", "mimeType": "text/csv", "buffer": big}]
+    )
+    await page.click("form[action$='/upload'] button[type=submit]")
+    await page.wait_for_url("**/me/bank/files/**", timeout=60_000)
+    assert "电表读数.csv" in await page.inner_text("h1")
+    assert [u.rsplit("/", 1)[-1] for u in parts] == ["0", "1"]  # two parts, not one post
+    assert await _download(page, "a[role=button]:has-text('下载')") == big
+    await _shot(page, "10-resident-large-file")
     await context.close()

@@ -162,6 +162,7 @@ async def _listing_page(
             "errors": errors or [],
             "form": form or {},
             "trash_days": services.TRASH_DAYS,
+            "chunk_above": services.PART_SIZE,
         },
         status=status,
     )
@@ -188,6 +189,7 @@ async def _file_page(
             "errors": errors or [],
             "new_link": new_link,
             "max_days": services.SHARE_MAX_DAYS,
+            "chunk_above": services.PART_SIZE,
         },
         status=status,
     )
