@@ -1268,7 +1268,7 @@ async def drop_stale_uploads(now: dt.datetime | None = None) -> int:
     cutoff = (now or _now()) - UPLOAD_TTL
     dropped = 0
     async with db.platform_scope():
-        stale = []
+        stale: list[tuple[str, uuid.UUID, uuid.UUID]] = []
         for kind, owner, table in (
             ("t", "tenant_id", "bank_uploads"),
             ("u", "owner_id", "bank_personal_uploads"),
