@@ -1278,8 +1278,8 @@ async def drop_stale_uploads(now: dt.datetime | None = None) -> int:
                 cutoff,
             )
             stale.extend((kind, r["owner"], r["id"]) for r in rows)
-    for kind, owner, upload_id in stale:
-        prefix = f"tenants/{owner}" if kind == "t" else f"users/{owner}"
+    for space_kind, owner_id, upload_id in stale:
+        prefix = f"tenants/{owner_id}" if space_kind == "t" else f"users/{owner_id}"
         await object_store().drop_staged(PURPOSE, prefix, upload_id)
         dropped += 1
     return dropped
