@@ -140,3 +140,21 @@ async def test_bin_items_are_purged_after_the_retention(owner_client, org):
     assert names == ["new.txt"]
     keys_after = await object_store().list_keys("bank", f"tenants/{org.ctx.tenant_id}/")
     assert len(keys_after) == len(keys_before) - 1
+
+
+async def test_unfinished_chunked_uploads_are_dropped_after_a_day(owner_client, org):
+    started = (
+        await owner_client.post(f"{API}{org.base}/uploads", json={"name": "半途.csv", "size": 5})
+    ).json()
+    url = f"{API}{org.base}/uploads/{started['id']}"
+    assert (await owner_client.put(f"{url}/parts/0", content=b"a,b\n1")).status_code == 204
+    prefix = f"staging/parts/tenants/{org.ctx.tenant_id}/{started['id']}/"
+    assert len(await object_store().list_keys("bank", prefix)) == 1
+    async with db.tenant_scope(org.ctx.tenant_id):
+        await StoredObject.raw(
+            "UPDATE bank_uploads SET created_at = now() - interval '25 hours' WHERE id = {}",
+            uuid.UUID(started["id"]),
+        )
+    await jobs.bank_purge_trash({})
+    assert (await owner_client.get(url)).status_code == 404
+    assert await object_store().list_keys("bank", prefix) == []
