@@ -51,3 +51,37 @@ async def test_a_guessed_share_link_finds_nothing(client):
     for token in ["t" + "0" * 32 + "x" * 32, "nonsense", "u" + "f" * 60]:
         assert (await client.get(f"/bank/s/{token}")).status_code == 404
         assert (await client.get(f"/api/v1/bank/s/{token}/download")).status_code == 404
+
+
+async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_client, org):
+    from canal.platform import db
+    from canal.platform.access.services import access
+    from canal.tenants.tables import Membership
+    from tests.factories import make_user
+
+    made = await owner_client.post(
+        f"/api/v1{org.base}/upload", params={"name": "制度.txt"}, content="员工手册".encode()
+    )
+    file_id = made.json()["id"]
+    member = await make_user("普通成员")
+    async with db.tenant_scope(org.ctx.tenant_id):
+        await Membership.insert(Membership(tenant_id=org.ctx.tenant_id, user_id=member.user_id))
+        await access().assign_role(member.user_id, "member", org.ctx.tenant_id)
+    import httpx
+
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="https://testserver.local"
+    ) as colleague:
+        await sign_in(colleague, member)
+        home = await colleague.get(org.base)
+        assert home.status_code == 200 and "制度.txt" in home.text
+        assert 'name="file"' not in home.text  # no upload form for a reader
+        download = await colleague.get(f"{org.base}/files/{file_id}/download")
+        assert download.status_code == 302
+        refused = await colleague.post(
+            f"/api/v1{org.base}/files/{file_id}/delete",
+            headers={"content-type": "application/json"},
+        )
+        assert refused.status_code == 403
+    still = await owner_client.get(f"/api/v1{org.base}/files/{file_id}")
+    assert still.status_code == 200

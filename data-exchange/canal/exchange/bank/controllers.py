@@ -133,6 +133,15 @@ def _share_url(request: Req, token: str) -> str:
 # --- page rendering ---------------------------------------------------------------------------
 
 
+def _can_write(space: Space) -> bool:
+    """Members may browse and download; the forms that change things are for writers."""
+    if space.ctx is None:
+        return True
+    from canal.platform.access.services import access
+
+    return bool(access().enforce(space.user_id, space.ctx.tenant_id, "files", "write"))
+
+
 def _errors(request: Req, error: CanalError) -> list[dict[str, str]]:
     return [e.for_locale(request_locale(request)) for e in error.errors]
 
@@ -163,6 +172,7 @@ async def _listing_page(
             "form": form or {},
             "trash_days": services.TRASH_DAYS,
             "chunk_above": services.PART_SIZE,
+            "can_write": _can_write(space),
         },
         status=status,
     )
@@ -190,6 +200,7 @@ async def _file_page(
             "new_link": new_link,
             "max_days": services.SHARE_MAX_DAYS,
             "chunk_above": services.PART_SIZE,
+            "can_write": _can_write(space),
         },
         status=status,
     )
@@ -831,6 +842,7 @@ def _routes(kind: str) -> list[Any]:
                 "items": await services.list_trash(space),
                 "trash_days": services.TRASH_DAYS,
                 "errors": errors or [],
+                "can_write": _can_write(space),
             },
         )
 
