@@ -236,3 +236,21 @@ async def test_chunked_upload_refuses_more_than_the_quota(owner_client, org):
         f"{API}{org.base}/uploads", json={"name": "a/../b.csv", "size": 10}
     )
     assert bad_name.status_code == 422
+
+
+async def test_chunked_upload_of_a_refused_type_is_judged_at_completion(owner_client, org):
+    from canal.platform.storage.services import object_store
+
+    data = b"<!doctype html><html><script>alert(1)</script></html>"
+    upload = (
+        await owner_client.post(
+            f"{API}{org.base}/uploads", json={"name": "page.txt", "size": len(data)}
+        )
+    ).json()
+    url = f"{API}{org.base}/uploads/{upload['id']}"
+    assert (await owner_client.put(f"{url}/parts/0", content=data)).status_code == 204
+    refused = await owner_client.post(f"{url}/complete")
+    assert refused.status_code == 415 and refused.json()["code"] == "file_type_not_allowed"
+    prefix = f"staging/parts/tenants/{org.ctx.tenant_id}/{upload['id']}/"
+    assert await object_store().list_keys("bank", prefix) == []
+    assert (await owner_client.get(f"{API}{org.base}")).json()["listing"]["files"] == []

@@ -1229,8 +1229,8 @@ async def put_part(space: Space, upload_id: uuid.UUID, index: int, data: bytes) 
 
 
 async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -> File:
-    """Assemble the parts through ``upload``; the staged parts and the record go either way
-    once the file is judged (kept, or refused with the reason)."""
+    """Assemble the parts through ``upload``; the staged parts and the record go once the
+    file is judged (kept, or refused with the reason)."""
     status = await upload_status(space, upload_id)
     missing = sorted(set(range(status.parts)) - set(status.received))
     if missing:
@@ -1242,17 +1242,8 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
             status=409,
         )
     store = object_store()
-    try:
-        return await upload(
-            space,
-            status.folder_id,
-            store.read_staged(PURPOSE, space.storage_owner, upload_id, status.parts),
-            filename=status.name,
-            declared_size=status.size,
-            ip=ip,
-            into_file=status.into_file,
-        )
-    finally:
+
+    async def discard() -> None:
         await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
         async with space.scope():
             await _q(
@@ -1261,6 +1252,23 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
                 upload_id,
                 space.owner_id,
             )
+
+    try:
+        made = await upload(
+            space,
+            status.folder_id,
+            store.read_staged(PURPOSE, space.storage_owner, upload_id, status.parts),
+            filename=status.name,
+            declared_size=status.size,
+            ip=ip,
+            into_file=status.into_file,
+        )
+    except CanalError:
+        await discard()  # judged and refused (type, quota, name): the parts are of no use
+        raise
+    # Any other failure (a storage hiccup) keeps the parts: completing again may succeed.
+    await discard()
+    return made
 
 
 async def drop_stale_uploads(now: dt.datetime | None = None) -> int:
