@@ -254,3 +254,13 @@ async def test_chunked_upload_of_a_refused_type_is_judged_at_completion(owner_cl
     prefix = f"staging/parts/tenants/{org.ctx.tenant_id}/{upload['id']}/"
     assert await object_store().list_keys("bank", prefix) == []
     assert (await owner_client.get(f"{API}{org.base}")).json()["listing"]["files"] == []
+
+
+async def test_every_bank_api_is_in_the_openapi_document(client):
+    schema = (await client.get("/api/schema/openapi.json")).json()
+    paths = {p for p in schema["paths"] if "/bank" in p}
+    for base in ("/api/v1/t/{tenant_slug}/bank", "/api/v1/me/bank"):
+        for suffix in ("", "/upload", "/uploads/{upload_id}/parts/{part}", "/trash"):
+            assert base + suffix in paths
+    assert "/api/v1/t/{tenant_slug}/bank/folders/{bank_folder_id}/backup/run" in paths
+    assert not any(p.startswith(("/t/", "/me/")) for p in paths)  # pages stay out
