@@ -158,3 +158,26 @@ async def test_unfinished_chunked_uploads_are_dropped_after_a_day(owner_client, 
     await jobs.bank_purge_trash({})
     assert (await owner_client.get(url)).status_code == 404
     assert await object_store().list_keys("bank", prefix) == []
+
+
+async def test_retrieval_runs_in_the_real_worker_and_crons_are_registered(
+    runtime, owner_client, org
+):
+    from canal.platform.jobs import make_worker
+    from canal.platform.jobs.worker import cron_jobs
+
+    names = {job.name for job in cron_jobs()}
+    assert {"cron:bank:bank_due_backups", "cron:bank:bank_purge_trash"} <= names
+
+    made = await _upload(owner_client, org.base, "冷.txt", "冷数据".encode())
+    await owner_client.post(f"{API}{org.base}/files/{made['id']}/archive")
+    pending = await owner_client.post(f"{API}{org.base}/files/{made['id']}/retrieve")
+    assert pending.json()["storage_class"] == "retrieving"
+    worker = make_worker(runtime, burst=True)
+    await worker.main()
+    await worker.close()
+    detail = (await owner_client.get(f"{API}{org.base}/files/{made['id']}")).json()
+    assert detail["file"]["storage_class"] == "standard"
+    assert await _content(owner_client, org.base, made["id"]) == "冷数据".encode()
+    inbox = await owner_client.get("/notifications")
+    assert "「冷.txt」已从归档取回" in inbox.text  # the requester is told it is back

@@ -30,6 +30,8 @@ from canal.platform.http.errors import CanalError, FieldError, invalid, not_foun
 from canal.platform.identity.secrets import token_hash
 from canal.platform.identity.tables import User
 from canal.platform.jobs.outbox import enqueue_after_commit
+from canal.platform.notifications.kinds import NotificationKind, register_kind
+from canal.platform.notifications.services import notify
 from canal.platform.storage import services as storage
 from canal.platform.storage.services import StoredFile, object_store
 from canal.platform.storage.validation import MB, human_size
@@ -46,6 +48,9 @@ SHARE_MAX_DAYS = 30
 SCHEDULES = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7)}
 MAX_KEEP = 30
 NAME_MAX = {"folder": 120, "file": 200}
+
+# "Your archived file is back" and similar: in-app by default, no e-mail unless chosen.
+NOTIFY_KIND = register_kind(NotificationKind("bank", "数据银行", "Data bank", default_email=False))
 
 
 def _now() -> dt.datetime:
@@ -1688,6 +1693,17 @@ async def finish_retrieval(ctx: TenantContext, file_id: uuid.UUID) -> int:
                 space.owner_id,
             )
             await _unstore(space, cold.id)
+    if rows:
+        async with space.scope():
+            file = await _file_row(space, file_id)
+            await notify(
+                [ctx.user_id],
+                NOTIFY_KIND.key,
+                title_zh=f"「{file.name}」已从归档取回,可以下载了。",
+                title_en=f"“{file.name}” is back from the archive and can be downloaded.",
+                link=f"/t/{ctx.tenant.slug}/bank/files/{file_id}",
+                tenant_id=ctx.tenant_id,
+            )
     return len(rows)
 
 
