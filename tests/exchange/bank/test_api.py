@@ -264,3 +264,68 @@ async def test_every_bank_api_is_in_the_openapi_document(client):
             assert base + suffix in paths
     assert "/api/v1/t/{tenant_slug}/bank/folders/{bank_folder_id}/backup/run" in paths
     assert not any(p.startswith(("/t/", "/me/")) for p in paths)  # pages stay out
+
+
+async def test_share_limits_expiry_and_validation(client, owner_client, org):
+    from canal.platform import db
+    from canal.platform.storage.tables import StoredObject
+
+    file_id = (await _upload(owner_client, org.base, "限次.txt", b"once")).json()["id"]
+    bad = await owner_client.post(
+        f"{API}{org.base}/files/{file_id}/shares", json={"days": 90, "max_downloads": 0}
+    )
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"days", "max_downloads"}
+    once = await owner_client.post(
+        f"{API}{org.base}/files/{file_id}/shares", json={"days": 1, "max_downloads": 1}
+    )
+    token = once.json()["url"].rsplit("/", 1)[-1]
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="https://testserver.local"
+    ) as anon:
+        assert (await anon.get(f"{API}/bank/s/{token}")).json()["file"]["downloads_left"] == 1
+        assert (await anon.get(f"{API}/bank/s/{token}/download")).status_code == 200
+        assert (await anon.get(f"{API}/bank/s/{token}/download")).status_code == 404
+        later = await owner_client.post(f"{API}{org.base}/files/{file_id}/shares", json={})
+        token = later.json()["url"].rsplit("/", 1)[-1]
+        async with db.tenant_scope(org.ctx.tenant_id):
+            await StoredObject.raw(
+                "UPDATE bank_shares SET expires_at = now() - interval '1 second' WHERE id = {}",
+                later.json()["share"]["id"],
+            )
+        assert (await anon.get(f"/bank/s/{token}")).status_code == 404
+
+
+async def test_same_name_at_once_makes_one_file_with_two_versions(owner_client, org):
+    import asyncio
+
+    answers = await asyncio.gather(
+        _upload(owner_client, org.base, "并发.txt", b"first"),
+        _upload(owner_client, org.base, "并发.txt", b"second"),
+    )
+    assert {a.status_code for a in answers} == {201}
+    files = (await owner_client.get(f"{API}{org.base}")).json()["listing"]["files"]
+    assert [(f["name"], f["versions"]) for f in files] == [("并发.txt", 2)]
+
+
+async def test_rename_move_and_restore_beside_a_newer_namesake(owner_client, org):
+    folder = (await owner_client.post(f"{API}{org.base}/folders", json={"name": "档案"})).json()
+    old = (await _upload(owner_client, org.base, "合同.pdf.txt", b"v-old")).json()
+    moved = await owner_client.post(
+        f"{API}{org.base}/files/{old['id']}/move", json={"target_id": folder["id"]}
+    )
+    assert moved.status_code == 200 and moved.json()["folder_id"] == folder["id"]
+    renamed = await owner_client.post(
+        f"{API}{org.base}/files/{old['id']}/rename", json={"name": "合同.txt"}
+    )
+    assert renamed.json()["name"] == "合同.txt"
+    await owner_client.post(f"{API}{org.base}/files/{old['id']}/delete")
+    await _upload(owner_client, org.base, "合同.txt", b"v-new", folder["id"])
+    [item] = (await owner_client.get(f"{API}{org.base}/trash")).json()
+    await owner_client.post(f"{API}{org.base}/trash/{item['trash_id']}/restore")
+    listing = (await owner_client.get(f"{API}{org.base}/folders/{folder['id']}")).json()
+    assert sorted(f["name"] for f in listing["listing"]["files"]) == ["合同 (2).txt", "合同.txt"]
+    clash = await owner_client.post(
+        f"{API}{org.base}/files/{old['id']}/rename", json={"name": "合同.TXT"}
+    )
+    assert clash.status_code == 422 and clash.json()["errors"][0]["code"] == "name_taken"
