@@ -45,6 +45,8 @@ async def test_personal_bank_page_asks_for_verification(client):
     await sign_in(client, person)
     page = await client.get("/me/bank")
     assert page.status_code == 403 and "实名认证" in page.text
+    assert 'href="/account/real-name"' in page.text  # where to go, not just "no"
+    assert (await client.get("/me/bank/trash")).status_code == 403
 
 
 async def test_a_guessed_share_link_finds_nothing(client):

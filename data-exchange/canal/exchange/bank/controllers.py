@@ -226,6 +226,8 @@ async def verified_guard(connection: Any, _handler: Any) -> None:
     principal = connection.scope.get("user")
     if principal is None:
         return  # the access guard (which runs first) has already refused
+    if connection.scope.get("method") == "GET" and connection.url.path == "/me/bank":
+        return  # the home page explains how to get verified (``home_page``)
     connection.state.bank_space = await services.personal_space(principal.user_id)
 
 
@@ -268,7 +270,13 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix, opt=read, include_in_schema=False, name=f"bank-{kind}-home")
     async def home_page(request: Req) -> Response[str]:
-        return await _listing_page(request, await space_of(request), None)
+        try:
+            space = await space_of(request)
+        except CanalError as error:
+            if error.code != "realname_required":
+                raise
+            return page(request, "bank/verify.html", {}, status=403)
+        return await _listing_page(request, space, None)
 
     @route
     @get(api, opt=read, tags=TAGS, name=f"bank-{kind}-home-api")
