@@ -83,12 +83,13 @@ async def test_populate_shell_fills_switcher_and_nav(app, owner_and_tenant):
         f"/t/{tenant.slug}/roles",
         f"/t/{tenant.slug}/modules",
         f"/t/{tenant.slug}/storage",
+        f"/t/{tenant.slug}/bank",
         f"/t/{tenant.slug}/billing",
         f"/t/{tenant.slug}/audit",
         f"/t/{tenant.slug}/m/policy",
     ]
     assert [n["label"] for n in nav][:2] == ["Overview", "Members"]
-    assert [n["active"] for n in nav] == [False, True, False, False, False, False, False, False]
+    assert [n["active"] for n in nav] == [False, True] + [False] * 7
 
     plain = _request("/", principal, None)
     await populate_shell(plain)

@@ -41,6 +41,7 @@ log = logging.getLogger("canal.app")
 
 def _route_groups() -> list[Any]:
     """Every domain's routes. Domains own their controllers; the factory only collects."""
+    from canal.exchange.bank.controllers import ROUTES as bank_routes
     from canal.platform.audit.controllers import ROUTES as audit_routes
     from canal.platform.billing.controllers import ROUTES as billing_routes
     from canal.platform.http.pages import ROUTES as page_routes
@@ -59,6 +60,8 @@ def _route_groups() -> list[Any]:
         *billing_routes,
         *jobs_routes,
         *notification_routes,
+        # The data bank is for every organisation and verified resident, not a module.
+        *bank_routes,
     ]
     for module in registry().values():
         if module.route_handlers:

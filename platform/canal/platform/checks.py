@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         results["ruff format"] = _step(
             "ruff format", [py, "-m", "ruff", "format", "--check", *present]
         )
-        results["mypy"] = _step(
-            "mypy", [py, "-m", "mypy", "-p", "canal.platform", "-p", "canal.tenants"]
-        )
+        typed = ("canal.platform", "canal.tenants", "canal.exchange.bank")
+        packages = [arg for name in typed for arg in ("-p", name)]
+        results["mypy"] = _step("mypy", [py, "-m", "mypy", *packages])
     if results:
         print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))
     # pytest runs last and prints nothing after it: its summary ("N passed …") closes the run.

@@ -245,6 +245,9 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
         for module in registry().values():
             if module.seed_demo is not None:
                 await module.seed_demo(world)
+        from canal.exchange.bank.demo import seed_bank  # every organisation's, not a module
+
+        await seed_bank(world)
         logins_file.parent.mkdir(parents=True, exist_ok=True)
         logins_file.write_text(
             json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2)

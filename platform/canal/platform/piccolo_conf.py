@@ -17,6 +17,8 @@ PLATFORM_APPS = [
     "canal.platform.notifications.piccolo_app",
     "canal.platform.billing.piccolo_app",
     "canal.platform.storage.piccolo_app",
+    # Not a module: every organisation and verified resident has a data bank.
+    "canal.exchange.bank.piccolo_app",
 ]
 
 

@@ -18,6 +18,7 @@ _TENANT_PAGES: tuple[tuple[str, str, tuple[str, str]], ...] = (
     ("/roles", "Roles", ("members", "manage")),
     ("/modules", "Modules", ("modules", "read")),
     ("/storage", "Files and storage", ("files", "write")),
+    ("/bank", "Data bank", ("files", "read")),
     ("/billing", "Billing", ("modules", "manage")),
     ("/audit", "Audit trail", ("audit", "read")),
 )

@@ -78,9 +78,10 @@ ACTION_LABELS: dict[str, str] = {
 
 def action_labels() -> dict[str, str]:
     """The platform's labels plus every module's ``ModuleSpec.audit_labels``."""
+    from canal.exchange.bank.audit import AUDIT_LABELS as bank_labels  # not a module
     from canal.platform.modules import registry
 
-    labels = dict(ACTION_LABELS)
+    labels = dict(ACTION_LABELS) | bank_labels
     for module in registry().values():
         labels.update(module.audit_labels)
     return labels

@@ -21,6 +21,7 @@ def register_job(function: JobFunction) -> JobFunction:
 
 
 def raw_job_functions() -> list[JobFunction]:
+    from canal.exchange.bank.jobs import JOBS as bank_jobs  # not a module: every tenant has one
     from canal.platform.billing.jobs import JOBS as billing_jobs
     from canal.platform.jobs.builtin import cleanup_expired, noop, probe
     from canal.platform.modules import registry
@@ -34,6 +35,7 @@ def raw_job_functions() -> list[JobFunction]:
         cleanup_expired,
         *search_jobs,
         *billing_jobs,
+        *bank_jobs,
     ]
     for module in registry().values():
         functions.extend(module.jobs)

@@ -209,23 +209,24 @@ def cron_jobs() -> list[CronJob]:
 
 
 def _module_cron_jobs() -> list[CronJob]:
+    from canal.exchange.bank.jobs import CRON as bank_cron  # the data bank is not a module
     from canal.platform.modules import registry
 
     jobs = []
-    for module in registry().values():
-        for scheduled in module.cron:
-            name = f"cron:{module.key}:{job_name(scheduled.function)}"
-            jobs.append(
-                cron(
-                    managed(scheduled.function, name=name, policy=CRON_POLICY),  # type: ignore[arg-type]
-                    name=name,
-                    minute=scheduled.minute,
-                    hour=scheduled.hour,
-                    weekday=scheduled.weekday,
-                    timeout=scheduled.timeout,
-                    max_tries=CRON_POLICY.max_tries + 1,
-                )
+    scheduled_jobs = [(module.key, s) for module in registry().values() for s in module.cron]
+    for key, scheduled in [*scheduled_jobs, *(("bank", s) for s in bank_cron)]:
+        name = f"cron:{key}:{job_name(scheduled.function)}"
+        jobs.append(
+            cron(
+                managed(scheduled.function, name=name, policy=CRON_POLICY),  # type: ignore[arg-type]
+                name=name,
+                minute=scheduled.minute,
+                hour=scheduled.hour,
+                weekday=scheduled.weekday,
+                timeout=scheduled.timeout,
+                max_tries=CRON_POLICY.max_tries + 1,
             )
+        )
     return jobs
 
 

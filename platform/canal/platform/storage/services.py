@@ -24,6 +24,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import io
 import json
 import logging
 import tempfile
@@ -115,6 +116,23 @@ PURPOSES: dict[str, Purpose] = {
                 "application/vnd.apache.parquet",
             ),
             direct_upload=True,
+        ),
+        # The data bank (canal.exchange.bank): any kept file; its backups and cold archive.
+        *(
+            Purpose(
+                key,
+                label_zh,
+                label_en,
+                max_bytes=512 * MB,
+                content_types=tuple(validation.TYPE_NAMES),
+                direct_upload=key == "bank",
+                personal=key == "bank",
+            )
+            for key, label_zh, label_en in (
+                ("bank", "数据银行文件", "data bank file"),
+                ("bank-backup", "数据银行备份", "data bank backup"),
+                ("bank-cold", "数据银行归档", "data bank archive"),
+            )
         ),
     )
 }
@@ -713,6 +731,88 @@ class ObjectStore:
             response.close()
             response.release_conn()
         return digest.hexdigest()
+
+    async def copy(
+        self, stored: StoredFile, ctx: TenantContext, purpose_key: str, *, ip: str = ""
+    ) -> StoredFile:
+        """A server-side copy of a tenant file into another purpose's bucket (backups, cold
+        archive), recorded like an upload: quota, row and audit event in one transaction.
+
+        The bytes never pass through this process, and an image is not re-encoded again.
+        """
+        if stored.tenant_id != ctx.tenant_id:
+            raise not_found()
+        purpose = self.purpose(purpose_key)
+        if stored.content_type not in purpose.content_types:
+            raise validation.wrong_type(purpose, stored.content_type)
+        if stored.size > purpose.max_bytes:
+            raise validation.too_large(purpose)
+        object_id = uuid.uuid4()
+        key = self._key(f"tenants/{ctx.tenant_id}", purpose, object_id)
+        bucket = self.bucket(purpose)
+        await asyncio.to_thread(
+            self.client.copy_object, bucket, key, CopySource(stored.bucket, stored.key)
+        )
+        try:
+            return await _record_tenant_object(
+                ctx,
+                object_id=object_id,
+                purpose=purpose.key,
+                bucket=bucket,
+                key=key,
+                size=stored.size,
+                content_type=stored.content_type,
+                sha256=stored.sha256,
+                original_name=stored.original_name,
+                ip=ip,
+            )
+        except BaseException:
+            await self._remove(bucket, key)
+            raise
+
+    # --- staged parts of a chunked (resumable) upload ------------------------------------
+    # The caller keeps the upload's record; the parts wait under staging/ unchecked, and are
+    # read back in order into ``upload``/``upload_personal``, which runs every check.
+
+    def _parts_prefix(self, owner: str, upload_id: uuid.UUID) -> str:
+        return f"staging/parts/{owner}/{upload_id}/"
+
+    async def stage_part(
+        self, purpose_key: str, owner: str, upload_id: uuid.UUID, index: int, data: bytes
+    ) -> None:
+        """Keep one part (``owner`` is ``tenants/{id}`` or ``users/{id}``); re-sending it
+        replaces it."""
+        key = f"{self._parts_prefix(owner, upload_id)}{index:05d}"
+        await self._put(
+            self.bucket(purpose_key), key, io.BytesIO(data), len(data), "application/octet-stream"
+        )
+
+    async def staged_parts(
+        self, purpose_key: str, owner: str, upload_id: uuid.UUID
+    ) -> dict[int, int]:
+        """The parts received so far: index -> size."""
+        bucket, prefix = self.bucket(purpose_key), self._parts_prefix(owner, upload_id)
+
+        def listing() -> dict[int, int]:
+            return {
+                int(str(o.object_name).rsplit("/", 1)[-1]): int(o.size or 0)
+                for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
+            }
+
+        return await asyncio.to_thread(listing)
+
+    async def read_staged(
+        self, purpose_key: str, owner: str, upload_id: uuid.UUID, count: int
+    ) -> AsyncIterator[bytes]:
+        """Parts 0 … count-1 in order, one part in memory at a time."""
+        bucket, prefix = self.bucket(purpose_key), self._parts_prefix(owner, upload_id)
+        for index in range(count):
+            yield await self._read_range(bucket, f"{prefix}{index:05d}", 0, 0)
+
+    async def drop_staged(self, purpose_key: str, owner: str, upload_id: uuid.UUID) -> None:
+        bucket, prefix = self.bucket(purpose_key), self._parts_prefix(owner, upload_id)
+        for key in await self.list_keys(purpose_key, prefix):
+            await self._remove(bucket, key)
 
     # --- deleting ------------------------------------------------------------------------
 

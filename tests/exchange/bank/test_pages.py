@@ -1,0 +1,89 @@
+"""The data bank's pages: forms re-render with 422 and the reason beside the field, the
+public share page, and the personal bank's refusal before real-name verification."""
+
+from __future__ import annotations
+
+from tests.exchange.bank.conftest import make_resident
+from tests.factories import csrf_from, sign_in
+
+
+async def test_pages_render_and_bad_forms_come_back_with_the_reason(owner_client, org):
+    home = await owner_client.get(org.base)
+    assert home.status_code == 200 and "数据银行" in home.text
+    token = csrf_from(home.text)
+    bad = await owner_client.post(
+        f"{org.base}/folders", data={"_csrf": token, "name": "a/b", "parent": ""}
+    )
+    assert bad.status_code == 422
+    assert 'id="f-name-error"' in bad.text and "不能包含" in bad.text
+    good = await owner_client.post(
+        f"{org.base}/folders", data={"_csrf": token, "name": "合同", "parent": ""}
+    )
+    assert good.status_code == 303
+    folder_url = good.headers["location"]
+    page = await owner_client.get(folder_url)
+    assert "合同" in page.text and "定时备份" in page.text  # the backup settings of a folder
+
+
+async def test_upload_form_over_quota_rerenders_with_the_message(owner_client, org):
+    from canal.platform.storage.services import set_tenant_quota
+
+    await set_tenant_quota(org.ctx.tenant_id, 100, actor_id=None)
+    token = csrf_from((await owner_client.get(org.base)).text)
+    refused = await owner_client.post(
+        f"{org.base}/upload",
+        data={"_csrf": token, "folder": ""},
+        files={"file": ("big.txt", b"x" * 500, "text/plain")},
+    )
+    assert refused.status_code == 413
+    assert 'id="f-file-error"' in refused.text and "存储空间不足" in refused.text
+    assert "big.txt" not in refused.text.split("f-file-error")[0].split("<table")[-1]
+
+
+async def test_personal_bank_page_asks_for_verification(client):
+    person = await make_resident(verified=False)
+    await sign_in(client, person)
+    page = await client.get("/me/bank")
+    assert page.status_code == 403 and "实名认证" in page.text
+    assert 'href="/account/real-name"' in page.text  # where to go, not just "no"
+    assert (await client.get("/me/bank/trash")).status_code == 403
+
+
+async def test_a_guessed_share_link_finds_nothing(client):
+    for token in ["t" + "0" * 32 + "x" * 32, "nonsense", "u" + "f" * 60]:
+        assert (await client.get(f"/bank/s/{token}")).status_code == 404
+        assert (await client.get(f"/api/v1/bank/s/{token}/download")).status_code == 404
+
+
+async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_client, org):
+    from canal.platform import db
+    from canal.platform.access.services import access
+    from canal.tenants.tables import Membership
+    from tests.factories import make_user
+
+    made = await owner_client.post(
+        f"/api/v1{org.base}/upload", params={"name": "制度.txt"}, content="员工手册".encode()
+    )
+    file_id = made.json()["id"]
+    member = await make_user("普通成员")
+    async with db.tenant_scope(org.ctx.tenant_id):
+        await Membership.insert(Membership(tenant_id=org.ctx.tenant_id, user_id=member.user_id))
+        await access().assign_role(member.user_id, "member", org.ctx.tenant_id)
+    import httpx
+
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="https://testserver.local"
+    ) as colleague:
+        await sign_in(colleague, member)
+        home = await colleague.get(org.base)
+        assert home.status_code == 200 and "制度.txt" in home.text
+        assert 'name="file"' not in home.text  # no upload form for a reader
+        download = await colleague.get(f"{org.base}/files/{file_id}/download")
+        assert download.status_code == 302
+        refused = await colleague.post(
+            f"/api/v1{org.base}/files/{file_id}/delete",
+            headers={"content-type": "application/json"},
+        )
+        assert refused.status_code == 403
+    still = await owner_client.get(f"/api/v1{org.base}/files/{file_id}")
+    assert still.status_code == 200
