@@ -290,6 +290,19 @@ def plan_query(
         )
     if source.get("sample") or node.get("sample") or node.get("qualify"):
         raise refused("sql_sample", "不允许 SAMPLE/QUALIFY。", "SAMPLE and QUALIFY are not allowed.")
+    # Shapes refused wherever they appear, before any per-column rule gives a vaguer reason.
+    for found in _nodes(node):
+        kind = found.get("class")
+        if kind == "STAR" or (kind == "COLUMN_REF" and found.get("type") == "STAR"):
+            raise refused(
+                "sql_star",
+                "不允许 SELECT *:只能返回聚合结果。",
+                "SELECT * is not allowed: only aggregate results are returned.",
+            )
+        if kind == "SUBQUERY":
+            raise refused("sql_subquery", "不允许子查询。", "Subqueries are not allowed.")
+        if kind == "WINDOW":
+            raise refused("sql_window", "不允许窗口函数。", "Window functions are not allowed.")
     checker = _Checker(columns, sensitive, identifying)
     group_names: set[str] = set()
     for expr in node.get("group_expressions") or []:
