@@ -413,27 +413,28 @@ async def version_upload_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> 
     """Upload a file (streamed into storage as purpose "dataset"), then profile it."""
     ctx = tenant_context(request)
     await services.get_dataset(dataset_id, ctx)
+    stored = None
     try:
         chunks, name, declared, _ = await _body_source(request)
         stored = await object_store().upload(ctx, "dataset", chunks, filename=name, declared_size=declared, ip=_ip(request))
-        version = await services.add_version(ctx, dataset_id, stored.id, ip=_ip(request))
+        await services.add_version(ctx, dataset_id, stored.id, ip=_ip(request))
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _dataset_page(request, dataset_id, errors=_errors(request, error), status=error.status)
-    if version["status"] == "failed":
-        msg = version["error_zh"] if _zh(request) else version["error_en"]
-        return await _dataset_page(request, dataset_id, errors=[{"field": "file", "code": "dataset_invalid", "message": msg}], status=422)
+        if stored is not None:  # refused after upload: keep nothing of it
+            await object_store().delete(stored.id, ctx, ip=_ip(request))
+        errors = [{**e, "field": "file"} for e in _errors(request, error)]
+        return await _dataset_page(request, dataset_id, errors=errors, status=error.status)
     return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
 
 
 @post("/datasets/{dataset_id:uuid}/versions", opt=PUBLISH, tags=TAGS, status_code=HTTP_201_CREATED)
 async def version_add_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[VersionIn]) -> Response[dict[str, Any]]:
     """Add a version from a file already uploaded with purpose "dataset" (``POST …/files`` or
-    a direct upload). Small files are profiled at once; a failed profile answers 422."""
+    a direct upload). Small files are profiled at once and a malformed one is refused (422)
+    with nothing recorded; large ones are profiled by a job (status "profiling")."""
     version = await services.add_version(tenant_context(request), dataset_id, data.file_id, ip=_ip(request))
-    status = 422 if version["status"] == "failed" else 201
-    return Response(version, status_code=status)
+    return Response(version, status_code=HTTP_201_CREATED)
 
 
 @post("/datasets/{dataset_id:uuid}/masking", opt=PUBLISH, include_in_schema=False)
@@ -450,7 +451,7 @@ async def masking_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Respons
     return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
 
 
-@post("/datasets/{dataset_id:uuid}/masking", opt=PUBLISH, tags=TAGS)
+@post("/datasets/{dataset_id:uuid}/masking", opt=PUBLISH, tags=TAGS, status_code=200)
 async def masking_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[MaskingIn]) -> dict[str, str]:
     """Change per-column masking (keep, generalise, mask, hash, drop); personal data can't be kept."""
     return await services.set_masking(tenant_context(request), dataset_id, data.rules, ip=_ip(request))

@@ -71,7 +71,7 @@ def _checked_utf8_csv(path: Path, workdir: Path) -> tuple[Path, str]:
         path.open("r", encoding=encoding, newline="") as src,
         out.open("w", encoding="utf-8", newline="") as dst,
     ):
-        reader = csv.reader(src)
+        reader = csv.reader(src, strict=True)
         writer = csv.writer(dst)
         header = next(reader, None)
         if not header or not any(h.strip() for h in header):

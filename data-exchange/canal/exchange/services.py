@@ -468,6 +468,10 @@ async def add_version(
         )
     head = await object_store().read_head(stored, 64)
     file_format = profiling.sniff_format(head, stored.original_name)
+    inline = stored.size <= INLINE_PROFILE_BYTES
+    # Small files are profiled before anything is written: a malformed file is refused with
+    # its reason and leaves no version behind. Large ones get a version in "profiling" and a job.
+    profiled = await _profile_stored(ctx, stored, file_format) if inline else None
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         number = (
             await DatasetVersion.count().where(DatasetVersion.dataset_id == dataset_id)
@@ -489,7 +493,9 @@ async def add_version(
             ip=ip,
             data={"dataset": str(dataset_id), "number": number, "file": str(stored.id)},
         )
-        if stored.size > INLINE_PROFILE_BYTES:
+        if profiled is not None:
+            await _store_profile(dataset_id, version.id, *profiled)
+        else:
             from canal.platform.jobs import enqueue_after_commit
 
             await enqueue_after_commit(
@@ -498,8 +504,6 @@ async def add_version(
                 str(version.id),
                 key=f"exchange-profile:{version.id}",
             )
-    if stored.size <= INLINE_PROFILE_BYTES:
-        await profile_version(ctx.tenant_id, version.id)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         row = await DatasetVersion.select().output(load_json=True).where(DatasetVersion.id == version.id).first()
     assert row is not None
@@ -516,55 +520,72 @@ def _system_ctx(tenant_id: uuid.UUID, user_id: uuid.UUID | None) -> TenantContex
     return TenantContext(ref, user_id or uuid.UUID(int=0), ("owner",))
 
 
+async def _profile_stored(
+    ctx: TenantContext, stored: StoredFile, file_format: str
+) -> tuple[str, dict[str, Any], uuid.UUID]:
+    """(encoding, profile, id of the normalised Parquet in storage); DatasetError if unreadable."""
+    with tempfile.TemporaryDirectory(prefix="canal-profile-") as tmp:
+        src, out = Path(tmp) / "source", Path(tmp) / "data.parquet"
+        await _fetch(stored, src)
+        encoding = await asyncio.to_thread(profiling.normalise, src, file_format, out)
+        summary = await asyncio.to_thread(profiling.profile, out)
+        parquet = await object_store().upload_bytes(
+            ctx, "dataset", out.read_bytes(), filename=f"{Path(stored.original_name).stem}.parquet"
+        )
+    return encoding, summary, parquet.id
+
+
+async def _store_profile(
+    dataset_id: uuid.UUID,
+    version_id: uuid.UUID,
+    encoding: str,
+    summary: dict[str, Any],
+    parquet_id: uuid.UUID,
+) -> None:
+    """Inside the caller's tenant scope: the version becomes ready, masking gets defaults."""
+    dataset = await Dataset.select().output(load_json=True).where(Dataset.id == dataset_id).first()
+    assert dataset is not None
+    rules = dict(dataset["masking_rules"] or {})
+    for column in summary["columns"]:
+        rule = rules.get(column["name"])
+        if rule is None or not masking.rule_allowed(column["pii"], rule):
+            rules[column["name"]] = masking.default_rule(column["pii"])
+    await Dataset.update({Dataset.masking_rules: rules, Dataset.updated_at: _now()}).where(
+        Dataset.id == dataset_id
+    )
+    await DatasetVersion.update(
+        {
+            DatasetVersion.status: "ready",
+            DatasetVersion.encoding: encoding,
+            DatasetVersion.rows: summary["rows"],
+            DatasetVersion.profile: summary,
+            DatasetVersion.parquet_file_id: parquet_id,
+        }
+    ).where(DatasetVersion.id == version_id)
+
+
 async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
-    """Normalise to Parquet, profile, propose masking defaults. Idempotent (a job)."""
+    """The job for large files: profile a version left in "profiling". Idempotent."""
     async with db.tenant_scope(tenant_id):
         version = await DatasetVersion.select().output(load_json=True).where(DatasetVersion.id == version_id).first()
     if version is None or version["status"] != "profiling":
         return "skipped"
     ctx = _system_ctx(tenant_id, version["created_by"])
     stored = await get_object_in_tenant(version["source_file_id"], ctx)
-    with tempfile.TemporaryDirectory(prefix="canal-profile-") as tmp:
-        src, out = Path(tmp) / "source", Path(tmp) / "data.parquet"
-        await _fetch(stored, src)
-        try:
-            encoding = await asyncio.to_thread(
-                profiling.normalise, src, version["file_format"], out
-            )
-            summary = await asyncio.to_thread(profiling.profile, out)
-        except CanalError as error:
-            async with db.tenant_scope(tenant_id):
-                await DatasetVersion.update(
-                    {
-                        DatasetVersion.status: "failed",
-                        DatasetVersion.error_zh: error.zh,
-                        DatasetVersion.error_en: error.en,
-                    }
-                ).where(DatasetVersion.id == version_id)
-            return "failed"
-        parquet = await object_store().upload_bytes(
-            ctx, "dataset", out.read_bytes(), filename=f"v{version['number']}.parquet"
-        )
+    try:
+        profiled = await _profile_stored(ctx, stored, version["file_format"])
+    except CanalError as error:
+        async with db.tenant_scope(tenant_id):
+            await DatasetVersion.update(
+                {
+                    DatasetVersion.status: "failed",
+                    DatasetVersion.error_zh: error.zh,
+                    DatasetVersion.error_en: error.en,
+                }
+            ).where(DatasetVersion.id == version_id)
+        return "failed"
     async with db.tenant_scope(tenant_id):
-        dataset = await Dataset.select().output(load_json=True).where(Dataset.id == version["dataset_id"]).first()
-        assert dataset is not None
-        rules = dict(dataset["masking_rules"] or {})
-        for column in summary["columns"]:
-            rule = rules.get(column["name"])
-            if rule is None or not masking.rule_allowed(column["pii"], rule):
-                rules[column["name"]] = masking.default_rule(column["pii"])
-        await Dataset.update({Dataset.masking_rules: rules, Dataset.updated_at: _now()}).where(
-            Dataset.id == dataset["id"]
-        )
-        await DatasetVersion.update(
-            {
-                DatasetVersion.status: "ready",
-                DatasetVersion.encoding: encoding,
-                DatasetVersion.rows: summary["rows"],
-                DatasetVersion.profile: summary,
-                DatasetVersion.parquet_file_id: parquet.id,
-            }
-        ).where(DatasetVersion.id == version_id)
+        await _store_profile(version["dataset_id"], version_id, *profiled)
     return "ready"
 
 
