@@ -34,9 +34,12 @@ def _plain(value):
 
 
 def main() -> int:
+    # Imported before the job arrives: a spare process waits here, warm, so a query does not
+    # pay for the interpreter and DuckDB starting. The limits apply before any SQL runs.
+    import duckdb
+
     job = json.loads(sys.stdin.read())
     _limit(int(job["memory_mb"]), int(job["cpu_seconds"]))
-    import duckdb
 
     try:
         con = duckdb.connect(
