@@ -69,9 +69,23 @@ def main() -> None:
                 "profile_s": round(profiled, 2),
                 "rows_per_s": round(ROWS / total),
             }
-            print(f"{name}: {size_mb:.0f} MB, {ROWS:,} rows: normalise {normalised:.2f} s, profile {profiled:.2f} s, {ROWS / total:,.0f} rows/s", file=sys.stderr)
+            print(
+                f"{name}: {size_mb:.0f} MB, {ROWS:,} rows: normalise {normalised:.2f} s, "
+                f"profile {profiled:.2f} s, {ROWS / total:,.0f} rows/s",
+                file=sys.stderr,
+            )
     goal = results["utf8"]["rows_per_s"] >= 100_000
-    print(json.dumps({"bench": "profiling", "rows": ROWS, "csv_mb": round(size_mb, 1), **results, "goal_met": goal}))
+    print(
+        json.dumps(
+            {
+                "bench": "profiling",
+                "rows": ROWS,
+                "csv_mb": round(size_mb, 1),
+                **results,
+                "goal_met": goal,
+            }
+        )
+    )
     if not goal:
         sys.exit(1)
 

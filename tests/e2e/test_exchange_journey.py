@@ -6,14 +6,14 @@ Screenshots in ``test-artifacts/e2e/exchange-*.png``."""
 
 from __future__ import annotations
 
+import pytest
+
 from canal.exchange import services
 from canal.platform.http.context import TenantContext, TenantRef
 from tests.e2e import test_browser_journey as journey
 from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page  # noqa: F401
 from tests.exchange.helpers import approved_provider, electricity_csv, make_org
 from tests.factories import make_operator_staff
-
-import pytest
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +22,7 @@ async def _shot(tab, name: str) -> None:
     await tab.screenshot(path=str(ARTIFACTS / f"exchange-{name}.png"), full_page=True)
 
 
-async def _sign_in(tab, server_url: str, person) -> None:  # noqa: F811
+async def _sign_in(tab, server_url: str, person) -> None:
     await tab.context.clear_cookies()
     await tab.goto(f"{server_url}/login")
     await tab.fill("#f-login", person.login)
@@ -39,7 +39,9 @@ async def _operator_ctx() -> TenantContext:
     row = await Tenant.select().where(Tenant.id == staff["operator_id"]).first()
     assert row is not None
     return TenantContext(
-        TenantRef(row["id"], row["slug"], row["name"], "operator", "active"), staff["admin"].user_id, ("owner",)
+        TenantRef(row["id"], row["slug"], row["name"], "operator", "active"),
+        staff["admin"].user_id,
+        ("owner",),
     )
 
 
@@ -117,7 +119,10 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     await page.wait_for_selector("#f-sql-error")
     assert "SELECT *" in await page.inner_text("#f-sql-error")
     await _shot(page, "04-refused")
-    await page.fill("#f-sql", "SELECT 行业, count(*) AS 企业月数, avg(用电量) AS 平均用电 FROM data GROUP BY 行业")
+    await page.fill(
+        "#f-sql",
+        "SELECT 行业, count(*) AS 企业月数, avg(用电量) AS 平均用电 FROM data GROUP BY 行业",
+    )
     await page.click("form[action$='/queries'] button[type=submit]")
     await page.wait_for_selector("#query-result")
     table = await page.inner_text("#query-result")

@@ -23,7 +23,8 @@ GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚"
 def id_number(rng: random.Random) -> str:
     from canal.exchange.pii import ID_CHECK, ID_WEIGHTS
 
-    body = f"371502{rng.randint(1960, 2000)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    birth = f"{rng.randint(1960, 2000)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    body = f"371502{birth}{rng.randint(0, 999):03d}"
     total = sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True))
     return body + ID_CHECK[total % 11]
 
@@ -43,7 +44,16 @@ def electricity_csv(rows: int = 240, seed: int = 7, encoding: str = "utf-8") -> 
         for month in range(1, 13):
             kwh = round(rng.uniform(5_000, 90_000), 1)
             writer.writerow(
-                [f"E{c:04d}", industry, f"2025-{month:02d}", kwh, f"{kwh * 0.68:.2f}", name, mobile, ident]
+                [
+                    f"E{c:04d}",
+                    industry,
+                    f"2025-{month:02d}",
+                    kwh,
+                    f"{kwh * 0.68:.2f}",
+                    name,
+                    mobile,
+                    ident,
+                ]
             )
     return out.getvalue().encode(encoding)
 
@@ -76,7 +86,11 @@ async def enable(ctx: TenantContext) -> None:
 async def make_org(name: str = "数据企业", kind: str = "enterprise") -> Org:
     owner = await make_user(name)
     tenant = await make_tenant(owner, kind=kind, name=f"{name}{unique('')}有限公司")
-    ctx = TenantContext(TenantRef(tenant.id, tenant.slug, tenant.name, tenant.kind, "active"), owner.user_id, ("owner",))
+    ctx = TenantContext(
+        TenantRef(tenant.id, tenant.slug, tenant.name, tenant.kind, "active"),
+        owner.user_id,
+        ("owner",),
+    )
     await enable(ctx)
     return Org(owner, tenant, ctx)
 
@@ -87,7 +101,11 @@ async def operator_org(person: Person) -> Org:
 
     row = await Tenant.select().where(Tenant.kind == "operator").first()
     assert row is not None
-    ctx = TenantContext(TenantRef(row["id"], row["slug"], row["name"], "operator", "active"), person.user_id, ("owner",))
+    ctx = TenantContext(
+        TenantRef(row["id"], row["slug"], row["name"], "operator", "active"),
+        person.user_id,
+        ("owner",),
+    )
     from canal.tenants.services import module_enabled
 
     if not await module_enabled(row["id"], "exchange"):
@@ -131,7 +149,9 @@ async def create_dataset(client: AsyncClient, org: Org, **overrides: Any) -> dic
     return response.json()
 
 
-async def upload_version(client: AsyncClient, org: Org, dataset_id: str, data: bytes, name: str = "电量.csv") -> Any:
+async def upload_version(
+    client: AsyncClient, org: Org, dataset_id: str, data: bytes, name: str = "电量.csv"
+) -> Any:
     await sign_in(client, org.owner)
     uploaded = await client.post(
         f"/api/v1/t/{org.slug}/files",
@@ -140,10 +160,14 @@ async def upload_version(client: AsyncClient, org: Org, dataset_id: str, data: b
         headers={"content-type": "application/octet-stream"},
     )
     assert uploaded.status_code == 201, uploaded.text
-    return await client.post(f"{org.api}/datasets/{dataset_id}/versions", json={"file_id": uploaded.json()["id"]})
+    return await client.post(
+        f"{org.api}/datasets/{dataset_id}/versions", json={"file_id": uploaded.json()["id"]}
+    )
 
 
-async def published_dataset(client: AsyncClient, provider: Org, operator: Org, data: bytes | None = None, **overrides: Any) -> str:
+async def published_dataset(
+    client: AsyncClient, provider: Org, operator: Org, data: bytes | None = None, **overrides: Any
+) -> str:
     dataset = await create_dataset(client, provider, **overrides)
     version = await upload_version(client, provider, dataset["id"], data or electricity_csv())
     assert version.status_code == 201, version.text
@@ -155,16 +179,23 @@ async def published_dataset(client: AsyncClient, provider: Org, operator: Org, d
     return str(dataset["id"])
 
 
-async def active_grant(client: AsyncClient, provider: Org, buyer: Org, dataset_id: str, modes: list[str] | None = None) -> str:
+async def active_grant(
+    client: AsyncClient, provider: Org, buyer: Org, dataset_id: str, modes: list[str] | None = None
+) -> str:
     await sign_in(client, buyer.owner)
     requested = await client.post(
         f"{buyer.api}/catalogue/{dataset_id}/request",
-        json={"purpose": "分析本区制造业用电的季节性变化。", "modes": modes or ["download", "compute", "api"]},
+        json={
+            "purpose": "分析本区制造业用电的季节性变化。",
+            "modes": modes or ["download", "compute", "api"],
+        },
     )
     assert requested.status_code == 201, requested.text
     grant_id = requested.json()["id"]
     await sign_in(client, provider.owner)
-    decided = await client.post(f"{provider.api}/grants/{grant_id}/decision", json={"approve": True})
+    decided = await client.post(
+        f"{provider.api}/grants/{grant_id}/decision", json={"approve": True}
+    )
     assert decided.status_code == 204, decided.text
     return str(grant_id)
 

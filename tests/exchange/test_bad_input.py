@@ -28,7 +28,9 @@ async def _versions(dataset_id: str) -> int:
 async def test_gbk_csv_is_read_and_reported(client):
     provider = await approved_provider()
     dataset = await create_dataset(client, provider)
-    response = await upload_version(client, provider, dataset["id"], electricity_csv(48, encoding="gbk"))
+    response = await upload_version(
+        client, provider, dataset["id"], electricity_csv(48, encoding="gbk")
+    )
     assert response.status_code == 201, response.text
     assert response.json()["encoding"] == "GB18030" and response.json()["rows"] == 48
     columns = {c["name"]: c for c in response.json()["profile"]["columns"]}
@@ -50,8 +52,11 @@ async def test_ragged_rows_are_refused_with_the_line(client):
 async def test_unclosed_quote_and_bad_header_are_refused(client):
     provider = await approved_provider()
     dataset = await create_dataset(client, provider)
-    quoted = await upload_version(client, provider, dataset["id"], 'a,b\n1,"2\n3,4\n'.encode())
-    assert quoted.status_code == 422 and quoted.json()["code"] in {"dataset_malformed", "dataset_ragged"}
+    quoted = await upload_version(client, provider, dataset["id"], b'a,b\n1,"2\n3,4\n')
+    assert quoted.status_code == 422 and quoted.json()["code"] in {
+        "dataset_malformed",
+        "dataset_ragged",
+    }
     header = await upload_version(client, provider, dataset["id"], b"a,a\n1,2\n")
     assert header.status_code == 422 and header.json()["code"] == "dataset_header"
     assert await _versions(dataset["id"]) == 0
@@ -74,12 +79,20 @@ async def test_listing_validation_names_each_field(client):
     await sign_in(client, provider.owner)
     response = await client.post(
         f"{provider.api}/datasets",
-        json={**DATASET, "title": "x", "source_statement": "", "sensitivity": "core", "delivery_modes": []},
+        json={
+            **DATASET,
+            "title": "x",
+            "source_statement": "",
+            "sensitivity": "core",
+            "delivery_modes": [],
+        },
     )
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert {"title", "source_statement", "sensitivity", "delivery_modes"} <= fields
-    sensitive = await client.post(f"{provider.api}/datasets", json={**DATASET, "sensitivity": "sensitive"})
+    sensitive = await client.post(
+        f"{provider.api}/datasets", json={**DATASET, "sensitivity": "sensitive"}
+    )
     assert sensitive.status_code == 422
     assert sensitive.json()["errors"][0]["code"] == "sensitive_no_download"
 
@@ -89,7 +102,9 @@ async def test_only_approved_providers_list_datasets(client):
     await sign_in(client, org.owner)
     response = await client.post(f"{org.api}/datasets", json=DATASET)
     assert response.status_code == 403 and response.json()["code"] == "provider_not_approved"
-    applied = await client.post(f"{org.api}/provider", json={"statement": "本公司持有园区企业能耗数据,来自自建平台。"})
+    applied = await client.post(
+        f"{org.api}/provider", json={"statement": "本公司持有园区企业能耗数据,来自自建平台。"}
+    )
     assert applied.status_code == 201 and applied.json()["status"] == "pending"
 
 
@@ -97,9 +112,14 @@ async def test_personal_data_cannot_be_kept(client, op):
     provider = await approved_provider()
     dataset = await create_dataset(client, provider)
     await upload_version(client, provider, dataset["id"], electricity_csv())
-    response = await client.post(f"{provider.api}/datasets/{dataset['id']}/masking", json={"rules": {"手机号": "keep"}})
+    response = await client.post(
+        f"{provider.api}/datasets/{dataset['id']}/masking", json={"rules": {"手机号": "keep"}}
+    )
     assert response.status_code == 422 and response.json()["errors"][0]["code"] == "rule_too_loose"
-    tighter = await client.post(f"{provider.api}/datasets/{dataset['id']}/masking", json={"rules": {"电费": "generalise", "联系人": "drop"}})
+    tighter = await client.post(
+        f"{provider.api}/datasets/{dataset['id']}/masking",
+        json={"rules": {"电费": "generalise", "联系人": "drop"}},
+    )
     assert tighter.status_code == 200 and tighter.json()["联系人"] == "drop"
 
 
@@ -108,10 +128,16 @@ async def test_requests_and_pages_out_of_bounds(client, op):
     buyer = await make_org("买方")
     dataset_id = await published_dataset(client, provider, op)
     await sign_in(client, provider.owner)
-    own = await client.post(f"{provider.api}/catalogue/{dataset_id}/request", json={"purpose": "自己用自己的数据做分析", "modes": ["api"]})
+    own = await client.post(
+        f"{provider.api}/catalogue/{dataset_id}/request",
+        json={"purpose": "自己用自己的数据做分析", "modes": ["api"]},
+    )
     assert own.status_code == 409 and own.json()["code"] == "own_dataset"
     await sign_in(client, buyer.owner)
-    short = await client.post(f"{buyer.api}/catalogue/{dataset_id}/request", json={"purpose": "看看", "modes": ["teleport"]})
+    short = await client.post(
+        f"{buyer.api}/catalogue/{dataset_id}/request",
+        json={"purpose": "看看", "modes": ["teleport"]},
+    )
     assert short.status_code == 422
     assert {e["field"] for e in short.json()["errors"]} == {"purpose", "modes"}
     grant_id = await active_grant(client, provider, buyer, dataset_id, modes=["api"])
@@ -129,7 +155,10 @@ def test_detectors_and_masks():
     assert pii.luhn_valid("4111111111111111") and not pii.luhn_valid("4111111111111112")
     assert pii.detect_column("电话", ["13812345678", "13987654321", "15011112222"]) == "mobile"
     assert pii.detect_column("姓名", ["张伟", "李娜", "王芳"]) == "name"
-    assert pii.detect_column("地址", ["山东省聊城市东昌府区柳园路12号", "聊城市古楼街道光明小区3栋"]) == "address"
+    assert (
+        pii.detect_column("地址", ["山东省聊城市东昌府区柳园路12号", "聊城市古楼街道光明小区3栋"])
+        == "address"
+    )
     assert pii.detect_column("行业", ["机械制造", "软件信息"]) is None
     assert pii.mask_value("mobile", "13812345678") == "138****5678"
     assert pii.mask_value("id_card", "37150219800101123X") == "3715**********123X"

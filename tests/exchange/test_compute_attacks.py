@@ -72,7 +72,10 @@ async def setup(client, op):
         ("SELECT 月收入 FROM data LIMIT 1", "sql_not_aggregate"),
         ("SELECT 月收入, count(*) FROM data", "sql_not_aggregate"),
         ("SELECT sum(月收入) FROM (SELECT * FROM data LIMIT 1)", "sql_from"),
-        ("SELECT sum(月收入) FROM data WHERE 年龄 IN (SELECT 年龄 FROM data LIMIT 1)", "sql_subquery"),
+        (
+            "SELECT sum(月收入) FROM data WHERE 年龄 IN (SELECT 年龄 FROM data LIMIT 1)",
+            "sql_subquery",
+        ),
         ("SELECT 居民编号, sum(月收入) FROM data GROUP BY 居民编号", "sql_identifying_column"),
         ("SELECT sum(月收入) FROM data WHERE 居民编号 <> 'R00001'", "sql_identifying_column"),
         ("SELECT max(月收入) FROM data", "sql_row_aggregate"),
@@ -145,7 +148,7 @@ async def test_differencing_gets_noise_not_a_person(setup):
 
 
 async def test_many_queries_run_out_of_budget(setup):
-    ask, _, dataset_id, grant_id = setup
+    ask, _, dataset_id, _ = setup
     async with db.platform_scope():
         await Dataset.update({Dataset.daily_query_budget: 3}).where(Dataset.id == dataset_id)
     for _ in range(3):
@@ -196,7 +199,7 @@ async def test_sandbox_blocks_files_and_extensions_even_unchecked(parquet, sql):
     with pytest.raises(CanalError) as caught:
         await sandbox.run_query(parquet, sandbox.Plan(sql=sql), timeout=10)
     assert caught.value.code == "sql_error"
-    assert not Path("/tmp/canal-sandbox-leak.csv").exists()
+    assert not Path("/tmp/canal-sandbox-leak.csv").exists()  # noqa: S108, ASYNC240
 
 
 async def test_sandbox_stops_a_query_that_runs_too_long(parquet):

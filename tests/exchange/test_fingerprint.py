@@ -49,7 +49,10 @@ def resave_like_excel(data: bytes) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     for i, row in enumerate(rows):
         if i:
-            row = [v.rstrip("0").rstrip(".") if v.replace(".", "", 1).isdigit() and "." in v else v for v in row]
+            row = [
+                v.rstrip("0").rstrip(".") if v.replace(".", "", 1).isdigit() and "." in v else v
+                for v in row
+            ]
         writer.writerow(row)
     return out.getvalue().encode("gb18030")
 

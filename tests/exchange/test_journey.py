@@ -58,17 +58,26 @@ async def test_full_trade_over_the_api(client, op):
     async with httpx.AsyncClient() as s3:
         body = (await s3.get(download.json()["url"])).content.decode()
     assert "身份证号" in body and "****" in body
-    assert not any(ch.isdigit() and len(line.split(",")[-1]) == 18 for line in body.splitlines()[1:3] for ch in line[-1:])
+    assert not any(
+        ch.isdigit() and len(line.split(",")[-1]) == 18
+        for line in body.splitlines()[1:3]
+        for ch in line[-1:]
+    )
 
     query = await client.post(
         f"{buyer.api}/grants/{grant_id}/queries",
-        json={"sql": "SELECT 行业, count(*) AS n, avg(用电量) AS kwh FROM data GROUP BY 行业 ORDER BY 行业"},
+        json={
+            "sql": "SELECT 行业, count(*) AS n, avg(用电量) AS kwh FROM data "
+            "GROUP BY 行业 ORDER BY 行业"
+        },
     )
     assert query.status_code == 201, query.text
     result = query.json()
     assert result["columns"] == ["行业", "n", "kwh"] and len(result["rows"]) == 6
 
-    page = await client.get(f"{buyer.api}/grants/{grant_id}/rows", params={"page_no": 2, "size": 50})
+    page = await client.get(
+        f"{buyer.api}/grants/{grant_id}/rows", params={"page_no": 2, "size": 50}
+    )
     assert page.status_code == 200, page.text
     assert len(page.json()["rows"]) == 50 and page.json()["total"] == 240
     assert all("****" in r[page.json()["columns"].index("手机号")] for r in page.json()["rows"])
@@ -93,11 +102,15 @@ async def test_revocation_stops_every_mode(client, op):
     dataset_id = await published_dataset(client, provider, op)
     grant_id = await active_grant(client, provider, buyer, dataset_id)
     await sign_in(client, provider.owner)
-    assert (await client.post(f"{provider.api}/grants/{grant_id}/revoke", json={})).status_code == 204
+    assert (
+        await client.post(f"{provider.api}/grants/{grant_id}/revoke", json={})
+    ).status_code == 204
     await sign_in(client, buyer.owner)
     answers = [
         await client.post(f"{buyer.api}/grants/{grant_id}/download"),
-        await client.post(f"{buyer.api}/grants/{grant_id}/queries", json={"sql": "SELECT count(*) FROM data"}),
+        await client.post(
+            f"{buyer.api}/grants/{grant_id}/queries", json={"sql": "SELECT count(*) FROM data"}
+        ),
         await client.get(f"{buyer.api}/grants/{grant_id}/rows"),
     ]
     assert [a.status_code for a in answers] == [403, 403, 403]

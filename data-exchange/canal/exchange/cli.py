@@ -12,7 +12,7 @@ async def identify_file(path: Path) -> int:
     from canal.exchange.services import identify
 
     try:
-        found = await identify(path.read_bytes())
+        found = await identify(await asyncio.to_thread(path.read_bytes))
     except (OSError, ValueError) as error:
         print(f"无法读取文件 / cannot read the file: {error}", file=sys.stderr)
         return 2

@@ -169,7 +169,9 @@ def _listing_out(row: dict[str, Any]) -> dict[str, Any]:
 # --- catalogue ------------------------------------------------------------------------------
 
 
-def _filter(q: str, category: str, sensitivity: str, price_model: str, provider: str) -> services.CatalogueFilter:
+def _filter(
+    q: str, category: str, sensitivity: str, price_model: str, provider: str
+) -> services.CatalogueFilter:
     return services.CatalogueFilter(
         q=q[:100],
         category=category if category in services.CATEGORIES else "",
@@ -202,7 +204,7 @@ async def catalogue_api(
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
 ) -> list[dict[str, Any]]:
-    """Approved listings: Chinese full text (``q``), category, sensitivity, price model, provider."""
+    """Approved listings, by Chinese full text (``q``), category, sensitivity, price, provider."""
     flt = _filter(q, category, sensitivity, price_model, provider)
     return [
         {k: v for k, v in r.items() if k not in ("sample", "columns")}
@@ -246,7 +248,9 @@ async def request_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Respons
 
 
 @post("/catalogue/{dataset_id:uuid}/request", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
-async def request_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[RequestIn]) -> dict[str, Any]:
+async def request_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[RequestIn]
+) -> dict[str, Any]:
     """Ask the provider for access, stating the purpose and the delivery modes wanted."""
     return await services.request_access(
         tenant_context(request), dataset_id, data.purpose, data.modes, ip=_ip(request)
@@ -256,7 +260,13 @@ async def request_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONB
 # --- provider -------------------------------------------------------------------------------
 
 
-async def _provider_page(request: Req, *, errors: list[dict[str, str]] | None = None, form: dict[str, Any] | None = None, status: int = 200) -> Response[str]:
+async def _provider_page(
+    request: Req,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response[str]:
     ctx = tenant_context(request)
     provider = await services.provider_of(ctx.tenant_id)
     datasets = await services.list_datasets(ctx)
@@ -284,11 +294,15 @@ async def provider_api(request: Req) -> ProviderOut | None:
 async def provider_form(request: Req) -> Response[Any]:
     form = await _form(request)
     try:
-        await services.apply_as_provider(tenant_context(request), str(form.get("statement", "")), ip=_ip(request))
+        await services.apply_as_provider(
+            tenant_context(request), str(form.get("statement", "")), ip=_ip(request)
+        )
     except CanalError as error:
         if error.status >= 500:
             raise
-        return await _provider_page(request, errors=_errors(request, error), form=form, status=error.status)
+        return await _provider_page(
+            request, errors=_errors(request, error), form=form, status=error.status
+        )
     return redirect(request, f"{_base(tenant_context(request).tenant.slug)}/provider")
 
 
@@ -315,7 +329,19 @@ async def datasets_api(request: Req) -> list[dict[str, Any]]:
 
 @get("/datasets/new", opt=PUBLISH, include_in_schema=False)
 async def dataset_new_page(request: Req) -> Response[str]:
-    return _page(request, "dataset_new.html", {"errors": [], "form": {"licence_days": "365", "min_cohort": "10", "price_yuan": "0", "delivery_modes": ["compute"]}})
+    return _page(
+        request,
+        "dataset_new.html",
+        {
+            "errors": [],
+            "form": {
+                "licence_days": "365",
+                "min_cohort": "10",
+                "price_yuan": "0",
+                "delivery_modes": ["compute"],
+            },
+        },
+    )
 
 
 def _input(form: dict[str, Any]) -> services.DatasetInput:
@@ -347,7 +373,12 @@ async def dataset_create_form(request: Req) -> Response[Any]:
     except CanalError as error:
         if error.status >= 500:
             raise
-        return _page(request, "dataset_new.html", {"errors": _errors(request, error), "form": form}, status=error.status)
+        return _page(
+            request,
+            "dataset_new.html",
+            {"errors": _errors(request, error), "form": form},
+            status=error.status,
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{row['id']}")
 
 
@@ -370,7 +401,9 @@ async def dataset_create_api(request: Req, data: JSONBody[DatasetIn]) -> dict[st
         delivery_modes=data.delivery_modes,
         min_cohort=str(data.min_cohort),
     )
-    return _dataset_out(await services.create_dataset(tenant_context(request), values, ip=_ip(request)))
+    return _dataset_out(
+        await services.create_dataset(tenant_context(request), values, ip=_ip(request))
+    )
 
 
 async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
@@ -386,13 +419,24 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
-async def _dataset_page(request: Req, dataset_id: uuid.UUID, *, errors: list[dict[str, str]] | None = None, status: int = 200) -> Response[str]:
+async def _dataset_page(
+    request: Req,
+    dataset_id: uuid.UUID,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    status: int = 200,
+) -> Response[str]:
     view = await _dataset_view(request, dataset_id)
     return _page(
         request,
         "dataset.html",
-        {**view, "errors": errors or [], "yuan": _yuan, "actions": masking.ACTIONS,
-         "accept": ",".join(PURPOSES["dataset"].content_types)},
+        {
+            **view,
+            "errors": errors or [],
+            "yuan": _yuan,
+            "actions": masking.ACTIONS,
+            "accept": ",".join(PURPOSES["dataset"].content_types),
+        },
         status=status,
     )
 
@@ -408,7 +452,12 @@ async def dataset_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str
     return await _dataset_view(request, dataset_id)
 
 
-@post("/datasets/{dataset_id:uuid}/versions", opt=PUBLISH, include_in_schema=False, request_max_body_size=UPLOAD_LIMIT)
+@post(
+    "/datasets/{dataset_id:uuid}/versions",
+    opt=PUBLISH,
+    include_in_schema=False,
+    request_max_body_size=UPLOAD_LIMIT,
+)
 async def version_upload_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
     """Upload a file (streamed into storage as purpose "dataset"), then profile it."""
     ctx = tenant_context(request)
@@ -416,7 +465,9 @@ async def version_upload_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> 
     stored = None
     try:
         chunks, name, declared, _ = await _body_source(request)
-        stored = await object_store().upload(ctx, "dataset", chunks, filename=name, declared_size=declared, ip=_ip(request))
+        stored = await object_store().upload(
+            ctx, "dataset", chunks, filename=name, declared_size=declared, ip=_ip(request)
+        )
         await services.add_version(ctx, dataset_id, stored.id, ip=_ip(request))
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
@@ -429,11 +480,15 @@ async def version_upload_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> 
 
 
 @post("/datasets/{dataset_id:uuid}/versions", opt=PUBLISH, tags=TAGS, status_code=HTTP_201_CREATED)
-async def version_add_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[VersionIn]) -> Response[dict[str, Any]]:
+async def version_add_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[VersionIn]
+) -> Response[dict[str, Any]]:
     """Add a version from a file already uploaded with purpose "dataset" (``POST …/files`` or
     a direct upload). Small files are profiled at once and a malformed one is refused (422)
     with nothing recorded; large ones are profiled by a job (status "profiling")."""
-    version = await services.add_version(tenant_context(request), dataset_id, data.file_id, ip=_ip(request))
+    version = await services.add_version(
+        tenant_context(request), dataset_id, data.file_id, ip=_ip(request)
+    )
     return Response(version, status_code=HTTP_201_CREATED)
 
 
@@ -447,14 +502,20 @@ async def masking_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Respons
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _dataset_page(request, dataset_id, errors=_errors(request, error), status=error.status)
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
 
 
 @post("/datasets/{dataset_id:uuid}/masking", opt=PUBLISH, tags=TAGS, status_code=200)
-async def masking_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[MaskingIn]) -> dict[str, str]:
-    """Change per-column masking (keep, generalise, mask, hash, drop); personal data can't be kept."""
-    return await services.set_masking(tenant_context(request), dataset_id, data.rules, ip=_ip(request))
+async def masking_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[MaskingIn]
+) -> dict[str, str]:
+    """Per-column masking (keep, generalise, mask, hash, drop); personal data is never kept."""
+    return await services.set_masking(
+        tenant_context(request), dataset_id, data.rules, ip=_ip(request)
+    )
 
 
 @post("/datasets/{dataset_id:uuid}/submit", opt=PUBLISH, include_in_schema=False)
@@ -465,7 +526,9 @@ async def submit_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _dataset_page(request, dataset_id, errors=_errors(request, error), status=error.status)
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
 
 
@@ -505,18 +568,34 @@ async def review_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response
     ctx = tenant_context(request)
     form = await _form(request)
     try:
-        await services.review_dataset(ctx, dataset_id, approve=form.get("decision") == "approve", reason=str(form.get("reason", "")), ip=_ip(request))
+        await services.review_dataset(
+            ctx,
+            dataset_id,
+            approve=form.get("decision") == "approve",
+            reason=str(form.get("reason", "")),
+            ip=_ip(request),
+        )
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _dataset_page(request, dataset_id, errors=_errors(request, error), status=error.status)
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/review")
 
 
 @post("/review/{dataset_id:uuid}", opt=REVIEW, tags=TAGS, status_code=204)
-async def review_dataset_api(request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]) -> None:
+async def review_dataset_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
+) -> None:
     """Approve (publish to the catalogue) or reject (with a reason) a dataset."""
-    await services.review_dataset(tenant_context(request), dataset_id, approve=data.approve, reason=data.reason, ip=_ip(request))
+    await services.review_dataset(
+        tenant_context(request),
+        dataset_id,
+        approve=data.approve,
+        reason=data.reason,
+        ip=_ip(request),
+    )
 
 
 @post("/providers/{provider_id:uuid}/review", opt=REVIEW, include_in_schema=False)
@@ -524,19 +603,35 @@ async def provider_review_form(request: Req, provider_id: FromPath[uuid.UUID]) -
     ctx = tenant_context(request)
     form = await _form(request)
     try:
-        await services.review_provider(ctx, provider_id, approve=form.get("decision") == "approve", reason=str(form.get("reason", "")), ip=_ip(request))
+        await services.review_provider(
+            ctx,
+            provider_id,
+            approve=form.get("decision") == "approve",
+            reason=str(form.get("reason", "")),
+            ip=_ip(request),
+        )
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
         view = await _review_view(request)
-        return _page(request, "review.html", {**view, "errors": _errors(request, error)}, status=error.status)
+        return _page(
+            request, "review.html", {**view, "errors": _errors(request, error)}, status=error.status
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/review")
 
 
 @post("/providers/{provider_id:uuid}/review", opt=REVIEW, tags=TAGS, status_code=204)
-async def provider_review_api(request: Req, provider_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]) -> None:
+async def provider_review_api(
+    request: Req, provider_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
+) -> None:
     """Approve or reject an organisation's application to be a data provider."""
-    await services.review_provider(tenant_context(request), provider_id, approve=data.approve, reason=data.reason, ip=_ip(request))
+    await services.review_provider(
+        tenant_context(request),
+        provider_id,
+        approve=data.approve,
+        reason=data.reason,
+        ip=_ip(request),
+    )
 
 
 # --- grants ---------------------------------------------------------------------------------
@@ -561,16 +656,33 @@ async def grants_api(request: Req) -> dict[str, Any]:
     return await _grants_view(request)
 
 
-async def _grant_page(request: Req, grant_id: uuid.UUID, *, errors: list[dict[str, str]] | None = None, result: Any = None, sql: str = "", status: int = 200) -> Response[str]:
+async def _grant_page(
+    request: Req,
+    grant_id: uuid.UUID,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    result: Any = None,
+    sql: str = "",
+    status: int = 200,
+) -> Response[str]:
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
     queries = await services.grant_queries(ctx, grant_id)
     now = dt.datetime.now(dt.UTC)
-    usable = grant["status"] == "active" and (grant["expires_at"] is None or grant["expires_at"] > now)
+    usable = grant["status"] == "active" and (
+        grant["expires_at"] is None or grant["expires_at"] > now
+    )
     return _page(
         request,
         "grant.html",
-        {"g": grant, "queries": queries, "errors": errors or [], "result": result, "sql": sql, "usable": usable},
+        {
+            "g": grant,
+            "queries": queries,
+            "errors": errors or [],
+            "result": result,
+            "sql": sql,
+            "usable": usable,
+        },
         status=status,
     )
 
@@ -598,18 +710,36 @@ async def decision_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
     except ValueError:
         days = -1
     try:
-        await services.decide_request(ctx, grant_id, approve=form.get("decision") == "approve", reason=str(form.get("reason", "")), days=days, ip=_ip(request))
+        await services.decide_request(
+            ctx,
+            grant_id,
+            approve=form.get("decision") == "approve",
+            reason=str(form.get("reason", "")),
+            days=days,
+            ip=_ip(request),
+        )
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _grant_page(request, grant_id, errors=_errors(request, error), status=error.status)
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
 
 
 @post("/grants/{grant_id:uuid}/decision", opt=TRADE, tags=TAGS, status_code=204)
-async def decision_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[DecisionIn]) -> None:
+async def decision_api(
+    request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[DecisionIn]
+) -> None:
     """The provider approves (optionally shorter than the licence) or declines with a reason."""
-    await services.decide_request(tenant_context(request), grant_id, approve=data.approve, reason=data.reason, days=data.days, ip=_ip(request))
+    await services.decide_request(
+        tenant_context(request),
+        grant_id,
+        approve=data.approve,
+        reason=data.reason,
+        days=data.days,
+        ip=_ip(request),
+    )
 
 
 @post("/grants/{grant_id:uuid}/revoke", opt=TRADE, include_in_schema=False)
@@ -617,18 +747,24 @@ async def revoke_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[A
     ctx = tenant_context(request)
     form = await _form(request)
     try:
-        await services.revoke_grant(ctx, grant_id, reason=str(form.get("reason", "")), ip=_ip(request))
+        await services.revoke_grant(
+            ctx, grant_id, reason=str(form.get("reason", "")), ip=_ip(request)
+        )
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _grant_page(request, grant_id, errors=_errors(request, error), status=error.status)
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
     return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
 
 
 @post("/grants/{grant_id:uuid}/revoke", opt=TRADE, tags=TAGS, status_code=204)
 async def revoke_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[RevokeIn]) -> None:
     """Revoke a grant: download, queries and the API stop at once."""
-    await services.revoke_grant(tenant_context(request), grant_id, reason=data.reason, ip=_ip(request))
+    await services.revoke_grant(
+        tenant_context(request), grant_id, reason=data.reason, ip=_ip(request)
+    )
 
 
 @post("/grants/{grant_id:uuid}/download", opt=USE, include_in_schema=False)
@@ -638,7 +774,9 @@ async def download_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        return await _grant_page(request, grant_id, errors=_errors(request, error), status=error.status)
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
     return Redirect(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -658,16 +796,22 @@ async def query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[An
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
-        errors = [{"field": "sql", "code": error.code, "message": error.message(request_locale(request))}]
+        errors = [
+            {"field": "sql", "code": error.code, "message": error.message(request_locale(request))}
+        ]
         return await _grant_page(request, grant_id, errors=errors, sql=sql, status=error.status)
     return await _grant_page(request, grant_id, result=answer, sql=sql)
 
 
 @post("/grants/{grant_id:uuid}/queries", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
-async def query_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[QueryIn]) -> dict[str, Any]:
+async def query_api(
+    request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[QueryIn]
+) -> dict[str, Any]:
     """Compute-to-data: run one aggregate SQL query over the table ``data`` in the sandbox.
     Groups smaller than the minimum cohort are suppressed; aggregates carry noise."""
-    answer = await services.run_compute(tenant_context(request), grant_id, data.sql, ip=_ip(request))
+    answer = await services.run_compute(
+        tenant_context(request), grant_id, data.sql, ip=_ip(request)
+    )
     return {
         "id": answer.id,
         "columns": answer.columns,
@@ -680,19 +824,34 @@ async def query_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[
 
 async def _rows(request: Req, grant_id: uuid.UUID, page_no: int, size: int) -> services.RowsPage:
     return await services.api_rows(
-        tenant_context(request), grant_id, page=page_no, size=size, redis=request.app.state.redis, ip=_ip(request)
+        tenant_context(request),
+        grant_id,
+        page=page_no,
+        size=size,
+        redis=request.app.state.redis,
+        ip=_ip(request),
     )
 
 
 @get("/grants/{grant_id:uuid}/rows", opt=USE, include_in_schema=False)
-async def rows_page(request: Req, grant_id: FromPath[uuid.UUID], page_no: FromQuery[int] = 1, size: FromQuery[int] = 50) -> Response[str]:
+async def rows_page(
+    request: Req,
+    grant_id: FromPath[uuid.UUID],
+    page_no: FromQuery[int] = 1,
+    size: FromQuery[int] = 50,
+) -> Response[str]:
     result = await _rows(request, grant_id, page_no, size)
     grant = await services.grant_for_party(tenant_context(request), grant_id)
     return _page(request, "rows.html", {"g": grant, "r": result})
 
 
 @get("/grants/{grant_id:uuid}/rows", opt=USE, tags=TAGS)
-async def rows_api(request: Req, grant_id: FromPath[uuid.UUID], page_no: FromQuery[int] = 1, size: FromQuery[int] = 100) -> dict[str, Any]:
+async def rows_api(
+    request: Req,
+    grant_id: FromPath[uuid.UUID],
+    page_no: FromQuery[int] = 1,
+    size: FromQuery[int] = 100,
+) -> dict[str, Any]:
     """The data API: masked rows, ``size`` (≤ 500) per page, rate-limited per grant."""
     r = await _rows(request, grant_id, page_no, size)
     return {"columns": r.columns, "rows": r.rows, "page": r.page, "size": r.size, "total": r.total}
@@ -704,7 +863,11 @@ async def rows_api(request: Req, grant_id: FromPath[uuid.UUID], page_no: FromQue
 async def _usage_view(request: Req) -> dict[str, Any]:
     ctx = tenant_context(request)
     events = await services.usage_events(ctx)
-    return {"events": events, "series": services.usage_series(events), "is_operator": services.is_operator(ctx)}
+    return {
+        "events": events,
+        "series": services.usage_series(events),
+        "is_operator": services.is_operator(ctx),
+    }
 
 
 @get("/usage", opt=READ, include_in_schema=False)
@@ -724,10 +887,22 @@ async def usage_page(request: Req) -> Response[str]:
         "xAxis": {"type": "category", "data": s["days"]},
         "yAxis": [{"type": "value"}, {"type": "value", "name": "¥"}],
         "series": [
-            {"name": names[k][0 if zh else 1], "type": "bar", "stack": "uses", "data": s["series"][k]}
+            {
+                "name": names[k][0 if zh else 1],
+                "type": "bar",
+                "stack": "uses",
+                "data": s["series"][k],
+            }
             for k in names
         ]
-        + [{"name": "收入" if zh else "Revenue", "type": "line", "yAxisIndex": 1, "data": s["series"]["revenue"]}],
+        + [
+            {
+                "name": "收入" if zh else "Revenue",
+                "type": "line",
+                "yAxisIndex": 1,
+                "data": s["series"]["revenue"],
+            }
+        ],
     }
     return _page(request, "usage.html", {**view, "chart": chart})
 

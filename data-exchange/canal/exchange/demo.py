@@ -10,17 +10,28 @@ import io
 import random
 from typing import Any
 
-INDUSTRIES = ["轴承制造", "钢管加工", "软件信息", "食品加工", "纺织服装", "化工材料", "机械装备", "物流仓储"]
+INDUSTRIES = [
+    "轴承制造",
+    "钢管加工",
+    "软件信息",
+    "食品加工",
+    "纺织服装",
+    "化工材料",
+    "机械装备",
+    "物流仓储",
+]
 STREETS = ["古楼街道", "柳园街道", "新区街道", "湖西街道", "道口铺街道", "闫寺街道"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
 
 
 def electricity_csv(companies: int = 600, seed: int = 2025) -> bytes:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 — reproducible demo data, not secrets
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["企业编号", "行业", "街道", "月份", "用电量千瓦时", "电费元", "联系人", "联系电话"])
+    writer.writerow(
+        ["企业编号", "行业", "街道", "月份", "用电量千瓦时", "电费元", "联系人", "联系电话"]
+    )
     for c in range(companies):
         industry = INDUSTRIES[rng.randrange(len(INDUSTRIES))]
         street = STREETS[rng.randrange(len(STREETS))]
@@ -31,7 +42,16 @@ def electricity_csv(companies: int = 600, seed: int = 2025) -> bytes:
             season = 1.25 if month in (1, 2, 7, 8) else 1.0
             kwh = round(base * season * rng.uniform(0.85, 1.15), 1)
             writer.writerow(
-                [f"LC{c:05d}", industry, street, f"2025-{month:02d}", kwh, f"{kwh * 0.6848:.2f}", contact, phone]
+                [
+                    f"LC{c:05d}",
+                    industry,
+                    street,
+                    f"2025-{month:02d}",
+                    kwh,
+                    f"{kwh * 0.6848:.2f}",
+                    contact,
+                    phone,
+                ]
             )
     return out.getvalue().encode()
 
@@ -39,12 +59,13 @@ def electricity_csv(companies: int = 600, seed: int = 2025) -> bytes:
 def employment_csv(people: int = 1500, seed: int = 7) -> bytes:
     from canal.exchange.pii import ID_CHECK, ID_WEIGHTS
 
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 — reproducible demo data, not secrets
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["姓名", "身份证号", "行业", "街道", "月工资元", "社保缴费基数元"])
     for _ in range(people):
-        body = f"371502{rng.randint(1965, 2003)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+        birth = f"{rng.randint(1965, 2003)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        body = f"371502{birth}{rng.randint(0, 999):03d}"
         ident = body + ID_CHECK[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True)) % 11]
         wage = round(rng.lognormvariate(8.6, 0.35))
         writer.writerow(
@@ -75,7 +96,11 @@ async def seed(world: Any) -> None:
         await open_services(world.runtime)
         opened = True
     try:
-        provider, operator, buyer = world.ctx("shuzhi-soft"), world.ctx("szdc"), world.ctx("lc-bearing")
+        provider, operator, buyer = (
+            world.ctx("shuzhi-soft"),
+            world.ctx("szdc"),
+            world.ctx("lc-bearing"),
+        )
         for ctx in (operator, buyer):
             if not await module_enabled(ctx.tenant_id, "exchange"):
                 await set_module(ctx, "exchange", enabled=True)
@@ -84,7 +109,8 @@ async def seed(world: Any) -> None:
             provider,
             services.DatasetInput(
                 title="东昌府区企业月度用电量(2025)",
-                description="全区 600 家企业 2025 年逐月用电量与电费,按行业、街道分类;可用于产业景气、"
+                description="全区 600 家企业 2025 年逐月用电量与电费,按行业、街道分类;"
+                "可用于产业景气、"
                 "能耗双控与招商分析。联系人与电话已脱敏。",
                 category="energy",
                 tags="用电,能耗,产业景气",
@@ -128,7 +154,10 @@ async def seed(world: Any) -> None:
         await services.submit_for_review(provider, employment["id"])
 
         grant = await services.request_access(
-            buyer, electricity["id"], "分析本行业与上下游企业的季节性用电规律,用于排产规划。", ["compute", "api"]
+            buyer,
+            electricity["id"],
+            "分析本行业与上下游企业的季节性用电规律,用于排产规划。",
+            ["compute", "api"],
         )
         await services.decide_request(provider, grant["id"], approve=True, days=180)
         await services.run_compute(

@@ -60,10 +60,9 @@ def generalise(value: Any) -> str:
     if not number.is_finite():
         return ""
     magnitude = abs(number)
-    if magnitude < 10:
-        step = Decimal(1)
-    else:
-        step = Decimal(10) ** int(math.floor(math.log10(float(magnitude))))
+    step = (
+        Decimal(10) ** math.floor(math.log10(float(magnitude))) if magnitude >= 10 else Decimal(1)
+    )
     low = (number / step).to_integral_value(rounding="ROUND_FLOOR") * step
     return f"[{low:f}, {low + step:f})"
 

@@ -44,7 +44,12 @@ MODULE = ModuleSpec(
     permissions=(
         Permission("exchange", "read", "查看数据目录与授权", "View the data catalogue and grants"),
         Permission("exchange", "publish", "上架与管理数据集", "List and manage datasets"),
-        Permission("exchange", "trade", "申请、审批与撤销数据授权", "Request, approve and revoke data grants"),
+        Permission(
+            "exchange",
+            "trade",
+            "申请、审批与撤销数据授权",
+            "Request, approve and revoke data grants",
+        ),
         Permission("exchange", "use", "使用已授权数据", "Use granted data"),
         Permission("exchange", "review", "数据合规审核", "Review datasets for compliance"),
     ),

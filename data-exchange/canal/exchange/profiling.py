@@ -138,7 +138,11 @@ def normalise(src: Path, fmt: str, out: Path) -> str:
                 )
                 source = str(clean)
             elif fmt == "jsonl":
-                encoding, relation, source = "JSON", "read_json(?, format='newline_delimited')", str(src)
+                encoding, relation, source = (
+                    "JSON",
+                    "read_json(?, format='newline_delimited')",
+                    str(src),
+                )
             else:
                 encoding, relation, source = "Parquet", "read_parquet(?)", str(src)
             try:
@@ -216,7 +220,9 @@ def profile(parquet: Path) -> dict[str, Any]:
         con.close()
 
 
-def read_rows(parquet: Path, *, offset: int = 0, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+def read_rows(
+    parquet: Path, *, offset: int = 0, limit: int | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     con = connect()
     try:
         query = f"SELECT * FROM read_parquet('{_quote(parquet)}')"

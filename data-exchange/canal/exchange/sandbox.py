@@ -150,7 +150,9 @@ def _parse(sql: str) -> dict[str, Any]:
         raise refused("sql_empty", "请输入查询语句。", "Enter a query.")
     if len(sql) > MAX_SQL:
         raise refused(
-            "sql_too_long", f"查询语句不能超过 {MAX_SQL} 个字符。", f"Queries are limited to {MAX_SQL} characters."
+            "sql_too_long",
+            f"查询语句不能超过 {MAX_SQL} 个字符。",
+            f"Queries are limited to {MAX_SQL} characters.",
         )
     raw = _parser().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
     tree = json.loads(raw)
@@ -164,7 +166,9 @@ def _parse(sql: str) -> dict[str, Any]:
                 "are not.",
             )
         raise refused(
-            "sql_syntax", f"查询语句有语法错误:{message[:200]}", f"The query has a syntax error: {message[:200]}"
+            "sql_syntax",
+            f"查询语句有语法错误:{message[:200]}",
+            f"The query has a syntax error: {message[:200]}",
         )
     statements = tree.get("statements") or []
     if len(statements) != 1:
@@ -246,7 +250,11 @@ class _Checker:
                 )
             if name in AGGREGATES:
                 if in_aggregate:
-                    raise refused("sql_nested_aggregate", "不允许嵌套聚合。", "Nested aggregates are not allowed.")
+                    raise refused(
+                        "sql_nested_aggregate",
+                        "不允许嵌套聚合。",
+                        "Nested aggregates are not allowed.",
+                    )
                 if where == "filter":
                     raise refused(
                         "sql_aggregate_in_where",
@@ -269,9 +277,7 @@ class _Checker:
         return found
 
 
-def plan_query(
-    sql: str, *, columns: set[str], sensitive: set[str], identifying: set[str]
-) -> Plan:
+def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying: set[str]) -> Plan:
     statement = _parse(sql)
     node = statement["node"]
     if node.get("type") != "SELECT_NODE":
@@ -283,8 +289,10 @@ def plan_query(
     if node.get("cte_map", {}).get("map"):
         raise refused("sql_cte", "不允许 WITH 子句。", "WITH clauses are not allowed.")
     source = node.get("from_table") or {}
-    if source.get("type") != "BASE_TABLE" or str(source.get("table_name", "")).lower() != "data" or (
-        source.get("schema_name") or source.get("catalog_name")
+    if (
+        source.get("type") != "BASE_TABLE"
+        or str(source.get("table_name", "")).lower() != "data"
+        or (source.get("schema_name") or source.get("catalog_name"))
     ):
         if source.get("type") == "TABLE_FUNCTION":
             raise refused(
@@ -299,7 +307,9 @@ def plan_query(
             "Only the table data may be queried (no joins, subqueries or other tables).",
         )
     if source.get("sample") or node.get("sample") or node.get("qualify"):
-        raise refused("sql_sample", "不允许 SAMPLE/QUALIFY。", "SAMPLE and QUALIFY are not allowed.")
+        raise refused(
+            "sql_sample", "不允许 SAMPLE/QUALIFY。", "SAMPLE and QUALIFY are not allowed."
+        )
     # Shapes refused wherever they appear, before any per-column rule gives a vaguer reason.
     for found in _nodes(node):
         kind = found.get("class")
@@ -317,10 +327,16 @@ def plan_query(
     group_names: set[str] = set()
     for expr in node.get("group_expressions") or []:
         if checker.expression(expr, where="group"):
-            raise refused("sql_group_aggregate", "GROUP BY 中不能使用聚合。", "GROUP BY cannot contain aggregates.")
+            raise refused(
+                "sql_group_aggregate",
+                "GROUP BY 中不能使用聚合。",
+                "GROUP BY cannot contain aggregates.",
+            )
         group_names |= {_column(n).lower() for n in _nodes(expr) if n.get("class") == "COLUMN_REF"}
     if node.get("aggregate_handling") not in (None, "STANDARD_HANDLING"):
-        raise refused("sql_group_all", "请逐一写出 GROUP BY 的列。", "List the GROUP BY columns explicitly.")
+        raise refused(
+            "sql_group_all", "请逐一写出 GROUP BY 的列。", "List the GROUP BY columns explicitly."
+        )
     if node.get("where_clause"):
         checker.expression(node["where_clause"], where="filter")
     if node.get("having"):
@@ -352,7 +368,9 @@ def plan_query(
             aggregate_columns.append(position)
     for modifier in node.get("modifiers") or []:
         if modifier.get("type") not in ("ORDER_MODIFIER", "LIMIT_MODIFIER", "DISTINCT_MODIFIER"):
-            raise refused("sql_modifier", "查询包含不支持的子句。", "The query has an unsupported clause.")
+            raise refused(
+                "sql_modifier", "查询包含不支持的子句。", "The query has an unsupported clause."
+            )
         for expr in _nodes(modifier):
             if expr.get("class") == "COLUMN_REF":
                 checker.column(expr, where="order")
@@ -387,7 +405,10 @@ def _outside_aggregates(expr: Any) -> set[str]:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in AGGREGATES:
+            if (
+                node.get("class") == "FUNCTION"
+                and str(node.get("function_name", "")).lower() in AGGREGATES
+            ):
                 return
             if node.get("class") == "COLUMN_REF":
                 names.add(_column(node).lower())
@@ -440,7 +461,12 @@ class Result:
 
 
 async def run_query(
-    parquet: Path, plan: Plan, *, timeout: float, memory_mb: int = 512, threads: int = 2
+    parquet: Path,
+    plan: Plan,
+    *,
+    timeout: float,  # noqa: ASYNC109 — the sandbox's own wall-clock limit, enforced below
+    memory_mb: int = 512,
+    threads: int = 2,
 ) -> tuple[list[str], list[list[Any]]]:
     job = {
         "path": str(parquet),
@@ -461,13 +487,19 @@ async def run_query(
         await _prepare_spare()
     if process.returncode != 0 or not out:
         # Killed by the CPU or memory limit.
-        raise _too_long(timeout) if process.returncode in (-24, -9) else refused(
-            "sql_failed", "查询未能完成。", "The query could not be completed.", status=422
+        raise (
+            _too_long(timeout)
+            if process.returncode in (-24, -9)
+            else refused(
+                "sql_failed", "查询未能完成。", "The query could not be completed.", status=422
+            )
         )
     answer = json.loads(out)
     if answer.get("error") == "memory":
         raise refused(
-            "sql_memory", "查询超出内存上限,请缩小范围。", "The query exceeded the memory limit; narrow it down."
+            "sql_memory",
+            "查询超出内存上限,请缩小范围。",
+            "The query exceeded the memory limit; narrow it down.",
         )
     if answer.get("error"):
         detail = str(answer.get("detail", ""))[:200]

@@ -65,7 +65,7 @@ async def index_listing(dataset_id: uuid.UUID) -> None:
         return
     try:
         await get_service().upsert(KIND, [listing_document(row)], wait=True)
-    except Exception:  # noqa: BLE001 — any failure of the search server: retry in a job
+    except Exception:
         log.warning("search indexing of listing %s deferred to a job", dataset_id, exc_info=True)
         from canal.platform.search.jobs import index_documents
 

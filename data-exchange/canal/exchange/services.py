@@ -145,8 +145,10 @@ async def pending_providers(ctx: TenantContext) -> list[dict[str, Any]]:
     from canal.tenants.tables import Tenant
 
     async with db.platform_scope(ctx.user_id):
-        rows = await Provider.select().where(Provider.status == "pending").order_by(
-            Provider.created_at
+        rows = (
+            await Provider.select()
+            .where(Provider.status == "pending")
+            .order_by(Provider.created_at)
         )
         names = {
             t["id"]: t["name"]
@@ -166,7 +168,14 @@ async def review_provider(
     reason = reason.strip()
     if not approve and not reason:
         raise invalid(
-            [_err("reason", "reason_required", "驳回时请填写理由。", "Give a reason for rejecting.")]
+            [
+                _err(
+                    "reason",
+                    "reason_required",
+                    "驳回时请填写理由。",
+                    "Give a reason for rejecting.",
+                )
+            ]
         )
     async with db.platform_scope(ctx.user_id):
         row = await Provider.select().where(Provider.id == provider_id).first()
@@ -232,7 +241,12 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
     title = data.title.strip()
     if not 2 <= len(title) <= 120:
         errors.append(
-            _err("title", "title_length", "标题需 2 至 120 字。", "The title needs 2 to 120 characters.")
+            _err(
+                "title",
+                "title_length",
+                "标题需 2 至 120 字。",
+                "The title needs 2 to 120 characters.",
+            )
         )
     description = data.description.strip()
     if not 10 <= len(description) <= 5000:
@@ -248,7 +262,12 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
         errors.append(_err("category", "category_unknown", "请选择分类。", "Choose a category."))
     if data.update_frequency not in FREQUENCIES:
         errors.append(
-            _err("update_frequency", "frequency_unknown", "请选择更新频率。", "Choose an update frequency.")
+            _err(
+                "update_frequency",
+                "frequency_unknown",
+                "请选择更新频率。",
+                "Choose an update frequency.",
+            )
         )
     source = data.source_statement.strip()
     if len(source) < 10:
@@ -263,7 +282,12 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
         )
     if data.sensitivity not in SENSITIVITIES:
         errors.append(
-            _err("sensitivity", "sensitivity_unknown", "请选择敏感级别。", "Choose a sensitivity grade.")
+            _err(
+                "sensitivity",
+                "sensitivity_unknown",
+                "请选择敏感级别。",
+                "Choose a sensitivity grade.",
+            )
         )
     if data.sensitivity == "core":
         errors.append(
@@ -295,17 +319,29 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
             )
         )
     if data.price_model not in PRICE_MODELS:
-        errors.append(_err("price_model", "price_model_unknown", "请选择计价方式。", "Choose a price model."))
+        errors.append(
+            _err("price_model", "price_model_unknown", "请选择计价方式。", "Choose a price model.")
+        )
     price_fen = _fen(data.price_yuan)
     if price_fen is None or price_fen < 0 or price_fen > 100_000_000:
         errors.append(
-            _err("price_yuan", "price_invalid", "价格须为 0 至 100 万元的金额。", "The price must be 0 to 1,000,000 yuan.")
+            _err(
+                "price_yuan",
+                "price_invalid",
+                "价格须为 0 至 100 万元的金额。",
+                "The price must be 0 to 1,000,000 yuan.",
+            )
         )
     elif data.price_model == "free":
         price_fen = 0
     elif price_fen == 0:
         errors.append(
-            _err("price_yuan", "price_required", "收费数据请填写价格。", "Enter a price for a paid dataset.")
+            _err(
+                "price_yuan",
+                "price_required",
+                "收费数据请填写价格。",
+                "Enter a price for a paid dataset.",
+            )
         )
     modes = [m for m in data.delivery_modes if m in MODES]
     if not modes or len(modes) != len(set(data.delivery_modes)):
@@ -329,11 +365,20 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
     cohort = _int(data.min_cohort)
     if cohort is None or not 5 <= cohort <= 1000:
         errors.append(
-            _err("min_cohort", "cohort_range", "最小分组人数为 5 至 1000。", "The minimum cohort is 5 to 1000.")
+            _err(
+                "min_cohort",
+                "cohort_range",
+                "最小分组人数为 5 至 1000。",
+                "The minimum cohort is 5 to 1000.",
+            )
         )
     tags = [t.strip() for t in data.tags.replace(",", ",").split(",") if t.strip()][:10]
     if any(len(t) > 20 for t in tags):
-        errors.append(_err("tags", "tag_length", "每个标签不超过 20 字。", "Each tag is at most 20 characters."))
+        errors.append(
+            _err(
+                "tags", "tag_length", "每个标签不超过 20 字。", "Each tag is at most 20 characters."
+            )
+        )
     if errors:
         raise invalid(errors)
     return {
@@ -411,11 +456,17 @@ async def get_dataset(dataset_id: uuid.UUID, ctx: TenantContext) -> dict[str, An
     """The provider's own dataset; the operator may read any (for review)."""
     if is_operator(ctx):
         async with db.platform_scope(ctx.user_id):
-            row = await Dataset.select().output(load_json=True).where(Dataset.id == dataset_id).first()
+            row = (
+                await Dataset.select()
+                .output(load_json=True)
+                .where(Dataset.id == dataset_id)
+                .first()
+            )
     else:
         async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
             row = (
-                await Dataset.select().output(load_json=True)
+                await Dataset.select()
+                .output(load_json=True)
                 .where((Dataset.id == dataset_id) & (Dataset.tenant_id == ctx.tenant_id))
                 .first()
             )
@@ -426,8 +477,11 @@ async def get_dataset(dataset_id: uuid.UUID, ctx: TenantContext) -> dict[str, An
 
 async def list_datasets(ctx: TenantContext) -> list[dict[str, Any]]:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        return await Dataset.select().output(load_json=True).where(Dataset.tenant_id == ctx.tenant_id).order_by(
-            Dataset.created_at, ascending=False
+        return (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.tenant_id == ctx.tenant_id)
+            .order_by(Dataset.created_at, ascending=False)
         )
 
 
@@ -438,10 +492,15 @@ async def versions_of(dataset: dict[str, Any], ctx: TenantContext) -> list[dict[
         else db.tenant_scope(ctx.tenant_id, ctx.user_id)
     )
     async with scope:
-        return await DatasetVersion.select().output(load_json=True).where(
-            (DatasetVersion.dataset_id == dataset["id"])
-            & (DatasetVersion.tenant_id == dataset["tenant_id"])
-        ).order_by(DatasetVersion.number, ascending=False)
+        return (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(
+                (DatasetVersion.dataset_id == dataset["id"])
+                & (DatasetVersion.tenant_id == dataset["tenant_id"])
+            )
+            .order_by(DatasetVersion.number, ascending=False)
+        )
 
 
 def latest_ready(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -473,9 +532,7 @@ async def add_version(
     # its reason and leaves no version behind. Large ones get a version in "profiling" and a job.
     profiled = await _profile_stored(ctx, stored, file_format) if inline else None
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        number = (
-            await DatasetVersion.count().where(DatasetVersion.dataset_id == dataset_id)
-        ) + 1
+        number = (await DatasetVersion.count().where(DatasetVersion.dataset_id == dataset_id)) + 1
         version = DatasetVersion(
             tenant_id=ctx.tenant_id,
             dataset_id=dataset_id,
@@ -505,7 +562,12 @@ async def add_version(
                 key=f"exchange-profile:{version.id}",
             )
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        row = await DatasetVersion.select().output(load_json=True).where(DatasetVersion.id == version.id).first()
+        row = (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(DatasetVersion.id == version.id)
+            .first()
+        )
     assert row is not None
     return row
 
@@ -567,7 +629,12 @@ async def _store_profile(
 async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
     """The job for large files: profile a version left in "profiling". Idempotent."""
     async with db.tenant_scope(tenant_id):
-        version = await DatasetVersion.select().output(load_json=True).where(DatasetVersion.id == version_id).first()
+        version = (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(DatasetVersion.id == version_id)
+            .first()
+        )
     if version is None or version["status"] != "profiling":
         return "skipped"
     ctx = _system_ctx(tenant_id, version["created_by"])
@@ -602,7 +669,10 @@ async def submit_for_review(ctx: TenantContext, dataset_id: uuid.UUID, *, ip: st
         )
     if dataset["status"] == "pending":
         raise CanalError(
-            "already_pending", "该数据集已在审核中。", "This dataset is already under review.", status=409
+            "already_pending",
+            "该数据集已在审核中。",
+            "This dataset is already under review.",
+            status=409,
         )
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         await Dataset.update({Dataset.status: "pending", Dataset.review_reason: ""}).where(
@@ -622,7 +692,12 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
     from canal.tenants.tables import Tenant
 
     async with db.platform_scope(ctx.user_id):
-        rows = await Dataset.select().output(load_json=True).where(Dataset.status == "pending").order_by(Dataset.updated_at)
+        rows = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.status == "pending")
+            .order_by(Dataset.updated_at)
+        )
         names = {
             t["id"]: t["name"]
             for t in await Tenant.select(Tenant.id, Tenant.name).where(
@@ -641,12 +716,22 @@ async def review_dataset(
     reason = reason.strip()
     if not approve and not reason:
         raise invalid(
-            [_err("reason", "reason_required", "驳回时请填写理由。", "Give a reason for rejecting.")]
+            [
+                _err(
+                    "reason",
+                    "reason_required",
+                    "驳回时请填写理由。",
+                    "Give a reason for rejecting.",
+                )
+            ]
         )
     dataset = await get_dataset(dataset_id, ctx)
     if dataset["status"] != "pending":
         raise CanalError(
-            "not_pending", "该数据集不在待审状态。", "This dataset is not awaiting review.", status=409
+            "not_pending",
+            "该数据集不在待审状态。",
+            "This dataset is not awaiting review.",
+            status=409,
         )
     version = latest_ready(await versions_of(dataset, ctx))
     sample: list[list[Any]] = []
@@ -707,7 +792,9 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-async def _publish(dataset: dict[str, Any], version: dict[str, Any], sample: list[list[Any]]) -> None:
+async def _publish(
+    dataset: dict[str, Any], version: dict[str, Any], sample: list[list[Any]]
+) -> None:
     from canal.tenants.tables import Tenant
 
     provider = await Tenant.select(Tenant.name).where(Tenant.id == dataset["tenant_id"]).first()
@@ -769,7 +856,12 @@ async def set_masking(
     for column, action in rules.items():
         if column not in kinds:
             errors.append(
-                _err(f"rule-{column}", "column_unknown", f"没有列「{column}」。", f"There is no column '{column}'.")
+                _err(
+                    f"rule-{column}",
+                    "column_unknown",
+                    f"没有列「{column}」。",
+                    f"There is no column '{column}'.",
+                )
             )
         elif not masking.rule_allowed(kinds[column], action):
             errors.append(
@@ -847,9 +939,14 @@ def _like(text: str) -> str:
 
 async def get_listing(dataset_id: uuid.UUID) -> dict[str, Any]:
     async with db.transaction():
-        row = await Listing.select().output(load_json=True).where(
-            (Listing.id == dataset_id) & (Listing.withdrawn == False)  # noqa: E712
-        ).first()
+        row = (
+            await Listing.select()
+            .output(load_json=True)
+            .where(
+                (Listing.id == dataset_id) & (Listing.withdrawn == False)  # noqa: E712
+            )
+            .first()
+        )
     if row is None:
         raise not_found()
     return row
@@ -883,7 +980,7 @@ async def _usage(
     detail: str = "",
 ) -> None:
     """One usage event for each party, in each party's own tenant, in one transaction."""
-    common = {
+    common: dict[str, Any] = {
         "provider_tenant_id": provider_id,
         "buyer_tenant_id": buyer_id,
         "dataset_id": dataset_id,
@@ -933,7 +1030,10 @@ async def request_access(
         raise invalid(errors)
     if listing["provider_tenant_id"] == ctx.tenant_id:
         raise CanalError(
-            "own_dataset", "不能申请本单位自己的数据集。", "You cannot request your own dataset.", status=409
+            "own_dataset",
+            "不能申请本单位自己的数据集。",
+            "You cannot request your own dataset.",
+            status=409,
         )
     provider_id = listing["provider_tenant_id"]
     grant = Grant(
@@ -1002,27 +1102,37 @@ def _public_grant(row: dict[str, Any]) -> dict[str, Any]:
 
 async def provider_grants(ctx: TenantContext) -> list[dict[str, Any]]:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        rows = await Grant.select().output(load_json=True).where(Grant.tenant_id == ctx.tenant_id).order_by(
-            Grant.created_at, ascending=False
+        rows = (
+            await Grant.select()
+            .output(load_json=True)
+            .where(Grant.tenant_id == ctx.tenant_id)
+            .order_by(Grant.created_at, ascending=False)
         )
         titles = {
             d["id"]: d["title"]
-            for d in await Dataset.select(Dataset.id, Dataset.title).output(load_json=True).where(
-                Dataset.tenant_id == ctx.tenant_id
-            )
+            for d in await Dataset.select(Dataset.id, Dataset.title)
+            .output(load_json=True)
+            .where(Dataset.tenant_id == ctx.tenant_id)
         }
     return [{**_public_grant(r), "title": titles.get(r["dataset_id"], "")} for r in rows]
 
 
 async def buyer_grants(ctx: TenantContext) -> list[dict[str, Any]]:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        holdings = await GrantHolding.select().output(load_json=True).where(GrantHolding.tenant_id == ctx.tenant_id)
+        holdings = (
+            await GrantHolding.select()
+            .output(load_json=True)
+            .where(GrantHolding.tenant_id == ctx.tenant_id)
+        )
     out = []
     for h in holdings:
         async with db.tenant_scope(h["provider_tenant_id"], ctx.user_id):
-            row = await Grant.select().output(load_json=True).where(
-                (Grant.id == h["grant_id"]) & (Grant.buyer_tenant_id == ctx.tenant_id)
-            ).first()
+            row = (
+                await Grant.select()
+                .output(load_json=True)
+                .where((Grant.id == h["grant_id"]) & (Grant.buyer_tenant_id == ctx.tenant_id))
+                .first()
+            )
         if row:
             out.append({**_public_grant(row), "title": h["title"]})
     out.sort(key=lambda r: r["created_at"], reverse=True)
@@ -1031,15 +1141,21 @@ async def buyer_grants(ctx: TenantContext) -> list[dict[str, Any]]:
 
 async def _grant_row_for_buyer(ctx: TenantContext, grant_id: uuid.UUID) -> dict[str, Any]:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        holding = await GrantHolding.select().output(load_json=True).where(
-            (GrantHolding.grant_id == grant_id) & (GrantHolding.tenant_id == ctx.tenant_id)
-        ).first()
+        holding = (
+            await GrantHolding.select()
+            .output(load_json=True)
+            .where((GrantHolding.grant_id == grant_id) & (GrantHolding.tenant_id == ctx.tenant_id))
+            .first()
+        )
         if holding is None:
             raise not_found()
         async with db.tenant_scope(holding["provider_tenant_id"], ctx.user_id):
-            row = await Grant.select().output(load_json=True).where(
-                (Grant.id == grant_id) & (Grant.buyer_tenant_id == ctx.tenant_id)
-            ).first()
+            row = (
+                await Grant.select()
+                .output(load_json=True)
+                .where((Grant.id == grant_id) & (Grant.buyer_tenant_id == ctx.tenant_id))
+                .first()
+            )
     if row is None:
         raise not_found()
     row["title"] = holding["title"]
@@ -1053,11 +1169,19 @@ async def buyer_grant(ctx: TenantContext, grant_id: uuid.UUID) -> dict[str, Any]
 async def grant_for_party(ctx: TenantContext, grant_id: uuid.UUID) -> dict[str, Any]:
     """A grant as either party sees it (provider: its row; buyer: through its holding)."""
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        row = await Grant.select().output(load_json=True).where(
-            (Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id)
-        ).first()
+        row = (
+            await Grant.select()
+            .output(load_json=True)
+            .where((Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id))
+            .first()
+        )
         if row is not None:
-            dataset = await Dataset.select(Dataset.title).output(load_json=True).where(Dataset.id == row["dataset_id"]).first()
+            dataset = (
+                await Dataset.select(Dataset.title)
+                .output(load_json=True)
+                .where(Dataset.id == row["dataset_id"])
+                .first()
+            )
             row["title"] = dataset["title"] if dataset else ""
             row["side"] = "provider"
             return _public_grant(row)
@@ -1077,20 +1201,38 @@ async def decide_request(
 ) -> None:
     reason = reason.strip()
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        row = await Grant.select().output(load_json=True).where(
-            (Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id)
-        ).first()
+        row = (
+            await Grant.select()
+            .output(load_json=True)
+            .where((Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id))
+            .first()
+        )
         if row is None:
             raise not_found()
-        dataset = await Dataset.select().output(load_json=True).where(Dataset.id == row["dataset_id"]).first()
+        dataset = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.id == row["dataset_id"])
+            .first()
+        )
         assert dataset is not None
         if row["status"] != "requested":
             raise CanalError(
-                "not_requested", "该申请已处理。", "This request has already been decided.", status=409
+                "not_requested",
+                "该申请已处理。",
+                "This request has already been decided.",
+                status=409,
             )
         if not approve and not reason:
             raise invalid(
-                [_err("reason", "reason_required", "拒绝时请填写理由。", "Give a reason for declining.")]
+                [
+                    _err(
+                        "reason",
+                        "reason_required",
+                        "拒绝时请填写理由。",
+                        "Give a reason for declining.",
+                    )
+                ]
             )
         licence = int(dataset["licence_days"])
         days = licence if days is None else days
@@ -1124,16 +1266,24 @@ async def decide_request(
         )
 
 
-async def revoke_grant(ctx: TenantContext, grant_id: uuid.UUID, *, reason: str = "", ip: str = "") -> None:
+async def revoke_grant(
+    ctx: TenantContext, grant_id: uuid.UUID, *, reason: str = "", ip: str = ""
+) -> None:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        row = await Grant.select().output(load_json=True).where(
-            (Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id)
-        ).first()
+        row = (
+            await Grant.select()
+            .output(load_json=True)
+            .where((Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id))
+            .first()
+        )
         if row is None:
             raise not_found()
         if row["status"] != "active":
             raise CanalError(
-                "not_active", "只能撤销生效中的授权。", "Only an active grant can be revoked.", status=409
+                "not_active",
+                "只能撤销生效中的授权。",
+                "Only an active grant can be revoked.",
+                status=409,
             )
         await Grant.update(
             {Grant.status: "revoked", Grant.reason: reason.strip(), Grant.decided_at: _now()}
@@ -1148,7 +1298,9 @@ async def revoke_grant(ctx: TenantContext, grant_id: uuid.UUID, *, reason: str =
         )
 
 
-async def _usable_grant(ctx: TenantContext, grant_id: uuid.UUID, mode: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+async def _usable_grant(
+    ctx: TenantContext, grant_id: uuid.UUID, mode: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(grant, dataset, version) for a buyer about to use ``mode``; every mode checks here, so
     expiry or revocation stops them all at once."""
     grant = await _grant_row_for_buyer(ctx, grant_id)
@@ -1168,13 +1320,27 @@ async def _usable_grant(ctx: TenantContext, grant_id: uuid.UUID, mode: str) -> t
         )
     provider = grant["tenant_id"]
     async with db.tenant_scope(provider, ctx.user_id):
-        dataset = await Dataset.select().output(load_json=True).where(Dataset.id == grant["dataset_id"]).first()
-        versions = await DatasetVersion.select().output(load_json=True).where(
-            (DatasetVersion.dataset_id == grant["dataset_id"]) & (DatasetVersion.status == "ready")
-        ).order_by(DatasetVersion.number, ascending=False)
+        dataset = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.id == grant["dataset_id"])
+            .first()
+        )
+        versions = (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(
+                (DatasetVersion.dataset_id == grant["dataset_id"])
+                & (DatasetVersion.status == "ready")
+            )
+            .order_by(DatasetVersion.number, ascending=False)
+        )
     if dataset is None or not versions or dataset["status"] != "approved":
         raise CanalError(
-            "dataset_unavailable", "该数据集当前不可用。", "This dataset is not available now.", status=409
+            "dataset_unavailable",
+            "该数据集当前不可用。",
+            "This dataset is not available now.",
+            status=409,
         )
     return grant, dataset, versions[0]
 
@@ -1186,9 +1352,7 @@ async def deliver_download(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str =
     grant, dataset, version = await _usable_grant(ctx, grant_id, "download")
     path = await _local_parquet(version)
     columns, rows = await asyncio.to_thread(profiling.read_rows, path)
-    types = [
-        c["type"] for c in version["profile"]["columns"] if c["name"] in columns
-    ]
+    types = [c["type"] for c in version["profile"]["columns"] if c["name"] in columns]
     rules = dataset["masking_rules"] or {}
     masked = masking.mask_rows(columns, rows, rules, _kinds(version), grant["hash_salt"].encode())
     out_columns = masking.delivered_columns(columns, rules)
@@ -1205,7 +1369,9 @@ async def deliver_download(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str =
     stored_marks = grant["fingerprint_columns"] or {}
     if stored_marks and set(stored_marks) <= set(out_columns):
         marked = stored_marks
-    marked_rows = fingerprint.embed(bytes.fromhex(grant["fingerprint_secret"]), out_columns, masked, marked)
+    marked_rows = fingerprint.embed(
+        bytes.fromhex(grant["fingerprint_secret"]), out_columns, masked, marked
+    )
     data = profiling.rows_as_csv(out_columns, marked_rows)
     name = f"{dataset['title'][:60]}-v{version['number']}.csv"
     stored = await object_store().upload_bytes(ctx, "dataset", data, filename=name, ip=ip)
@@ -1255,10 +1421,20 @@ async def identify(data: bytes) -> Identified | None:
         marks = g["fingerprint_columns"] or {}
         if not marks:
             continue
-        matches, total = fingerprint.score(bytes.fromhex(g["fingerprint_secret"]), header, rows, marks)
-        if fingerprint.is_match(matches, total) and (best is None or matches / total > best.matches / best.checked):
+        matches, total = fingerprint.score(
+            bytes.fromhex(g["fingerprint_secret"]), header, rows, marks
+        )
+        if fingerprint.is_match(matches, total) and (
+            best is None or matches / total > best.matches / best.checked
+        ):
             best = Identified(
-                g["id"], g["tenant_id"], g["buyer_tenant_id"], g["buyer_name"], g["dataset_id"], matches, total
+                g["id"],
+                g["tenant_id"],
+                g["buyer_tenant_id"],
+                g["buyer_name"],
+                g["dataset_id"],
+                matches,
+                total,
             )
     return best
 
@@ -1276,7 +1452,9 @@ class QueryAnswer:
     remaining_today: int
 
 
-async def _compute_copy(dataset: dict[str, Any], version: dict[str, Any]) -> tuple[Path, set[str], set[str], set[str]]:
+async def _compute_copy(
+    dataset: dict[str, Any], version: dict[str, Any]
+) -> tuple[Path, set[str], set[str], set[str]]:
     """A Parquet with only the columns kept as is (others never enter the sandbox)."""
     rules = dataset["masking_rules"] or {}
     kinds = _kinds(version)
@@ -1293,8 +1471,9 @@ async def _compute_copy(dataset: dict[str, Any], version: dict[str, Any]) -> tup
             try:
                 select = ", ".join('"' + c.replace('"', '""') + '"' for c in columns) or "1 AS _"
                 partial = path.with_suffix(f".{secrets.token_hex(4)}.part")
+                src = str(source).replace("'", "''")
                 con.execute(
-                    f"COPY (SELECT {select} FROM read_parquet('{str(source).replace(chr(39), chr(39) * 2)}')) "
+                    f"COPY (SELECT {select} FROM read_parquet('{src}')) "
                     f"TO '{str(partial).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)"
                 )
                 partial.replace(path)
@@ -1306,13 +1485,17 @@ async def _compute_copy(dataset: dict[str, Any], version: dict[str, Any]) -> tup
     identifying = {
         c["name"]
         for c in version["profile"]["columns"]
-        if c["name"] in columns and rows >= 20 and c["distinct"] / rows > IDENTIFYING_RATIO
+        if c["name"] in columns
+        and rows >= 20
+        and c["distinct"] / rows > IDENTIFYING_RATIO
         and not str(c["type"]).upper().startswith(("DOUBLE", "DECIMAL", "FLOAT", "REAL"))
     }
     return path, set(columns), sensitive, identifying
 
 
-async def run_compute(ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: str = "") -> QueryAnswer:
+async def run_compute(
+    ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: str = ""
+) -> QueryAnswer:
     grant, dataset, version = await _usable_grant(ctx, grant_id, "compute")
     provider = grant["tenant_id"]
     today = _now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -1342,7 +1525,9 @@ async def run_compute(ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: 
         status="done",
     )
     try:
-        plan = sandbox.plan_query(sql, columns=columns, sensitive=sensitive, identifying=identifying)
+        plan = sandbox.plan_query(
+            sql, columns=columns, sensitive=sensitive, identifying=identifying
+        )
         out_columns, raw = await sandbox.run_query(path, plan, timeout=QUERY_TIMEOUT)
         result = sandbox.release(out_columns, raw, plan, min_cohort=int(dataset["min_cohort"]))
     except CanalError as error:
@@ -1377,16 +1562,25 @@ async def run_compute(ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: 
             detail=f"{result.suppressed_groups} suppressed",
         )
     return QueryAnswer(
-        run.id, result.columns, result.rows, result.suppressed_groups, run.elapsed_ms, budget - used - 1
+        run.id,
+        result.columns,
+        result.rows,
+        result.suppressed_groups,
+        run.elapsed_ms,
+        budget - used - 1,
     )
 
 
 async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[str, Any]]:
     grant = await grant_for_party(ctx, grant_id)
     async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
-        return await QueryRun.select().output(load_json=True).where(QueryRun.grant_id == grant_id).order_by(
-            QueryRun.created_at, ascending=False
-        ).limit(50)
+        return (
+            await QueryRun.select()
+            .output(load_json=True)
+            .where(QueryRun.grant_id == grant_id)
+            .order_by(QueryRun.created_at, ascending=False)
+            .limit(50)
+        )
 
 
 # --- delivery 3: paged, masked API ----------------------------------------------------------
@@ -1464,13 +1658,19 @@ async def usage_events(ctx: TenantContext, *, limit: int = 200) -> list[dict[str
     """The operator sees every party's events; anyone else its own tenant's."""
     if is_operator(ctx):
         async with db.platform_scope(ctx.user_id):
-            return await UsageEvent.select().where(UsageEvent.side == "provider").order_by(
-                UsageEvent.created_at, ascending=False
-            ).limit(limit)
+            return (
+                await UsageEvent.select()
+                .where(UsageEvent.side == "provider")
+                .order_by(UsageEvent.created_at, ascending=False)
+                .limit(limit)
+            )
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        return await UsageEvent.select().where(UsageEvent.tenant_id == ctx.tenant_id).order_by(
-            UsageEvent.created_at, ascending=False
-        ).limit(limit)
+        return (
+            await UsageEvent.select()
+            .where(UsageEvent.tenant_id == ctx.tenant_id)
+            .order_by(UsageEvent.created_at, ascending=False)
+            .limit(limit)
+        )
 
 
 def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1479,8 +1679,16 @@ def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
     days: dict[str, dict[str, float]] = {}
     for e in events:
         day = e["created_at"].astimezone(tz).date().isoformat()
-        bucket = days.setdefault(day, {"sample": 0, "download": 0, "query": 0, "api_page": 0, "revenue": 0.0})
+        bucket = days.setdefault(
+            day, {"sample": 0, "download": 0, "query": 0, "api_page": 0, "revenue": 0.0}
+        )
         bucket[e["action"]] = bucket.get(e["action"], 0) + 1
         bucket["revenue"] += e["amount_fen"] / 100
     ordered = sorted(days)
-    return {"days": ordered, "series": {k: [days[d].get(k, 0) for d in ordered] for k in ("sample", "download", "query", "api_page", "revenue")}}
+    return {
+        "days": ordered,
+        "series": {
+            k: [days[d].get(k, 0) for d in ordered]
+            for k in ("sample", "download", "query", "api_page", "revenue")
+        },
+    }

@@ -29,7 +29,9 @@ DATASET = services.DatasetInput(
 async def _published(ctx: TenantContext, operator: TenantContext) -> dict[str, Any]:
     await services.approve_provider_directly(ctx.tenant_id, ctx.user_id)
     dataset = await services.create_dataset(ctx, DATASET)
-    stored = await object_store().upload_bytes(ctx, "dataset", electricity_csv(), filename="电量.csv")
+    stored = await object_store().upload_bytes(
+        ctx, "dataset", electricity_csv(), filename="电量.csv"
+    )
     await services.add_version(ctx, dataset["id"], stored.id)
     await services.submit_for_review(ctx, dataset["id"])
     await services.review_dataset(operator, dataset["id"], approve=True, reason="")
@@ -57,7 +59,9 @@ async def add_samples(world: Any, ctx_a: TenantContext) -> None:
     )
     await services.decide_request(other.ctx, grant["id"], approve=True)
     async with db.tenant_scope(ctx_a.tenant_id):
-        provider = await Provider.select(Provider.id).where(Provider.tenant_id == ctx_a.tenant_id).first()
+        provider = (
+            await Provider.select(Provider.id).where(Provider.tenant_id == ctx_a.tenant_id).first()
+        )
     assert provider is not None
     world.samples["dataset_id"] = str(mine["id"])
     world.samples["grant_id"] = str(grant["id"])
