@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from canal.platform import db
 from tests.exchange.helpers import (
     active_grant,
     approved_provider,
@@ -51,6 +52,18 @@ async def test_full_trade_over_the_api(client, op):
     assert len(listing["sample"][0][header.index("身份证号")]) == 16  # salted hash
 
     grant_id = await active_grant(client, provider, buyer, dataset_id)
+    from canal.platform.notifications.tables import Notification
+
+    async with db.transaction():
+        told = await Notification.select(Notification.user_id, Notification.link).where(
+            Notification.kind == "exchange"
+        )
+    assert (buyer.owner.user_id, f"{buyer.web}/grants/{grant_id}") in {
+        (n["user_id"], n["link"]) for n in told
+    }
+    assert (provider.owner.user_id, f"{provider.web}/grants/{grant_id}") in {
+        (n["user_id"], n["link"]) for n in told
+    }
     await sign_in(client, buyer.owner)
 
     download = await client.post(f"{buyer.api}/grants/{grant_id}/download")

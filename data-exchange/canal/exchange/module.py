@@ -2,6 +2,10 @@
 
 from canal.exchange.jobs import exchange_profile_version
 from canal.platform.modules import ModuleSpec, NavEntry, Permission
+from canal.platform.notifications.kinds import NotificationKind, register_kind
+
+# Requests, decisions, reviews and revocations of data trading reach the people concerned.
+register_kind(NotificationKind("exchange", "数据交易", "Data trading"))
 
 
 def _routes() -> tuple[list[object], list[object]]:

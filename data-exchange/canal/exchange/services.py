@@ -94,6 +94,37 @@ def _require_operator(ctx: TenantContext) -> None:
         raise not_found()
 
 
+async def _tell(
+    user_id: uuid.UUID | None,
+    tenant_id: uuid.UUID,
+    path: str,
+    title_zh: str,
+    title_en: str,
+    body_zh: str = "",
+    body_en: str = "",
+) -> None:
+    """A notification to one person, in the caller's transaction (nobody hears of a change
+    that rolled back). ``path`` is relative to the tenant's exchange pages."""
+    if user_id is None:
+        return
+    from canal.platform.notifications.services import notify
+    from canal.tenants.tables import Tenant
+
+    row = await Tenant.select(Tenant.slug).where(Tenant.id == tenant_id).first()
+    if row is None:
+        return
+    await notify(
+        [user_id],
+        "exchange",
+        title_zh=title_zh[:200],
+        title_en=title_en[:200],
+        body_zh=body_zh,
+        body_en=body_en,
+        link=f"/t/{row['slug']}/m/exchange{path}",
+        tenant_id=tenant_id,
+    )
+
+
 # --- providers ------------------------------------------------------------------------------
 
 
@@ -747,6 +778,17 @@ async def review_dataset(
         ).where(Dataset.id == dataset_id)
         if approve and version is not None:
             await _publish(dataset, version, sample)
+        await _tell(
+            dataset["created_by"],
+            dataset["tenant_id"],
+            f"/datasets/{dataset_id}",
+            f"数据集「{dataset['title']}」"
+            + ("已通过合规审核并发布" if approve else "未通过合规审核"),
+            f"Dataset '{dataset['title']}' was "
+            + ("approved and published" if approve else "rejected in compliance review"),
+            reason,
+            reason,
+        )
         await record(
             "exchange.dataset_reviewed",
             actor_id=ctx.user_id,
@@ -1067,6 +1109,16 @@ async def request_access(
                 )
         async with db.tenant_scope(provider_id, ctx.user_id):
             await grant.save()
+            owner = await Dataset.select(Dataset.created_by).where(Dataset.id == dataset_id).first()
+            await _tell(
+                owner["created_by"] if owner else None,
+                provider_id,
+                f"/grants/{grant.id}",
+                f"{ctx.tenant.name}申请使用「{listing['title']}」",
+                f"{ctx.tenant.name} asked for access to '{listing['title']}'",
+                purpose,
+                purpose,
+            )
             await record(
                 "exchange.access_requested",
                 actor_id=ctx.user_id,
@@ -1256,6 +1308,15 @@ async def decide_request(
                 Grant.expires_at: _now() + dt.timedelta(days=days) if approve else None,
             }
         ).where(Grant.id == grant_id)
+        await _tell(
+            row["requested_by"],
+            row["buyer_tenant_id"],
+            f"/grants/{grant_id}",
+            f"「{dataset['title']}」的使用申请" + ("已获批准" if approve else "被拒绝"),
+            f"Your request for '{dataset['title']}' was " + ("approved" if approve else "declined"),
+            reason,
+            reason,
+        )
         await record(
             "exchange.access_approved" if approve else "exchange.access_declined",
             actor_id=ctx.user_id,
@@ -1288,6 +1349,15 @@ async def revoke_grant(
         await Grant.update(
             {Grant.status: "revoked", Grant.reason: reason.strip(), Grant.decided_at: _now()}
         ).where(Grant.id == grant_id)
+        await _tell(
+            row["requested_by"],
+            row["buyer_tenant_id"],
+            f"/grants/{grant_id}",
+            "数据授权已被提供方撤销",
+            "A data grant was revoked by its provider",
+            reason.strip(),
+            reason.strip(),
+        )
         await record(
             "exchange.grant_revoked",
             actor_id=ctx.user_id,
