@@ -923,6 +923,15 @@ async def home_page(request: Req) -> Response[str]:
     )
 
 
+@get("/", opt=READ, tags=TAGS)
+async def home_api(request: Req) -> list[dict[str, Any]]:
+    """The module's start: the newest approved listings (as ``GET …/catalogue``)."""
+    return [
+        {k: v for k, v in r.items() if k not in ("sample", "columns")}
+        for r in await services.search_catalogue(services.CatalogueFilter())
+    ]
+
+
 PAGES = [
     home_page,
     catalogue_page,
@@ -950,6 +959,7 @@ PAGES = [
     usage_page,
 ]
 API = [
+    home_api,
     catalogue_api,
     listing_api,
     request_api,
