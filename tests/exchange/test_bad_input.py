@@ -166,3 +166,52 @@ def test_detectors_and_masks():
     rows = mask_rows(["a", "m"], [["x", "13812345678"]], {"m": "hash"}, {"m": "mobile"}, b"s1")
     again = mask_rows(["a", "m"], [["x", "13812345678"]], {"m": "hash"}, {"m": "mobile"}, b"s2")
     assert rows[0][1] != again[0][1] and len(rows[0][1]) == 16  # salted per grant
+
+
+async def test_a_file_over_the_quota_is_refused_and_nothing_recorded(client):
+    from canal.platform.storage.services import set_tenant_quota
+
+    provider = await approved_provider()
+    dataset = await create_dataset(client, provider)
+    await set_tenant_quota(provider.tenant.id, 10_000, actor_id=None)
+    await sign_in(client, provider.owner)
+    response = await client.post(
+        f"/api/v1/t/{provider.slug}/files",
+        params={"purpose": "dataset", "name": "大.csv"},
+        content=electricity_csv(),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert response.status_code == 413 and response.json()["code"] == "storage_quota_exceeded"
+    assert await _versions(dataset["id"]) == 0
+
+
+async def test_expiry_stops_every_mode_and_the_api_is_rate_limited(client, op):
+    import datetime as dt
+
+    from canal.exchange.services import API_RATE_PER_MINUTE
+    from canal.exchange.tables import Grant
+
+    provider = await approved_provider()
+    buyer = await make_org("买方")
+    dataset_id = await published_dataset(client, provider, op)
+    grant_id = await active_grant(client, provider, buyer, dataset_id)
+    await sign_in(client, buyer.owner)
+    url = f"{buyer.api}/grants/{grant_id}/rows"
+    statuses = [
+        (await client.get(url, params={"size": 1})).status_code
+        for _ in range(API_RATE_PER_MINUTE + 1)
+    ]
+    assert statuses[:-1] == [200] * API_RATE_PER_MINUTE
+    assert statuses[-1] == 429
+    async with db.platform_scope():
+        await Grant.update(
+            {Grant.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}
+        ).where(Grant.id == grant_id)
+    answers = [
+        await client.post(f"{buyer.api}/grants/{grant_id}/download"),
+        await client.post(
+            f"{buyer.api}/grants/{grant_id}/queries", json={"sql": "SELECT count(*) FROM data"}
+        ),
+        await client.get(url),
+    ]
+    assert [a.json()["code"] for a in answers] == ["grant_inactive"] * 3
