@@ -1169,6 +1169,13 @@ async def provider_grants(ctx: TenantContext) -> list[dict[str, Any]]:
     return [{**_public_grant(r), "title": titles.get(r["dataset_id"], "")} for r in rows]
 
 
+async def _name(tenant_id: uuid.UUID) -> str:
+    from canal.tenants.tables import Tenant
+
+    row = await Tenant.select(Tenant.name).where(Tenant.id == tenant_id).first()
+    return str(row["name"]) if row else ""
+
+
 async def buyer_grants(ctx: TenantContext) -> list[dict[str, Any]]:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         holdings = (
@@ -1186,7 +1193,13 @@ async def buyer_grants(ctx: TenantContext) -> list[dict[str, Any]]:
                 .first()
             )
         if row:
-            out.append({**_public_grant(row), "title": h["title"]})
+            out.append(
+                {
+                    **_public_grant(row),
+                    "title": h["title"],
+                    "provider_name": await _name(row["tenant_id"]),
+                }
+            )
     out.sort(key=lambda r: r["created_at"], reverse=True)
     return out
 
