@@ -128,3 +128,35 @@ async def test_revocation_stops_every_mode(client, op):
     ]
     assert [a.status_code for a in answers] == [403, 403, 403]
     assert all(a.json()["code"] == "grant_inactive" for a in answers)
+
+
+async def test_paid_dataset_opens_once_paid_through_billing(client, op):
+    from canal.platform.billing.tables import Payment
+
+    provider = await approved_provider()
+    buyer = await make_org("付费买方")
+    dataset_id = await published_dataset(
+        client, provider, op, price_model="one_off", price_yuan="128.50", delivery_modes=["api"]
+    )
+    grant_id = await active_grant(client, provider, buyer, dataset_id, modes=["api"])
+    async with db.platform_scope():
+        [payment] = await Payment.select().where(Payment.idempotency_key == f"exchange-{grant_id}")
+    # The test stack runs billing in no-charge mode: recorded as paid, no PaymentIntent.
+    assert payment["tenant_id"] == buyer.tenant.id and payment["amount_fen"] == 12850
+    assert payment["status"] == "succeeded" and payment["no_charge"] is True
+    await sign_in(client, buyer.owner)
+    url = f"{buyer.api}/grants/{grant_id}/rows"
+    assert (await client.get(url)).status_code == 200
+    events = (await client.get(f"{buyer.api}/usage")).json()["events"]
+    assert any(e["action"] == "purchase" and e["amount_fen"] == 12850 for e in events)
+
+    # Without a settled payment the grant does not open; paying (again) opens it.
+    async with db.platform_scope():
+        await Payment.delete().where(Payment.id == payment["id"])
+    unpaid = await client.get(url)
+    assert unpaid.status_code == 402 and unpaid.json()["code"] == "payment_pending"
+    page = await client.get(f"{buyer.web}/grants/{grant_id}")
+    assert "¥128.50" in page.text and "/payment" in page.text
+    paid = await client.post(f"{buyer.api}/grants/{grant_id}/payment")
+    assert paid.status_code == 201 and paid.json()["status"] == "succeeded"
+    assert (await client.get(url)).status_code == 200

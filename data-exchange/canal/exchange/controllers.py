@@ -672,6 +672,18 @@ async def _grant_page(
     usable = grant["status"] == "active" and (
         grant["expires_at"] is None or grant["expires_at"] > now
     )
+    price: dict[str, Any] | None = None
+    if grant["side"] == "buyer":
+        try:
+            listing = await services.get_listing(grant["dataset_id"])
+        except CanalError:
+            listing = None
+        if listing and listing["price_model"] in services.PAID_UP_FRONT:
+            price = {
+                "amount": _yuan(listing["price_fen"]),
+                "status": await services.payment_status(ctx, grant_id),
+            }
+            usable = usable and price["status"] == "succeeded"
     return _page(
         request,
         "grant.html",
@@ -682,6 +694,7 @@ async def _grant_page(
             "result": result,
             "sql": sql,
             "usable": usable,
+            "price": price,
         },
         status=status,
     )
@@ -765,6 +778,27 @@ async def revoke_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody
     await services.revoke_grant(
         tenant_context(request), grant_id, reason=data.reason, ip=_ip(request)
     )
+
+
+@post("/grants/{grant_id:uuid}/payment", opt=TRADE, include_in_schema=False)
+async def payment_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    try:
+        await services.pay_for_grant(ctx, grant_id)
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
+
+
+@post("/grants/{grant_id:uuid}/payment", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def payment_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, str]:
+    """Pay for an approved grant on a paid dataset through the shared billing (idempotent:
+    one payment per grant). Answers the payment's status."""
+    return {"status": await services.pay_for_grant(tenant_context(request), grant_id)}
 
 
 @post("/grants/{grant_id:uuid}/download", opt=USE, include_in_schema=False)
@@ -880,6 +914,7 @@ async def usage_page(request: Req) -> Response[str]:
         "download": ("下载", "Downloads"),
         "query": ("查询", "Queries"),
         "api_page": ("接口分页", "API pages"),
+        "purchase": ("购买", "Purchases"),
     }
     chart = {
         "tooltip": {"trigger": "axis"},
@@ -953,6 +988,7 @@ PAGES = [
     grant_page,
     decision_form,
     revoke_form,
+    payment_form,
     download_form,
     query_form,
     rows_page,
@@ -978,6 +1014,7 @@ API = [
     grant_api,
     decision_api,
     revoke_api,
+    payment_api,
     download_api,
     query_api,
     rows_api,

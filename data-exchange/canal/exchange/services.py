@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import logging
 import secrets
 import tempfile
 import time
@@ -34,6 +35,8 @@ from canal.platform.http.context import TenantContext, TenantRef
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.settings import get_settings
 from canal.platform.storage.services import StoredFile, get_object_in_tenant, object_store
+
+log = logging.getLogger(__name__)
 
 CATEGORIES = {
     "energy": ("能源电力", "Energy"),
@@ -75,6 +78,8 @@ API_RATE_PER_MINUTE = 60
 INLINE_PROFILE_BYTES = 16 * 1024 * 1024  # smaller files are profiled in the request
 QUERY_TIMEOUT = 10.0
 IDENTIFYING_RATIO = 0.5
+# Paid before use: one payment per grant (a "subscription" is paid per grant period).
+PAID_UP_FRONT = ("one_off", "subscription")
 
 
 def _now() -> dt.datetime:
@@ -1338,6 +1343,86 @@ async def decide_request(
             ip=ip,
             data={"buyer": str(row["buyer_tenant_id"]), "days": days, "reason": reason},
         )
+    if approve and dataset["price_model"] in PAID_UP_FRONT:
+        # After the commit: a payment provider call never holds a database transaction open.
+        # If it fails the grant stays unusable until the buyer retries the payment.
+        try:
+            await request_payment(grant_id, row, dataset)
+        except CanalError:
+            log.warning("payment for grant %s not created yet", grant_id, exc_info=True)
+
+
+def _payment_key(grant_id: uuid.UUID) -> str:
+    return f"exchange-{grant_id}"
+
+
+async def request_payment(
+    grant_id: uuid.UUID, grant: dict[str, Any], dataset: dict[str, Any]
+) -> str:
+    """The buyer's payment for a paid grant through the shared billing (idempotent by grant);
+    returns its status ("succeeded" at once in no-charge mode)."""
+    from canal.platform.billing.services import create_payment
+
+    buyer = _system_ctx(grant["buyer_tenant_id"], grant["requested_by"])
+    payment = await create_payment(
+        buyer,
+        int(dataset["price_fen"]),
+        f"数据集「{dataset['title'][:80]}」使用授权",
+        _payment_key(grant_id),
+    )
+    if payment.status == "succeeded":
+        await _usage(
+            buyer,
+            provider_id=grant["tenant_id"],
+            buyer_id=grant["buyer_tenant_id"],
+            dataset_id=dataset["id"],
+            grant_id=grant_id,
+            action="purchase",
+            rows=0,
+            amount_fen=int(dataset["price_fen"]),
+            detail=dataset["price_model"],
+        )
+    return payment.status
+
+
+async def payment_status(ctx: TenantContext, grant_id: uuid.UUID) -> str | None:
+    """The buyer's payment for this grant, if any (its own billing row, under its own scope)."""
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await Payment.select(Payment.status)
+            .where(
+                (Payment.tenant_id == ctx.tenant_id)
+                & (Payment.idempotency_key == _payment_key(grant_id))
+            )
+            .first()
+        )
+    return str(row["status"]) if row else None
+
+
+async def pay_for_grant(ctx: TenantContext, grant_id: uuid.UUID) -> str:
+    """The buyer (re)requests the payment of an approved paid grant."""
+    grant = await _grant_row_for_buyer(ctx, grant_id)
+    async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
+        dataset = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.id == grant["dataset_id"])
+            .first()
+        )
+    if (
+        grant["status"] != "active"
+        or dataset is None
+        or dataset["price_model"] not in PAID_UP_FRONT
+    ):
+        raise CanalError(
+            "nothing_to_pay",
+            "该授权无需付款。",
+            "There is nothing to pay for this grant.",
+            status=409,
+        )
+    return await request_payment(grant_id, grant, dataset)
 
 
 async def revoke_grant(
@@ -1424,6 +1509,16 @@ async def _usable_grant(
             "该数据集当前不可用。",
             "This dataset is not available now.",
             status=409,
+        )
+    if (
+        dataset["price_model"] in PAID_UP_FRONT
+        and await payment_status(ctx, grant_id) != "succeeded"
+    ):
+        raise CanalError(
+            "payment_pending",
+            "该数据集需付费,付款完成后即可使用。",
+            "This dataset is paid for before use; it opens once the payment has succeeded.",
+            status=402,
         )
     return grant, dataset, versions[0]
 
@@ -1763,7 +1858,8 @@ def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
     for e in events:
         day = e["created_at"].astimezone(tz).date().isoformat()
         bucket = days.setdefault(
-            day, {"sample": 0, "download": 0, "query": 0, "api_page": 0, "revenue": 0.0}
+            day,
+            {"sample": 0, "download": 0, "query": 0, "api_page": 0, "purchase": 0, "revenue": 0.0},
         )
         bucket[e["action"]] = bucket.get(e["action"], 0) + 1
         bucket["revenue"] += e["amount_fen"] / 100
@@ -1772,6 +1868,6 @@ def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
         "days": ordered,
         "series": {
             k: [days[d].get(k, 0) for d in ordered]
-            for k in ("sample", "download", "query", "api_page", "revenue")
+            for k in ("sample", "download", "query", "api_page", "purchase", "revenue")
         },
     }
