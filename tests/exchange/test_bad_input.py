@@ -4,7 +4,7 @@ files, bad listings, loosened masking, requests on one's own data, out-of-range 
 from __future__ import annotations
 
 from canal.exchange import pii
-from canal.exchange.masking import generalise, mask_rows
+from canal.exchange.masking import generalise, mask_rows, spreadsheet_safe
 from canal.exchange.tables import DatasetVersion
 from canal.platform import db
 from tests.exchange.helpers import (
@@ -166,6 +166,8 @@ def test_detectors_and_masks():
     rows = mask_rows(["a", "m"], [["x", "13812345678"]], {"m": "hash"}, {"m": "mobile"}, b"s1")
     again = mask_rows(["a", "m"], [["x", "13812345678"]], {"m": "hash"}, {"m": "mobile"}, b"s2")
     assert rows[0][1] != again[0][1] and len(rows[0][1]) == 16  # salted per grant
+    assert spreadsheet_safe('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert spreadsheet_safe("-12.5") == "-12.5" and spreadsheet_safe(-3) == -3
 
 
 async def test_a_file_over_the_quota_is_refused_and_nothing_recorded(client):

@@ -107,3 +107,18 @@ def mask_rows(
                 masked.append(generalise(value))
         out.append(masked)
     return out
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula (=HYPERLINK(…), +cmd|…) gets a leading
+    apostrophe in delivered files; numbers, including negative ones, stay as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        Decimal(value)
+    except InvalidOperation:
+        return "'" + value
+    return value

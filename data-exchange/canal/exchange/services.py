@@ -1532,7 +1532,12 @@ async def deliver_download(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str =
     columns, rows = await asyncio.to_thread(profiling.read_rows, path)
     types = [c["type"] for c in version["profile"]["columns"] if c["name"] in columns]
     rules = dataset["masking_rules"] or {}
-    masked = masking.mask_rows(columns, rows, rules, _kinds(version), grant["hash_salt"].encode())
+    masked = [
+        [masking.spreadsheet_safe(v) for v in r]
+        for r in masking.mask_rows(
+            columns, rows, rules, _kinds(version), grant["hash_salt"].encode()
+        )
+    ]
     out_columns = masking.delivered_columns(columns, rules)
     out_types = [t for c, t in zip(columns, types, strict=True) if c in out_columns]
     keep = {c for c in out_columns if rules.get(c, "keep") == "keep"}
