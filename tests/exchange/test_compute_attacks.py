@@ -96,6 +96,16 @@ async def setup(client, op):
         ("SELECT count(*) FROM data; SELECT * FROM data", "sql_one_statement"),
         ("SELECT getenv('HOME'), count(*) FROM data", "sql_function"),
         ("SELECT count(*) FROM data USING SAMPLE 1 ROWS", "sql_sample"),
+        # Conditional aggregates: one person's value summed inside a large cohort.
+        (
+            "SELECT sum(CASE WHEN 居民编号 = 'R00001' THEN 月收入 ELSE 0 END) FROM data",
+            "sql_conditional_aggregate",
+        ),
+        ("SELECT sum(月收入) FILTER (WHERE 年龄 = 37) FROM data", "sql_conditional_aggregate"),
+        ("SELECT sum(月收入 * (年龄 = 37)::INT) FROM data", "sql_conditional_aggregate"),
+        ("SELECT sum(月收入 * (1 // (abs(年龄 - 37) + 1))) FROM data", "sql_conditional_aggregate"),
+        ("SELECT avg(月收入 * 年龄) FROM data", "sql_conditional_aggregate"),
+        ("SELECT sum(月收入) FROM data GROUP BY 居民编号 = 'R00001'", "sql_identifying_column"),
     ],
 )
 async def test_attack_is_refused_with_a_reason(setup, sql, code):
@@ -220,3 +230,12 @@ async def test_sandbox_answers_a_plain_aggregate(parquet):
     result = sandbox.release(columns, rows, plan, min_cohort=10, rng=random.Random(1))
     assert result.columns == ["g", "n"] and [r[0] for r in result.rows] == [0, 1, 2, 3, 4]
     assert all(abs(r[1] - 200) <= 10 for r in result.rows)
+
+
+def test_checker_allows_plain_arithmetic_and_counting_identifiers():
+    for sql in [
+        "SELECT g, sum(v * 0.68) / 1000 AS t, count(DISTINCT i) FROM data GROUP BY g",
+        "SELECT avg(v) - 1, stddev(v) FROM data WHERE g IN (1, 2) AND v > 10",
+    ]:
+        plan = sandbox.plan_query(sql, columns={"i", "g", "v"}, sensitive=set(), identifying={"i"})
+        assert sandbox.COHORT_COLUMN in plan.sql

@@ -117,12 +117,23 @@ SCALARS = {
     "~~",
     "!~~",
 }
+# Inside an aggregate: arithmetic with constants only (no floor/abs/% that build indicators).
+ARITHMETIC = {"+", "-", "*", "/"}
 MAX_SQL = 4000
 MAX_ROWS = 1000
 
 
 def refused(code: str, zh: str, en: str, status: int = 422) -> CanalError:
     return CanalError(code, zh, en, status=status)
+
+
+def _conditional() -> CanalError:
+    return refused(
+        "sql_conditional_aggregate",
+        "聚合函数内只能是一列与常数的加减乘除,不能使用 CASE、比较、FILTER 或多列。",
+        "Inside an aggregate only one column with + - * / and constants is allowed: no CASE, "
+        "comparisons, FILTER or several columns.",
+    )
 
 
 @dataclass
@@ -220,6 +231,39 @@ class _Checker:
             )
         return name
 
+    def aggregate_argument(self, node: dict[str, Any]) -> None:
+        """What may stand inside an aggregate: one column, constants and + - * / only.
+
+        Anything conditional (CASE, comparisons, FILTER, IS NULL …) or a second column would
+        let an aggregate over a large cohort add up a single person's value — ``sum(CASE WHEN
+        id = 42 THEN income END)`` — which the cohort count cannot see.
+        """
+        if node.get("filter"):
+            raise _conditional()
+        columns: set[str] = set()
+        direct = [a.get("expression", a) for a in node.get("arguments") or []]
+        for argument in direct:
+            for inner in [argument, *_nodes(argument)]:
+                if not isinstance(inner, dict) or "class" not in inner:
+                    continue
+                kind = inner.get("class")
+                if kind == "COLUMN_REF":
+                    columns.add(self.column(inner, where="aggregate"))
+                elif kind == "FUNCTION":
+                    inner_name = str(inner.get("function_name", "")).lower()
+                    if inner_name in AGGREGATES:
+                        raise refused(
+                            "sql_nested_aggregate",
+                            "不允许嵌套聚合。",
+                            "Nested aggregates are not allowed.",
+                        )
+                    if inner_name not in ARITHMETIC:
+                        raise _conditional()
+                elif kind not in ("CONSTANT", "CAST"):
+                    raise _conditional()
+        if len(columns) > 1:
+            raise _conditional()
+
     def expression(self, node: Any, *, where: str, in_aggregate: bool = False) -> bool:
         """Checks one expression; returns whether it contains an aggregate."""
         if not isinstance(node, dict):
@@ -261,8 +305,9 @@ class _Checker:
                         "WHERE 中不能使用聚合函数。",
                         "Aggregates cannot be used in WHERE.",
                     )
-                in_aggregate, found = True, True
-            elif name not in SCALARS:
+                self.aggregate_argument(node)
+                return True
+            if name not in SCALARS:
                 raise refused(
                     "sql_function",
                     f"不允许使用函数 {name}。",
