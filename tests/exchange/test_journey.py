@@ -4,6 +4,7 @@ request → approval → the three delivery modes → usage audit on every side.
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from canal.platform import db
 from tests.exchange.helpers import (
@@ -130,7 +131,18 @@ async def test_revocation_stops_every_mode(client, op):
     assert all(a.json()["code"] == "grant_inactive" for a in answers)
 
 
-async def test_paid_dataset_opens_once_paid_through_billing(client, op):
+@pytest.fixture
+def no_charge_billing():
+    """Billing without a Stripe key (the demo's mode), whatever another test installed."""
+    from canal.platform.billing.gateway import GatewayConfig, StripeGateway, gateway, use_gateway
+
+    previous = gateway()
+    use_gateway(StripeGateway(GatewayConfig(api_key=None)))
+    yield
+    use_gateway(previous)
+
+
+async def test_paid_dataset_opens_once_paid_through_billing(client, op, no_charge_billing):
     from canal.platform.billing.tables import Payment
 
     provider = await approved_provider()
@@ -141,7 +153,7 @@ async def test_paid_dataset_opens_once_paid_through_billing(client, op):
     grant_id = await active_grant(client, provider, buyer, dataset_id, modes=["api"])
     async with db.platform_scope():
         [payment] = await Payment.select().where(Payment.idempotency_key == f"exchange-{grant_id}")
-    # The test stack runs billing in no-charge mode: recorded as paid, no PaymentIntent.
+    # No-charge mode: recorded as paid at once, no PaymentIntent.
     assert payment["tenant_id"] == buyer.tenant.id and payment["amount_fen"] == 12850
     assert payment["status"] == "succeeded" and payment["no_charge"] is True
     await sign_in(client, buyer.owner)
