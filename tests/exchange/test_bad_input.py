@@ -3,6 +3,8 @@ files, bad listings, loosened masking, requests on one's own data, out-of-range 
 
 from __future__ import annotations
 
+import json
+
 from canal.exchange import pii
 from canal.exchange.masking import generalise, mask_rows, spreadsheet_safe
 from canal.exchange.tables import DatasetVersion
@@ -217,3 +219,30 @@ async def test_expiry_stops_every_mode_and_the_api_is_rate_limited(client, op):
         await client.get(url),
     ]
     assert [a.json()["code"] for a in answers] == ["grant_inactive"] * 3
+
+
+async def test_large_files_are_profiled_by_the_job(client, monkeypatch):
+    from canal.exchange import services
+    from canal.exchange.jobs import exchange_profile_version
+    from canal.platform.jobs.tables import JobOutbox
+
+    monkeypatch.setattr(services, "INLINE_PROFILE_BYTES", 0)  # every file counts as large
+    provider = await approved_provider()
+    dataset = await create_dataset(client, provider)
+    good = await upload_version(client, provider, dataset["id"], electricity_csv(24))
+    bad = await upload_version(client, provider, dataset["id"], b"a,b\n1,2\n3\n")
+    assert good.status_code == bad.status_code == 201
+    assert good.json()["status"] == bad.json()["status"] == "profiling"
+    async with db.transaction():
+        queued = await JobOutbox.select(JobOutbox.args).where(
+            JobOutbox.function == "exchange_profile_version"
+        )
+    assert [str(provider.tenant.id), good.json()["id"]] in [json.loads(q["args"]) for q in queued]
+    tenant = str(provider.tenant.id)
+    assert await exchange_profile_version({}, tenant, good.json()["id"]) == "ready"
+    assert await exchange_profile_version({}, tenant, good.json()["id"]) == "skipped"
+    assert await exchange_profile_version({}, tenant, bad.json()["id"]) == "failed"
+    detail = (await client.get(f"{provider.api}/datasets/{dataset['id']}")).json()
+    by_number = {v["number"]: v for v in detail["versions"]}
+    assert by_number[1]["status"] == "ready" and by_number[1]["rows"] == 24
+    assert by_number[2]["status"] == "failed" and "第 3 行" in by_number[2]["error_zh"]
