@@ -117,6 +117,14 @@ async def test_attack_is_refused_with_a_reason(setup, sql, code):
     assert body.get("detail") or body.get("title") or body.get("message")
 
 
+async def test_error_messages_do_not_quote_values(setup):
+    ask, *_ = setup
+    response = await ask("SELECT count(*) FROM data WHERE CAST(街道 AS INTEGER) > 1")
+    assert response.status_code == 422 and response.json()["code"] == "sql_error"
+    assert not any(street in response.text for street in STREETS)
+    assert "Conversion Error" in response.json()["detail_en"]
+
+
 async def test_small_groups_are_suppressed(setup):
     ask, people, *_ = setup
     # Street × age: mostly groups of one or two people.
@@ -236,6 +244,7 @@ def test_checker_allows_plain_arithmetic_and_counting_identifiers():
     for sql in [
         "SELECT g, sum(v * 0.68) / 1000 AS t, count(DISTINCT i) FROM data GROUP BY g",
         "SELECT avg(v) - 1, stddev(v) FROM data WHERE g IN (1, 2) AND v > 10",
+        "SELECT g, avg(CAST(v AS DOUBLE)) FROM data GROUP BY g",
     ]:
         plan = sandbox.plan_query(sql, columns={"i", "g", "v"}, sensitive=set(), identifying={"i"})
         assert sandbox.COHORT_COLUMN in plan.sql

@@ -259,7 +259,7 @@ class _Checker:
                         )
                     if inner_name not in ARITHMETIC:
                         raise _conditional()
-                elif kind not in ("CONSTANT", "CAST"):
+                elif kind not in ("CONSTANT", "CAST", "TYPE"):
                     raise _conditional()
         if len(columns) > 1:
             raise _conditional()
@@ -547,8 +547,14 @@ async def run_query(
             "The query exceeded the memory limit; narrow it down.",
         )
     if answer.get("error"):
-        detail = str(answer.get("detail", ""))[:200]
-        raise refused("sql_error", f"查询出错:{detail}", f"The query failed: {detail}")
+        # Only the kind of error goes back: DuckDB's messages quote the offending value
+        # ("Could not convert string 'E0001' to INT32"), which would leak a raw row.
+        kind = str(answer.get("detail", "")).split(":", 1)[0][:60] or "Error"
+        raise refused(
+            "sql_error",
+            f"查询执行出错({kind}),请检查列类型与表达式。",
+            f"The query failed ({kind}); check the column types and expressions.",
+        )
     if len(answer["rows"]) > MAX_ROWS:
         raise refused(
             "sql_too_many_groups",
