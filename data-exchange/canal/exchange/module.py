@@ -1,6 +1,32 @@
 """Registry entry of the data bank & trading module (数据银行与数据交易)."""
 
-from canal.platform.modules import ModuleSpec
+from canal.exchange.jobs import exchange_profile_version
+from canal.platform.modules import ModuleSpec, NavEntry, Permission
+from canal.platform.notifications.kinds import NotificationKind, register_kind
+
+# Requests, decisions, reviews and revocations of data trading reach the people concerned.
+register_kind(NotificationKind("exchange", "数据交易", "Data trading"))
+
+
+def _routes() -> tuple[list[object], list[object]]:
+    from canal.exchange.controllers import API, PAGES
+
+    return list(PAGES), list(API)
+
+
+def _search_indexes() -> tuple[object, ...]:
+    from canal.exchange.search import DATASETS
+
+    return (DATASETS,)
+
+
+async def _seed_demo(world: object) -> None:
+    from canal.exchange.demo import seed
+
+    await seed(world)
+
+
+_PAGES, _API = _routes()
 
 MODULE = ModuleSpec(
     key="exchange",
@@ -8,6 +34,50 @@ MODULE = ModuleSpec(
     name_en="Data bank & trading",
     summary_zh="数据存储、确权上架、脱敏、可用不可见的计算与全程使用审计。",
     summary_en="Data storage, listings, masking, compute-to-data and an audit of every use.",
-    status="coming_soon",
+    status="available",
     tenant_kinds=("enterprise", "park", "community", "government", "operator"),
+    route_handlers=_PAGES,
+    api_handlers=_API,
+    nav=(
+        NavEntry("/catalogue", "数据目录", "Data catalogue"),
+        NavEntry("/provider", "我的数据集", "My datasets"),
+        NavEntry("/grants", "申请与授权", "Requests & grants"),
+        NavEntry("/usage", "使用审计", "Usage audit"),
+        NavEntry("/review", "合规审核", "Compliance review"),
+    ),
+    permissions=(
+        Permission("exchange", "read", "查看数据目录与授权", "View the data catalogue and grants"),
+        Permission("exchange", "publish", "上架与管理数据集", "List and manage datasets"),
+        Permission(
+            "exchange",
+            "trade",
+            "申请、审批与撤销数据授权",
+            "Request, approve and revoke data grants",
+        ),
+        Permission("exchange", "use", "使用已授权数据", "Use granted data"),
+        Permission("exchange", "review", "数据合规审核", "Review datasets for compliance"),
+    ),
+    roles={
+        "data_analyst": (("exchange", "read"), ("exchange", "use")),
+    },
+    role_names={"data_analyst": ("数据分析员", "Data analyst")},
+    piccolo_apps=("canal.exchange.piccolo_app",),
+    jobs=(exchange_profile_version,),
+    search_indexes=_search_indexes(),
+    audit_labels={
+        "exchange.provider_applied": "Applied to be a data provider",
+        "exchange.provider_reviewed": "Data provider application reviewed",
+        "exchange.dataset_created": "Dataset listed",
+        "exchange.version_added": "Dataset version added",
+        "exchange.dataset_submitted": "Dataset sent for compliance review",
+        "exchange.dataset_reviewed": "Dataset compliance review",
+        "exchange.masking_changed": "Masking rules changed",
+        "exchange.access_requested": "Data access requested",
+        "exchange.access_approved": "Data access approved",
+        "exchange.access_declined": "Data access declined",
+        "exchange.grant_revoked": "Data grant revoked",
+        "exchange.download": "Masked dataset downloaded",
+        "exchange.query_refused": "Compute-to-data query refused",
+    },
+    seed_demo=_seed_demo,
 )

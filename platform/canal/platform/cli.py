@@ -123,6 +123,13 @@ def cmd_audit_verify(_: argparse.Namespace) -> int:
     return verify_command(_prepare_and_migrate())
 
 
+def cmd_exchange_identify(args: argparse.Namespace) -> int:
+    """Trace a leaked dataset file to the grant it was delivered under (its fingerprint)."""
+    from canal.exchange.cli import identify_command
+
+    return identify_command(_prepare_and_migrate(), args.file)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="canal", description="Canal — 数字东昌生态门户")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     search_sub.add_parser("reindex", help="rebuild every index from the database").set_defaults(
         func=cmd_search_reindex
     )
+    exchange = sub.add_parser("exchange", help="data trading tools")
+    exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True)
+    identify = exchange_sub.add_parser("identify", help="which grant a leaked CSV came from")
+    identify.add_argument("file")
+    identify.set_defaults(func=cmd_exchange_identify)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

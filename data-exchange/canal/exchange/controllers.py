@@ -1,0 +1,1022 @@
+"""Data trading pages (``/t/{slug}/m/exchange/…``) and their JSON twins
+(``/api/v1/t/{slug}/m/exchange/…``, same path after the prefix)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_201_CREATED
+
+from canal.exchange import masking, services
+from canal.exchange.pii import KIND_LABELS
+from canal.platform.http.errors import CanalError
+from canal.platform.http.tenancy import tenant_context
+from canal.platform.storage.controllers import _body_source
+from canal.platform.storage.services import PURPOSES, object_store
+from canal.web.i18n import request_locale
+from canal.web.render import page, redirect
+
+Req = Request[Any, Any, Any]
+TAGS = ["exchange"]
+M = "exchange"
+READ = {"access": "tenant", "permission": ("exchange", "read")}
+PUBLISH = {"access": "tenant", "permission": ("exchange", "publish")}
+TRADE = {"access": "tenant", "permission": ("exchange", "trade")}
+USE = {"access": "tenant", "permission": ("exchange", "use")}
+REVIEW = {"access": "tenant", "permission": ("exchange", "review")}
+UPLOAD_LIMIT = PURPOSES["dataset"].max_bytes + 1024 * 1024
+
+
+def _ip(request: Req) -> str:
+    return request.client.host if request.client else ""
+
+
+def _base(slug: str) -> str:
+    return f"/t/{slug}/m/{M}"
+
+
+def _zh(request: Req) -> bool:
+    return request_locale(request).startswith("zh")
+
+
+def _errors(request: Req, error: CanalError) -> list[dict[str, str]]:
+    locale = request_locale(request)
+    if error.errors:
+        return [e.for_locale(locale) for e in error.errors]
+    return [{"field": "", "code": error.code, "message": error.message(locale)}]
+
+
+def _labels(request: Req) -> dict[str, Any]:
+    i = 0 if _zh(request) else 1
+    pick = lambda table: {k: v[i] for k, v in table.items()}  # noqa: E731
+    return {
+        "categories": pick(services.CATEGORIES),
+        "frequencies": pick(services.FREQUENCIES),
+        "sensitivities": pick(services.SENSITIVITIES),
+        "price_models": pick(services.PRICE_MODELS),
+        "modes": pick(services.MODES),
+        "actions": pick(masking.ACTION_LABELS),
+        "pii": pick(KIND_LABELS),
+    }
+
+
+def _page(request: Req, template: str, ctx: dict[str, Any], status: int = 200) -> Response[str]:
+    slug = tenant_context(request).tenant.slug
+    return page(
+        request,
+        f"exchange/{template}",
+        {"base": _base(slug), "slug": slug, "L": _labels(request), "errors": [], **ctx},
+        status=status,
+    )
+
+
+async def _form(request: Req) -> dict[str, Any]:
+    form = await request.form()
+    out: dict[str, Any] = {}
+    for key in form:
+        values = form.getall(key) if hasattr(form, "getall") else [form[key]]
+        out[key] = values if len(values) > 1 or key in ("delivery_modes", "modes") else values[0]
+    return out
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen / 100:.2f}"
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+
+class ProviderIn(msgspec.Struct, forbid_unknown_fields=True):
+    statement: str
+
+
+class ProviderOut(msgspec.Struct):
+    id: uuid.UUID
+    status: str
+    statement: str
+    reason: str
+
+
+class DatasetIn(msgspec.Struct, forbid_unknown_fields=True):
+    title: str
+    description: str
+    category: str
+    update_frequency: str
+    source_statement: str
+    sensitivity: str
+    licence_purpose: str
+    delivery_modes: list[str]
+    licence_days: int = 365
+    redistribution: bool = False
+    price_model: str = "free"
+    price_yuan: str = "0"
+    min_cohort: int = 10
+    tags: list[str] = msgspec.field(default_factory=list)
+
+
+class VersionIn(msgspec.Struct, forbid_unknown_fields=True):
+    file_id: uuid.UUID
+
+
+class MaskingIn(msgspec.Struct, forbid_unknown_fields=True):
+    rules: dict[str, str]
+
+
+class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    approve: bool
+    reason: str = ""
+
+
+class RequestIn(msgspec.Struct, forbid_unknown_fields=True):
+    purpose: str
+    modes: list[str]
+
+
+class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
+    approve: bool
+    reason: str = ""
+    days: int | None = None
+
+
+class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+
+
+class QueryIn(msgspec.Struct, forbid_unknown_fields=True):
+    sql: str
+
+
+class DownloadOut(msgspec.Struct):
+    url: str
+    expires_in: int
+
+
+def _dataset_out(row: dict[str, Any]) -> dict[str, Any]:
+    hidden = {"sample_salt"}
+    return {k: v for k, v in row.items() if k not in hidden}
+
+
+def _listing_out(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row)
+
+
+# --- catalogue ------------------------------------------------------------------------------
+
+
+def _filter(
+    q: str, category: str, sensitivity: str, price_model: str, provider: str
+) -> services.CatalogueFilter:
+    return services.CatalogueFilter(
+        q=q[:100],
+        category=category if category in services.CATEGORIES else "",
+        sensitivity=sensitivity if sensitivity in services.SENSITIVITIES else "",
+        price_model=price_model if price_model in services.PRICE_MODELS else "",
+        provider=provider[:100],
+    )
+
+
+@get("/catalogue", opt=READ, include_in_schema=False)
+async def catalogue_page(
+    request: Req,
+    q: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    sensitivity: FromQuery[str] = "",
+    price_model: FromQuery[str] = "",
+    provider: FromQuery[str] = "",
+) -> Response[str]:
+    flt = _filter(q, category, sensitivity, price_model, provider)
+    rows = await services.search_catalogue(flt)
+    return _page(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
+
+
+@get("/catalogue", opt=READ, tags=TAGS)
+async def catalogue_api(
+    request: Req,
+    q: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    sensitivity: FromQuery[str] = "",
+    price_model: FromQuery[str] = "",
+    provider: FromQuery[str] = "",
+) -> list[dict[str, Any]]:
+    """Approved listings, by Chinese full text (``q``), category, sensitivity, price, provider."""
+    flt = _filter(q, category, sensitivity, price_model, provider)
+    return [
+        {k: v for k, v in r.items() if k not in ("sample", "columns")}
+        for r in await services.search_catalogue(flt)
+    ]
+
+
+@get("/catalogue/{dataset_id:uuid}", opt=READ, include_in_schema=False)
+async def listing_page(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[str]:
+    ctx = tenant_context(request)
+    listing = await services.view_listing(ctx, dataset_id)
+    return _page(request, "listing.html", {"l": listing, "yuan": _yuan, "errors": [], "form": {}})
+
+
+@get("/catalogue/{dataset_id:uuid}", opt=READ, tags=TAGS)
+async def listing_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """A listing: terms, schema and profile (with masking actions) and the masked sample."""
+    return _listing_out(await services.view_listing(tenant_context(request), dataset_id))
+
+
+@post("/catalogue/{dataset_id:uuid}/request", opt=TRADE, include_in_schema=False)
+async def request_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    modes = form.get("modes") or []
+    try:
+        grant = await services.request_access(
+            ctx, dataset_id, str(form.get("purpose", "")), list(modes), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        listing = await services.get_listing(dataset_id)
+        return _page(
+            request,
+            "listing.html",
+            {"l": listing, "yuan": _yuan, "errors": _errors(request, error), "form": form},
+            status=error.status,
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant['id']}")
+
+
+@post("/catalogue/{dataset_id:uuid}/request", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def request_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[RequestIn]
+) -> dict[str, Any]:
+    """Ask the provider for access, stating the purpose and the delivery modes wanted."""
+    return await services.request_access(
+        tenant_context(request), dataset_id, data.purpose, data.modes, ip=_ip(request)
+    )
+
+
+# --- provider -------------------------------------------------------------------------------
+
+
+async def _provider_page(
+    request: Req,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response[str]:
+    ctx = tenant_context(request)
+    provider = await services.provider_of(ctx.tenant_id)
+    datasets = await services.list_datasets(ctx)
+    return _page(
+        request,
+        "provider.html",
+        {"provider": provider, "datasets": datasets, "errors": errors or [], "form": form or {}},
+        status=status,
+    )
+
+
+@get("/provider", opt=PUBLISH, include_in_schema=False)
+async def provider_page(request: Req) -> Response[str]:
+    return await _provider_page(request)
+
+
+@get("/provider", opt=PUBLISH, tags=TAGS)
+async def provider_api(request: Req) -> ProviderOut | None:
+    """This organisation's data-provider application and its status."""
+    row = await services.provider_of(tenant_context(request).tenant_id)
+    return ProviderOut(row["id"], row["status"], row["statement"], row["reason"]) if row else None
+
+
+@post("/provider", opt=PUBLISH, include_in_schema=False)
+async def provider_form(request: Req) -> Response[Any]:
+    form = await _form(request)
+    try:
+        await services.apply_as_provider(
+            tenant_context(request), str(form.get("statement", "")), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500:
+            raise
+        return await _provider_page(
+            request, errors=_errors(request, error), form=form, status=error.status
+        )
+    return redirect(request, f"{_base(tenant_context(request).tenant.slug)}/provider")
+
+
+@post("/provider", opt=PUBLISH, tags=TAGS, status_code=HTTP_201_CREATED)
+async def provider_apply_api(request: Req, data: JSONBody[ProviderIn]) -> ProviderOut:
+    """Apply to the operator to become a data provider."""
+    row = await services.apply_as_provider(tenant_context(request), data.statement, ip=_ip(request))
+    return ProviderOut(row["id"], row["status"], row["statement"], row["reason"])
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+@get("/datasets", opt=PUBLISH, include_in_schema=False)
+async def datasets_page(request: Req) -> Response[str]:
+    return await _provider_page(request)
+
+
+@get("/datasets", opt=PUBLISH, tags=TAGS)
+async def datasets_api(request: Req) -> list[dict[str, Any]]:
+    """This organisation's datasets (any status)."""
+    return [_dataset_out(r) for r in await services.list_datasets(tenant_context(request))]
+
+
+@get("/datasets/new", opt=PUBLISH, include_in_schema=False)
+async def dataset_new_page(request: Req) -> Response[str]:
+    return _page(
+        request,
+        "dataset_new.html",
+        {
+            "errors": [],
+            "form": {
+                "licence_days": "365",
+                "min_cohort": "10",
+                "price_yuan": "0",
+                "delivery_modes": ["compute"],
+            },
+        },
+    )
+
+
+def _input(form: dict[str, Any]) -> services.DatasetInput:
+    modes = form.get("delivery_modes") or []
+    return services.DatasetInput(
+        title=str(form.get("title", "")),
+        description=str(form.get("description", "")),
+        category=str(form.get("category", "")),
+        tags=str(form.get("tags", "")),
+        update_frequency=str(form.get("update_frequency", "")),
+        source_statement=str(form.get("source_statement", "")),
+        sensitivity=str(form.get("sensitivity", "")),
+        licence_purpose=str(form.get("licence_purpose", "")),
+        licence_days=str(form.get("licence_days", "")),
+        redistribution=bool(form.get("redistribution")),
+        price_model=str(form.get("price_model", "free")),
+        price_yuan=str(form.get("price_yuan", "0")),
+        delivery_modes=[modes] if isinstance(modes, str) else list(modes),
+        min_cohort=str(form.get("min_cohort", "")),
+    )
+
+
+@post("/datasets", opt=PUBLISH, include_in_schema=False)
+async def dataset_create_form(request: Req) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        row = await services.create_dataset(ctx, _input(form), ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500:
+            raise
+        return _page(
+            request,
+            "dataset_new.html",
+            {"errors": _errors(request, error), "form": form},
+            status=error.status,
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{row['id']}")
+
+
+@post("/datasets", opt=PUBLISH, tags=TAGS, status_code=HTTP_201_CREATED)
+async def dataset_create_api(request: Req, data: JSONBody[DatasetIn]) -> dict[str, Any]:
+    """List a dataset (a draft until a version is profiled and the operator approves it)."""
+    values = services.DatasetInput(
+        title=data.title,
+        description=data.description,
+        category=data.category,
+        tags=",".join(data.tags),
+        update_frequency=data.update_frequency,
+        source_statement=data.source_statement,
+        sensitivity=data.sensitivity,
+        licence_purpose=data.licence_purpose,
+        licence_days=str(data.licence_days),
+        redistribution=data.redistribution,
+        price_model=data.price_model,
+        price_yuan=data.price_yuan,
+        delivery_modes=data.delivery_modes,
+        min_cohort=str(data.min_cohort),
+    )
+    return _dataset_out(
+        await services.create_dataset(tenant_context(request), values, ip=_ip(request))
+    )
+
+
+async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
+    ctx = tenant_context(request)
+    dataset = await services.get_dataset(dataset_id, ctx)
+    versions = await services.versions_of(dataset, ctx)
+    return {
+        "dataset": _dataset_out(dataset),
+        "versions": versions,
+        "latest": services.latest_ready(versions),
+        "is_operator": services.is_operator(ctx),
+        "own": dataset["tenant_id"] == ctx.tenant_id,
+    }
+
+
+async def _dataset_page(
+    request: Req,
+    dataset_id: uuid.UUID,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    status: int = 200,
+) -> Response[str]:
+    view = await _dataset_view(request, dataset_id)
+    return _page(
+        request,
+        "dataset.html",
+        {
+            **view,
+            "errors": errors or [],
+            "yuan": _yuan,
+            "actions": masking.ACTIONS,
+            "accept": ",".join(PURPOSES["dataset"].content_types),
+        },
+        status=status,
+    )
+
+
+@get("/datasets/{dataset_id:uuid}", opt=READ, include_in_schema=False)
+async def dataset_page(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[str]:
+    return await _dataset_page(request, dataset_id)
+
+
+@get("/datasets/{dataset_id:uuid}", opt=READ, tags=TAGS)
+async def dataset_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """A dataset as its provider (or the reviewing operator) sees it: versions with profiles."""
+    return await _dataset_view(request, dataset_id)
+
+
+@post(
+    "/datasets/{dataset_id:uuid}/versions",
+    opt=PUBLISH,
+    include_in_schema=False,
+    request_max_body_size=UPLOAD_LIMIT,
+)
+async def version_upload_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    """Upload a file (streamed into storage as purpose "dataset"), then profile it."""
+    ctx = tenant_context(request)
+    await services.get_dataset(dataset_id, ctx)
+    stored = None
+    try:
+        chunks, name, declared, _ = await _body_source(request)
+        stored = await object_store().upload(
+            ctx, "dataset", chunks, filename=name, declared_size=declared, ip=_ip(request)
+        )
+        await services.add_version(ctx, dataset_id, stored.id, ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        if stored is not None:  # refused after upload: keep nothing of it
+            await object_store().delete(stored.id, ctx, ip=_ip(request))
+        errors = [{**e, "field": "file"} for e in _errors(request, error)]
+        return await _dataset_page(request, dataset_id, errors=errors, status=error.status)
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
+
+
+@post("/datasets/{dataset_id:uuid}/versions", opt=PUBLISH, tags=TAGS, status_code=HTTP_201_CREATED)
+async def version_add_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[VersionIn]
+) -> Response[dict[str, Any]]:
+    """Add a version from a file already uploaded with purpose "dataset" (``POST …/files`` or
+    a direct upload). Small files are profiled at once and a malformed one is refused (422)
+    with nothing recorded; large ones are profiled by a job (status "profiling")."""
+    version = await services.add_version(
+        tenant_context(request), dataset_id, data.file_id, ip=_ip(request)
+    )
+    return Response(version, status_code=HTTP_201_CREATED)
+
+
+@post("/datasets/{dataset_id:uuid}/masking", opt=PUBLISH, include_in_schema=False)
+async def masking_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    rules = {k[5:]: str(v) for k, v in form.items() if k.startswith("rule-")}
+    try:
+        await services.set_masking(ctx, dataset_id, rules, ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
+
+
+@post("/datasets/{dataset_id:uuid}/masking", opt=PUBLISH, tags=TAGS, status_code=200)
+async def masking_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[MaskingIn]
+) -> dict[str, str]:
+    """Per-column masking (keep, generalise, mask, hash, drop); personal data is never kept."""
+    return await services.set_masking(
+        tenant_context(request), dataset_id, data.rules, ip=_ip(request)
+    )
+
+
+@post("/datasets/{dataset_id:uuid}/submit", opt=PUBLISH, include_in_schema=False)
+async def submit_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    try:
+        await services.submit_for_review(ctx, dataset_id, ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}")
+
+
+@post("/datasets/{dataset_id:uuid}/submit", opt=PUBLISH, tags=TAGS, status_code=204)
+async def submit_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> None:
+    """Send the dataset to the operator's compliance review."""
+    await services.submit_for_review(tenant_context(request), dataset_id, ip=_ip(request))
+
+
+# --- operator review ------------------------------------------------------------------------
+
+
+async def _review_view(request: Req) -> dict[str, Any]:
+    ctx = tenant_context(request)
+    if not services.is_operator(ctx):
+        return {"is_operator": False, "datasets": [], "providers": []}
+    return {
+        "is_operator": True,
+        "datasets": [_dataset_out(d) for d in await services.review_queue(ctx)],
+        "providers": await services.pending_providers(ctx),
+    }
+
+
+@get("/review", opt=REVIEW, include_in_schema=False)
+async def review_page(request: Req) -> Response[str]:
+    return _page(request, "review.html", await _review_view(request))
+
+
+@get("/review", opt=REVIEW, tags=TAGS)
+async def review_api(request: Req) -> dict[str, Any]:
+    """The operator's compliance queue (other organisations: always empty)."""
+    return await _review_view(request)
+
+
+@post("/review/{dataset_id:uuid}", opt=REVIEW, include_in_schema=False)
+async def review_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.review_dataset(
+            ctx,
+            dataset_id,
+            approve=form.get("decision") == "approve",
+            reason=str(form.get("reason", "")),
+            ip=_ip(request),
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/review")
+
+
+@post("/review/{dataset_id:uuid}", opt=REVIEW, tags=TAGS, status_code=204)
+async def review_dataset_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
+) -> None:
+    """Approve (publish to the catalogue) or reject (with a reason) a dataset."""
+    await services.review_dataset(
+        tenant_context(request),
+        dataset_id,
+        approve=data.approve,
+        reason=data.reason,
+        ip=_ip(request),
+    )
+
+
+@post("/providers/{provider_id:uuid}/review", opt=REVIEW, include_in_schema=False)
+async def provider_review_form(request: Req, provider_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.review_provider(
+            ctx,
+            provider_id,
+            approve=form.get("decision") == "approve",
+            reason=str(form.get("reason", "")),
+            ip=_ip(request),
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        view = await _review_view(request)
+        return _page(
+            request, "review.html", {**view, "errors": _errors(request, error)}, status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/review")
+
+
+@post("/providers/{provider_id:uuid}/review", opt=REVIEW, tags=TAGS, status_code=204)
+async def provider_review_api(
+    request: Req, provider_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
+) -> None:
+    """Approve or reject an organisation's application to be a data provider."""
+    await services.review_provider(
+        tenant_context(request),
+        provider_id,
+        approve=data.approve,
+        reason=data.reason,
+        ip=_ip(request),
+    )
+
+
+# --- grants ---------------------------------------------------------------------------------
+
+
+async def _grants_view(request: Req) -> dict[str, Any]:
+    ctx = tenant_context(request)
+    return {
+        "incoming": await services.provider_grants(ctx),
+        "outgoing": await services.buyer_grants(ctx),
+    }
+
+
+@get("/grants", opt=READ, include_in_schema=False)
+async def grants_page(request: Req) -> Response[str]:
+    return _page(request, "grants.html", await _grants_view(request))
+
+
+@get("/grants", opt=READ, tags=TAGS)
+async def grants_api(request: Req) -> dict[str, Any]:
+    """Requests and grants: ``incoming`` (on our datasets) and ``outgoing`` (ours on others')."""
+    return await _grants_view(request)
+
+
+async def _grant_page(
+    request: Req,
+    grant_id: uuid.UUID,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    result: Any = None,
+    sql: str = "",
+    status: int = 200,
+) -> Response[str]:
+    ctx = tenant_context(request)
+    grant = await services.grant_for_party(ctx, grant_id)
+    queries = await services.grant_queries(ctx, grant_id)
+    now = dt.datetime.now(dt.UTC)
+    usable = grant["status"] == "active" and (
+        grant["expires_at"] is None or grant["expires_at"] > now
+    )
+    price: dict[str, Any] | None = None
+    if grant["side"] == "buyer":
+        try:
+            listing = await services.get_listing(grant["dataset_id"])
+        except CanalError:
+            listing = None
+        if listing and listing["price_model"] in services.PAID_UP_FRONT:
+            price = {
+                "amount": _yuan(listing["price_fen"]),
+                "status": await services.payment_status(ctx, grant_id),
+            }
+            usable = usable and price["status"] == "succeeded"
+    return _page(
+        request,
+        "grant.html",
+        {
+            "g": grant,
+            "queries": queries,
+            "errors": errors or [],
+            "result": result,
+            "sql": sql,
+            "usable": usable,
+            "price": price,
+        },
+        status=status,
+    )
+
+
+@get("/grants/{grant_id:uuid}", opt=READ, include_in_schema=False)
+async def grant_page(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[str]:
+    return await _grant_page(request, grant_id)
+
+
+@get("/grants/{grant_id:uuid}", opt=READ, tags=TAGS)
+async def grant_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """A request or grant as either party sees it, with its recent queries."""
+    ctx = tenant_context(request)
+    grant = await services.grant_for_party(ctx, grant_id)
+    return {**grant, "queries": await services.grant_queries(ctx, grant_id)}
+
+
+@post("/grants/{grant_id:uuid}/decision", opt=TRADE, include_in_schema=False)
+async def decision_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    days_raw = str(form.get("days", "")).strip()
+    try:
+        days = int(days_raw) if days_raw else None
+    except ValueError:
+        days = -1
+    try:
+        await services.decide_request(
+            ctx,
+            grant_id,
+            approve=form.get("decision") == "approve",
+            reason=str(form.get("reason", "")),
+            days=days,
+            ip=_ip(request),
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
+
+
+@post("/grants/{grant_id:uuid}/decision", opt=TRADE, tags=TAGS, status_code=204)
+async def decision_api(
+    request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[DecisionIn]
+) -> None:
+    """The provider approves (optionally shorter than the licence) or declines with a reason."""
+    await services.decide_request(
+        tenant_context(request),
+        grant_id,
+        approve=data.approve,
+        reason=data.reason,
+        days=data.days,
+        ip=_ip(request),
+    )
+
+
+@post("/grants/{grant_id:uuid}/revoke", opt=TRADE, include_in_schema=False)
+async def revoke_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.revoke_grant(
+            ctx, grant_id, reason=str(form.get("reason", "")), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
+
+
+@post("/grants/{grant_id:uuid}/revoke", opt=TRADE, tags=TAGS, status_code=204)
+async def revoke_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[RevokeIn]) -> None:
+    """Revoke a grant: download, queries and the API stop at once."""
+    await services.revoke_grant(
+        tenant_context(request), grant_id, reason=data.reason, ip=_ip(request)
+    )
+
+
+@post("/grants/{grant_id:uuid}/payment", opt=TRADE, include_in_schema=False)
+async def payment_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    try:
+        await services.pay_for_grant(ctx, grant_id)
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
+
+
+@post("/grants/{grant_id:uuid}/payment", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def payment_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, str]:
+    """Pay for an approved grant on a paid dataset through the shared billing (idempotent:
+    one payment per grant). Answers the payment's status."""
+    return {"status": await services.pay_for_grant(tenant_context(request), grant_id)}
+
+
+@post("/grants/{grant_id:uuid}/download", opt=USE, include_in_schema=False)
+async def download_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    try:
+        url = await services.deliver_download(tenant_context(request), grant_id, ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    return Redirect(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+@post("/grants/{grant_id:uuid}/download", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def download_api(request: Req, grant_id: FromPath[uuid.UUID]) -> DownloadOut:
+    """A masked, fingerprinted copy for this grant, as a five-minute presigned URL."""
+    url = await services.deliver_download(tenant_context(request), grant_id, ip=_ip(request))
+    return DownloadOut(url, 300)
+
+
+@post("/grants/{grant_id:uuid}/queries", opt=USE, include_in_schema=False)
+async def query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    form = await _form(request)
+    sql = str(form.get("sql", ""))
+    try:
+        answer = await services.run_compute(tenant_context(request), grant_id, sql, ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        errors = [
+            {"field": "sql", "code": error.code, "message": error.message(request_locale(request))}
+        ]
+        return await _grant_page(request, grant_id, errors=errors, sql=sql, status=error.status)
+    return await _grant_page(request, grant_id, result=answer, sql=sql)
+
+
+@post("/grants/{grant_id:uuid}/queries", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def query_api(
+    request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[QueryIn]
+) -> dict[str, Any]:
+    """Compute-to-data: run one aggregate SQL query over the table ``data`` in the sandbox.
+    Groups smaller than the minimum cohort are suppressed; aggregates carry noise."""
+    answer = await services.run_compute(
+        tenant_context(request), grant_id, data.sql, ip=_ip(request)
+    )
+    return {
+        "id": answer.id,
+        "columns": answer.columns,
+        "rows": answer.rows,
+        "suppressed_groups": answer.suppressed_groups,
+        "elapsed_ms": answer.elapsed_ms,
+        "remaining_today": answer.remaining_today,
+    }
+
+
+async def _rows(request: Req, grant_id: uuid.UUID, page_no: int, size: int) -> services.RowsPage:
+    return await services.api_rows(
+        tenant_context(request),
+        grant_id,
+        page=page_no,
+        size=size,
+        redis=request.app.state.redis,
+        ip=_ip(request),
+    )
+
+
+@get("/grants/{grant_id:uuid}/rows", opt=USE, include_in_schema=False)
+async def rows_page(
+    request: Req,
+    grant_id: FromPath[uuid.UUID],
+    page_no: FromQuery[int] = 1,
+    size: FromQuery[int] = 50,
+) -> Response[str]:
+    result = await _rows(request, grant_id, page_no, size)
+    grant = await services.grant_for_party(tenant_context(request), grant_id)
+    return _page(request, "rows.html", {"g": grant, "r": result})
+
+
+@get("/grants/{grant_id:uuid}/rows", opt=USE, tags=TAGS)
+async def rows_api(
+    request: Req,
+    grant_id: FromPath[uuid.UUID],
+    page_no: FromQuery[int] = 1,
+    size: FromQuery[int] = 100,
+) -> dict[str, Any]:
+    """The data API: masked rows, ``size`` (≤ 500) per page, rate-limited per grant."""
+    r = await _rows(request, grant_id, page_no, size)
+    return {"columns": r.columns, "rows": r.rows, "page": r.page, "size": r.size, "total": r.total}
+
+
+# --- usage audit ----------------------------------------------------------------------------
+
+
+async def _usage_view(request: Req) -> dict[str, Any]:
+    ctx = tenant_context(request)
+    events = await services.usage_events(ctx)
+    return {
+        "events": events,
+        "series": services.usage_series(events),
+        "is_operator": services.is_operator(ctx),
+    }
+
+
+@get("/usage", opt=READ, include_in_schema=False)
+async def usage_page(request: Req) -> Response[str]:
+    view = await _usage_view(request)
+    zh = _zh(request)
+    s = view["series"]
+    names = {
+        "sample": ("样本查看", "Sample views"),
+        "download": ("下载", "Downloads"),
+        "query": ("查询", "Queries"),
+        "api_page": ("接口分页", "API pages"),
+        "purchase": ("购买", "Purchases"),
+    }
+    chart = {
+        "tooltip": {"trigger": "axis"},
+        "legend": {},
+        "xAxis": {"type": "category", "data": s["days"]},
+        "yAxis": [{"type": "value"}, {"type": "value", "name": "¥"}],
+        "series": [
+            {
+                "name": names[k][0 if zh else 1],
+                "type": "bar",
+                "stack": "uses",
+                "data": s["series"][k],
+            }
+            for k in names
+        ]
+        + [
+            {
+                "name": "收入" if zh else "Revenue",
+                "type": "line",
+                "yAxisIndex": 1,
+                "data": s["series"]["revenue"],
+            }
+        ],
+    }
+    return _page(request, "usage.html", {**view, "chart": chart})
+
+
+@get("/usage", opt=READ, tags=TAGS)
+async def usage_api(request: Req) -> dict[str, Any]:
+    """Every recorded use (sample views, downloads, queries, API pages) visible to this
+    organisation — the operator sees all — with daily series for charts."""
+    return await _usage_view(request)
+
+
+@get("/", opt=READ, include_in_schema=False)
+async def home_page(request: Req) -> Response[str]:
+    """The module's start page is the catalogue."""
+    rows = await services.search_catalogue(services.CatalogueFilter())
+    return _page(
+        request, "catalogue.html", {"rows": rows, "flt": services.CatalogueFilter(), "yuan": _yuan}
+    )
+
+
+@get("/", opt=READ, tags=TAGS)
+async def home_api(request: Req) -> list[dict[str, Any]]:
+    """The module's start: the newest approved listings (as ``GET …/catalogue``)."""
+    return [
+        {k: v for k, v in r.items() if k not in ("sample", "columns")}
+        for r in await services.search_catalogue(services.CatalogueFilter())
+    ]
+
+
+PAGES = [
+    home_page,
+    catalogue_page,
+    listing_page,
+    request_form,
+    provider_page,
+    provider_form,
+    datasets_page,
+    dataset_new_page,
+    dataset_create_form,
+    dataset_page,
+    version_upload_form,
+    masking_form,
+    submit_form,
+    review_page,
+    review_form,
+    provider_review_form,
+    grants_page,
+    grant_page,
+    decision_form,
+    revoke_form,
+    payment_form,
+    download_form,
+    query_form,
+    rows_page,
+    usage_page,
+]
+API = [
+    home_api,
+    catalogue_api,
+    listing_api,
+    request_api,
+    provider_api,
+    provider_apply_api,
+    datasets_api,
+    dataset_create_api,
+    dataset_api,
+    version_add_api,
+    masking_api,
+    submit_api,
+    review_api,
+    review_dataset_api,
+    provider_review_api,
+    grants_api,
+    grant_api,
+    decision_api,
+    revoke_api,
+    payment_api,
+    download_api,
+    query_api,
+    rows_api,
+    usage_api,
+]

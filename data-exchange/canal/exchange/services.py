@@ -1,0 +1,1878 @@
+"""Data trading: providers, datasets and versions, review, catalogue, masking, grants, the
+three delivery modes and the usage audit. Functions take a ``TenantContext`` and open their
+own scopes; rows of two tenants are reached as described in ``tables.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from canal.exchange import fingerprint, masking, profiling, sandbox
+from canal.exchange.tables import (
+    Dataset,
+    DatasetVersion,
+    Grant,
+    GrantHolding,
+    Listing,
+    Provider,
+    QueryRun,
+    UsageEvent,
+)
+from canal.platform import db
+from canal.platform.audit.services import record
+from canal.platform.http.context import TenantContext, TenantRef
+from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
+from canal.platform.settings import get_settings
+from canal.platform.storage.services import StoredFile, get_object_in_tenant, object_store
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = {
+    "energy": ("能源电力", "Energy"),
+    "enterprise": ("企业经营", "Enterprise operations"),
+    "industry": ("产业经济", "Industry & economy"),
+    "transport": ("交通物流", "Transport & logistics"),
+    "environment": ("生态环境", "Environment"),
+    "public": ("公共服务", "Public services"),
+    "other": ("其他", "Other"),
+}
+FREQUENCIES = {
+    "once": ("一次性", "One-off"),
+    "daily": ("每日", "Daily"),
+    "weekly": ("每周", "Weekly"),
+    "monthly": ("每月", "Monthly"),
+    "quarterly": ("每季度", "Quarterly"),
+    "yearly": ("每年", "Yearly"),
+}
+SENSITIVITIES = {
+    "public": ("公开", "Public"),
+    "internal": ("内部", "Internal"),
+    "sensitive": ("敏感", "Sensitive"),
+    "core": ("核心", "Core"),
+}
+PRICE_MODELS = {
+    "free": ("免费", "Free"),
+    "one_off": ("一次性购买", "One-off purchase"),
+    "subscription": ("订阅", "Subscription"),
+    "per_query": ("按次计费", "Per query"),
+}
+MODES = {
+    "download": ("脱敏文件下载", "Masked file download"),
+    "compute": ("可用不可见计算", "Compute-to-data"),
+    "api": ("数据接口", "Data API"),
+}
+SAMPLE_ROWS = 20
+API_PAGE_MAX = 500
+API_RATE_PER_MINUTE = 60
+INLINE_PROFILE_BYTES = 16 * 1024 * 1024  # smaller files are profiled in the request
+QUERY_TIMEOUT = 10.0
+IDENTIFYING_RATIO = 0.5
+# Paid before use: one payment per grant (a "subscription" is paid per grant period).
+PAID_UP_FRONT = ("one_off", "subscription")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _err(field: str, code: str, zh: str, en: str) -> FieldError:
+    return FieldError(field, code, zh, en)
+
+
+def is_operator(ctx: TenantContext) -> bool:
+    return ctx.tenant.kind == "operator"
+
+
+def _require_operator(ctx: TenantContext) -> None:
+    if not is_operator(ctx):
+        raise not_found()
+
+
+async def _tell(
+    user_id: uuid.UUID | None,
+    tenant_id: uuid.UUID,
+    path: str,
+    title_zh: str,
+    title_en: str,
+    body_zh: str = "",
+    body_en: str = "",
+) -> None:
+    """A notification to one person, in the caller's transaction (nobody hears of a change
+    that rolled back). ``path`` is relative to the tenant's exchange pages."""
+    if user_id is None:
+        return
+    from canal.platform.notifications.services import notify
+    from canal.tenants.tables import Tenant
+
+    row = await Tenant.select(Tenant.slug).where(Tenant.id == tenant_id).first()
+    if row is None:
+        return
+    await notify(
+        [user_id],
+        "exchange",
+        title_zh=title_zh[:200],
+        title_en=title_en[:200],
+        body_zh=body_zh,
+        body_en=body_en,
+        link=f"/t/{row['slug']}/m/exchange{path}",
+        tenant_id=tenant_id,
+    )
+
+
+# --- providers ------------------------------------------------------------------------------
+
+
+async def provider_of(tenant_id: uuid.UUID) -> dict[str, Any] | None:
+    async with db.tenant_scope(tenant_id):
+        return await Provider.select().where(Provider.tenant_id == tenant_id).first()
+
+
+async def apply_as_provider(ctx: TenantContext, statement: str, *, ip: str = "") -> dict[str, Any]:
+    statement = statement.strip()
+    if len(statement) < 10 or len(statement) > 2000:
+        raise invalid(
+            [
+                _err(
+                    "statement",
+                    "statement_length",
+                    "请用 10 至 2000 字说明贵单位持有的数据及其来源。",
+                    "Describe the data you hold and where it comes from in 10 to 2000 characters.",
+                )
+            ]
+        )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        existing = await Provider.select().where(Provider.tenant_id == ctx.tenant_id).first()
+        if existing and existing["status"] in ("pending", "approved"):
+            raise CanalError(
+                "provider_exists",
+                "已提交过数据提供方申请。",
+                "This organisation has already applied to be a data provider.",
+                status=409,
+            )
+        if existing:
+            await Provider.update(
+                {Provider.status: "pending", Provider.statement: statement, Provider.reason: ""}
+            ).where(Provider.id == existing["id"])
+        else:
+            await Provider.insert(
+                Provider(tenant_id=ctx.tenant_id, statement=statement, applied_by=ctx.user_id)
+            )
+        await record(
+            "exchange.provider_applied", actor_id=ctx.user_id, tenant_id=ctx.tenant_id, ip=ip
+        )
+        row = await Provider.select().where(Provider.tenant_id == ctx.tenant_id).first()
+    assert row is not None
+    return row
+
+
+async def pending_providers(ctx: TenantContext) -> list[dict[str, Any]]:
+    _require_operator(ctx)
+    from canal.tenants.tables import Tenant
+
+    async with db.platform_scope(ctx.user_id):
+        rows = (
+            await Provider.select()
+            .where(Provider.status == "pending")
+            .order_by(Provider.created_at)
+        )
+        names = {
+            t["id"]: t["name"]
+            for t in await Tenant.select(Tenant.id, Tenant.name).where(
+                Tenant.id.is_in([r["tenant_id"] for r in rows] or [uuid.uuid4()])
+            )
+        }
+    for r in rows:
+        r["tenant_name"] = names.get(r["tenant_id"], "")
+    return rows
+
+
+async def review_provider(
+    ctx: TenantContext, provider_id: uuid.UUID, *, approve: bool, reason: str, ip: str = ""
+) -> None:
+    _require_operator(ctx)
+    reason = reason.strip()
+    if not approve and not reason:
+        raise invalid(
+            [
+                _err(
+                    "reason",
+                    "reason_required",
+                    "驳回时请填写理由。",
+                    "Give a reason for rejecting.",
+                )
+            ]
+        )
+    async with db.platform_scope(ctx.user_id):
+        row = await Provider.select().where(Provider.id == provider_id).first()
+        if row is None:
+            raise not_found()
+        await Provider.update(
+            {
+                Provider.status: "approved" if approve else "rejected",
+                Provider.reason: reason,
+                Provider.reviewed_by: ctx.user_id,
+                Provider.reviewed_at: _now(),
+            }
+        ).where(Provider.id == provider_id)
+        await record(
+            "exchange.provider_reviewed",
+            actor_id=ctx.user_id,
+            tenant_id=row["tenant_id"],
+            target=str(provider_id),
+            ip=ip,
+            data={"approved": approve, "reason": reason},
+        )
+
+
+async def approve_provider_directly(tenant_id: uuid.UUID, actor_id: uuid.UUID) -> None:
+    """Demo seeding and tests: a provider approved by the operator without the round trip."""
+    async with db.tenant_scope(tenant_id, actor_id):
+        await Provider.insert(
+            Provider(
+                tenant_id=tenant_id,
+                statement="企业自有业务系统产生的数据。",
+                status="approved",
+                applied_by=actor_id,
+                reviewed_by=actor_id,
+                reviewed_at=_now(),
+            )
+        )
+        await record("exchange.provider_reviewed", actor_id=actor_id, tenant_id=tenant_id)
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetInput:
+    title: str = ""
+    description: str = ""
+    category: str = ""
+    tags: str = ""
+    update_frequency: str = ""
+    source_statement: str = ""
+    sensitivity: str = ""
+    licence_purpose: str = ""
+    licence_days: str = "365"
+    redistribution: bool = False
+    price_model: str = "free"
+    price_yuan: str = "0"
+    delivery_modes: Sequence[str] = ()
+    min_cohort: str = "10"
+
+
+def _validate(data: DatasetInput) -> dict[str, Any]:
+    errors: list[FieldError] = []
+    title = data.title.strip()
+    if not 2 <= len(title) <= 120:
+        errors.append(
+            _err(
+                "title",
+                "title_length",
+                "标题需 2 至 120 字。",
+                "The title needs 2 to 120 characters.",
+            )
+        )
+    description = data.description.strip()
+    if not 10 <= len(description) <= 5000:
+        errors.append(
+            _err(
+                "description",
+                "description_length",
+                "请用 10 至 5000 字描述数据内容。",
+                "Describe the data in 10 to 5000 characters.",
+            )
+        )
+    if data.category not in CATEGORIES:
+        errors.append(_err("category", "category_unknown", "请选择分类。", "Choose a category."))
+    if data.update_frequency not in FREQUENCIES:
+        errors.append(
+            _err(
+                "update_frequency",
+                "frequency_unknown",
+                "请选择更新频率。",
+                "Choose an update frequency.",
+            )
+        )
+    source = data.source_statement.strip()
+    if len(source) < 10:
+        errors.append(
+            _err(
+                "source_statement",
+                "source_required",
+                "请说明数据来源(《数据安全法》要求),至少 10 字。",
+                "State where the data comes from (required by the Data Security Law), "
+                "at least 10 characters.",
+            )
+        )
+    if data.sensitivity not in SENSITIVITIES:
+        errors.append(
+            _err(
+                "sensitivity",
+                "sensitivity_unknown",
+                "请选择敏感级别。",
+                "Choose a sensitivity grade.",
+            )
+        )
+    if data.sensitivity == "core":
+        errors.append(
+            _err(
+                "sensitivity",
+                "sensitivity_core",
+                "核心数据不得上架交易。",
+                "Core data may not be listed for trading.",
+            )
+        )
+    purpose = data.licence_purpose.strip()
+    if len(purpose) < 4:
+        errors.append(
+            _err(
+                "licence_purpose",
+                "purpose_required",
+                "请写明许可的使用目的。",
+                "State the purposes the licence allows.",
+            )
+        )
+    days = _int(data.licence_days)
+    if days is None or not 1 <= days <= 3650:
+        errors.append(
+            _err(
+                "licence_days",
+                "licence_days_range",
+                "许可期限为 1 至 3650 天。",
+                "The licence lasts 1 to 3650 days.",
+            )
+        )
+    if data.price_model not in PRICE_MODELS:
+        errors.append(
+            _err("price_model", "price_model_unknown", "请选择计价方式。", "Choose a price model.")
+        )
+    price_fen = _fen(data.price_yuan)
+    if price_fen is None or price_fen < 0 or price_fen > 100_000_000:
+        errors.append(
+            _err(
+                "price_yuan",
+                "price_invalid",
+                "价格须为 0 至 100 万元的金额。",
+                "The price must be 0 to 1,000,000 yuan.",
+            )
+        )
+    elif data.price_model == "free":
+        price_fen = 0
+    elif price_fen == 0:
+        errors.append(
+            _err(
+                "price_yuan",
+                "price_required",
+                "收费数据请填写价格。",
+                "Enter a price for a paid dataset.",
+            )
+        )
+    modes = [m for m in data.delivery_modes if m in MODES]
+    if not modes or len(modes) != len(set(data.delivery_modes)):
+        errors.append(
+            _err(
+                "delivery_modes",
+                "modes_required",
+                "请至少选择一种交付方式。",
+                "Choose at least one delivery mode.",
+            )
+        )
+    if data.sensitivity == "sensitive" and "download" in modes:
+        errors.append(
+            _err(
+                "delivery_modes",
+                "sensitive_no_download",
+                "敏感级数据只能以可用不可见计算或接口方式交付,不能下载。",
+                "Sensitive data can only be delivered by compute-to-data or the API, not download.",
+            )
+        )
+    cohort = _int(data.min_cohort)
+    if cohort is None or not 5 <= cohort <= 1000:
+        errors.append(
+            _err(
+                "min_cohort",
+                "cohort_range",
+                "最小分组人数为 5 至 1000。",
+                "The minimum cohort is 5 to 1000.",
+            )
+        )
+    tags = [t.strip() for t in data.tags.replace(",", ",").split(",") if t.strip()][:10]
+    if any(len(t) > 20 for t in tags):
+        errors.append(
+            _err(
+                "tags", "tag_length", "每个标签不超过 20 字。", "Each tag is at most 20 characters."
+            )
+        )
+    if errors:
+        raise invalid(errors)
+    return {
+        "title": title,
+        "description": description,
+        "category": data.category,
+        "tags": tags,
+        "update_frequency": data.update_frequency,
+        "source_statement": source,
+        "sensitivity": data.sensitivity,
+        "licence_purpose": purpose,
+        "licence_days": days,
+        "redistribution": bool(data.redistribution),
+        "price_model": data.price_model,
+        "price_fen": price_fen,
+        "delivery_modes": modes,
+        "min_cohort": cohort,
+    }
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _fen(value: Any) -> int | None:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        amount = Decimal(str(value).strip() or "0")
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+        return None
+    return int(amount * 100)
+
+
+async def _require_provider(ctx: TenantContext) -> None:
+    provider = await provider_of(ctx.tenant_id)
+    if provider is None or provider["status"] != "approved":
+        raise CanalError(
+            "provider_not_approved",
+            "贵单位尚未获批为数据提供方,请先提交申请并等待运营方审核。",
+            "This organisation is not an approved data provider yet: apply and wait for the "
+            "operator's review.",
+            status=403,
+        )
+
+
+async def create_dataset(ctx: TenantContext, data: DatasetInput, *, ip: str = "") -> dict[str, Any]:
+    values = _validate(data)
+    await _require_provider(ctx)
+    dataset = Dataset(
+        tenant_id=ctx.tenant_id,
+        sample_salt=secrets.token_hex(16),
+        created_by=ctx.user_id,
+        **values,
+    )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await dataset.save()
+        await record(
+            "exchange.dataset_created",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset.id),
+            ip=ip,
+            data={"title": values["title"]},
+        )
+    return await get_dataset(dataset.id, ctx)
+
+
+async def get_dataset(dataset_id: uuid.UUID, ctx: TenantContext) -> dict[str, Any]:
+    """The provider's own dataset; the operator may read any (for review)."""
+    if is_operator(ctx):
+        async with db.platform_scope(ctx.user_id):
+            row = (
+                await Dataset.select()
+                .output(load_json=True)
+                .where(Dataset.id == dataset_id)
+                .first()
+            )
+    else:
+        async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+            row = (
+                await Dataset.select()
+                .output(load_json=True)
+                .where((Dataset.id == dataset_id) & (Dataset.tenant_id == ctx.tenant_id))
+                .first()
+            )
+    if row is None:
+        raise not_found()
+    return row
+
+
+async def list_datasets(ctx: TenantContext) -> list[dict[str, Any]]:
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        return (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.tenant_id == ctx.tenant_id)
+            .order_by(Dataset.created_at, ascending=False)
+        )
+
+
+async def versions_of(dataset: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:
+    scope = (
+        db.platform_scope(ctx.user_id)
+        if is_operator(ctx)
+        else db.tenant_scope(ctx.tenant_id, ctx.user_id)
+    )
+    async with scope:
+        return (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(
+                (DatasetVersion.dataset_id == dataset["id"])
+                & (DatasetVersion.tenant_id == dataset["tenant_id"])
+            )
+            .order_by(DatasetVersion.number, ascending=False)
+        )
+
+
+def latest_ready(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((v for v in versions if v["status"] == "ready"), None)
+
+
+async def add_version(
+    ctx: TenantContext, dataset_id: uuid.UUID, file_id: uuid.UUID, *, ip: str = ""
+) -> dict[str, Any]:
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    stored = await get_object_in_tenant(file_id, ctx)
+    if stored.purpose != "dataset":
+        raise invalid(
+            [
+                _err(
+                    "file_id",
+                    "file_not_dataset",
+                    "请上传数据集文件(CSV、JSON Lines 或 Parquet)。",
+                    "Upload a dataset file (CSV, JSON Lines or Parquet).",
+                )
+            ]
+        )
+    head = await object_store().read_head(stored, 64)
+    file_format = profiling.sniff_format(head, stored.original_name)
+    inline = stored.size <= INLINE_PROFILE_BYTES
+    # Small files are profiled before anything is written: a malformed file is refused with
+    # its reason and leaves no version behind. Large ones get a version in "profiling" and a job.
+    profiled = await _profile_stored(ctx, stored, file_format) if inline else None
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        number = (await DatasetVersion.count().where(DatasetVersion.dataset_id == dataset_id)) + 1
+        version = DatasetVersion(
+            tenant_id=ctx.tenant_id,
+            dataset_id=dataset_id,
+            number=number,
+            source_file_id=stored.id,
+            file_format=file_format,
+            created_by=ctx.user_id,
+        )
+        await version.save()
+        await record(
+            "exchange.version_added",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(version.id),
+            ip=ip,
+            data={"dataset": str(dataset_id), "number": number, "file": str(stored.id)},
+        )
+        if profiled is not None:
+            await _store_profile(dataset_id, version.id, *profiled)
+        else:
+            from canal.platform.jobs import enqueue_after_commit
+
+            await enqueue_after_commit(
+                "exchange_profile_version",
+                str(ctx.tenant_id),
+                str(version.id),
+                key=f"exchange-profile:{version.id}",
+            )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(DatasetVersion.id == version.id)
+            .first()
+        )
+    assert row is not None
+    return row
+
+
+async def _fetch(stored: StoredFile, path: Path) -> None:
+    store = object_store()
+    await asyncio.to_thread(store.client.fget_object, stored.bucket, stored.key, str(path))
+
+
+def _system_ctx(tenant_id: uuid.UUID, user_id: uuid.UUID | None) -> TenantContext:
+    ref = TenantRef(tenant_id, "", "", "enterprise", "active")
+    return TenantContext(ref, user_id or uuid.UUID(int=0), ("owner",))
+
+
+async def _profile_stored(
+    ctx: TenantContext, stored: StoredFile, file_format: str
+) -> tuple[str, dict[str, Any], uuid.UUID]:
+    """(encoding, profile, id of the normalised Parquet in storage); DatasetError if unreadable."""
+    with tempfile.TemporaryDirectory(prefix="canal-profile-") as tmp:
+        src, out = Path(tmp) / "source", Path(tmp) / "data.parquet"
+        await _fetch(stored, src)
+        encoding = await asyncio.to_thread(profiling.normalise, src, file_format, out)
+        summary = await asyncio.to_thread(profiling.profile, out)
+        parquet = await object_store().upload_bytes(
+            ctx, "dataset", out.read_bytes(), filename=f"{Path(stored.original_name).stem}.parquet"
+        )
+    return encoding, summary, parquet.id
+
+
+async def _store_profile(
+    dataset_id: uuid.UUID,
+    version_id: uuid.UUID,
+    encoding: str,
+    summary: dict[str, Any],
+    parquet_id: uuid.UUID,
+) -> None:
+    """Inside the caller's tenant scope: the version becomes ready, masking gets defaults."""
+    dataset = await Dataset.select().output(load_json=True).where(Dataset.id == dataset_id).first()
+    assert dataset is not None
+    rules = dict(dataset["masking_rules"] or {})
+    for column in summary["columns"]:
+        rule = rules.get(column["name"])
+        if rule is None or not masking.rule_allowed(column["pii"], rule):
+            rules[column["name"]] = masking.default_rule(column["pii"])
+    await Dataset.update({Dataset.masking_rules: rules, Dataset.updated_at: _now()}).where(
+        Dataset.id == dataset_id
+    )
+    await DatasetVersion.update(
+        {
+            DatasetVersion.status: "ready",
+            DatasetVersion.encoding: encoding,
+            DatasetVersion.rows: summary["rows"],
+            DatasetVersion.profile: summary,
+            DatasetVersion.parquet_file_id: parquet_id,
+        }
+    ).where(DatasetVersion.id == version_id)
+
+
+async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
+    """The job for large files: profile a version left in "profiling". Idempotent."""
+    async with db.tenant_scope(tenant_id):
+        version = (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(DatasetVersion.id == version_id)
+            .first()
+        )
+    if version is None or version["status"] != "profiling":
+        return "skipped"
+    ctx = _system_ctx(tenant_id, version["created_by"])
+    stored = await get_object_in_tenant(version["source_file_id"], ctx)
+    try:
+        profiled = await _profile_stored(ctx, stored, version["file_format"])
+    except CanalError as error:
+        async with db.tenant_scope(tenant_id):
+            await DatasetVersion.update(
+                {
+                    DatasetVersion.status: "failed",
+                    DatasetVersion.error_zh: error.zh,
+                    DatasetVersion.error_en: error.en,
+                }
+            ).where(DatasetVersion.id == version_id)
+        return "failed"
+    async with db.tenant_scope(tenant_id):
+        await _store_profile(version["dataset_id"], version_id, *profiled)
+    return "ready"
+
+
+async def submit_for_review(ctx: TenantContext, dataset_id: uuid.UUID, *, ip: str = "") -> None:
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    if latest_ready(await versions_of(dataset, ctx)) is None:
+        raise CanalError(
+            "no_ready_version",
+            "请先上传并完成分析至少一个数据版本。",
+            "Upload at least one version and let its profiling finish first.",
+            status=409,
+        )
+    if dataset["status"] == "pending":
+        raise CanalError(
+            "already_pending",
+            "该数据集已在审核中。",
+            "This dataset is already under review.",
+            status=409,
+        )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await Dataset.update({Dataset.status: "pending", Dataset.review_reason: ""}).where(
+            Dataset.id == dataset_id
+        )
+        await record(
+            "exchange.dataset_submitted",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset_id),
+            ip=ip,
+        )
+
+
+async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
+    _require_operator(ctx)
+    from canal.tenants.tables import Tenant
+
+    async with db.platform_scope(ctx.user_id):
+        rows = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.status == "pending")
+            .order_by(Dataset.updated_at)
+        )
+        names = {
+            t["id"]: t["name"]
+            for t in await Tenant.select(Tenant.id, Tenant.name).where(
+                Tenant.id.is_in([r["tenant_id"] for r in rows] or [uuid.uuid4()])
+            )
+        }
+    for r in rows:
+        r["provider_name"] = names.get(r["tenant_id"], "")
+    return rows
+
+
+async def review_dataset(
+    ctx: TenantContext, dataset_id: uuid.UUID, *, approve: bool, reason: str, ip: str = ""
+) -> None:
+    _require_operator(ctx)
+    reason = reason.strip()
+    if not approve and not reason:
+        raise invalid(
+            [
+                _err(
+                    "reason",
+                    "reason_required",
+                    "驳回时请填写理由。",
+                    "Give a reason for rejecting.",
+                )
+            ]
+        )
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["status"] != "pending":
+        raise CanalError(
+            "not_pending",
+            "该数据集不在待审状态。",
+            "This dataset is not awaiting review.",
+            status=409,
+        )
+    version = latest_ready(await versions_of(dataset, ctx))
+    sample: list[list[Any]] = []
+    if approve and version is not None:
+        sample = await _masked_sample(dataset, version)
+    async with db.platform_scope(ctx.user_id):
+        await Dataset.update(
+            {
+                Dataset.status: "approved" if approve else "rejected",
+                Dataset.review_reason: reason,
+                Dataset.reviewed_by: ctx.user_id,
+            }
+        ).where(Dataset.id == dataset_id)
+        if approve and version is not None:
+            await _publish(dataset, version, sample)
+        await _tell(
+            dataset["created_by"],
+            dataset["tenant_id"],
+            f"/datasets/{dataset_id}",
+            f"数据集「{dataset['title']}」"
+            + ("已通过合规审核并发布" if approve else "未通过合规审核"),
+            f"Dataset '{dataset['title']}' was "
+            + ("approved and published" if approve else "rejected in compliance review"),
+            reason,
+            reason,
+        )
+        await record(
+            "exchange.dataset_reviewed",
+            actor_id=ctx.user_id,
+            tenant_id=dataset["tenant_id"],
+            target=str(dataset_id),
+            ip=ip,
+            data={"approved": approve, "reason": reason},
+        )
+    if approve:
+        await _index_listing(dataset_id)
+
+
+async def _local_parquet(version: dict[str, Any]) -> Path:
+    """The version's normalised Parquet, cached on local disk by its (immutable) file id."""
+    cache = get_settings().var_dir / "exchange-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{version['parquet_file_id']}.parquet"
+    if not path.exists():
+        ctx = _system_ctx(version["tenant_id"], None)
+        stored = await get_object_in_tenant(version["parquet_file_id"], ctx)
+        partial = path.with_suffix(f".{secrets.token_hex(4)}.part")
+        await _fetch(stored, partial)
+        partial.replace(path)
+    return path
+
+
+def _kinds(version: dict[str, Any]) -> dict[str, str | None]:
+    return {c["name"]: c.get("pii") for c in (version["profile"] or {}).get("columns", [])}
+
+
+async def _masked_sample(dataset: dict[str, Any], version: dict[str, Any]) -> list[list[Any]]:
+    path = await _local_parquet(version)
+    columns, rows = await asyncio.to_thread(profiling.read_rows, path, limit=SAMPLE_ROWS)
+    masked = masking.mask_rows(
+        columns, rows, dataset["masking_rules"], _kinds(version), dataset["sample_salt"].encode()
+    )
+    return [[_json_value(v) for v in r] for r in masked]
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+async def _publish(
+    dataset: dict[str, Any], version: dict[str, Any], sample: list[list[Any]]
+) -> None:
+    from canal.tenants.tables import Tenant
+
+    provider = await Tenant.select(Tenant.name).where(Tenant.id == dataset["tenant_id"]).first()
+    rules = dataset["masking_rules"] or {}
+    columns = [
+        {**c, "action": rules.get(c["name"], "keep")}
+        for c in (version["profile"] or {}).get("columns", [])
+        if rules.get(c["name"], "keep") != "drop"
+    ]
+    values = {
+        "provider_tenant_id": dataset["tenant_id"],
+        "provider_name": provider["name"] if provider else "",
+        "title": dataset["title"],
+        "description": dataset["description"],
+        "category": dataset["category"],
+        "tags": dataset["tags"],
+        "update_frequency": dataset["update_frequency"],
+        "source_statement": dataset["source_statement"],
+        "sensitivity": dataset["sensitivity"],
+        "licence_purpose": dataset["licence_purpose"],
+        "licence_days": dataset["licence_days"],
+        "redistribution": dataset["redistribution"],
+        "price_model": dataset["price_model"],
+        "price_fen": dataset["price_fen"],
+        "delivery_modes": dataset["delivery_modes"],
+        "version_id": version["id"],
+        "rows": version["rows"],
+        "columns": columns,
+        "sample": sample,
+        "withdrawn": False,
+    }
+    await Listing.delete().where(Listing.id == dataset["id"])
+    await Listing.insert(Listing(id=dataset["id"], **values))
+
+
+async def _index_listing(dataset_id: uuid.UUID) -> None:
+    from canal.exchange.search import index_listing
+
+    await index_listing(dataset_id)
+
+
+async def set_masking(
+    ctx: TenantContext, dataset_id: uuid.UUID, rules: dict[str, str], *, ip: str = ""
+) -> dict[str, str]:
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    version = latest_ready(await versions_of(dataset, ctx))
+    if version is None:
+        raise CanalError(
+            "no_ready_version",
+            "请先上传并完成分析至少一个数据版本。",
+            "Upload at least one version and let its profiling finish first.",
+            status=409,
+        )
+    kinds = _kinds(version)
+    errors = []
+    new = dict(dataset["masking_rules"] or {})
+    for column, action in rules.items():
+        if column not in kinds:
+            errors.append(
+                _err(
+                    f"rule-{column}",
+                    "column_unknown",
+                    f"没有列「{column}」。",
+                    f"There is no column '{column}'.",
+                )
+            )
+        elif not masking.rule_allowed(kinds[column], action):
+            errors.append(
+                _err(
+                    f"rule-{column}",
+                    "rule_too_loose",
+                    f"列「{column}」含个人信息,不能原样保留。",
+                    f"Column '{column}' holds personal data and cannot be kept as is.",
+                )
+            )
+        else:
+            new[column] = action
+    if errors:
+        raise invalid(errors)
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await Dataset.update({Dataset.masking_rules: new, Dataset.updated_at: _now()}).where(
+            Dataset.id == dataset_id
+        )
+        await record(
+            "exchange.masking_changed",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset_id),
+            ip=ip,
+            data={"rules": new},
+        )
+    if dataset["status"] == "approved":
+        dataset["masking_rules"] = new
+        sample = await _masked_sample(dataset, version)
+        async with db.platform_scope(ctx.user_id):
+            await _publish(dataset, version, sample)
+    return new
+
+
+# --- catalogue ------------------------------------------------------------------------------
+
+
+@dataclass
+class CatalogueFilter:
+    q: str = ""
+    category: str = ""
+    sensitivity: str = ""
+    price_model: str = ""
+    provider: str = ""
+
+
+async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dict[str, Any]]:
+    ids: list[uuid.UUID] | None = None
+    if flt.q.strip():
+        from canal.exchange.search import search_ids
+
+        ids = await search_ids(flt.q.strip(), limit=200)
+    query = Listing.select().output(load_json=True).where(Listing.withdrawn == False)  # noqa: E712
+    if ids is not None:
+        query = query.where(Listing.id.is_in(ids or [uuid.uuid4()]))
+    if flt.category:
+        query = query.where(Listing.category == flt.category)
+    if flt.sensitivity:
+        query = query.where(Listing.sensitivity == flt.sensitivity)
+    if flt.price_model:
+        query = query.where(Listing.price_model == flt.price_model)
+    if flt.provider:
+        query = query.where(Listing.provider_name.ilike(f"%{_like(flt.provider)}%"))
+    async with db.transaction():
+        rows = await query.order_by(Listing.published_at, ascending=False).limit(limit)
+    if ids:
+        order = {i: n for n, i in enumerate(ids)}
+        rows.sort(key=lambda r: order.get(r["id"], len(order)))
+    return rows
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def get_listing(dataset_id: uuid.UUID) -> dict[str, Any]:
+    async with db.transaction():
+        row = (
+            await Listing.select()
+            .output(load_json=True)
+            .where(
+                (Listing.id == dataset_id) & (Listing.withdrawn == False)  # noqa: E712
+            )
+            .first()
+        )
+    if row is None:
+        raise not_found()
+    return row
+
+
+async def view_listing(ctx: TenantContext, dataset_id: uuid.UUID) -> dict[str, Any]:
+    """A listing as a signed-in member sees it; viewing the masked sample is recorded."""
+    listing = await get_listing(dataset_id)
+    await _usage(
+        ctx,
+        provider_id=listing["provider_tenant_id"],
+        buyer_id=None if listing["provider_tenant_id"] == ctx.tenant_id else ctx.tenant_id,
+        dataset_id=dataset_id,
+        grant_id=None,
+        action="sample",
+        rows=len(listing["sample"] or []),
+    )
+    return listing
+
+
+async def _usage(
+    ctx: TenantContext,
+    *,
+    provider_id: uuid.UUID,
+    buyer_id: uuid.UUID | None,
+    dataset_id: uuid.UUID,
+    grant_id: uuid.UUID | None,
+    action: str,
+    rows: int,
+    amount_fen: int = 0,
+    detail: str = "",
+) -> None:
+    """One usage event for each party, in each party's own tenant, in one transaction."""
+    common: dict[str, Any] = {
+        "provider_tenant_id": provider_id,
+        "buyer_tenant_id": buyer_id,
+        "dataset_id": dataset_id,
+        "grant_id": grant_id,
+        "user_id": ctx.user_id,
+        "action": action,
+        "rows": rows,
+        "amount_fen": amount_fen,
+        "detail": detail[:200],
+    }
+    async with db.tenant_scope(provider_id, ctx.user_id):
+        await UsageEvent.insert(UsageEvent(tenant_id=provider_id, side="provider", **common))
+        if buyer_id is not None and buyer_id != provider_id:
+            async with db.tenant_scope(buyer_id, ctx.user_id):
+                await UsageEvent.insert(UsageEvent(tenant_id=buyer_id, side="buyer", **common))
+
+
+# --- access requests and grants -------------------------------------------------------------
+
+
+async def request_access(
+    ctx: TenantContext, dataset_id: uuid.UUID, purpose: str, modes: Sequence[str], *, ip: str = ""
+) -> dict[str, Any]:
+    listing = await get_listing(dataset_id)
+    errors = []
+    purpose = purpose.strip()
+    if not 10 <= len(purpose) <= 2000:
+        errors.append(
+            _err(
+                "purpose",
+                "purpose_length",
+                "请用 10 至 2000 字说明使用目的。",
+                "State the purpose of use in 10 to 2000 characters.",
+            )
+        )
+    chosen = [m for m in modes if m in listing["delivery_modes"]]
+    if not chosen or len(chosen) != len(set(modes)):
+        errors.append(
+            _err(
+                "modes",
+                "modes_invalid",
+                "请从该数据集提供的交付方式中选择。",
+                "Choose among the delivery modes this dataset offers.",
+            )
+        )
+    if errors:
+        raise invalid(errors)
+    if listing["provider_tenant_id"] == ctx.tenant_id:
+        raise CanalError(
+            "own_dataset",
+            "不能申请本单位自己的数据集。",
+            "You cannot request your own dataset.",
+            status=409,
+        )
+    provider_id = listing["provider_tenant_id"]
+    grant = Grant(
+        tenant_id=provider_id,
+        dataset_id=dataset_id,
+        buyer_tenant_id=ctx.tenant_id,
+        buyer_name=ctx.tenant.name,
+        requested_by=ctx.user_id,
+        purpose=purpose,
+        modes=chosen,
+        fingerprint_secret=secrets.token_hex(32),
+        hash_salt=secrets.token_hex(16),
+    )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        open_request = await GrantHolding.exists().where(
+            (GrantHolding.tenant_id == ctx.tenant_id) & (GrantHolding.dataset_id == dataset_id)
+        )
+        if open_request:
+            async with db.tenant_scope(provider_id, ctx.user_id):
+                live = await Grant.exists().where(
+                    (Grant.dataset_id == dataset_id)
+                    & (Grant.buyer_tenant_id == ctx.tenant_id)
+                    & Grant.status.is_in(["requested", "active"])
+                )
+            if live:
+                raise CanalError(
+                    "request_exists",
+                    "贵单位已有该数据集的申请或授权。",
+                    "Your organisation already has a request or grant for this dataset.",
+                    status=409,
+                )
+        async with db.tenant_scope(provider_id, ctx.user_id):
+            await grant.save()
+            owner = await Dataset.select(Dataset.created_by).where(Dataset.id == dataset_id).first()
+            await _tell(
+                owner["created_by"] if owner else None,
+                provider_id,
+                f"/grants/{grant.id}",
+                f"{ctx.tenant.name}申请使用「{listing['title']}」",
+                f"{ctx.tenant.name} asked for access to '{listing['title']}'",
+                purpose,
+                purpose,
+            )
+            await record(
+                "exchange.access_requested",
+                actor_id=ctx.user_id,
+                tenant_id=provider_id,
+                target=str(grant.id),
+                ip=ip,
+                data={"buyer": str(ctx.tenant_id), "modes": chosen},
+            )
+        await GrantHolding.insert(
+            GrantHolding(
+                tenant_id=ctx.tenant_id,
+                grant_id=grant.id,
+                provider_tenant_id=provider_id,
+                dataset_id=dataset_id,
+                title=listing["title"],
+            )
+        )
+        await record(
+            "exchange.access_requested",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(grant.id),
+            ip=ip,
+            data={"dataset": str(dataset_id)},
+        )
+    return await buyer_grant(ctx, grant.id)
+
+
+def _public_grant(row: dict[str, Any]) -> dict[str, Any]:
+    hidden = {"fingerprint_secret", "hash_salt"}
+    return {k: v for k, v in row.items() if k not in hidden}
+
+
+async def provider_grants(ctx: TenantContext) -> list[dict[str, Any]]:
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        rows = (
+            await Grant.select()
+            .output(load_json=True)
+            .where(Grant.tenant_id == ctx.tenant_id)
+            .order_by(Grant.created_at, ascending=False)
+        )
+        titles = {
+            d["id"]: d["title"]
+            for d in await Dataset.select(Dataset.id, Dataset.title)
+            .output(load_json=True)
+            .where(Dataset.tenant_id == ctx.tenant_id)
+        }
+    return [{**_public_grant(r), "title": titles.get(r["dataset_id"], "")} for r in rows]
+
+
+async def _name(tenant_id: uuid.UUID) -> str:
+    from canal.tenants.tables import Tenant
+
+    row = await Tenant.select(Tenant.name).where(Tenant.id == tenant_id).first()
+    return str(row["name"]) if row else ""
+
+
+async def buyer_grants(ctx: TenantContext) -> list[dict[str, Any]]:
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        holdings = (
+            await GrantHolding.select()
+            .output(load_json=True)
+            .where(GrantHolding.tenant_id == ctx.tenant_id)
+        )
+    out = []
+    for h in holdings:
+        async with db.tenant_scope(h["provider_tenant_id"], ctx.user_id):
+            row = (
+                await Grant.select()
+                .output(load_json=True)
+                .where((Grant.id == h["grant_id"]) & (Grant.buyer_tenant_id == ctx.tenant_id))
+                .first()
+            )
+        if row:
+            out.append(
+                {
+                    **_public_grant(row),
+                    "title": h["title"],
+                    "provider_name": await _name(row["tenant_id"]),
+                }
+            )
+    out.sort(key=lambda r: r["created_at"], reverse=True)
+    return out
+
+
+async def _grant_row_for_buyer(ctx: TenantContext, grant_id: uuid.UUID) -> dict[str, Any]:
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        holding = (
+            await GrantHolding.select()
+            .output(load_json=True)
+            .where((GrantHolding.grant_id == grant_id) & (GrantHolding.tenant_id == ctx.tenant_id))
+            .first()
+        )
+        if holding is None:
+            raise not_found()
+        async with db.tenant_scope(holding["provider_tenant_id"], ctx.user_id):
+            row = (
+                await Grant.select()
+                .output(load_json=True)
+                .where((Grant.id == grant_id) & (Grant.buyer_tenant_id == ctx.tenant_id))
+                .first()
+            )
+    if row is None:
+        raise not_found()
+    row["title"] = holding["title"]
+    return row
+
+
+async def buyer_grant(ctx: TenantContext, grant_id: uuid.UUID) -> dict[str, Any]:
+    return _public_grant(await _grant_row_for_buyer(ctx, grant_id))
+
+
+async def grant_for_party(ctx: TenantContext, grant_id: uuid.UUID) -> dict[str, Any]:
+    """A grant as either party sees it (provider: its row; buyer: through its holding)."""
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await Grant.select()
+            .output(load_json=True)
+            .where((Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id))
+            .first()
+        )
+        if row is not None:
+            dataset = (
+                await Dataset.select(Dataset.title)
+                .output(load_json=True)
+                .where(Dataset.id == row["dataset_id"])
+                .first()
+            )
+            row["title"] = dataset["title"] if dataset else ""
+            row["side"] = "provider"
+            return _public_grant(row)
+    row = await _grant_row_for_buyer(ctx, grant_id)
+    row["side"] = "buyer"
+    return _public_grant(row)
+
+
+async def decide_request(
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    *,
+    approve: bool,
+    reason: str = "",
+    days: int | None = None,
+    ip: str = "",
+) -> None:
+    reason = reason.strip()
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await Grant.select()
+            .output(load_json=True)
+            .where((Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id))
+            .first()
+        )
+        if row is None:
+            raise not_found()
+        dataset = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.id == row["dataset_id"])
+            .first()
+        )
+        assert dataset is not None
+        if row["status"] != "requested":
+            raise CanalError(
+                "not_requested",
+                "该申请已处理。",
+                "This request has already been decided.",
+                status=409,
+            )
+        if not approve and not reason:
+            raise invalid(
+                [
+                    _err(
+                        "reason",
+                        "reason_required",
+                        "拒绝时请填写理由。",
+                        "Give a reason for declining.",
+                    )
+                ]
+            )
+        licence = int(dataset["licence_days"])
+        days = licence if days is None else days
+        if approve and not 1 <= days <= licence:
+            raise invalid(
+                [
+                    _err(
+                        "days",
+                        "days_range",
+                        f"授权期限为 1 至 {licence} 天(许可条款上限)。",
+                        f"A grant lasts 1 to {licence} days (the licence's limit).",
+                    )
+                ]
+            )
+        await Grant.update(
+            {
+                Grant.status: "active" if approve else "declined",
+                Grant.reason: reason,
+                Grant.decided_by: ctx.user_id,
+                Grant.decided_at: _now(),
+                Grant.expires_at: _now() + dt.timedelta(days=days) if approve else None,
+            }
+        ).where(Grant.id == grant_id)
+        await _tell(
+            row["requested_by"],
+            row["buyer_tenant_id"],
+            f"/grants/{grant_id}",
+            f"「{dataset['title']}」的使用申请" + ("已获批准" if approve else "被拒绝"),
+            f"Your request for '{dataset['title']}' was " + ("approved" if approve else "declined"),
+            reason,
+            reason,
+        )
+        await record(
+            "exchange.access_approved" if approve else "exchange.access_declined",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(grant_id),
+            ip=ip,
+            data={"buyer": str(row["buyer_tenant_id"]), "days": days, "reason": reason},
+        )
+    if approve and dataset["price_model"] in PAID_UP_FRONT:
+        # After the commit: a payment provider call never holds a database transaction open.
+        # If it fails the grant stays unusable until the buyer retries the payment.
+        try:
+            await request_payment(grant_id, row, dataset)
+        except CanalError:
+            log.warning("payment for grant %s not created yet", grant_id, exc_info=True)
+
+
+def _payment_key(grant_id: uuid.UUID) -> str:
+    return f"exchange-{grant_id}"
+
+
+async def request_payment(
+    grant_id: uuid.UUID, grant: dict[str, Any], dataset: dict[str, Any]
+) -> str:
+    """The buyer's payment for a paid grant through the shared billing (idempotent by grant);
+    returns its status ("succeeded" at once in no-charge mode)."""
+    from canal.platform.billing.services import create_payment
+
+    buyer = _system_ctx(grant["buyer_tenant_id"], grant["requested_by"])
+    payment = await create_payment(
+        buyer,
+        int(dataset["price_fen"]),
+        f"数据集「{dataset['title'][:80]}」使用授权",
+        _payment_key(grant_id),
+    )
+    if payment.status == "succeeded":
+        await _usage(
+            buyer,
+            provider_id=grant["tenant_id"],
+            buyer_id=grant["buyer_tenant_id"],
+            dataset_id=dataset["id"],
+            grant_id=grant_id,
+            action="purchase",
+            rows=0,
+            amount_fen=int(dataset["price_fen"]),
+            detail=dataset["price_model"],
+        )
+    return payment.status
+
+
+async def payment_status(ctx: TenantContext, grant_id: uuid.UUID) -> str | None:
+    """The buyer's payment for this grant, if any (its own billing row, under its own scope)."""
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await Payment.select(Payment.status)
+            .where(
+                (Payment.tenant_id == ctx.tenant_id)
+                & (Payment.idempotency_key == _payment_key(grant_id))
+            )
+            .first()
+        )
+    return str(row["status"]) if row else None
+
+
+async def pay_for_grant(ctx: TenantContext, grant_id: uuid.UUID) -> str:
+    """The buyer (re)requests the payment of an approved paid grant."""
+    grant = await _grant_row_for_buyer(ctx, grant_id)
+    async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
+        dataset = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.id == grant["dataset_id"])
+            .first()
+        )
+    if (
+        grant["status"] != "active"
+        or dataset is None
+        or dataset["price_model"] not in PAID_UP_FRONT
+    ):
+        raise CanalError(
+            "nothing_to_pay",
+            "该授权无需付款。",
+            "There is nothing to pay for this grant.",
+            status=409,
+        )
+    return await request_payment(grant_id, grant, dataset)
+
+
+async def revoke_grant(
+    ctx: TenantContext, grant_id: uuid.UUID, *, reason: str = "", ip: str = ""
+) -> None:
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await Grant.select()
+            .output(load_json=True)
+            .where((Grant.id == grant_id) & (Grant.tenant_id == ctx.tenant_id))
+            .first()
+        )
+        if row is None:
+            raise not_found()
+        if row["status"] != "active":
+            raise CanalError(
+                "not_active",
+                "只能撤销生效中的授权。",
+                "Only an active grant can be revoked.",
+                status=409,
+            )
+        await Grant.update(
+            {Grant.status: "revoked", Grant.reason: reason.strip(), Grant.decided_at: _now()}
+        ).where(Grant.id == grant_id)
+        await _tell(
+            row["requested_by"],
+            row["buyer_tenant_id"],
+            f"/grants/{grant_id}",
+            "数据授权已被提供方撤销",
+            "A data grant was revoked by its provider",
+            reason.strip(),
+            reason.strip(),
+        )
+        await record(
+            "exchange.grant_revoked",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(grant_id),
+            ip=ip,
+            data={"buyer": str(row["buyer_tenant_id"])},
+        )
+
+
+async def _usable_grant(
+    ctx: TenantContext, grant_id: uuid.UUID, mode: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(grant, dataset, version) for a buyer about to use ``mode``; every mode checks here, so
+    expiry or revocation stops them all at once."""
+    grant = await _grant_row_for_buyer(ctx, grant_id)
+    if grant["status"] != "active" or (grant["expires_at"] and grant["expires_at"] <= _now()):
+        raise CanalError(
+            "grant_inactive",
+            "该授权已过期、被撤销或尚未批准,无法使用。",
+            "This grant has expired, was revoked or is not approved yet.",
+            status=403,
+        )
+    if mode not in grant["modes"]:
+        raise CanalError(
+            "mode_not_granted",
+            "该授权不包含此交付方式。",
+            "This grant does not include that delivery mode.",
+            status=403,
+        )
+    provider = grant["tenant_id"]
+    async with db.tenant_scope(provider, ctx.user_id):
+        dataset = (
+            await Dataset.select()
+            .output(load_json=True)
+            .where(Dataset.id == grant["dataset_id"])
+            .first()
+        )
+        versions = (
+            await DatasetVersion.select()
+            .output(load_json=True)
+            .where(
+                (DatasetVersion.dataset_id == grant["dataset_id"])
+                & (DatasetVersion.status == "ready")
+            )
+            .order_by(DatasetVersion.number, ascending=False)
+        )
+    if dataset is None or not versions or dataset["status"] != "approved":
+        raise CanalError(
+            "dataset_unavailable",
+            "该数据集当前不可用。",
+            "This dataset is not available now.",
+            status=409,
+        )
+    if (
+        dataset["price_model"] in PAID_UP_FRONT
+        and await payment_status(ctx, grant_id) != "succeeded"
+    ):
+        raise CanalError(
+            "payment_pending",
+            "该数据集需付费,付款完成后即可使用。",
+            "This dataset is paid for before use; it opens once the payment has succeeded.",
+            status=402,
+        )
+    return grant, dataset, versions[0]
+
+
+# --- delivery 1: masked, fingerprinted download ----------------------------------------------
+
+
+async def deliver_download(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str = "") -> str:
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "download")
+    path = await _local_parquet(version)
+    columns, rows = await asyncio.to_thread(profiling.read_rows, path)
+    types = [c["type"] for c in version["profile"]["columns"] if c["name"] in columns]
+    rules = dataset["masking_rules"] or {}
+    masked = [
+        [masking.spreadsheet_safe(v) for v in r]
+        for r in masking.mask_rows(
+            columns, rows, rules, _kinds(version), grant["hash_salt"].encode()
+        )
+    ]
+    out_columns = masking.delivered_columns(columns, rules)
+    out_types = [t for c, t in zip(columns, types, strict=True) if c in out_columns]
+    keep = {c for c in out_columns if rules.get(c, "keep") == "keep"}
+    marked = {
+        c: s
+        for c, s in fingerprint.choose_columns(
+            out_columns,
+            [t if c in keep else "VARCHAR" for c, t in zip(out_columns, out_types, strict=True)],
+            masked,
+        ).items()
+    }
+    stored_marks = grant["fingerprint_columns"] or {}
+    if stored_marks and set(stored_marks) <= set(out_columns):
+        marked = stored_marks
+    marked_rows = fingerprint.embed(
+        bytes.fromhex(grant["fingerprint_secret"]), out_columns, masked, marked
+    )
+    data = profiling.rows_as_csv(out_columns, marked_rows)
+    name = f"{dataset['title'][:60]}-v{version['number']}.csv"
+    stored = await object_store().upload_bytes(ctx, "dataset", data, filename=name, ip=ip)
+    url = await object_store().presigned_get(stored, ctx, expires=dt.timedelta(minutes=5))
+    async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
+        if marked != stored_marks:
+            await Grant.update({Grant.fingerprint_columns: marked}).where(Grant.id == grant_id)
+        await record(
+            "exchange.download",
+            actor_id=ctx.user_id,
+            tenant_id=grant["tenant_id"],
+            target=str(grant_id),
+            ip=ip,
+            data={"rows": len(rows), "version": version["number"]},
+        )
+        await _usage(
+            ctx,
+            provider_id=grant["tenant_id"],
+            buyer_id=ctx.tenant_id,
+            dataset_id=dataset["id"],
+            grant_id=grant_id,
+            action="download",
+            rows=len(rows),
+            detail=f"v{version['number']}",
+        )
+    return url
+
+
+@dataclass
+class Identified:
+    grant_id: uuid.UUID
+    provider_tenant_id: uuid.UUID
+    buyer_tenant_id: uuid.UUID
+    buyer_name: str
+    dataset_id: uuid.UUID
+    matches: int
+    checked: int
+
+
+async def identify(data: bytes) -> Identified | None:
+    """Which grant a leaked CSV was delivered under (platform scope: a command, not a route)."""
+    header, rows = fingerprint.read_csv_bytes(data)
+    async with db.platform_scope():
+        grants = await Grant.select().output(load_json=True).where(Grant.fingerprint_columns != {})
+    best: Identified | None = None
+    for g in grants:
+        marks = g["fingerprint_columns"] or {}
+        if not marks:
+            continue
+        matches, total = fingerprint.score(
+            bytes.fromhex(g["fingerprint_secret"]), header, rows, marks
+        )
+        if fingerprint.is_match(matches, total) and (
+            best is None or matches / total > best.matches / best.checked
+        ):
+            best = Identified(
+                g["id"],
+                g["tenant_id"],
+                g["buyer_tenant_id"],
+                g["buyer_name"],
+                g["dataset_id"],
+                matches,
+                total,
+            )
+    return best
+
+
+# --- delivery 2: compute-to-data ------------------------------------------------------------
+
+
+@dataclass
+class QueryAnswer:
+    id: uuid.UUID
+    columns: list[str]
+    rows: list[list[Any]]
+    suppressed_groups: int
+    elapsed_ms: int
+    remaining_today: int
+
+
+async def _compute_copy(
+    dataset: dict[str, Any], version: dict[str, Any]
+) -> tuple[Path, set[str], set[str], set[str]]:
+    """A Parquet with only the columns kept as is (others never enter the sandbox)."""
+    rules = dataset["masking_rules"] or {}
+    kinds = _kinds(version)
+    columns = [c for c in kinds if rules.get(c, "keep") == "keep" and not kinds[c]]
+    sensitive = set(kinds) - set(columns)
+    digest = hashlib.sha256(json.dumps(sorted(columns)).encode()).hexdigest()[:16]
+    cache = get_settings().var_dir / "exchange-cache"
+    path = cache / f"{version['parquet_file_id']}-compute-{digest}.parquet"
+    if not path.exists():
+        source = await _local_parquet(version)
+
+        def build() -> None:
+            con = profiling.connect()
+            try:
+                select = ", ".join('"' + c.replace('"', '""') + '"' for c in columns) or "1 AS _"
+                partial = path.with_suffix(f".{secrets.token_hex(4)}.part")
+                src = str(source).replace("'", "''")
+                con.execute(
+                    f"COPY (SELECT {select} FROM read_parquet('{src}')) "
+                    f"TO '{str(partial).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)"
+                )
+                partial.replace(path)
+            finally:
+                con.close()
+
+        await asyncio.to_thread(build)
+    rows = max(1, int(version["rows"] or 0))
+    identifying = {
+        c["name"]
+        for c in version["profile"]["columns"]
+        if c["name"] in columns
+        and rows >= 20
+        and c["distinct"] / rows > IDENTIFYING_RATIO
+        and not str(c["type"]).upper().startswith(("DOUBLE", "DECIMAL", "FLOAT", "REAL"))
+    }
+    return path, set(columns), sensitive, identifying
+
+
+async def run_compute(
+    ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: str = ""
+) -> QueryAnswer:
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "compute")
+    provider = grant["tenant_id"]
+    today = _now().replace(hour=0, minute=0, second=0, microsecond=0)
+    async with db.tenant_scope(provider, ctx.user_id):
+        used = await QueryRun.count().where(
+            (QueryRun.grant_id == grant_id)
+            & (QueryRun.created_at >= today)
+            & (QueryRun.status == "done")
+        )
+    budget = int(dataset["daily_query_budget"])
+    if used >= budget:
+        raise CanalError(
+            "query_budget_exhausted",
+            f"该授权今日的 {budget} 次查询额度已用完(防止通过大量查询差分推断个人数据)。",
+            f"This grant's {budget} queries for today are used up (a limit against "
+            "differencing out individuals with many queries).",
+            status=429,
+        )
+    path, columns, sensitive, identifying = await _compute_copy(dataset, version)
+    started = time.monotonic()
+    run = QueryRun(
+        tenant_id=provider,
+        grant_id=grant_id,
+        buyer_tenant_id=ctx.tenant_id,
+        user_id=ctx.user_id,
+        sql=sql[:4000],
+        status="done",
+    )
+    try:
+        plan = sandbox.plan_query(
+            sql, columns=columns, sensitive=sensitive, identifying=identifying
+        )
+        out_columns, raw = await sandbox.run_query(path, plan, timeout=QUERY_TIMEOUT)
+        result = sandbox.release(out_columns, raw, plan, min_cohort=int(dataset["min_cohort"]))
+    except CanalError as error:
+        run.status, run.error_code = "refused", error.code
+        run.elapsed_ms = int((time.monotonic() - started) * 1000)
+        async with db.tenant_scope(provider, ctx.user_id):
+            await run.save()
+            await record(
+                "exchange.query_refused",
+                actor_id=ctx.user_id,
+                tenant_id=provider,
+                target=str(grant_id),
+                ip=ip,
+                data={"code": error.code, "sql": sql[:500]},
+            )
+        raise
+    run.result_rows = len(result.rows)
+    run.suppressed_groups = result.suppressed_groups
+    run.elapsed_ms = int((time.monotonic() - started) * 1000)
+    price = int(dataset["price_fen"]) if dataset["price_model"] == "per_query" else 0
+    async with db.tenant_scope(provider, ctx.user_id):
+        await run.save()
+        await _usage(
+            ctx,
+            provider_id=provider,
+            buyer_id=ctx.tenant_id,
+            dataset_id=dataset["id"],
+            grant_id=grant_id,
+            action="query",
+            rows=len(result.rows),
+            amount_fen=price,
+            detail=f"{result.suppressed_groups} suppressed",
+        )
+    return QueryAnswer(
+        run.id,
+        result.columns,
+        result.rows,
+        result.suppressed_groups,
+        run.elapsed_ms,
+        budget - used - 1,
+    )
+
+
+async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[str, Any]]:
+    grant = await grant_for_party(ctx, grant_id)
+    async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
+        return (
+            await QueryRun.select()
+            .output(load_json=True)
+            .where(QueryRun.grant_id == grant_id)
+            .order_by(QueryRun.created_at, ascending=False)
+            .limit(50)
+        )
+
+
+# --- delivery 3: paged, masked API ----------------------------------------------------------
+
+
+async def rate_limit(redis: Any, grant_id: uuid.UUID) -> None:
+    window = int(time.time() // 60)
+    key = f"canal:exchange:rate:{grant_id}:{window}"
+    count = await redis.incr(key)
+    if count == 1:
+        await redis.expire(key, 120)
+    if count > API_RATE_PER_MINUTE:
+        raise CanalError(
+            "rate_limited",
+            f"该授权每分钟最多请求 {API_RATE_PER_MINUTE} 页,请稍后再试。",
+            f"This grant allows {API_RATE_PER_MINUTE} pages a minute; try again shortly.",
+            status=429,
+        )
+
+
+@dataclass
+class RowsPage:
+    columns: list[str]
+    rows: list[list[Any]]
+    page: int
+    size: int
+    total: int
+
+
+async def api_rows(
+    ctx: TenantContext, grant_id: uuid.UUID, *, page: int, size: int, redis: Any, ip: str = ""
+) -> RowsPage:
+    if page < 1 or not 1 <= size <= API_PAGE_MAX:
+        raise invalid(
+            [
+                _err(
+                    "size",
+                    "page_range",
+                    f"页码从 1 开始,每页 1 至 {API_PAGE_MAX} 行。",
+                    f"Pages start at 1 and hold 1 to {API_PAGE_MAX} rows.",
+                )
+            ]
+        )
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "api")
+    await rate_limit(redis, grant_id)
+    path = await _local_parquet(version)
+    columns, rows = await asyncio.to_thread(
+        profiling.read_rows, path, offset=(page - 1) * size, limit=size
+    )
+    rules = dataset["masking_rules"] or {}
+    masked = masking.mask_rows(columns, rows, rules, _kinds(version), grant["hash_salt"].encode())
+    await _usage(
+        ctx,
+        provider_id=grant["tenant_id"],
+        buyer_id=ctx.tenant_id,
+        dataset_id=dataset["id"],
+        grant_id=grant_id,
+        action="api_page",
+        rows=len(masked),
+        detail=f"page {page}",
+    )
+    return RowsPage(
+        masking.delivered_columns(columns, rules),
+        [[_json_value(v) for v in r] for r in masked],
+        page,
+        size,
+        int(version["rows"]),
+    )
+
+
+# --- usage audit ----------------------------------------------------------------------------
+
+
+async def usage_events(ctx: TenantContext, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The operator sees every party's events; anyone else its own tenant's."""
+    if is_operator(ctx):
+        async with db.platform_scope(ctx.user_id):
+            return (
+                await UsageEvent.select()
+                .where(UsageEvent.side == "provider")
+                .order_by(UsageEvent.created_at, ascending=False)
+                .limit(limit)
+            )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        return (
+            await UsageEvent.select()
+            .where(UsageEvent.tenant_id == ctx.tenant_id)
+            .order_by(UsageEvent.created_at, ascending=False)
+            .limit(limit)
+        )
+
+
+def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per day (Beijing time): uses by action, and revenue in yuan."""
+    tz = dt.timezone(dt.timedelta(hours=8))
+    days: dict[str, dict[str, float]] = {}
+    for e in events:
+        day = e["created_at"].astimezone(tz).date().isoformat()
+        bucket = days.setdefault(
+            day,
+            {"sample": 0, "download": 0, "query": 0, "api_page": 0, "purchase": 0, "revenue": 0.0},
+        )
+        bucket[e["action"]] = bucket.get(e["action"], 0) + 1
+        bucket["revenue"] += e["amount_fen"] / 100
+    ordered = sorted(days)
+    return {
+        "days": ordered,
+        "series": {
+            k: [days[d].get(k, 0) for d in ordered]
+            for k in ("sample", "download", "query", "api_page", "purchase", "revenue")
+        },
+    }

@@ -1,0 +1,130 @@
+"""Data trading in a real browser (phone-sized Chromium): a provider lists a dataset and
+uploads a CSV, sees the profile with the personal data found; the operator approves; a buyer
+finds it in the catalogue, sees the masked sample and requests compute access; the provider
+approves; the buyer's aggregate query is answered and a raw-row query refused.
+Screenshots in ``test-artifacts/e2e/exchange-*.png``."""
+
+from __future__ import annotations
+
+import pytest
+
+from canal.exchange import services
+from canal.platform.http.context import TenantContext, TenantRef
+from tests.e2e import test_browser_journey as journey
+from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page  # noqa: F401
+from tests.exchange.helpers import approved_provider, electricity_csv, make_org
+from tests.factories import make_operator_staff
+
+pytestmark = pytest.mark.browser
+
+
+async def _shot(tab, name: str) -> None:
+    await tab.screenshot(path=str(ARTIFACTS / f"exchange-{name}.png"), full_page=True)
+
+
+async def _sign_in(tab, server_url: str, person) -> None:
+    await tab.context.clear_cookies()
+    await tab.goto(f"{server_url}/login")
+    await tab.fill("#f-login", person.login)
+    await tab.fill("#f-password", person.password)
+    await tab.click("form[action='/login'] button[type=submit]")
+    await tab.wait_for_load_state("networkidle")
+    assert "/login" not in tab.url, await tab.inner_text("main")
+
+
+async def _operator_ctx() -> TenantContext:
+    from canal.tenants.tables import Tenant
+
+    staff = await make_operator_staff()
+    row = await Tenant.select().where(Tenant.id == staff["operator_id"]).first()
+    assert row is not None
+    return TenantContext(
+        TenantRef(row["id"], row["slug"], row["name"], "operator", "active"),
+        staff["admin"].user_id,
+        ("owner",),
+    )
+
+
+@pytest.fixture(scope="module")
+async def people(app):
+    """Made before the server process starts, so it loads their roles with the policy."""
+    return await approved_provider("数智软件"), await make_org("明德财税")
+
+
+@pytest.fixture(scope="module")
+def server(people, runtime, settings):
+    yield from journey.server.__wrapped__(runtime, settings)  # type: ignore[attr-defined]
+
+
+async def test_list_review_find_request_and_compute(page, server, people):  # noqa: F811
+    provider, buyer = people
+
+    # 1. The provider lists a dataset and uploads its first version.
+    await _sign_in(page, server, provider.owner)
+    response = await page.goto(f"{server}{provider.web}/datasets/new")
+    assert response is not None and response.status == 200, await page.inner_text("main")
+    await page.fill("#f-title", "东昌府区企业月度用电量")
+    await page.fill("#f-description", "2025 年各企业按月的用电量与电费,按行业分类。")
+    await page.select_option("#f-category", "energy")
+    await page.select_option("#f-update_frequency", "monthly")
+    await page.fill("#f-source_statement", "本公司能源管理平台采集的企业电表数据,经企业授权。")
+    await page.select_option("#f-sensitivity", "internal")
+    await page.fill("#f-licence_purpose", "产业分析与政策研究")
+    await _shot(page, "01-new-dataset")
+    await page.click("form[action$='/datasets'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "/datasets/" in page.url, await page.inner_text("main")
+    await page.set_input_files(
+        "#f-file", files=[{"name": "用电.csv", "mimeType": "text/csv", "buffer": electricity_csv()}]
+    )
+    await page.click("form[action$='/versions'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    main = await page.inner_text("main")
+    assert "手机号" in main and "身份证号" in main and "240" in main
+    await _shot(page, "02-profile")
+    await page.click("form[action$='/submit'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    dataset_id = page.url.rstrip("/").rsplit("/", 1)[1]
+
+    # 2. The operator approves (its staff sign in with TOTP; done here through the service).
+    await services.review_dataset(await _operator_ctx(), dataset_id, approve=True, reason="")
+
+    # 3. The buyer finds it, sees the masked sample and asks for compute access.
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/catalogue?q=用电")
+    await page.click(f"a[href$='/catalogue/{dataset_id}']")
+    await page.wait_for_load_state("networkidle")
+    assert "****" in await page.inner_text("main")
+    await _shot(page, "03-listing")
+    await page.fill("#f-purpose", "研究本区制造业用电的季节性变化。")
+    await page.check("input[name=modes][value=compute]")
+    await page.click("form[action$='/request'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    grant_path = page.url.split(server, 1)[1]
+    grant_id = grant_path.rsplit("/", 1)[1]
+    assert "已申请" in await page.inner_text("main")
+
+    # 4. The provider approves.
+    await _sign_in(page, server, provider.owner)
+    await page.goto(f"{server}{provider.web}/grants/{grant_id}")
+    await page.click("button[name=decision][value=approve]")
+    await page.wait_for_load_state("networkidle")
+    assert "生效中" in await page.inner_text("main")
+
+    # 5. The buyer queries: an aggregate is answered, raw rows are refused with the reason.
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    await page.fill("#f-sql", "SELECT * FROM data")
+    await page.click("form[action$='/queries'] button[type=submit]")
+    await page.wait_for_selector("#f-sql-error")
+    assert "SELECT *" in await page.inner_text("#f-sql-error")
+    await _shot(page, "04-refused")
+    await page.fill(
+        "#f-sql",
+        "SELECT 行业, count(*) AS 企业月数, avg(用电量) AS 平均用电 FROM data GROUP BY 行业",
+    )
+    await page.click("form[action$='/queries'] button[type=submit]")
+    await page.wait_for_selector("#query-result")
+    table = await page.inner_text("#query-result")
+    assert "机械制造" in table and "平均用电" in table
+    await _shot(page, "05-answer")
