@@ -1185,13 +1185,28 @@ async def start_upload(
         name, folder_id = existing.name, existing.folder_id
     else:
         name = check_name(name, "file")
-    usage_now = await usage(space)
-    if usage_now.used_bytes + size > usage_now.quota_bytes:
-        if space.personal:
-            raise _quota_full(usage_now.quota_bytes, usage_now.used_bytes)
-        raise storage.quota_exceeded(usage_now.quota_bytes, usage_now.used_bytes)
     upload_id = uuid.uuid4()
     async with space.scope():
+        # Open uploads reserve their size: parts staged for many uploads at once could
+        # otherwise hold far more than the quota. One lock per owner keeps two starts in turn.
+        await _q(
+            space,
+            "SELECT pg_advisory_xact_lock(hashtextextended({}, 43))",
+            f"uploads/{space.owner_id}",
+        )
+        usage_now = await usage(space)
+        pending = await _q(
+            space,
+            "SELECT coalesce(sum(size), 0) AS bytes FROM @uploads WHERE @owner = {} "
+            "AND created_at > {}",
+            space.owner_id,
+            _now() - UPLOAD_TTL,
+        )
+        used = usage_now.used_bytes + int(pending[0]["bytes"])
+        if used + size > usage_now.quota_bytes:
+            if space.personal:
+                raise _quota_full(usage_now.quota_bytes, used)
+            raise storage.quota_exceeded(usage_now.quota_bytes, used)
         if folder_id is not None:
             await _folder_row(space, folder_id)
         await _q(
@@ -1247,17 +1262,17 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
             status=409,
         )
     store = object_store()
-
-    async def discard() -> None:
-        await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
-        async with space.scope():
-            await _q(
-                space,
-                "DELETE FROM @uploads WHERE id = {} AND @owner = {}",
-                upload_id,
-                space.owner_id,
-            )
-
+    # Claim the upload: a second "complete" at the same time finds nothing (404) instead of
+    # assembling the same parts into a second version.
+    async with space.scope():
+        claimed = await _q(
+            space,
+            "DELETE FROM @uploads WHERE id = {} AND @owner = {} RETURNING *",
+            upload_id,
+            space.owner_id,
+        )
+    if not claimed:
+        raise not_found()
     try:
         made = await upload(
             space,
@@ -1269,10 +1284,33 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
             into_file=status.into_file,
         )
     except CanalError:
-        await discard()  # judged and refused (type, quota, name): the parts are of no use
+        # Judged and refused (type, quota, name): the parts are of no use.
+        await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
         raise
-    # Any other failure (a storage hiccup) keeps the parts: completing again may succeed.
-    await discard()
+    except BaseException:
+        # Any other failure (a storage hiccup) keeps the parts: completing again may succeed.
+        row = claimed[0]
+        async with space.scope():
+            await _q(
+                space,
+                "INSERT INTO @uploads (id, @owner, folder_id, into_file, name, size, part_size, "
+                "created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                *(row[c] for c in ("id", "tenant_id" if not space.personal else "owner_id")),
+                *(
+                    row[c]
+                    for c in (
+                        "folder_id",
+                        "into_file",
+                        "name",
+                        "size",
+                        "part_size",
+                        "created_by",
+                        "created_at",
+                    )
+                ),
+            )
+        raise
+    await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
     return made
 
 
