@@ -224,3 +224,32 @@ async def test_bad_input_never_answers_500(client, org, space):
         answer = await client.post(f"{base}{path}", data={"_csrf": token, **data})
         assert 400 <= answer.status_code < 500, (path, data, answer.status_code)
         assert "<html" in answer.text.lower()[:200] or "<main" in answer.text, path
+
+
+async def test_the_generic_file_routes_leave_the_banks_objects_alone(owner_client, org):
+    """A bank version's object deleted through /files would leave the version dangling (and
+    a backup copy deleted there would break its restore); uploads into the bank's purposes
+    would make objects no bank row knows."""
+    made = (await _upload(owner_client, org.base, "账本.txt", b"ledger")).json()
+    detail = (await owner_client.get(f"{API}{org.base}/files/{made['id']}")).json()
+    object_id = detail["versions"][0]["object_id"]
+    slug = org.slug
+    refused = await owner_client.delete(f"{API}/t/{slug}/files/{object_id}")
+    assert refused.status_code == 409 and refused.json()["code"] == "file_managed"
+    token = csrf_from((await owner_client.get(f"/t/{slug}/storage")).text)
+    form = await owner_client.post(f"/t/{slug}/files/{object_id}/delete", data={"_csrf": token})
+    assert form.status_code == 409
+    storage_page = await owner_client.get(f"/t/{slug}/storage")
+    assert f"/files/{object_id}/delete" not in storage_page.text
+    for purpose in ("bank", "bank-backup", "bank-cold"):
+        stray = await owner_client.post(
+            f"{API}/t/{slug}/files", params={"purpose": purpose, "name": "x.txt"}, content=b"x"
+        )
+        assert stray.status_code == 409, purpose
+        direct = await owner_client.post(
+            f"{API}/t/{slug}/files/direct", json={"purpose": purpose, "name": "x.txt", "size": 1}
+        )
+        assert direct.status_code == 409, purpose
+    url = (await owner_client.get(f"{API}{org.base}/files/{made['id']}/download")).json()["url"]
+    async with httpx.AsyncClient() as s3:
+        assert (await s3.get(url)).content == b"ledger"
