@@ -4,6 +4,8 @@ for 7 days)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -253,3 +255,23 @@ async def test_the_generic_file_routes_leave_the_banks_objects_alone(owner_clien
     url = (await owner_client.get(f"{API}{org.base}/files/{made['id']}/download")).json()["url"]
     async with httpx.AsyncClient() as s3:
         assert (await s3.get(url)).content == b"ledger"
+
+
+async def test_two_crossing_folder_moves_at_once_cannot_make_a_cycle(owner_client, org):
+    """A into B and B into A at the same moment: each check alone sees no cycle; without a
+    lock both could pass and leave two folders that reach only each other (gone from the
+    tree). One move wins; the other is refused."""
+
+    async def mkdir(name: str) -> str:
+        made = await owner_client.post(f"{API}{org.base}/folders", json={"name": name})
+        return str(made.json()["id"])
+
+    for _ in range(5):
+        a, b = await mkdir(f"甲{_}"), await mkdir(f"乙{_}")
+        answers = await asyncio.gather(
+            owner_client.post(f"{API}{org.base}/folders/{a}/move", json={"target_id": b}),
+            owner_client.post(f"{API}{org.base}/folders/{b}/move", json={"target_id": a}),
+        )
+        assert sorted(x.status_code for x in answers) == [200, 422]
+        top = (await owner_client.get(f"{API}{org.base}")).json()["listing"]["folders"]
+        assert {f["id"] for f in top} & {a, b}  # one of them is still reachable from the top

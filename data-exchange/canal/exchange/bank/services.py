@@ -536,6 +536,13 @@ async def _subtree(space: Space, folder_id: uuid.UUID) -> list[uuid.UUID]:
 
 async def move_folder(space: Space, folder_id: uuid.UUID, target_id: uuid.UUID | None) -> Folder:
     async with space.scope():
+        # Folder moves of one owner wait in turn: two crossing moves (A into B, B into A)
+        # would each pass the cycle check alone and leave both cut off from the tree.
+        await _q(
+            space,
+            "SELECT pg_advisory_xact_lock(hashtextextended({}, 44))",
+            f"moves/{space.owner_id}",
+        )
         folder = await _folder_row(space, folder_id)
         if target_id is not None:
             await _folder_row(space, target_id)
