@@ -275,3 +275,29 @@ async def test_two_crossing_folder_moves_at_once_cannot_make_a_cycle(owner_clien
         assert sorted(x.status_code for x in answers) == [200, 422]
         top = (await owner_client.get(f"{API}{org.base}")).json()["listing"]["folders"]
         assert {f["id"] for f in top} & {a, b}  # one of them is still reachable from the top
+
+
+async def test_a_file_moved_into_a_folder_being_deleted_goes_to_the_bin_with_it(owner_client, org):
+    """Move and delete at once: the file must end up either in the bin with the folder or
+    still at the top — never alive inside a deleted folder (invisible everywhere, yet using
+    space)."""
+    from canal.exchange.bank import services
+
+    for round_ in range(8):
+        folder = (
+            await owner_client.post(f"{API}{org.base}/folders", json={"name": f"去{round_}"})
+        ).json()["id"]
+        file_id = (await _upload(owner_client, org.base, f"件{round_}.txt", b"x")).json()["id"]
+        await asyncio.gather(
+            owner_client.post(f"{API}{org.base}/files/{file_id}/move", json={"target_id": folder}),
+            owner_client.post(f"{API}{org.base}/folders/{folder}/delete"),
+        )
+        async with services.db.tenant_scope(org.ctx.tenant_id):
+            rows = await services.BankFile.raw(
+                "SELECT f.deleted_at IS NULL AS alive, d.deleted_at IS NULL AS folder_alive "
+                "FROM bank_files f LEFT JOIN bank_folders d ON d.id = f.folder_id "
+                "WHERE f.id = {}",
+                file_id,
+            )
+        [row] = rows
+        assert not (row["alive"] and row["folder_alive"] is False), round_

@@ -309,11 +309,18 @@ def _share(row: dict[str, Any]) -> Share:
     )
 
 
-async def _folder_row(space: Space, folder_id: uuid.UUID) -> Folder:
+async def _folder_row(space: Space, folder_id: uuid.UUID, *, place: bool = False) -> Folder:
+    """``place``: the folder is where something is put (a move's target, an upload's or a
+    new folder's parent) — its row is locked until commit, so a delete of that folder at the
+    same moment waits and then takes the new item to the bin with it (or, when the delete
+    came first, this finds the folder gone) instead of leaving it alive inside a deleted
+    folder, where no listing and no bin would ever show it."""
     cols = "*" if not space.personal else "id, parent_id, name, created_at"
+    lock = " FOR SHARE" if place else ""
     rows = await _q(
         space,
-        f"SELECT {cols} FROM @folders WHERE id = {{}} AND @owner = {{}} AND deleted_at IS NULL",
+        f"SELECT {cols} FROM @folders WHERE id = {{}} AND @owner = {{}} AND deleted_at IS NULL"
+        + lock,
         folder_id,
         space.owner_id,
     )
@@ -485,7 +492,7 @@ async def create_folder(space: Space, parent_id: uuid.UUID | None, raw_name: str
     name = check_name(raw_name, "folder")
     async with space.scope():
         if parent_id:
-            await _folder_row(space, parent_id)
+            await _folder_row(space, parent_id, place=True)
         if await _sibling_taken(space, parent_id, name):
             raise _name_taken()
         folder_id = uuid.uuid4()
@@ -545,7 +552,7 @@ async def move_folder(space: Space, folder_id: uuid.UUID, target_id: uuid.UUID |
         )
         folder = await _folder_row(space, folder_id)
         if target_id is not None:
-            await _folder_row(space, target_id)
+            await _folder_row(space, target_id, place=True)
             if target_id in await _subtree(space, folder_id):
                 raise invalid(
                     [
@@ -715,7 +722,7 @@ async def upload(
                 if used + stored.size > PERSONAL_QUOTA:
                     raise _quota_full(PERSONAL_QUOTA, used)
             if folder_id is not None:
-                await _folder_row(space, folder_id)
+                await _folder_row(space, folder_id, place=True)
             if into_file is not None:
                 await _file_row(space, into_file)
                 file_id = into_file
@@ -868,7 +875,7 @@ async def move_file(space: Space, file_id: uuid.UUID, target_id: uuid.UUID | Non
     async with space.scope():
         file = await _file_row(space, file_id)
         if target_id is not None:
-            await _folder_row(space, target_id)
+            await _folder_row(space, target_id, place=True)
         if await _sibling_taken(space, target_id, file.name, except_id=file_id):
             raise _name_taken("target")
         await _q(
@@ -1017,7 +1024,8 @@ async def restore_trash(space: Space, trash_id: uuid.UUID, *, ip: str = "") -> N
         if place is not None:
             alive = await _q(
                 space,
-                "SELECT id FROM @folders WHERE id = {} AND @owner = {} AND deleted_at IS NULL",
+                "SELECT id FROM @folders WHERE id = {} AND @owner = {} AND deleted_at IS NULL "
+                "FOR SHARE",  # like _folder_row(place=True): a delete at once waits
                 place,
                 space.owner_id,
             )
@@ -1967,7 +1975,7 @@ async def restore_backup(space: Space, backup_id: uuid.UUID, *, ip: str = "") ->
                 else:
                     place: uuid.UUID | None = backup.folder_id
                     try:
-                        await _folder_row(space, backup.folder_id)
+                        await _folder_row(space, backup.folder_id, place=True)
                     except CanalError:
                         place = None
                     name = await _free_name(
