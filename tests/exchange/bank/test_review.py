@@ -301,3 +301,28 @@ async def test_a_file_moved_into_a_folder_being_deleted_goes_to_the_bin_with_it(
             )
         [row] = rows
         assert not (row["alive"] and row["folder_alive"] is False), round_
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+async def test_a_link_stopped_by_deleting_stays_stopped_after_a_restore(owner_client, org, what):
+    folder = (await owner_client.post(f"{API}{org.base}/folders", json={"name": "外发"})).json()
+    file_id = (await _upload(owner_client, org.base, "报价.txt", b"price", folder["id"])).json()[
+        "id"
+    ]
+    link = (
+        await owner_client.post(f"{API}{org.base}/files/{file_id}/shares", json={"days": 5})
+    ).json()["url"]
+    token = link.rsplit("/", 1)[-1]
+    async with _other(owner_client) as anon:
+        anon.cookies.clear()
+        anon.headers.pop("X-CSRF-Token", None)
+        assert (await anon.get(f"{API}/bank/s/{token}")).status_code == 200
+        target = f"/files/{file_id}" if what == "file" else f"/folders/{folder['id']}"
+        await owner_client.post(f"{API}{org.base}{target}/delete")
+        assert (await anon.get(f"{API}/bank/s/{token}")).status_code == 404
+        [item] = (await owner_client.get(f"{API}{org.base}/trash")).json()
+        await owner_client.post(f"{API}{org.base}/trash/{item['trash_id']}/restore")
+        assert (await owner_client.get(f"{API}{org.base}/files/{file_id}")).status_code == 200
+        assert (await anon.get(f"{API}/bank/s/{token}")).status_code == 404
+    shares = (await owner_client.get(f"{API}{org.base}/files/{file_id}")).json()["shares"]
+    assert shares[0]["revoked_at"] is not None  # shown as revoked on the file page

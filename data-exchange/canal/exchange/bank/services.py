@@ -891,6 +891,18 @@ async def move_file(space: Space, file_id: uuid.UUID, target_id: uuid.UUID | Non
 # --- the recycle bin --------------------------------------------------------------------------
 
 
+async def _revoke_links(space: Space, file_ids: list[uuid.UUID]) -> None:
+    """Deleting revokes the files' share links for good: restoring from the bin must not
+    bring back a link its owner may have deleted the file to stop."""
+    await _q(
+        space,
+        "UPDATE @shares SET revoked_at = now() WHERE @owner = {} AND file_id = ANY({}::uuid[]) "
+        "AND revoked_at IS NULL",
+        space.owner_id,
+        file_ids,
+    )
+
+
 async def delete_file(space: Space, file_id: uuid.UUID, *, ip: str = "") -> None:
     async with space.scope():
         file = await _file_row(space, file_id)
@@ -903,6 +915,7 @@ async def delete_file(space: Space, file_id: uuid.UUID, *, ip: str = "") -> None
             file_id,
             space.owner_id,
         )
+        await _revoke_links(space, [file_id])
         await record(
             "bank.deleted",
             actor_id=space.user_id,
@@ -929,16 +942,17 @@ async def delete_folder(space: Space, folder_id: uuid.UUID, *, ip: str = "") -> 
             space.owner_id,
             ids,
         )
-        await _q(
+        binned = await _q(
             space,
             "UPDATE @files SET deleted_at = now(), trash_id = {}, trash_root = false, "
             "deleted_by = {} WHERE @owner = {} AND folder_id = ANY({}::uuid[]) "
-            "AND deleted_at IS NULL",
+            "AND deleted_at IS NULL RETURNING id",
             trash_id,
             space.user_id,
             space.owner_id,
             ids,
         )
+        await _revoke_links(space, [r["id"] for r in binned])
         await record(
             "bank.deleted",
             actor_id=space.user_id,
