@@ -326,3 +326,41 @@ async def test_a_link_stopped_by_deleting_stays_stopped_after_a_restore(owner_cl
         assert (await anon.get(f"{API}/bank/s/{token}")).status_code == 404
     shares = (await owner_client.get(f"{API}{org.base}/files/{file_id}")).json()["shares"]
     assert shares[0]["revoked_at"] is not None  # shown as revoked on the file page
+
+
+async def test_every_personal_route_with_an_id_finds_nothing_of_another_person(app, client):
+    """Not a hand-picked list: every /api/v1/me/bank route that names an object, filled
+    with another person's ids, answers 404 (personal tables have no row-level security;
+    only the owner filter protects them)."""
+    import re
+
+    victim, attacker = await make_resident(), await make_resident()
+    await sign_in(client, victim)
+    ids = await _victim_ids(client, "/me/bank")
+    values = {
+        "bank_folder_id": ids["folder"],
+        "bank_file_id": ids["file"],
+        "version_id": ids["version"],
+        "share_id": ids["share"],
+        "upload_id": ids["upload"],
+        "trash_id": ids["trash"],
+        "part": "0",
+    }
+    checked = 0
+    async with _other(client) as other:
+        await sign_in(other, attacker)
+        for route in app.routes:
+            if not route.path.startswith("/api/v1/me/bank/") or "{" not in route.path:
+                continue
+            path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], route.path)
+            for method in route.methods - {"HEAD", "OPTIONS"}:
+                bodies = {"/rename": {"name": "x"}, "/move": {"target_id": None}}
+                bodies["/shares"] = {"days": 1}
+                body = next((b for k, b in bodies.items() if route.path.endswith(k)), None)
+                kwargs = {"content": b"12345"} if method == "PUT" else {"json": body}
+                answer = await other.request(method, path, **kwargs)
+                assert answer.status_code == 404, (method, route.path, answer.status_code)
+                checked += 1
+    assert checked >= 18
+    detail = (await client.get(f"{API}/me/bank/files/{ids['file']}")).json()
+    assert detail["file"]["name"] == "病历.txt" and len(detail["versions"]) == 2
