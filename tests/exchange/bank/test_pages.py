@@ -101,3 +101,13 @@ async def test_listing_comes_first_and_phone_cards_keep_each_name_in_one_cell(ow
     assert page.index('id="items-title"') < page.index('id="upload-title"')
     assert '<td data-label="名称"><span><small class="badge">文件夹</small>' in page
     assert "<h1>年报</h1>" in page
+
+
+async def test_one_version_is_singular_in_english(owner_client, org):
+    made = await owner_client.post(
+        f"/api/v1{org.base}/upload", params={"name": "one.txt"}, content=b"one"
+    )
+    page = await owner_client.get(f"{org.base}/files/{made.json()['id']}?lang=en")
+    assert "1 version" in page.text and "1 versions" not in page.text
+    zh = await owner_client.get(f"{org.base}/files/{made.json()['id']}?lang=zh-CN")
+    assert "1 个版本" in zh.text
