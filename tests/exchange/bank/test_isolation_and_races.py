@@ -1,6 +1,6 @@
-"""Review findings: a person reaching another's bank by id, a reader changing things, another
-organisation's folder as a move target, bad input answering 500 (or a "0 days" link made
-for 7 days)."""
+"""Attacks and races: a person reaching another's bank by id, a reader changing things, another
+organisation's folder as a move target, bad input answering 500 (or a "0 days" link made for
+7 days), crossing folder moves, a move into a folder being deleted, links revived by a restore."""
 
 from __future__ import annotations
 
