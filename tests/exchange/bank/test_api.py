@@ -266,6 +266,31 @@ async def test_every_bank_api_is_in_the_openapi_document(client):
     assert not any(p.startswith(("/t/", "/me/")) for p in paths)  # pages stay out
 
 
+async def test_every_bank_page_has_its_api_twin_and_every_api_is_documented(app, client):
+    """Not a hand-picked list: every registered bank route, page ↔ /api/v1 twin (same path,
+    same method), every API path and method in the OpenAPI document."""
+    import re
+
+    schema = (await client.get("/api/schema/openapi.json")).json()["paths"]
+
+    def plain(path: str) -> str:
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+    routes = [
+        (plain(r.path), method)
+        for r in app.routes
+        if "/bank" in r.path and hasattr(r, "route_handler_map")
+        for method in r.methods - {"HEAD", "OPTIONS"}
+    ]
+    apis = {(p, m) for p, m in routes if p.startswith("/api/")}
+    pages = {(p, m) for p, m in routes if not p.startswith("/api/")}
+    assert len(pages) > 40 and len(apis) > 40
+    for path, method in pages:
+        assert ("/api/v1" + path, method) in apis, (method, path)
+    for path, method in apis:
+        assert method.lower() in schema.get(path, {}), (method, path)
+
+
 async def test_share_limits_expiry_and_validation(client, owner_client, org):
     from canal.platform import db
     from canal.platform.storage.tables import StoredObject

@@ -168,6 +168,9 @@ async def test_retrieval_runs_in_the_real_worker_and_crons_are_registered(
 
     names = {job.name for job in cron_jobs()}
     assert {"cron:bank:bank_due_backups", "cron:bank:bank_purge_trash"} <= names
+    # The platform's own crons are still there, each once.
+    assert {"cron:cleanup_expired", "cron:reconcile_subscriptions"} <= names
+    assert len(names) == len(cron_jobs())
 
     made = await _upload(owner_client, org.base, "冷.txt", "冷数据".encode())
     await owner_client.post(f"{API}{org.base}/files/{made['id']}/archive")
@@ -181,3 +184,26 @@ async def test_retrieval_runs_in_the_real_worker_and_crons_are_registered(
     assert await _content(owner_client, org.base, made["id"]) == "冷数据".encode()
     inbox = await owner_client.get("/notifications")
     assert "「冷.txt」已从归档取回" in inbox.text  # the requester is told it is back
+
+
+async def test_emptying_the_bin_leaves_backup_copies_and_they_restore_the_file(owner_client, org):
+    """The purge deletes the purged versions' objects only: a backup copy of the file is its
+    own object, still there, and restoring the backup brings the file back."""
+    folder = (await owner_client.post(f"{API}{org.base}/folders", json={"name": "合同"})).json()
+    made = await _upload(owner_client, org.base, "甲方.txt", "甲方合同".encode(), folder["id"])
+    restored_v = await owner_client.post(
+        f"{API}{org.base}/files/{made['id']}/versions/{made['current_version_id']}/restore"
+    )
+    assert restored_v.json()["versions"] == 2  # two versions, one object
+    backup = (await owner_client.post(f"{API}{org.base}/folders/{folder['id']}/backup/run")).json()
+    before = await _purposes(org.ctx.tenant_id)
+    assert before == {"bank": 1, "bank-backup": 1}
+    await owner_client.post(f"{API}{org.base}/files/{made['id']}/delete")
+    assert (await owner_client.post(f"{API}{org.base}/trash/empty")).json() == {"count": 1}
+    assert await _purposes(org.ctx.tenant_id) == {"bank-backup": 1}
+    back = await owner_client.post(f"{API}{org.base}/backups/{backup['id']}/restore")
+    assert back.json() == {"count": 1}
+    files = (await owner_client.get(f"{API}{org.base}/folders/{folder['id']}")).json()
+    [again] = files["listing"]["files"]
+    assert again["name"] == "甲方.txt"
+    assert await _content(owner_client, org.base, again["id"]) == "甲方合同".encode()

@@ -87,3 +87,27 @@ async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_
         assert refused.status_code == 403
     still = await owner_client.get(f"/api/v1{org.base}/files/{file_id}")
     assert still.status_code == 200
+
+
+async def test_listing_comes_first_and_phone_cards_keep_each_name_in_one_cell(owner_client, org):
+    """On a phone the stacked table puts each cell's children in a grid: a badge and a link
+    side by side must be one item, or the name wraps under its label. The files come
+    before the forms (a phone would otherwise scroll past two forms to reach them)."""
+    folder = (await owner_client.post(f"/api/v1{org.base}/folders", json={"name": "年报"})).json()[
+        "id"
+    ]
+    await owner_client.post(f"/api/v1{org.base}/folders", json={"name": "子", "parent_id": folder})
+    page = (await owner_client.get(f"{org.base}/folders/{folder}")).text
+    assert page.index('id="items-title"') < page.index('id="upload-title"')
+    assert '<td data-label="名称"><span><small class="badge">文件夹</small>' in page
+    assert "<h1>年报</h1>" in page
+
+
+async def test_one_version_is_singular_in_english(owner_client, org):
+    made = await owner_client.post(
+        f"/api/v1{org.base}/upload", params={"name": "one.txt"}, content=b"one"
+    )
+    page = await owner_client.get(f"{org.base}/files/{made.json()['id']}?lang=en")
+    assert "1 version" in page.text and "1 versions" not in page.text
+    zh = await owner_client.get(f"{org.base}/files/{made.json()['id']}?lang=zh-CN")
+    assert "1 个版本" in zh.text

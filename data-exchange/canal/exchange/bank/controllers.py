@@ -784,7 +784,7 @@ def _routes(kind: str) -> list[Any]:
             made = await services.create_share(
                 space,
                 fid,
-                days=_int(form.get("days"), "days", 7) or 7,
+                days=_int(form.get("days"), "days", 7) or 0,  # "0" is refused, not 7
                 max_downloads=_int(form.get("max_downloads"), "max_downloads", None),
                 ip=_ip(request),
             )

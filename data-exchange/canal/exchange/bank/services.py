@@ -309,11 +309,18 @@ def _share(row: dict[str, Any]) -> Share:
     )
 
 
-async def _folder_row(space: Space, folder_id: uuid.UUID) -> Folder:
+async def _folder_row(space: Space, folder_id: uuid.UUID, *, place: bool = False) -> Folder:
+    """``place``: the folder is where something is put (a move's target, an upload's or a
+    new folder's parent) — its row is locked until commit, so a delete of that folder at the
+    same moment waits and then takes the new item to the bin with it (or, when the delete
+    came first, this finds the folder gone) instead of leaving it alive inside a deleted
+    folder, where no listing and no bin would ever show it."""
     cols = "*" if not space.personal else "id, parent_id, name, created_at"
+    lock = " FOR SHARE" if place else ""
     rows = await _q(
         space,
-        f"SELECT {cols} FROM @folders WHERE id = {{}} AND @owner = {{}} AND deleted_at IS NULL",
+        f"SELECT {cols} FROM @folders WHERE id = {{}} AND @owner = {{}} AND deleted_at IS NULL"
+        + lock,
         folder_id,
         space.owner_id,
     )
@@ -485,7 +492,7 @@ async def create_folder(space: Space, parent_id: uuid.UUID | None, raw_name: str
     name = check_name(raw_name, "folder")
     async with space.scope():
         if parent_id:
-            await _folder_row(space, parent_id)
+            await _folder_row(space, parent_id, place=True)
         if await _sibling_taken(space, parent_id, name):
             raise _name_taken()
         folder_id = uuid.uuid4()
@@ -536,9 +543,16 @@ async def _subtree(space: Space, folder_id: uuid.UUID) -> list[uuid.UUID]:
 
 async def move_folder(space: Space, folder_id: uuid.UUID, target_id: uuid.UUID | None) -> Folder:
     async with space.scope():
+        # Folder moves of one owner wait in turn: two crossing moves (A into B, B into A)
+        # would each pass the cycle check alone and leave both cut off from the tree.
+        await _q(
+            space,
+            "SELECT pg_advisory_xact_lock(hashtextextended({}, 44))",
+            f"moves/{space.owner_id}",
+        )
         folder = await _folder_row(space, folder_id)
         if target_id is not None:
-            await _folder_row(space, target_id)
+            await _folder_row(space, target_id, place=True)
             if target_id in await _subtree(space, folder_id):
                 raise invalid(
                     [
@@ -708,7 +722,7 @@ async def upload(
                 if used + stored.size > PERSONAL_QUOTA:
                     raise _quota_full(PERSONAL_QUOTA, used)
             if folder_id is not None:
-                await _folder_row(space, folder_id)
+                await _folder_row(space, folder_id, place=True)
             if into_file is not None:
                 await _file_row(space, into_file)
                 file_id = into_file
@@ -861,7 +875,7 @@ async def move_file(space: Space, file_id: uuid.UUID, target_id: uuid.UUID | Non
     async with space.scope():
         file = await _file_row(space, file_id)
         if target_id is not None:
-            await _folder_row(space, target_id)
+            await _folder_row(space, target_id, place=True)
         if await _sibling_taken(space, target_id, file.name, except_id=file_id):
             raise _name_taken("target")
         await _q(
@@ -877,6 +891,18 @@ async def move_file(space: Space, file_id: uuid.UUID, target_id: uuid.UUID | Non
 # --- the recycle bin --------------------------------------------------------------------------
 
 
+async def _revoke_links(space: Space, file_ids: list[uuid.UUID]) -> None:
+    """Deleting revokes the files' share links for good: restoring from the bin must not
+    bring back a link its owner may have deleted the file to stop."""
+    await _q(
+        space,
+        "UPDATE @shares SET revoked_at = now() WHERE @owner = {} AND file_id = ANY({}::uuid[]) "
+        "AND revoked_at IS NULL",
+        space.owner_id,
+        file_ids,
+    )
+
+
 async def delete_file(space: Space, file_id: uuid.UUID, *, ip: str = "") -> None:
     async with space.scope():
         file = await _file_row(space, file_id)
@@ -889,6 +915,7 @@ async def delete_file(space: Space, file_id: uuid.UUID, *, ip: str = "") -> None
             file_id,
             space.owner_id,
         )
+        await _revoke_links(space, [file_id])
         await record(
             "bank.deleted",
             actor_id=space.user_id,
@@ -915,16 +942,17 @@ async def delete_folder(space: Space, folder_id: uuid.UUID, *, ip: str = "") -> 
             space.owner_id,
             ids,
         )
-        await _q(
+        binned = await _q(
             space,
             "UPDATE @files SET deleted_at = now(), trash_id = {}, trash_root = false, "
             "deleted_by = {} WHERE @owner = {} AND folder_id = ANY({}::uuid[]) "
-            "AND deleted_at IS NULL",
+            "AND deleted_at IS NULL RETURNING id",
             trash_id,
             space.user_id,
             space.owner_id,
             ids,
         )
+        await _revoke_links(space, [r["id"] for r in binned])
         await record(
             "bank.deleted",
             actor_id=space.user_id,
@@ -1010,7 +1038,8 @@ async def restore_trash(space: Space, trash_id: uuid.UUID, *, ip: str = "") -> N
         if place is not None:
             alive = await _q(
                 space,
-                "SELECT id FROM @folders WHERE id = {} AND @owner = {} AND deleted_at IS NULL",
+                "SELECT id FROM @folders WHERE id = {} AND @owner = {} AND deleted_at IS NULL "
+                "FOR SHARE",  # like _folder_row(place=True): a delete at once waits
                 place,
                 space.owner_id,
             )
@@ -1185,13 +1214,28 @@ async def start_upload(
         name, folder_id = existing.name, existing.folder_id
     else:
         name = check_name(name, "file")
-    usage_now = await usage(space)
-    if usage_now.used_bytes + size > usage_now.quota_bytes:
-        if space.personal:
-            raise _quota_full(usage_now.quota_bytes, usage_now.used_bytes)
-        raise storage.quota_exceeded(usage_now.quota_bytes, usage_now.used_bytes)
     upload_id = uuid.uuid4()
     async with space.scope():
+        # Open uploads reserve their size: parts staged for many uploads at once could
+        # otherwise hold far more than the quota. One lock per owner keeps two starts in turn.
+        await _q(
+            space,
+            "SELECT pg_advisory_xact_lock(hashtextextended({}, 43))",
+            f"uploads/{space.owner_id}",
+        )
+        usage_now = await usage(space)
+        pending = await _q(
+            space,
+            "SELECT coalesce(sum(size), 0) AS bytes FROM @uploads WHERE @owner = {} "
+            "AND created_at > {}",
+            space.owner_id,
+            _now() - UPLOAD_TTL,
+        )
+        used = usage_now.used_bytes + int(pending[0]["bytes"])
+        if used + size > usage_now.quota_bytes:
+            if space.personal:
+                raise _quota_full(usage_now.quota_bytes, used)
+            raise storage.quota_exceeded(usage_now.quota_bytes, used)
         if folder_id is not None:
             await _folder_row(space, folder_id)
         await _q(
@@ -1247,17 +1291,17 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
             status=409,
         )
     store = object_store()
-
-    async def discard() -> None:
-        await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
-        async with space.scope():
-            await _q(
-                space,
-                "DELETE FROM @uploads WHERE id = {} AND @owner = {}",
-                upload_id,
-                space.owner_id,
-            )
-
+    # Claim the upload: a second "complete" at the same time finds nothing (404) instead of
+    # assembling the same parts into a second version.
+    async with space.scope():
+        claimed = await _q(
+            space,
+            "DELETE FROM @uploads WHERE id = {} AND @owner = {} RETURNING *",
+            upload_id,
+            space.owner_id,
+        )
+    if not claimed:
+        raise not_found()
     try:
         made = await upload(
             space,
@@ -1269,10 +1313,33 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
             into_file=status.into_file,
         )
     except CanalError:
-        await discard()  # judged and refused (type, quota, name): the parts are of no use
+        # Judged and refused (type, quota, name): the parts are of no use.
+        await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
         raise
-    # Any other failure (a storage hiccup) keeps the parts: completing again may succeed.
-    await discard()
+    except BaseException:
+        # Any other failure (a storage hiccup) keeps the parts: completing again may succeed.
+        row = claimed[0]
+        async with space.scope():
+            await _q(
+                space,
+                "INSERT INTO @uploads (id, @owner, folder_id, into_file, name, size, part_size, "
+                "created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                *(row[c] for c in ("id", "tenant_id" if not space.personal else "owner_id")),
+                *(
+                    row[c]
+                    for c in (
+                        "folder_id",
+                        "into_file",
+                        "name",
+                        "size",
+                        "part_size",
+                        "created_by",
+                        "created_at",
+                    )
+                ),
+            )
+        raise
+    await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
     return made
 
 
@@ -1922,7 +1989,7 @@ async def restore_backup(space: Space, backup_id: uuid.UUID, *, ip: str = "") ->
                 else:
                     place: uuid.UUID | None = backup.folder_id
                     try:
-                        await _folder_row(space, backup.folder_id)
+                        await _folder_row(space, backup.folder_id, place=True)
                     except CanalError:
                         place = None
                     name = await _free_name(

@@ -129,6 +129,18 @@ def _no_file() -> CanalError:
     )
 
 
+def _refuse_managed(purpose_key: str) -> None:
+    """Files the data bank keeps are changed through the bank (its rows point at them)."""
+    purpose = PURPOSES.get(purpose_key)
+    if purpose is not None and purpose.managed_by:
+        raise CanalError(
+            "file_managed",
+            "此文件由数据银行管理,请在数据银行中上传或删除。",
+            "This file is kept by the data bank: upload or delete it there.",
+            status=409,
+        )
+
+
 def _bad_form() -> CanalError:
     return CanalError(
         "bad_request", "上传的表单格式有误。", "The upload form data is malformed.", status=400
@@ -268,6 +280,7 @@ async def upload_file_api(
     ctx = tenant_context(request)
     store = object_store()
     store.purpose(purpose)  # an unknown purpose is refused before the body is read
+    _refuse_managed(purpose)
     chunks, name, declared, _ = await _body_source(request)
     stored = await store.upload(
         ctx, purpose, chunks, filename=name, declared_size=declared, ip=_ip(request)
@@ -299,8 +312,10 @@ async def file_download_api(
 async def delete_file_api(
     request: Req, tenant_slug: FromPath[str], file_id: FromPath[uuid.UUID]
 ) -> None:
-    """Delete a file (audited)."""
-    await object_store().delete(file_id, tenant_context(request), ip=_ip(request))
+    """Delete a file (audited). The data bank's files are deleted in the bank (409)."""
+    ctx = tenant_context(request)
+    _refuse_managed((await services.get_object_in_tenant(file_id, ctx)).purpose)
+    await object_store().delete(file_id, ctx, ip=_ip(request))
 
 
 @post(
@@ -315,6 +330,7 @@ async def direct_upload_api(
     """Start a large upload straight to storage: PUT the bytes to ``url`` before
     ``expires_at``, then POST the token to ``…/files/direct/complete``."""
     ctx = tenant_context(request)
+    _refuse_managed(data.purpose)
     direct = await object_store().presigned_put(
         ctx, data.purpose, filename=data.name, size=data.size
     )
@@ -391,6 +407,7 @@ async def _storage_page(
             "slug": slug,
             "errors": errors or [],
             "zh": locale.startswith("zh"),
+            "managed": {key for key, p in PURPOSES.items() if p.managed_by},
             "purpose_names": {
                 key: (p.label_zh if locale.startswith("zh") else p.label_en)
                 for key, p in PURPOSES.items()
@@ -447,7 +464,9 @@ async def file_download(
 async def file_delete_form(
     request: Req, tenant_slug: FromPath[str], file_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
-    await object_store().delete(file_id, tenant_context(request), ip=_ip(request))
+    ctx = tenant_context(request)
+    _refuse_managed((await services.get_object_in_tenant(file_id, ctx)).purpose)
+    await object_store().delete(file_id, ctx, ip=_ip(request))
     return redirect(request, f"/t/{tenant_slug}/storage")
 
 

@@ -125,8 +125,8 @@ PURPOSES: dict[str, Purpose] = {
                 label_en,
                 max_bytes=512 * MB,
                 content_types=tuple(validation.TYPE_NAMES),
-                direct_upload=key == "bank",
                 personal=key == "bank",
+                managed_by="bank",
             )
             for key, label_zh, label_en in (
                 ("bank", "数据银行文件", "data bank file"),

@@ -72,6 +72,9 @@ class Purpose:
     direct_upload: bool = False
     # A person's own file (no organisation): keys under users/{user_id}/.
     personal: bool = False
+    # Kept by another service (the data bank), whose rows point at these objects: the
+    # generic file routes neither upload nor delete them (that would leave rows dangling).
+    managed_by: str = ""
 
     @property
     def images(self) -> bool:
