@@ -16,7 +16,8 @@ async def test_provider_application_and_operator_decisions(app, client):
     await sign_in(client, applicant.person)
     # No qualification: refused next to the field, nothing stored.
     answer = await client.post(
-        f"{applicant.api}/provider", json={"business_scope": "代理记账", "qualification_file_ids": []}
+        f"{applicant.api}/provider",
+        json={"business_scope": "代理记账", "qualification_file_ids": []},
     )
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == "qualifications"
@@ -82,7 +83,9 @@ def app_client(app):
     from httpx import ASGITransport, AsyncClient
 
     return AsyncClient(
-        transport=ASGITransport(app=app), base_url="https://testserver.local", follow_redirects=False
+        transport=ASGITransport(app=app),
+        base_url="https://testserver.local",
+        follow_redirects=False,
     )
 
 
@@ -114,16 +117,30 @@ async def test_listing_review_search_and_reviewed_edit(app, client):
     }
     negative = await client.post(
         f"{provider.api}/listings/new",
-        json={"category": "tax", "title": "t", "description": "d", "area": "online",
-              "delivery_days": 3, "price_model": "fixed", "price": "-5"},
+        json={
+            "category": "tax",
+            "title": "t",
+            "description": "d",
+            "area": "online",
+            "delivery_days": 3,
+            "price_model": "fixed",
+            "price": "-5",
+        },
     )
     assert negative.json()["errors"][0]["code"] == "price_negative"
 
     created = await client.post(
         f"{provider.api}/listings/new",
-        json={"category": "tax", "subcategory": "audit", "title": f"年度财务{word}报告",
-              "description": "出具年度审计报告,满足高新技术企业申报要求。", "area": "liaocheng",
-              "delivery_days": 20, "price_model": "fixed", "price": "¥6,800.00"},
+        json={
+            "category": "tax",
+            "subcategory": "audit",
+            "title": f"年度财务{word}报告",
+            "description": "出具年度审计报告,满足高新技术企业申报要求。",
+            "area": "liaocheng",
+            "delivery_days": 20,
+            "price_model": "fixed",
+            "price": "¥6,800.00",
+        },
     )
     assert created.status_code == 201, created.text
     listing_id = created.json()["id"]
@@ -148,14 +165,22 @@ async def test_listing_review_search_and_reviewed_edit(app, client):
         assert only["facets"]["category"] == {"tax": 1}
         assert only["facets"]["area"] == {"liaocheng": 1}
         # Facets and filters: a price range that excludes it, then one that includes it.
-        none = (await shopper.get(
-            f"{buyer.api}/", params={"q": "审计", "price_max": "5000", **mine}
-        )).json()
+        none = (
+            await shopper.get(f"{buyer.api}/", params={"q": "审计", "price_max": "5000", **mine})
+        ).json()
         assert none["total"] == 0
-        some = (await shopper.get(
-            f"{buyer.api}/", params={"q": "审计", "price_min": "6000", "category": "tax", **mine,
-                                     "area": "liaocheng"}
-        )).json()
+        some = (
+            await shopper.get(
+                f"{buyer.api}/",
+                params={
+                    "q": "审计",
+                    "price_min": "6000",
+                    "category": "tax",
+                    **mine,
+                    "area": "liaocheng",
+                },
+            )
+        ).json()
         assert some["total"] == 1
         bad_price = await shopper.get(f"{buyer.api}/", params={"price_min": "1.234"})
         assert bad_price.status_code == 422
@@ -163,9 +188,16 @@ async def test_listing_review_search_and_reviewed_edit(app, client):
         # The provider edits the live listing: buyers keep the reviewed text until approval.
         edit = await client.post(
             f"{provider.api}/listings/{listing_id}/edit",
-            json={"category": "tax", "subcategory": "audit", "title": f"年度{word}报告(加急)",
-                  "description": "十个工作日出具。", "area": "liaocheng", "delivery_days": 10,
-                  "price_model": "fixed", "price": "7800"},
+            json={
+                "category": "tax",
+                "subcategory": "audit",
+                "title": f"年度{word}报告(加急)",
+                "description": "十个工作日出具。",
+                "area": "liaocheng",
+                "delivery_days": 10,
+                "price_model": "fixed",
+                "price": "7800",
+            },
         )
         assert edit.status_code == 200 and edit.json()["pending_changes"]["price_fen"] == 780000
         seen = (await shopper.get(f"{buyer.api}/listings/{listing_id}")).json()
@@ -253,7 +285,9 @@ async def test_quote_order_pay_deliver_confirm_review(app, client):
                 f"{provider.api}/orders/{oid}/transition", json={"action": action}
             )
             assert step.status_code == 200, step.text
-        early = await client.post(f"{buyer.api}/orders/{oid}/transition", json={"action": "confirm"})
+        early = await client.post(
+            f"{buyer.api}/orders/{oid}/transition", json={"action": "confirm"}
+        )
         assert early.status_code == 409 and early.json()["code"] == "order_action_not_allowed"
         early_review = await client.post(
             f"{buyer.api}/orders/{oid}/review", json={"rating": 5, "text": "好"}
@@ -295,5 +329,7 @@ async def test_quote_order_pay_deliver_confirm_review(app, client):
         statement = (await seller.get(f"{provider.api}/payouts")).json()
         assert statement["settled_fen"] == order["payout_fen"]
         assert statement["commission_fen"] + statement["payout_fen"] == 320000
-        history = [e for e in (await seller.get(f"{provider.api}/orders/{oid}")).json()["allowed_actions"]]
+        history = [
+            e for e in (await seller.get(f"{provider.api}/orders/{oid}")).json()["allowed_actions"]
+        ]
         assert history == []
