@@ -25,7 +25,7 @@ async def market_world(app):
 
 
 async def _order_in(state: OrderState, world) -> market.OrderView:
-    staff, provider, listing, buyer = world
+    _staff, _provider, listing, buyer = world
     order = await market.buy_listing(listing.id, buyer.ctx)
     async with db.platform_scope():
         await Order.update({Order.state: state.value, Order.paid_at: db_now()}).where(
@@ -84,7 +84,7 @@ async def test_every_action_by_every_party_from_every_state(market_world, state)
 
 
 async def test_partial_refund_splits_to_the_fen(market_world):
-    staff, provider, _, buyer = market_world
+    staff, _provider, _, _buyer = market_world
     order = await _order_in(OrderState.DISPUTED, market_world)
     with pytest.raises(CanalError) as too_much:
         await market.resolve_dispute(staff.user_id, order.id, "partial", refund="999.99")

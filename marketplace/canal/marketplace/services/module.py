@@ -1,5 +1,7 @@
 """Registry entry of the enterprise service supermarket module (企业服务超市)."""
 
+from typing import Any
+
 from canal.marketplace import market
 from canal.marketplace.services import controllers, operator
 from canal.platform.modules import ModuleSpec, NavEntry, Permission
@@ -21,7 +23,7 @@ LISTINGS_INDEX = SearchIndex(
 )
 
 
-async def _seed(world):  # type: ignore[no-untyped-def]
+async def _seed(world: Any) -> None:
     from canal.marketplace.services.demo import seed
 
     await seed(world)
