@@ -60,9 +60,7 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
         )
         pending = await conn.fetchval("SELECT count(*) FROM invitations WHERE accepted_at IS NULL")
         # Modules' demo data notifies people too; the welcome is the platform's "system" one.
-        welcomed = await conn.fetchval(
-            "SELECT count(*) FROM notifications WHERE kind = 'system'"
-        )
+        welcomed = await conn.fetchval("SELECT count(*) FROM notifications WHERE kind = 'system'")
     finally:
         await conn.close()
         await db.drop_database(msgspec_replace(settings, name), runtime.server_url)

@@ -84,3 +84,28 @@ async def live_listing(
 
 async def operator() -> Person:
     return (await make_operator_staff())["admin"]
+
+
+async def confirm_payment(order_id: uuid.UUID, buyer: Side) -> None:
+    """What Stripe's webhook does for a payment the browser confirmed. Without a Stripe key
+    (no-charge mode) the payment succeeded at once and this changes nothing; with the test
+    gateway of tests/billing active for the session, it is the confirmation."""
+    from canal.platform import db
+    from canal.platform.billing.services import apply_payment_intent
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(buyer.tenant.id):
+        row = (
+            await Payment.select()
+            .where(Payment.idempotency_key == f"market-order-{order_id}")
+            .first()
+        )
+    assert row is not None
+    if row["stripe_payment_intent_id"]:
+        await apply_payment_intent(
+            {
+                "id": row["stripe_payment_intent_id"],
+                "status": "succeeded",
+                "metadata": {"tenant_id": str(buyer.tenant.id)},
+            }
+        )

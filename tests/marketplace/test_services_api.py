@@ -7,7 +7,14 @@ from __future__ import annotations
 import datetime as dt
 
 from tests.factories import sign_in, unique
-from tests.marketplace.helpers import PDF, approved_provider, live_listing, make_side, operator
+from tests.marketplace.helpers import (
+    PDF,
+    approved_provider,
+    confirm_payment,
+    live_listing,
+    make_side,
+    operator,
+)
 
 
 async def test_provider_application_and_operator_decisions(app, client):
@@ -273,7 +280,8 @@ async def test_quote_order_pay_deliver_confirm_review(app, client):
         assert unpaid.status_code == 409 and unpaid.json()["code"] == "order_not_paid"
         paid = await client.post(f"{buyer.api}/orders/{oid}/pay")
         assert paid.status_code == 200, paid.text
-        assert paid.json()["order"]["paid"] is True
+        await confirm_payment(oid, buyer)
+        assert (await client.get(f"{buyer.api}/orders/{oid}")).json()["paid"] is True
         twice = await client.post(f"{buyer.api}/orders/{oid}/pay")
         assert twice.status_code == 409 and twice.json()["code"] == "order_already_paid"
 

@@ -28,6 +28,7 @@ from canal.marketplace.tables import (
     Provider,
     Quote,
     Review,
+    Voucher,
 )
 from canal.platform import db
 from canal.platform.audit.services import record
@@ -1063,6 +1064,8 @@ class OrderView:
     commission_reversed_fen: int
     payout_reversed_fen: int
     paid_at: dt.datetime | None
+    voucher_id: uuid.UUID | None
+    payment_key: str
     delivered_at: dt.datetime | None
     created_at: dt.datetime
 
@@ -1169,6 +1172,8 @@ def _order_view(row: dict[str, Any], names: dict[uuid.UUID, str]) -> OrderView:
         commission_reversed_fen=row["commission_reversed_fen"],
         payout_reversed_fen=row["payout_reversed_fen"],
         paid_at=row["paid_at"],
+        voucher_id=row["voucher_id"],
+        payment_key=row["payment_key"],
         delivered_at=row["delivered_at"],
         created_at=row["created_at"],
     )
@@ -1328,7 +1333,7 @@ async def _provider_account(provider_id: uuid.UUID) -> str | None:
 
 
 async def pay_order(
-    order_id: uuid.UUID, ctx: TenantContext, ip: str = ""
+    order_id: uuid.UUID, ctx: TenantContext, ip: str = "", *, voucher_id: uuid.UUID | None = None
 ) -> tuple[OrderView, str | None]:
     """The buyer pays: a CNY PaymentIntent through billing (card, Alipay, WeChat Pay), a
     destination charge to the provider's Connect account keeping the commission. Returns the
@@ -1355,6 +1360,19 @@ async def pay_order(
             "This order cannot be paid in its current state.",
             status=409,
         )
+    if voucher_id is not None:
+        if order.payment_key:
+            raise CanalError(
+                "voucher_after_payment",
+                "付款已发起,不能再使用服务券。",
+                "Payment has started; a voucher can no longer be applied.",
+                status=409,
+            )
+        await _apply_voucher(order, ctx, voucher_id)
+        order = await get_order(order_id, ctx)
+    if order.buyer_paid_fen == 0:
+        await _mark_paid_by_voucher(order, ctx)
+        return await get_order(order_id, ctx), None
     destination = await _provider_account(order.provider_id)
     payment = await create_payment(
         ctx,
@@ -1362,7 +1380,13 @@ async def pay_order(
         f"企业服务超市订单 {order.title}",
         f"market-order-{order.id}",
         destination_account=destination,
-        application_fee_fen=order.commission_fen if destination else None,
+        # The commission is on the list price; when a voucher pays most of it, the buyer's
+        # cash may be less than the commission: Stripe keeps what it can (the fee cannot
+        # exceed the charge) and the rest is kept from the voucher subsidy the platform
+        # forwards to the provider (docs/marketplace.md, "Money").
+        application_fee_fen=min(order.commission_fen, order.buyer_paid_fen)
+        if destination
+        else None,
     )
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         await Order.update({Order.payment_key: f"market-order-{order.id}"}).where(
@@ -2005,3 +2029,303 @@ async def monthly_figures(operator_id: uuid.UUID) -> list[MonthRow]:
 
 def new_voucher_code() -> str:
     return "QJ" + secrets.token_hex(6).upper()
+
+
+# --- vouchers (服务券 / 创新券) ---------------------------------------------------------------
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+@dataclass(frozen=True)
+class VoucherView:
+    id: uuid.UUID
+    holder_id: uuid.UUID
+    holder_name: str
+    code: str
+    kind: str
+    amount_fen: int
+    categories: list[str]
+    expires_at: dt.datetime
+    order_id: uuid.UUID | None
+    redeemed_at: dt.datetime | None
+
+    @property
+    def valid_through(self) -> dt.date:
+        return (self.expires_at.astimezone(CHINA) - dt.timedelta(seconds=1)).date()
+
+    def usable(self, at: dt.datetime) -> bool:
+        return self.order_id is None and at < self.expires_at
+
+
+def _voucher_view(row: dict[str, Any], names: dict[uuid.UUID, str]) -> VoucherView:
+    return VoucherView(
+        id=row["id"],
+        holder_id=row["tenant_id"],
+        holder_name=names.get(row["tenant_id"], ""),
+        code=row["code"],
+        kind=row["kind"],
+        amount_fen=row["amount_fen"],
+        categories=[str(c) for c in _json(row["categories"]) or []],
+        expires_at=row["expires_at"],
+        order_id=row["order_id"],
+        redeemed_at=row["redeemed_at"],
+    )
+
+
+async def issue_voucher(
+    operator_id: uuid.UUID,
+    *,
+    holder_slug: str,
+    kind: str,
+    amount: str | int,
+    categories: Sequence[str],
+    valid_through: str | dt.date,
+    ip: str = "",
+) -> VoucherView:
+    """The operator issues a voucher to an enterprise: an amount for the eligible categories,
+    usable until the end of ``valid_through`` (Beijing time)."""
+    errors: list[FieldError] = []
+    holder = (
+        await Tenant.select(Tenant.id, Tenant.kind, Tenant.name)
+        .where(Tenant.slug == (holder_slug or "").strip())
+        .first()
+    )
+    if holder is None or holder["kind"] != "enterprise":
+        errors.append(
+            FieldError(
+                "holder",
+                "bad_holder",
+                "请填写企业的组织标识。",
+                "Enter an enterprise's identifier.",
+            )
+        )
+    if kind not in {k.value for k in money.VoucherKind}:
+        errors.append(FieldError("kind", "bad_kind", "请选择券种。", "Choose a kind of voucher."))
+    amount_fen = _price(errors, "amount", amount)
+    if amount_fen == 0 and not any(e.field == "amount" for e in errors):
+        errors.append(
+            FieldError("amount", "amount_zero", "面额须大于零。", "The amount is above zero.")
+        )
+    chosen = [c for c in categories if c]
+    if not chosen or any(c not in catalogue.BY_KEY for c in chosen):
+        errors.append(
+            FieldError(
+                "categories",
+                "bad_categories",
+                "请选择至少一个适用类别。",
+                "Choose at least one eligible category.",
+            )
+        )
+    try:
+        through = (
+            valid_through
+            if isinstance(valid_through, dt.date)
+            else dt.date.fromisoformat(str(valid_through).strip())
+        )
+        if through < _today():
+            errors.append(
+                FieldError(
+                    "valid_through",
+                    "date_past",
+                    "有效期不能早于今天。",
+                    "The voucher cannot expire in the past.",
+                )
+            )
+    except ValueError:
+        through = _today()
+        errors.append(
+            FieldError(
+                "valid_through", "bad_date", "请填写有效期(日期)。", "Enter a valid-through date."
+            )
+        )
+    if errors:
+        raise invalid(errors)
+    assert holder is not None
+    # "Valid through 31 December" in China ends at midnight starting 1 January, +08:00.
+    expires_at = dt.datetime.combine(through + dt.timedelta(days=1), dt.time(), CHINA)
+    voucher = Voucher(
+        tenant_id=holder["id"],
+        code=new_voucher_code(),
+        kind=kind,
+        amount_fen=amount_fen,
+        categories=sorted(set(chosen)),
+        expires_at=expires_at,
+        issued_by=operator_id,
+    )
+    async with db.platform_scope(operator_id):
+        await voucher.save()
+        await record(
+            "market.voucher_issued",
+            actor_id=operator_id,
+            tenant_id=holder["id"],
+            target=voucher.code,
+            ip=ip,
+            data={"amount_fen": amount_fen, "categories": sorted(set(chosen))},
+        )
+        kind_zh, kind_en = money.VOUCHER_KIND_LABELS[money.VoucherKind(kind)]
+        await _notify_tenant(
+            holder["id"],
+            title_zh=f"您获得一张{kind_zh}:{money.format_cny(amount_fen)}",
+            title_en=f"You received a {kind_en} of {money.format_cny(amount_fen)}",
+            body_zh=f"有效期至 {through.isoformat()}",
+            body_en=f"Valid through {through.isoformat()}",
+        )
+    return _voucher_view(
+        {
+            "id": voucher.id,
+            "tenant_id": holder["id"],
+            "code": voucher.code,
+            "kind": kind,
+            "amount_fen": amount_fen,
+            "categories": sorted(set(chosen)),
+            "expires_at": expires_at,
+            "order_id": None,
+            "redeemed_at": None,
+        },
+        {holder["id"]: holder["name"]},
+    )
+
+
+async def my_vouchers(ctx: TenantContext) -> list[VoucherView]:
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        rows = (
+            await Voucher.select()
+            .where(Voucher.tenant_id == ctx.tenant_id)
+            .order_by(Voucher.expires_at)
+        )
+    return [_voucher_view(r, {ctx.tenant_id: ctx.tenant.name}) for r in rows]
+
+
+async def _apply_voucher(order: OrderView, ctx: TenantContext, voucher_id: uuid.UUID) -> None:
+    """Re-settle an unpaid order with the buyer's voucher (same transaction as the redemption)."""
+    now = _now()
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        row = (
+            await Voucher.select()
+            .where((Voucher.id == voucher_id) & (Voucher.tenant_id == ctx.tenant_id))
+            .first()
+        )
+        if row is None:
+            raise invalid(
+                [
+                    FieldError(
+                        "voucher_id", "voucher_unknown", "找不到该服务券。", "No such voucher."
+                    )
+                ]
+            )
+        view = _voucher_view(row, {})
+        if view.order_id is not None:
+            raise CanalError(
+                "voucher_used",
+                "该服务券已使用过。",
+                "This voucher has already been used.",
+                status=409,
+            )
+        if order.voucher_id is not None:
+            raise CanalError(
+                "order_has_voucher",
+                "该订单已使用服务券。",
+                "This order already has a voucher.",
+                status=409,
+            )
+        settlement = money.settle(
+            order.list_price_fen,
+            commission_rate_bp=order.commission_rate_bp,
+            voucher=money.Voucher(
+                code=view.code,
+                kind=money.VoucherKind(view.kind),
+                amount_fen=view.amount_fen,
+                eligible_categories=frozenset(view.categories),
+                expires_at=view.expires_at,
+            ),
+            category=order.category,
+            at=now,
+        )
+        taken = (
+            await Voucher.update({Voucher.order_id: order.id, Voucher.redeemed_at: now})
+            .where((Voucher.id == voucher_id) & Voucher.order_id.is_null())
+            .returning(Voucher.id)
+        )
+        if not taken:
+            raise CanalError(
+                "voucher_used",
+                "该服务券已使用过。",
+                "This voucher has already been used.",
+                status=409,
+            )
+        await Order.update(
+            {
+                Order.buyer_paid_fen: settlement.buyer_paid_fen,
+                Order.voucher_subsidy_fen: settlement.voucher_subsidy_fen,
+                Order.voucher_id: voucher_id,
+                Order.updated_at: now,
+            }
+        ).where((Order.id == order.id) & Order.voucher_id.is_null() & Order.paid_at.is_null())
+        await record(
+            "market.voucher_redeemed",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=view.code,
+            data={"order": str(order.id), "subsidy_fen": settlement.voucher_subsidy_fen},
+        )
+
+
+async def _mark_paid_by_voucher(order: OrderView, ctx: TenantContext) -> None:
+    """A voucher that covers the whole price: nothing to charge, the order is paid."""
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        changed = (
+            await Order.update({Order.paid_at: _now(), Order.updated_at: _now()})
+            .where((Order.id == order.id) & Order.paid_at.is_null() & (Order.buyer_paid_fen == 0))
+            .returning(Order.id)
+        )
+        if changed:
+            await OrderEvent.insert(
+                OrderEvent(
+                    tenant_id=order.buyer_id,
+                    provider_tenant_id=order.provider_id,
+                    order_id=order.id,
+                    action="pay",
+                    party=Party.BUYER.value,
+                    from_state=order.state,
+                    to_state=order.state,
+                    actor_id=ctx.user_id,
+                    note=money.format_cny(order.voucher_subsidy_fen),
+                )
+            )
+            await record(
+                "market.order_paid",
+                actor_id=ctx.user_id,
+                tenant_id=ctx.tenant_id,
+                target=str(order.id),
+                data={"buyer_paid_fen": 0, "voucher_fen": order.voucher_subsidy_fen},
+            )
+
+
+@dataclass(frozen=True)
+class VoucherReport:
+    issued: int
+    issued_fen: int
+    redeemed: int
+    subsidy_fen: int  # voucher share of paid orders, net of refunds to the issuer
+    expired_unused: int
+    vouchers: list[VoucherView]
+
+
+async def voucher_report(operator_id: uuid.UUID) -> VoucherReport:
+    now = _now()
+    async with db.platform_scope(operator_id):
+        rows = await Voucher.select().order_by(Voucher.created_at, ascending=False)
+        names = await _tenant_names([r["tenant_id"] for r in rows])
+        subsidy = await Order.raw(
+            "SELECT coalesce(sum(voucher_subsidy_fen - voucher_refunded_fen), 0) AS s "
+            "FROM market_orders WHERE paid_at IS NOT NULL AND voucher_id IS NOT NULL"
+        )
+    views = [_voucher_view(r, names) for r in rows]
+    return VoucherReport(
+        issued=len(views),
+        issued_fen=sum(v.amount_fen for v in views),
+        redeemed=sum(1 for v in views if v.order_id is not None),
+        subsidy_fen=int(subsidy[0]["s"]) if subsidy else 0,
+        expired_unused=sum(1 for v in views if v.order_id is None and v.expires_at <= now),
+        vouchers=views,
+    )

@@ -1058,6 +1058,11 @@ async def _order_page(
             "history": await market.order_history(order_id, ctx),
             "messages": await market.list_messages(order_id, ctx),
             "reviews": await market.reviews_for_order(order_id),
+            "voucher_options": [
+                (str(v.id), f"{v.code} · {money.format_cny(v.amount_fen)}")
+                for v in (await market.my_vouchers(ctx) if party.value == "buyer" else [])
+                if v.usable(dt.datetime.now(dt.UTC)) and order.category in v.categories
+            ],
             "errors": errors or [],
             "values": values or {},
             "me": ctx.tenant_id,
@@ -1093,23 +1098,92 @@ async def order_api(
     return order_out(await market.refresh_payment(order_id, ctx), ctx)
 
 
+def _voucher_choice(raw: Any) -> uuid.UUID | None:
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise invalid(
+            [FieldError("voucher_id", "voucher_unknown", "找不到该服务券。", "No such voucher.")]
+        ) from None
+
+
 @post("/orders/{order_id:uuid}/pay", opt=BUY, include_in_schema=False)
 async def pay_form(
     request: Req, tenant_slug: FromPath[str], order_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
-    await market.pay_order(order_id, tenant_context(request), ip=_ip(request))
-    return redirect(request, f"{_base(tenant_slug)}/orders/{order_id}")
+    ctx = tenant_context(request)
+    data = await _form(request)
+
+    async def act() -> Response[Any]:
+        await market.pay_order(
+            order_id, ctx, ip=_ip(request), voucher_id=_voucher_choice(data.get("voucher_id"))
+        )
+        return redirect(request, f"{_base(tenant_slug)}/orders/{order_id}")
+
+    async def again(errors: list[dict[str, str]], status: int) -> Response[Any]:
+        return await _order_page(
+            request, tenant_slug, order_id, errors=errors, values=data, status=status
+        )
+
+    return await _form_errors(request, act, again)
+
+
+class PayIn(msgspec.Struct, forbid_unknown_fields=True):
+    voucher_id: uuid.UUID | None = None
+
+
+class VoucherOut(msgspec.Struct):
+    id: uuid.UUID
+    code: str
+    kind: str
+    amount_fen: int
+    categories: list[str]
+    valid_through: dt.date
+    order_id: uuid.UUID | None
+
+
+def voucher_out(v: market.VoucherView) -> VoucherOut:
+    return VoucherOut(v.id, v.code, v.kind, v.amount_fen, v.categories, v.valid_through, v.order_id)
+
+
+@get("/vouchers", opt=BUY, tags=TAGS)
+async def vouchers_api(request: Req, tenant_slug: FromPath[str]) -> list[VoucherOut]:
+    """This enterprise's service and innovation vouchers (服务券 / 创新券)."""
+    return [voucher_out(v) for v in await market.my_vouchers(tenant_context(request))]
+
+
+@get("/vouchers", opt=BUY, include_in_schema=False)
+async def vouchers_page(request: Req, tenant_slug: FromPath[str]) -> Response[str]:
+    ctx = tenant_context(request)
+    locale = request_locale(request)
+    return page(
+        request,
+        "marketplace/vouchers.html",
+        {
+            **_listing_context(request, tenant_slug),
+            "vouchers": await market.my_vouchers(ctx),
+            "kind_name": lambda k: money.VOUCHER_KIND_LABELS[money.VoucherKind(k)][
+                0 if locale.startswith("zh") else 1
+            ],
+        },
+    )
 
 
 @post("/orders/{order_id:uuid}/pay", opt=BUY, tags=TAGS, status_code=200)
 async def pay_api(
-    request: Req, tenant_slug: FromPath[str], order_id: FromPath[uuid.UUID]
+    request: Req,
+    tenant_slug: FromPath[str],
+    order_id: FromPath[uuid.UUID],
+    data: JSONBody[PayIn | None] = None,
 ) -> PayOut:
     """Pay the order (CNY; card, Alipay or WeChat Pay). Returns the PaymentIntent's client
     secret to confirm with Stripe.js, or null once paid. Paying a paid order is refused
-    (409 ``order_already_paid``)."""
+    (409 ``order_already_paid``). ``voucher_id`` applies one of the buyer's vouchers first."""
     ctx = tenant_context(request)
-    order, secret = await market.pay_order(order_id, ctx, ip=_ip(request))
+    voucher = data.voucher_id if data else None
+    order, secret = await market.pay_order(order_id, ctx, ip=_ip(request), voucher_id=voucher)
     return PayOut(order_out(order, ctx), secret)
 
 
@@ -1382,6 +1456,7 @@ PAGES = [
     review_form,
     answer_review_form,
     payouts_page,
+    vouchers_page,
 ]
 API = [
     catalogue_api,
@@ -1408,4 +1483,5 @@ API = [
     review_api,
     answer_review_api,
     payouts_api,
+    vouchers_api,
 ]

@@ -48,6 +48,7 @@ MODULE = ModuleSpec(
         NavEntry("", "找服务", "Find services"),
         NavEntry("/quotes", "询价", "Quotes"),
         NavEntry("/orders", "订单", "Orders"),
+        NavEntry("/vouchers", "服务券", "Vouchers"),
         NavEntry("/provider", "服务商中心", "Provider centre"),
     ),
     permissions=(
@@ -91,6 +92,8 @@ MODULE = ModuleSpec(
         "market.order_reviewed": "Reviewed a service order",
         "market.review_answered": "Answered a review",
         "market.commission_set": "Set a commission rate",
+        "market.voucher_issued": "Issued a service voucher",
+        "market.voucher_redeemed": "Redeemed a service voucher",
     },
     seed_demo=_seed,
 )

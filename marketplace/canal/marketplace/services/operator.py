@@ -63,7 +63,36 @@ class DisputeOut(msgspec.Struct):
     refundable_fen: int
 
 
+class VoucherRow(msgspec.Struct):
+    id: uuid.UUID
+    holder_name: str
+    code: str
+    kind: str
+    amount_fen: int
+    categories: list[str]
+    valid_through: str
+    redeemed: bool
+
+
+class VoucherReportOut(msgspec.Struct):
+    issued: int
+    issued_fen: int
+    redeemed: int
+    subsidy_fen: int
+    expired_unused: int
+    vouchers: list[VoucherRow]
+
+
+class VoucherIn(msgspec.Struct, forbid_unknown_fields=True):
+    holder: str
+    kind: str
+    amount: str
+    categories: list[str]
+    valid_through: str
+
+
 class DashboardOut(msgspec.Struct):
+    vouchers: VoucherReportOut
     providers: list[ProviderRow]
     listings: list[ListingOut]
     disputes: list[DisputeOut]
@@ -91,7 +120,28 @@ async def _dashboard(operator_id: uuid.UUID) -> DashboardOut:
     providers = await market.list_providers(operator_id)
     queue = await market.review_queue(operator_id)
     open_disputes = await market.disputes(operator_id)
+    report = await market.voucher_report(operator_id)
     return DashboardOut(
+        vouchers=VoucherReportOut(
+            report.issued,
+            report.issued_fen,
+            report.redeemed,
+            report.subsidy_fen,
+            report.expired_unused,
+            [
+                VoucherRow(
+                    v.id,
+                    v.holder_name,
+                    v.code,
+                    v.kind,
+                    v.amount_fen,
+                    v.categories,
+                    v.valid_through.isoformat(),
+                    v.order_id is not None,
+                )
+                for v in report.vouchers[:100]
+            ],
+        ),
         providers=[
             ProviderRow(
                 p.id,
@@ -160,6 +210,10 @@ async def _page(
                 ],
             },
             "category_options": [(c.key, c.name(locale)) for c in catalogue.CATEGORIES],
+            "kind_options": [
+                (k.value, zh if locale.startswith("zh") else en)
+                for k, (zh, en) in money.VOUCHER_KIND_LABELS.items()
+            ],
             "zh": locale.startswith("zh"),
         },
         status=status,
@@ -325,5 +379,62 @@ async def commission_api(request: Req, data: JSONBody[CommissionIn]) -> dict[str
     return {data.category: bp}
 
 
-PAGES = [operator_page, decide_provider_form, review_listing_form, resolve_form, commission_form]
-API = [operator_api, decide_provider_api, review_listing_api, resolve_api, commission_api]
+@post("/vouchers", opt=MANAGE, include_in_schema=False)
+async def voucher_form(request: Req) -> Response[Any]:
+    form = await request.form()
+    return await _or_again(
+        request,
+        market.issue_voucher(
+            _me(request),
+            holder_slug=str(form.get("holder") or ""),
+            kind=str(form.get("kind") or ""),
+            amount=str(form.get("amount") or ""),
+            categories=[str(c) for c in form.getall("categories", [])],
+            valid_through=str(form.get("valid_through") or ""),
+            ip=_ip(request),
+        ),
+    )
+
+
+@post("/vouchers", opt=MANAGE, tags=TAGS, status_code=201)
+async def voucher_api(request: Req, data: JSONBody[VoucherIn]) -> VoucherRow:
+    """Issue a voucher (``kind``: service 服务券 or innovation 创新券) to an enterprise
+    (``holder`` = its identifier): an amount in yuan for the eligible categories, valid
+    through a date (Beijing time)."""
+    v = await market.issue_voucher(
+        _me(request),
+        holder_slug=data.holder,
+        kind=data.kind,
+        amount=data.amount,
+        categories=data.categories,
+        valid_through=data.valid_through,
+        ip=_ip(request),
+    )
+    return VoucherRow(
+        v.id,
+        v.holder_name,
+        v.code,
+        v.kind,
+        v.amount_fen,
+        v.categories,
+        v.valid_through.isoformat(),
+        False,
+    )
+
+
+PAGES = [
+    voucher_form,
+    operator_page,
+    decide_provider_form,
+    review_listing_form,
+    resolve_form,
+    commission_form,
+]
+API = [
+    voucher_api,
+    operator_api,
+    decide_provider_api,
+    review_listing_api,
+    resolve_api,
+    commission_api,
+]
