@@ -128,3 +128,24 @@ async def test_orders_and_quotes_belong_to_their_two_parties_only(app, client, m
     )
     assert moved.status_code == 404
     assert (await market.get_order(order.id, buyer.ctx)).state == "placed"
+
+
+async def test_auto_confirm_after_seven_days_delivered(market_world):
+    import datetime as dt
+
+    _, provider, _, buyer = market_world
+    old = await _order_in(OrderState.DELIVERED, market_world)
+    fresh = await _order_in(OrderState.DELIVERED, market_world)
+    now = dt.datetime.now(dt.UTC)
+    async with db.platform_scope():
+        await Order.update({Order.delivered_at: now - dt.timedelta(days=8)}).where(
+            Order.id == old.id
+        )
+        await Order.update({Order.delivered_at: now - dt.timedelta(days=1)}).where(
+            Order.id == fresh.id
+        )
+    assert await market.auto_confirm_delivered(now=now) >= 1
+    assert (await market.get_order(old.id, provider.ctx)).state == "confirmed"
+    assert (await market.get_order(fresh.id, buyer.ctx)).state == "delivered"
+    history = await market.order_history(old.id, buyer.ctx)
+    assert (history[-1].action, history[-1].party) == ("confirm", "system")

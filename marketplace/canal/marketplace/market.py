@@ -354,7 +354,11 @@ async def _notify_tenant(
     body_en: str = "",
     link: str = "",
 ) -> None:
-    """Tell an organisation's members (inside the caller's transaction: a rollback tells nobody)."""
+    """Tell an organisation's members (inside the caller's transaction: a rollback tells nobody).
+    ``link`` is a path inside the module (``/orders/…``), made absolute for that organisation."""
+    if link.startswith("/") and not link.startswith("/t/"):
+        row = await Tenant.select(Tenant.slug).where(Tenant.id == tenant_id).first()
+        link = f"/t/{row['slug']}/m/{MODULE}{link}" if row else ""
     people = await _members(tenant_id)
     if people:
         await notify(
@@ -842,6 +846,7 @@ async def request_quote(
             listing.provider_id,
             title_zh=f"新询价:{listing.title}",
             title_en=f"New quote request: {listing.title}",
+            link=f"/quotes/{quote.id}",
             body_zh=text[:200],
             body_en=text[:200],
         )
@@ -955,6 +960,7 @@ async def answer_quote(
             quote.buyer_id,
             title_zh=f"服务商已报价:{quote.listing_title}",
             title_en=f"Quote answered: {quote.listing_title}",
+            link=f"/quotes/{quote.id}",
             body_zh=money.format_cny(price_fen),
             body_en=money.format_cny(price_fen),
         )
@@ -993,6 +999,7 @@ async def counter_quote(
             quote.provider_id,
             title_zh=f"买方还价:{quote.listing_title}",
             title_en=f"Counter-offer: {quote.listing_title}",
+            link=f"/quotes/{quote.id}",
             body_zh=text[:200],
             body_en=text[:200],
         )
@@ -1235,6 +1242,7 @@ async def _place_order(
         listing_row["provider_id"],
         title_zh=f"新订单:{title}",
         title_en=f"New order: {title}",
+        link=f"/orders/{order.id}",
         body_zh=money.format_cny(price_fen),
         body_en=money.format_cny(price_fen),
     )
@@ -1453,6 +1461,7 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
                 order.provider_id,
                 title_zh=f"订单已付款:{order.title}",
                 title_en=f"Order paid: {order.title}",
+                link=f"/orders/{order.id}",
             )
     return await get_order(order_id, ctx)
 
@@ -1539,6 +1548,7 @@ async def _apply_transition(
                 target,
                 title_zh=f"订单「{order.title}」{zh_state}",
                 title_en=f"Order “{order.title}” is {en_state}",
+                link=f"/orders/{order.id}",
                 body_zh=note[:200],
                 body_en=note[:200],
             )
@@ -1720,6 +1730,7 @@ async def post_message(
             other,
             title_zh=f"订单「{order.title}」有新留言",
             title_en=f"New message on “{order.title}”",
+            link=f"/orders/{order.id}",
             body_zh=text[:200],
             body_en=text[:200],
         )
@@ -1882,6 +1893,7 @@ async def review_order(
             order.provider_id,
             title_zh=f"订单「{order.title}」收到 {stars} 星评价",
             title_en=f"“{order.title}” was rated {stars} stars",
+            link=f"/orders/{order.id}",
             body_zh=body[:200],
             body_en=body[:200],
         )
@@ -2329,3 +2341,44 @@ async def voucher_report(operator_id: uuid.UUID) -> VoucherReport:
         expired_unused=sum(1 for v in views if v.order_id is None and v.expires_at <= now),
         vouchers=views,
     )
+
+
+# --- scheduled ------------------------------------------------------------------------------
+
+
+async def auto_confirm_delivered(
+    *, days: int = orders.DEFAULT_AUTO_CONFIRM_DAYS, now: dt.datetime | None = None
+) -> int:
+    """Confirm (as the system) orders delivered ``days`` ago that the buyer neither confirmed
+    nor disputed; returns how many. Each goes through the state machine like any other move."""
+    now = now or _now()
+    async with db.platform_scope():
+        rows = await Order.select().where(
+            (Order.state == OrderState.DELIVERED.value) & Order.delivered_at.is_not_null()
+        )
+        names = await _tenant_names(
+            [r["tenant_id"] for r in rows] + [r["provider_tenant_id"] for r in rows]
+        )
+    done = 0
+    for row in rows:
+        if not orders.auto_confirm_due(row["delivered_at"], now, days=days):
+            continue
+        try:
+            await _apply_transition(
+                _order_view(row, names),
+                Action.CONFIRM,
+                Party.SYSTEM,
+                actor_id=None,
+                note=f"交付 {days} 天后自动确认",
+                ip="",
+                scope_tenant=None,
+            )
+            done += 1
+        except CanalError:
+            continue  # the buyer acted meanwhile: their move stands
+    return done
+
+
+async def auto_confirm_job(ctx: dict[str, Any]) -> int:
+    """Daily (cron): the auto-confirmation of delivered orders."""
+    return await auto_confirm_delivered()

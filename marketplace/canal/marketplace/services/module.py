@@ -4,7 +4,7 @@ from typing import Any
 
 from canal.marketplace import market
 from canal.marketplace.services import controllers, operator
-from canal.platform.modules import ModuleSpec, NavEntry, Permission
+from canal.platform.modules import ModuleSpec, NavEntry, Permission, ScheduledJob
 from canal.platform.notifications.kinds import NotificationKind, register_kind
 from canal.platform.search.indexes import SearchIndex
 
@@ -65,6 +65,8 @@ MODULE = ModuleSpec(
     },
     piccolo_apps=("canal.marketplace.piccolo_app",),
     search_indexes=(LISTINGS_INDEX,),
+    # 03:23 Beijing time: delivered orders the buyer left alone for 7 days are confirmed.
+    cron=(ScheduledJob(market.auto_confirm_job, minute={23}, hour={19}),),
     audit_labels={
         "market.provider_applied": "Applied to become a service provider",
         "market.provider_approved": "Approved a service provider",
