@@ -341,3 +341,65 @@ async def test_quote_order_pay_deliver_confirm_review(app, client):
             e for e in (await seller.get(f"{provider.api}/orders/{oid}")).json()["allowed_actions"]
         ]
         assert history == []
+
+
+async def test_packages_and_comparison(app, client):
+    staff = await operator()
+    provider = await approved_provider(f"套餐财税{unique('')}", staff.user_id)
+    other = await live_listing(provider, staff.user_id, price="300")
+    buyer = await make_side(f"套餐买方{unique('')}")
+    await sign_in(client, provider.person)
+    base = {
+        "category": "tax",
+        "title": "代理记账套餐",
+        "description": "按需选择",
+        "area": "online",
+        "delivery_days": 30,
+        "price_model": "fixed",
+        "price": "500",
+    }
+    bad = await client.post(
+        f"{provider.api}/listings/new",
+        json={
+            **base,
+            "packages": [{"name": "季度版", "price": "8.001"}, {"name": "", "price": "1"}],
+        },
+    )
+    assert bad.status_code == 422
+    assert [e["code"] for e in bad.json()["errors"]] == ["price_too_many_decimals", "bad_package"]
+    quote_only = await client.post(
+        f"{provider.api}/listings/new",
+        json={**base, "price_model": "quote", "packages": [{"name": "年度版", "price": "1"}]},
+    )
+    assert quote_only.json()["errors"][0]["code"] == "packages_need_fixed_price"
+    created = await client.post(
+        f"{provider.api}/listings/new",
+        json={
+            **base,
+            "packages": [{"name": "季度版", "price": "1,400"}, {"name": "年度版", "price": "5000"}],
+        },
+    )
+    assert created.status_code == 201
+    listing_id = created.json()["id"]
+    assert [p["price_fen"] for p in created.json()["packages"]] == [140000, 500000]
+    from canal.marketplace import market
+
+    await market.review_listing(staff.user_id, __import__("uuid").UUID(listing_id), "approve")
+    async with app_client(app) as shopper:
+        await sign_in(shopper, buyer.person)
+        order = await shopper.post(f"{buyer.api}/listings/{listing_id}/buy", json={"package": 1})
+        assert order.status_code == 201, order.text
+        assert order.json()["list_price_fen"] == 500000
+        assert order.json()["title"].endswith("年度版")
+        plain = await shopper.post(f"{buyer.api}/listings/{listing_id}/buy")
+        assert plain.json()["list_price_fen"] == 50000
+        wrong = await shopper.post(f"{buyer.api}/listings/{listing_id}/buy", json={"package": 7})
+        assert wrong.status_code == 422
+        compared = await shopper.get(
+            f"{buyer.api}/compare", params=[("ids", listing_id), ("ids", str(other.id))]
+        )
+        assert [x["id"] for x in compared.json()] == [listing_id, str(other.id)]
+        page = await shopper.get(
+            f"{buyer.pages}/compare", params=[("ids", listing_id), ("ids", str(other.id))]
+        )
+        assert page.status_code == 200 and "年度版" in page.text and "¥5,000.00" in page.text

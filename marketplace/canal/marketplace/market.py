@@ -395,6 +395,7 @@ class ListingView:
     rating_count: int
     rating_avg: float | None
     created_at: dt.datetime
+    packages: list[dict[str, Any]]
 
     @property
     def price_text(self) -> str:
@@ -410,6 +411,7 @@ LISTING_FIELDS = (
     "delivery_days",
     "price_model",
     "price_fen",
+    "package_options",
 )
 
 
@@ -433,6 +435,7 @@ def _listing_view(row: dict[str, Any], provider_name: str) -> ListingView:
         rating_count=count,
         rating_avg=round(row["rating_sum"] / count, 1) if count else None,
         created_at=row["created_at"],
+        packages=list(_json(row["package_options"]) or []),
     )
 
 
@@ -504,9 +507,11 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
                     "A fixed price is above zero; choose free consultation instead.",
                 )
             )
+    packages = _packages(errors, data.get("packages"), price_model)
     if errors:
         raise invalid(errors)
     return {
+        "package_options": packages,
         "category": category,
         "subcategory": subcategory,
         "title": title,
@@ -516,6 +521,81 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
         "price_model": price_model,
         "price_fen": price_fen,
     }
+
+
+MAX_PACKAGES = 6
+
+
+def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict[str, Any]]:
+    """Extra fixed-price packages (套餐): from the API a list of {name, price}, from the form
+    one "name | price" per line. Only for fixed-price listings."""
+    if not raw:
+        return []
+    if isinstance(raw, str):
+        items = []
+        for line in raw.splitlines():
+            if line.strip():
+                name, _, price = line.replace("|", "|").rpartition("|")
+                items.append({"name": name, "price": price})
+    else:
+        items = [dict(i) if isinstance(i, dict) else {} for i in raw]
+    if price_model != "fixed":
+        errors.append(
+            FieldError(
+                "packages",
+                "packages_need_fixed_price",
+                "只有固定价格的服务可以设置套餐。",
+                "Only fixed-price services have packages.",
+            )
+        )
+        return []
+    if len(items) > MAX_PACKAGES:
+        errors.append(
+            FieldError(
+                "packages",
+                "too_many_packages",
+                f"最多 {MAX_PACKAGES} 个套餐。",
+                f"At most {MAX_PACKAGES} packages.",
+            )
+        )
+        return []
+    packages = []
+    for number, item in enumerate(items, start=1):
+        name = str(item.get("name") or "").strip()
+        if not name or len(name) > 40:
+            errors.append(
+                FieldError(
+                    "packages",
+                    "bad_package",
+                    f"第 {number} 个套餐:请写“名称 | 价格”,名称不超过 40 字。",
+                    f"Package {number}: write “name | price”, a name of at most 40 characters.",
+                )
+            )
+            continue
+        try:
+            fen = money.parse_price(str(item.get("price") or ""))
+        except money.PriceError as error:
+            errors.append(
+                FieldError(
+                    "packages",
+                    error.code,
+                    f"第 {number} 个套餐:{error.zh}",
+                    f"Package {number}: {error.en}",
+                )
+            )
+            continue
+        if fen == 0:
+            errors.append(
+                FieldError(
+                    "packages",
+                    "price_zero",
+                    f"第 {number} 个套餐:价格须大于零。",
+                    f"Package {number}: the price is above zero.",
+                )
+            )
+            continue
+        packages.append({"name": name, "price_fen": fen})
+    return packages
 
 
 async def create_listing(ctx: TenantContext, data: dict[str, Any], ip: str = "") -> ListingView:
@@ -1249,8 +1329,10 @@ async def _place_order(
     return order
 
 
-async def buy_listing(listing_id: uuid.UUID, ctx: TenantContext, ip: str = "") -> OrderView:
-    """Order a fixed-price listing at its list price."""
+async def buy_listing(
+    listing_id: uuid.UUID, ctx: TenantContext, ip: str = "", *, package: int | None = None
+) -> OrderView:
+    """Order a fixed-price listing at its list price, or one of its packages (by position)."""
     listing = await get_listing(listing_id, ctx)
     if listing.status != "live":
         raise not_found()
@@ -1268,12 +1350,18 @@ async def buy_listing(listing_id: uuid.UUID, ctx: TenantContext, ip: str = "") -
             "This service is sold by quote; request a quote first.",
             status=409,
         )
+    price_fen, title = listing.price_fen, listing.title
+    if package is not None:
+        if not 0 <= package < len(listing.packages):
+            raise invalid(
+                [FieldError("package", "bad_package_choice", "请选择套餐。", "Choose a package.")]
+            )
+        chosen = listing.packages[package]
+        price_fen, title = int(chosen["price_fen"]), f"{listing.title} · {chosen['name']}"
     row = await Listing.select().where(Listing.id == listing_id).first()
     assert row is not None
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        order = await _place_order(
-            ctx, row, price_fen=listing.price_fen, quote_id=None, title=listing.title, ip=ip
-        )
+        order = await _place_order(ctx, row, price_fen=price_fen, quote_id=None, title=title, ip=ip)
     return await get_order(order.id, ctx)
 
 

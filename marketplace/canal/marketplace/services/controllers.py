@@ -87,6 +87,7 @@ class ListingOut(msgspec.Struct):
     review_reason: str
     rating_avg: float | None
     rating_count: int
+    packages: list[dict[str, Any]]
 
 
 def listing_out(v: market.ListingView) -> ListingOut:
@@ -108,6 +109,7 @@ def listing_out(v: market.ListingView) -> ListingOut:
         v.review_reason,
         v.rating_avg,
         v.rating_count,
+        v.packages,
     )
 
 
@@ -120,6 +122,8 @@ class ListingIn(msgspec.Struct, forbid_unknown_fields=True):
     price_model: str
     price: str = ""
     subcategory: str = ""
+    # Extra fixed-price packages: [{"name": "季度版", "price": "800"}, …]
+    packages: list[dict[str, str]] = []
 
 
 class ProviderOut(msgspec.Struct):
@@ -583,6 +587,10 @@ def _listing_form(
     )
 
 
+def _package_lines(packages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{p['name']} | {int(p['price_fen']) / 100:.2f}" for p in packages)
+
+
 def _listing_values(listing: market.ListingView) -> dict[str, Any]:
     data = {
         "category": listing.category,
@@ -593,10 +601,12 @@ def _listing_values(listing: market.ListingView) -> dict[str, Any]:
         "delivery_days": listing.delivery_days,
         "price_model": listing.price_model,
         "price": f"{listing.price_fen / 100:.2f}" if listing.price_model == "fixed" else "",
+        "packages": _package_lines(listing.packages),
     }
     if listing.pending_changes:
         changes = dict(listing.pending_changes)
         fen = int(changes.pop("price_fen", 0))
+        data["packages"] = _package_lines(changes.pop("package_options", []))
         data.update(changes)
         data["price"] = f"{fen / 100:.2f}" if changes.get("price_model") == "fixed" else ""
     return data
@@ -990,17 +1000,64 @@ async def accept_quote_api(
 async def buy_form(
     request: Req, tenant_slug: FromPath[str], listing_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
-    order = await market.buy_listing(listing_id, tenant_context(request), ip=_ip(request))
+    data = await _form(request)
+    choice = str(data.get("package") or "")
+    package = int(choice) if choice.isdigit() else None
+    order = await market.buy_listing(
+        listing_id, tenant_context(request), ip=_ip(request), package=package
+    )
     return redirect(request, f"{_base(tenant_slug)}/orders/{order.id}")
+
+
+class BuyIn(msgspec.Struct, forbid_unknown_fields=True):
+    package: int | None = None
 
 
 @post("/listings/{listing_id:uuid}/buy", opt=BUY, tags=TAGS, status_code=HTTP_201_CREATED)
 async def buy_api(
-    request: Req, tenant_slug: FromPath[str], listing_id: FromPath[uuid.UUID]
+    request: Req,
+    tenant_slug: FromPath[str],
+    listing_id: FromPath[uuid.UUID],
+    data: JSONBody[BuyIn | None] = None,
 ) -> OrderOut:
-    """Order a fixed-price listing at its list price (then pay it)."""
+    """Order a fixed-price listing at its list price, or one of its ``packages`` (its
+    position in the listing's list), then pay it."""
     ctx = tenant_context(request)
-    return order_out(await market.buy_listing(listing_id, ctx, ip=_ip(request)), ctx)
+    package = data.package if data else None
+    view = await market.buy_listing(listing_id, ctx, ip=_ip(request), package=package)
+    return order_out(view, ctx)
+
+
+@get("/compare", opt=READ, tags=TAGS)
+async def compare_api(
+    request: Req, tenant_slug: FromPath[str], ids: FromQuery[list[uuid.UUID] | None] = None
+) -> list[ListingOut]:
+    """Up to four live listings side by side (``ids`` repeated)."""
+    return [listing_out(v) for v in await _compared(tenant_context(request), ids)]
+
+
+async def _compared(ctx: TenantContext, ids: list[uuid.UUID] | None) -> list[market.ListingView]:
+    found = []
+    for listing_id in (ids or [])[:4]:
+        try:
+            found.append(await market.get_listing(listing_id, ctx))
+        except CanalError:
+            continue  # gone from the catalogue since it was picked
+    return found
+
+
+@get("/compare", opt=READ, include_in_schema=False)
+async def compare_page(
+    request: Req, tenant_slug: FromPath[str], ids: FromQuery[list[uuid.UUID] | None] = None
+) -> Response[str]:
+    return page(
+        request,
+        "marketplace/compare.html",
+        {
+            **_listing_context(request, tenant_slug),
+            "listings": await _compared(tenant_context(request), ids),
+        },
+    )
 
 
 @get("/orders", opt=READ, include_in_schema=False)
@@ -1457,6 +1514,7 @@ PAGES = [
     answer_review_form,
     payouts_page,
     vouchers_page,
+    compare_page,
 ]
 API = [
     catalogue_api,
@@ -1484,4 +1542,5 @@ API = [
     answer_review_api,
     payouts_api,
     vouchers_api,
+    compare_api,
 ]
