@@ -70,3 +70,54 @@ async def test_operator_desk_lists_queues_and_refuses_a_bad_rate(app, client):
     assert ok.status_code == 303
     rates = (await client.get("/api/v1/operator/m/services/")).json()["commission_bp"]
     assert rates["exchange"] == 350
+
+
+async def test_listing_with_pictures_shown_to_buyers(app, client):
+    from tests.storage.test_uploads import png_bytes
+
+    staff = await operator()
+    provider = await approved_provider(f"图片服务商{unique('')}", staff.user_id)
+    await sign_in(client, provider.person)
+    form = await client.get(f"{provider.pages}/listings/new")
+    data = {
+        "_csrf": csrf_from(form.text),
+        "category": "exchange",
+        "title": "班组长培训",
+        "description": "两天现场培训",
+        "area": "dongchangfu",
+        "delivery_days": "14",
+        "price_model": "fixed",
+        "price": "9800",
+    }
+    too_many = await client.post(
+        f"{provider.pages}/listings/new",
+        data=data,
+        files=[("images", (f"{i}.png", png_bytes(), "image/png")) for i in range(5)],
+    )
+    assert too_many.status_code == 422 and 'id="f-images-error"' in too_many.text
+    not_image = await client.post(
+        f"{provider.pages}/listings/new",
+        data=data,
+        files=[("images", ("cover.png", EXE, "image/png"))],
+    )
+    assert not_image.status_code in {415, 422} and 'id="f-images-error"' in not_image.text
+    made = await client.post(
+        f"{provider.pages}/listings/new",
+        data=data,
+        files=[("images", ("cover.png", png_bytes(), "image/png"))],
+    )
+    assert made.status_code == 303, made.text
+    listing_id = made.headers["location"].rsplit("/", 1)[1]
+    from canal.marketplace import market
+
+    await market.review_listing(staff.user_id, __import__("uuid").UUID(listing_id), "approve")
+    buyer = await make_side(f"看图买方{unique('')}")
+    await sign_in(client, buyer.person)
+    listing = (await client.get(f"{buyer.api}/listings/{listing_id}")).json()
+    [image] = listing["image_ids"]
+    shown = await client.get(f"{buyer.pages}/listings/{listing_id}")
+    assert f"/images/{image}" in shown.text
+    picture = await client.get(f"{buyer.pages}/listings/{listing_id}/images/{image}")
+    assert picture.status_code == 302 and "X-Amz-Signature" in picture.headers["location"]
+    other = await client.get(f"{buyer.pages}/listings/{listing_id}/images/{listing_id}")
+    assert other.status_code == 404

@@ -396,6 +396,7 @@ class ListingView:
     rating_avg: float | None
     created_at: dt.datetime
     packages: list[dict[str, Any]]
+    image_ids: list[str]
 
     @property
     def price_text(self) -> str:
@@ -436,6 +437,7 @@ def _listing_view(row: dict[str, Any], provider_name: str) -> ListingView:
         rating_avg=round(row["rating_sum"] / count, 1) if count else None,
         created_at=row["created_at"],
         packages=list(_json(row["package_options"]) or []),
+        image_ids=[str(i) for i in _json(row["image_file_ids"]) or []],
     )
 
 
@@ -598,9 +600,55 @@ def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict
     return packages
 
 
-async def create_listing(ctx: TenantContext, data: dict[str, Any], ip: str = "") -> ListingView:
+MAX_IMAGES = 4
+IMAGE_TYPES = ("image/jpeg", "image/png")
+
+
+def check_image_count(count: int) -> None:
+    if count > MAX_IMAGES:
+        raise invalid(
+            [
+                FieldError(
+                    "images",
+                    "too_many_images",
+                    f"最多 {MAX_IMAGES} 张图片。",
+                    f"At most {MAX_IMAGES} pictures.",
+                )
+            ]
+        )
+
+
+async def _check_images(ctx: TenantContext, image_ids: Sequence[uuid.UUID]) -> list[str]:
+    """The provider's own uploaded pictures (type checked by the storage service)."""
+    from canal.platform.storage.services import get_object_in_tenant
+
+    check_image_count(len(image_ids))
+    for image_id in image_ids:
+        stored = await get_object_in_tenant(image_id, ctx)
+        if stored.content_type not in IMAGE_TYPES:
+            raise invalid(
+                [
+                    FieldError(
+                        "images",
+                        "not_an_image",
+                        "图片须为 JPEG 或 PNG。",
+                        "Pictures are JPEG or PNG.",
+                    )
+                ]
+            )
+    return [str(i) for i in image_ids]
+
+
+async def create_listing(
+    ctx: TenantContext,
+    data: dict[str, Any],
+    ip: str = "",
+    *,
+    image_ids: Sequence[uuid.UUID] = (),
+) -> ListingView:
     await require_provider(ctx)
     fields = validate_listing(data)
+    fields["image_file_ids"] = await _check_images(ctx, image_ids)
     listing = Listing(
         module=MODULE, provider_id=ctx.tenant_id, status="pending", created_by=ctx.user_id, **fields
     )
@@ -628,6 +676,22 @@ async def get_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingView:
         raise not_found()
     names = await _tenant_names([row["provider_id"]])
     return _listing_view(row, names.get(row["provider_id"], ""))
+
+
+async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext) -> str:
+    """A five-minute link to one of a listing's pictures, for anyone who may see the listing
+    (the pictures are the provider's objects; the listing is the permission)."""
+    from canal.platform.http.context import TenantRef
+    from canal.platform.storage.services import get_object_in_tenant, object_store
+
+    listing = await get_listing(listing_id, ctx)
+    if str(image_id) not in listing.image_ids:
+        raise not_found()
+    owner = TenantContext(
+        TenantRef(listing.provider_id, "", "", "enterprise", "active"), ctx.user_id, ()
+    )
+    stored = await get_object_in_tenant(image_id, owner)
+    return await object_store().presigned_get(stored, owner)
 
 
 async def get_own_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingView:

@@ -25,6 +25,9 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
         ctx_a, business_scope="财务咨询", qualification_file_ids=[stored.id]
     )
     await market.decide_provider(staff.user_id, provider_a.id, "approve")
+    from tests.storage.test_uploads import png_bytes
+
+    picture = await object_store().upload_bytes(ctx_a, "photo", png_bytes(), filename="封面.png")
     own = await market.create_listing(
         ctx_a,
         {
@@ -35,6 +38,7 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
             "delivery_days": 5,
             "price_model": "quote",
         },
+        image_ids=[picture.id],
     )
 
     # Another provider, whose service A buys.
@@ -68,6 +72,7 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
     world.samples.update(
         {
             "listing_id": str(own.id),
+            "image_id": str(picture.id),
             "quote_id": str(quote.id),
             "order_id": str(order.id),
             "message_id": str(message.id),

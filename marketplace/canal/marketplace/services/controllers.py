@@ -88,6 +88,7 @@ class ListingOut(msgspec.Struct):
     rating_avg: float | None
     rating_count: int
     packages: list[dict[str, Any]]
+    image_ids: list[str]
 
 
 def listing_out(v: market.ListingView) -> ListingOut:
@@ -110,6 +111,7 @@ def listing_out(v: market.ListingView) -> ListingOut:
         v.rating_avg,
         v.rating_count,
         v.packages,
+        v.image_ids,
     )
 
 
@@ -124,6 +126,8 @@ class ListingIn(msgspec.Struct, forbid_unknown_fields=True):
     subcategory: str = ""
     # Extra fixed-price packages: [{"name": "季度版", "price": "800"}, …]
     packages: list[dict[str, str]] = []
+    # Pictures uploaded first through POST /api/v1/t/{slug}/files (JPEG or PNG), up to four.
+    image_file_ids: list[uuid.UUID] = []
 
 
 class ProviderOut(msgspec.Struct):
@@ -549,6 +553,29 @@ async def listing_api(
     return listing_out(await market.get_listing(listing_id, tenant_context(request)))
 
 
+@get("/listings/{listing_id:uuid}/images/{image_id:uuid}", opt=READ, include_in_schema=False)
+async def listing_image(
+    request: Req,
+    tenant_slug: FromPath[str],
+    listing_id: FromPath[uuid.UUID],
+    image_id: FromPath[uuid.UUID],
+) -> Redirect:
+    """302 to a five-minute link to one of the listing's pictures."""
+    url = await market.listing_image_url(listing_id, image_id, tenant_context(request))
+    return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@get("/listings/{listing_id:uuid}/images/{image_id:uuid}", opt=READ, tags=TAGS)
+async def listing_image_api(
+    request: Req,
+    tenant_slug: FromPath[str],
+    listing_id: FromPath[uuid.UUID],
+    image_id: FromPath[uuid.UUID],
+) -> dict[str, str]:
+    """A five-minute link to one of the listing's pictures."""
+    return {"url": await market.listing_image_url(listing_id, image_id, tenant_context(request))}
+
+
 @get("/listings/{listing_id:uuid}/reviews", opt=READ, tags=TAGS)
 async def listing_reviews_api(
     request: Req, tenant_slug: FromPath[str], listing_id: FromPath[uuid.UUID]
@@ -632,16 +659,29 @@ async def new_listing_page(request: Req, tenant_slug: FromPath[str]) -> Response
     return _listing_form(request, tenant_slug, listing=None, values=values)
 
 
-@post("/listings/new", opt=SELL, include_in_schema=False)
+@post("/listings/new", opt=SELL, include_in_schema=False, request_max_body_size=4 * UPLOAD_LIMIT)
 async def new_listing_form(request: Req, tenant_slug: FromPath[str]) -> Response[Any]:
     ctx = tenant_context(request)
-    data = await _form(request)
+    form = await request.form()
+    data = {k: v for k, v in form.items() if k not in {"_csrf", "images"}}
+    uploads = [u for u in form.getall("images", []) if isinstance(u, UploadFile) and u.filename]
 
     async def act() -> Response[Any]:
-        listing = await market.create_listing(ctx, data, ip=_ip(request))
+        market.validate_listing(data)  # before storing any picture
+        market.check_image_count(len(uploads))
+        images = []
+        for upload in uploads:
+            stored = await object_store().upload(
+                ctx, "photo", _upload_chunks(upload), filename=upload.filename, ip=_ip(request)
+            )
+            images.append(stored.id)
+        listing = await market.create_listing(ctx, data, ip=_ip(request), image_ids=images)
         return redirect(request, f"{_base(tenant_slug)}/listings/{listing.id}")
 
     async def again(errors: list[dict[str, str]], status: int) -> Response[Any]:
+        for error in errors:  # the storage service names its field "file"
+            if error["field"] == "file":
+                error["field"] = "images"
         return _listing_form(
             request, tenant_slug, listing=None, values=data, errors=errors, status=status
         )
@@ -656,7 +696,9 @@ async def new_listing_api(
     """Submit a listing for the operator's review (approved providers only). ``price`` is
     in yuan with at most two decimals (fixed price only)."""
     ctx = tenant_context(request)
-    view = await market.create_listing(ctx, msgspec.structs.asdict(data), ip=_ip(request))
+    fields = msgspec.structs.asdict(data)
+    images = fields.pop("image_file_ids")
+    view = await market.create_listing(ctx, fields, ip=_ip(request), image_ids=images)
     return listing_out(view)
 
 
@@ -1515,6 +1557,7 @@ PAGES = [
     payouts_page,
     vouchers_page,
     compare_page,
+    listing_image,
 ]
 API = [
     catalogue_api,
@@ -1543,4 +1586,5 @@ API = [
     payouts_api,
     vouchers_api,
     compare_api,
+    listing_image_api,
 ]
