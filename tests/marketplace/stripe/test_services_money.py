@@ -198,3 +198,19 @@ async def test_voucher_rules_refuse_clearly_and_change_nothing(app, gateway, sta
     with pytest.raises(CanalError) as used:
         await market.pay_order(second.id, buyer.ctx, voucher_id=full.id)
     assert used.value.code == "voucher_used"
+
+
+async def test_provider_sets_up_payouts_through_connect(app, client, gateway, standin):
+    from tests.factories import sign_in
+
+    staff = await operator()
+    provider = await approved_provider(f"收款服务商{unique('')}", staff.user_id)
+    buyer = await make_side(f"不是服务商{unique('')}")
+    await sign_in(client, provider.person)
+    answer = await client.post(f"{provider.api}/payouts/connect")
+    assert answer.status_code == 200, answer.text
+    account = standin.sent("POST", "/v1/accounts")[-1]
+    assert answer.json()["url"] and account.answered_by == "standin"
+    await sign_in(client, buyer.person)
+    refused = await client.post(f"{buyer.api}/payouts/connect")
+    assert refused.status_code == 403 and refused.json()["code"] == "provider_not_approved"

@@ -1507,6 +1507,8 @@ async def _statement(ctx: TenantContext) -> StatementOut:
 
 @get("/payouts", opt=SELL, include_in_schema=False)
 async def payouts_page(request: Req, tenant_slug: FromPath[str]) -> Response[str]:
+    from canal.platform.billing.services import no_charge
+
     ctx = tenant_context(request)
     locale = request_locale(request)
     return page(
@@ -1515,11 +1517,35 @@ async def payouts_page(request: Req, tenant_slug: FromPath[str]) -> Response[str
         {
             **_listing_context(request, tenant_slug),
             "statement": await _statement(ctx),
+            "can_connect": not no_charge(),
             "state_name": lambda s: orders.STATE_LABELS[orders.OrderState(s)][
                 0 if locale.startswith("zh") else 1
             ],
         },
     )
+
+
+@post("/payouts/connect", opt=SELL, include_in_schema=False)
+async def connect_form(request: Req, tenant_slug: FromPath[str]) -> Response[Any]:
+    """Start (or continue) Stripe Connect onboarding: payouts go to this account."""
+    url = await _connect_link(request, tenant_slug)
+    return Redirect(url, status_code=303)
+
+
+@post("/payouts/connect", opt=SELL, tags=TAGS, status_code=200)
+async def connect_api(request: Req, tenant_slug: FromPath[str]) -> dict[str, str]:
+    """The provider's Stripe Connect onboarding link (Express account, one per organisation).
+    Refused (409 ``billing_no_charge``) while the platform runs without Stripe."""
+    return {"url": await _connect_link(request, tenant_slug)}
+
+
+async def _connect_link(request: Req, slug: str) -> str:
+    from canal.platform.billing.services import onboarding_link
+
+    ctx = tenant_context(request)
+    await market.require_provider(ctx)
+    base = str(request.base_url).rstrip("/")
+    return await onboarding_link(ctx, base_url=base)
 
 
 @get("/payouts", opt=SELL, tags=TAGS)
@@ -1558,6 +1584,7 @@ PAGES = [
     vouchers_page,
     compare_page,
     listing_image,
+    connect_form,
 ]
 API = [
     catalogue_api,
@@ -1587,4 +1614,5 @@ API = [
     vouchers_api,
     compare_api,
     listing_image_api,
+    connect_api,
 ]
