@@ -117,7 +117,7 @@ async def _seed(world: Any) -> None:
     if order.paid:
         for action in ("accept", "start", "deliver"):
             await market.transition_order(order.id, seller, action)
-        await market.post_message(order.id, seller, "一季度账目已整理完毕,报表见附件。")
+        await market.post_message(order.id, seller, "一季度账目已整理完毕,报表已发至贵司财务邮箱。")
         await market.transition_order(order.id, buyer, "confirm")
         await market.review_order(order.id, buyer, 5, "记账及时,报税零差错,沟通顺畅。")
         await market.answer_review(order.id, seller, "感谢信任,我们会继续做好服务。")
