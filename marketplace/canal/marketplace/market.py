@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.notifications.services import notify
 from canal.tenants.tables import Membership, Tenant
+
+log = logging.getLogger("canal.marketplace")
 
 MODULE = "services"
 SEARCH_KIND = "service_listings"
@@ -881,11 +884,19 @@ async def sync_search(ids: Sequence[uuid.UUID]) -> None:
 
 
 def _index_after_commit(ids: Sequence[uuid.UUID]) -> None:
-    # Indexed right after the commit so the catalogue shows the change at once; the
-    # ``canal search reindex`` loader rebuilds it from the table if this is ever lost.
+    # Indexed right after the commit so the catalogue shows the change at once. The change
+    # itself is committed either way: a search server that is down or not configured only
+    # delays the catalogue, and ``canal search reindex service_listings`` rebuilds it.
     keys = list(ids)
+
+    async def sync() -> None:
+        try:
+            await sync_search(keys)
+        except Exception:
+            log.warning("service listings not indexed: %s", keys, exc_info=True)
+
     if keys:
-        db.on_commit(lambda: sync_search(keys))
+        db.on_commit(sync)
 
 
 _unindex_after_commit = _index_after_commit
