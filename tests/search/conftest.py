@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from canal.platform.search.indexes import LISTINGS, ORGANISATIONS
+from canal.platform.search.indexes import LISTINGS, registry
 from canal.platform.search.services import SearchService, configure
 
 
@@ -29,7 +29,11 @@ def meili(settings) -> tuple[str, str]:
 async def search(meili) -> AsyncIterator[SearchService]:
     url, master_key = meili
     prefix = f"test{uuid.uuid4().hex[:8]}"
-    service = SearchService(url, master_key, prefix=prefix, indexes=[ORGANISATIONS, LISTINGS])
+    # Every registered kind (modules' too): this service stays installed for the rest of the
+    # session, and later tests search their modules' indexes through it.
+    service = SearchService(
+        url, master_key, prefix=prefix, indexes=[*registry().values(), LISTINGS]
+    )
     await service.setup()
     configure(service)
     yield service

@@ -80,6 +80,20 @@ def _route_groups() -> list[Any]:
                     opt={"module": module.key},
                 )
             )
+        if module.operator_handlers:
+            routes.append(
+                Router(
+                    path=f"/operator/m/{module.key}",
+                    route_handlers=list(module.operator_handlers),
+                )
+            )
+        if module.operator_api_handlers:
+            routes.append(
+                Router(
+                    path=f"/api/v1/operator/m/{module.key}",
+                    route_handlers=list(module.operator_api_handlers),
+                )
+            )
     return routes
 
 

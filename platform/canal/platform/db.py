@@ -272,7 +272,8 @@ async def apply_security(owner_dsn: str, app_role: str) -> None:
     """Grant the app role what it needs, and put row-level security on tenant-owned tables.
 
     Idempotent; runs after every migration. A table opts into extra read access for its own
-    rows' user (``rls_user_column = "user_id"``) or into append-only (``append_only = True``).
+    rows' user (``rls_user_column = "user_id"``), into a second owning tenant
+    (``rls_counterparty_column``) or into append-only (``append_only = True``).
     """
     conn = await asyncpg.connect(owner_dsn)
     try:
@@ -298,10 +299,14 @@ async def apply_security(owner_dsn: str, app_role: str) -> None:
                 await conn.execute(f'ALTER TABLE "{name}" ENABLE ROW LEVEL SECURITY')
                 await conn.execute(f'ALTER TABLE "{name}" FORCE ROW LEVEL SECURITY')
                 await conn.execute(f'DROP POLICY IF EXISTS canal_tenant ON "{name}"')
+                # A row about two organisations (a marketplace order: buyer and provider)
+                # names the second one in ``rls_counterparty_column``; both see and change it.
+                counterparty = getattr(table, "rls_counterparty_column", None)
+                rule = "tenant_id = canal_current_tenant() OR canal_platform_scope()"
+                if counterparty:
+                    rule += f' OR "{counterparty}" = canal_current_tenant()'
                 await conn.execute(
-                    f'CREATE POLICY canal_tenant ON "{name}" '
-                    "USING (tenant_id = canal_current_tenant() OR canal_platform_scope()) "
-                    "WITH CHECK (tenant_id = canal_current_tenant() OR canal_platform_scope())"
+                    f'CREATE POLICY canal_tenant ON "{name}" USING ({rule}) WITH CHECK ({rule})'
                 )
                 await conn.execute(f'DROP POLICY IF EXISTS canal_own_rows ON "{name}"')
                 user_column = getattr(table, "rls_user_column", None)

@@ -65,6 +65,10 @@ class ModuleSpec:
     tenant_kinds: Sequence[str] = ("enterprise", "park", "community", "government", "operator")
     route_handlers: Sequence[Any] = ()
     api_handlers: Sequence[Any] = ()
+    # Operator-console routes, mounted at /operator/m/{key} and /api/v1/operator/m/{key};
+    # they declare opt["access"] = "platform" (review queues, disputes, settings).
+    operator_handlers: Sequence[Any] = ()
+    operator_api_handlers: Sequence[Any] = ()
     nav: Sequence[NavEntry] = ()
     permissions: Sequence[Permission] = ()
     # role key -> (resource, action) pairs; module roles appear on the roles page.

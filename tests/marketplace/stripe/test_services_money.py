@@ -1,0 +1,216 @@
+"""Money through Stripe (localstripe + the stand-in): what the buyer is charged, the platform's
+application fee, the provider's payout and the voucher subsidy add up to the fen, including
+after a partial refund, and agree with what was sent to Stripe."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from canal.marketplace import market, money
+from canal.platform.http.errors import CanalError
+from tests.factories import unique
+from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
+
+
+@pytest.mark.parametrize(
+    ("price", "voucher", "refund"),
+    [
+        ("1000.01", None, "400.00"),  # cash only; 5 % of ¥1,000.01 rounds half up
+        ("1000.01", "300", "333.33"),  # cash + voucher, refund split in proportion
+        ("88.88", "88", "10.01"),  # the cash (¥0.88) is less than the commission (¥4.44)
+    ],
+)
+async def test_charge_fee_payout_subsidy_and_refund_add_up(
+    app, gateway, standin, price, voucher, refund
+):
+    from canal.platform.billing import services as billing
+
+    staff = await operator()
+    provider = await approved_provider(f"结算财税{unique('')}", staff.user_id)
+    account = await billing.create_connected_account(provider.ctx)
+    listing = await live_listing(provider, staff.user_id, price=price)
+    buyer = await make_side(f"结算买方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    voucher_id = None
+    if voucher:
+        issued = await market.issue_voucher(
+            staff.user_id,
+            holder_slug=buyer.slug,
+            kind="innovation",
+            amount=voucher,
+            categories=["tax"],
+            valid_through=(dt.date.today() + dt.timedelta(days=30)).isoformat(),
+        )
+        voucher_id = issued.id
+    order, secret = await market.pay_order(order.id, buyer.ctx, voucher_id=voucher_id)
+    assert secret and not order.paid  # waiting for Stripe's confirmation
+
+    list_fen = money.parse_price(price)
+    subsidy = min(money.parse_price(voucher), list_fen) if voucher else 0
+    assert order.list_price_fen == list_fen
+    assert order.buyer_paid_fen + order.voucher_subsidy_fen == list_fen
+    assert order.voucher_subsidy_fen == subsidy
+    assert order.commission_fen == money.commission_for(list_fen, 500)
+    assert order.commission_fen + order.payout_fen == list_fen
+
+    # What Stripe was asked for: the buyer's cash, CNY, a destination charge to the provider
+    # keeping the commission (capped at the cash; the rest comes out of the subsidy).
+    sent = standin.sent("POST", "/v1/payment_intents")[-1].form
+    fee = min(order.commission_fen, order.buyer_paid_fen)
+    assert int(sent["amount"]) == order.buyer_paid_fen
+    assert sent["currency"] == "cny"
+    assert sent["transfer_data[destination]"] == account
+    assert int(sent["application_fee_amount"]) == fee
+    from_stripe = int(sent["amount"]) - int(sent["application_fee_amount"])
+    from_subsidy = order.voucher_subsidy_fen - (order.commission_fen - fee)
+    assert from_stripe + from_subsidy == order.payout_fen  # the provider's payout, to the fen
+
+    # Paying again before Stripe confirms is the same payment (no second charge); Stripe's
+    # confirmation (the webhook's handler) marks the order paid; after that, paying is refused.
+    posts = len(standin.sent("POST", "/v1/payment_intents"))
+    retry, _ = await market.pay_order(order.id, buyer.ctx)
+    assert not retry.paid and len(standin.sent("POST", "/v1/payment_intents")) == posts
+    from canal.platform import db
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(buyer.tenant.id):
+        row = (
+            await Payment.select()
+            .where(Payment.idempotency_key == f"market-order-{order.id}")
+            .first()
+        )
+    assert row is not None and row["amount_fen"] == order.buyer_paid_fen
+    await billing.apply_payment_intent(
+        {
+            "id": row["stripe_payment_intent_id"],
+            "status": "succeeded",
+            "metadata": {"tenant_id": str(buyer.tenant.id)},
+        }
+    )
+    order = await market.refresh_payment(order.id, buyer.ctx)
+    assert order.paid
+    with pytest.raises(CanalError) as twice:
+        await market.pay_order(order.id, buyer.ctx)
+    assert twice.value.code == "order_already_paid"
+
+    # Dispute and partial refund: every split adds up, nothing goes negative.
+    for action in ("accept", "start", "deliver"):
+        await market.transition_order(order.id, provider.ctx, action)
+    await market.transition_order(order.id, buyer.ctx, "dispute")
+    done = await market.resolve_dispute(staff.user_id, order.id, "partial", refund=refund)
+    refund_fen = money.parse_price(refund)
+    assert done.refunded_fen == refund_fen
+    assert done.buyer_refunded_fen + done.voucher_refunded_fen == refund_fen
+    assert done.commission_reversed_fen + done.payout_reversed_fen == refund_fen
+    assert 0 <= done.buyer_refunded_fen <= done.buyer_paid_fen
+    assert 0 <= done.voucher_refunded_fen <= done.voucher_subsidy_fen
+    expected = money.refund(
+        money.settle(
+            list_fen,
+            commission_rate_bp=500,
+            voucher=None
+            if not voucher
+            else money.Voucher(
+                code="x",
+                kind=money.VoucherKind.INNOVATION,
+                amount_fen=money.parse_price(voucher),
+                eligible_categories=frozenset({"tax"}),
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+            ),
+            category="tax",
+            at=dt.datetime.now(dt.UTC),
+        ),
+        refund_fen,
+    )
+    assert (done.buyer_refunded_fen, done.voucher_refunded_fen) == (
+        expected.to_buyer_fen,
+        expected.to_voucher_issuer_fen,
+    )
+    assert (done.commission_reversed_fen, done.payout_reversed_fen) == (
+        expected.commission_reversed_fen,
+        expected.payout_reversed_fen,
+    )
+    # The provider's statement and the operator's figures use the same numbers.
+    statement, _ = await market.provider_statement(provider.ctx)
+    assert statement.payout_fen == done.payout_fen - done.payout_reversed_fen
+    report = await market.voucher_report(staff.user_id)
+    assert report.subsidy_fen >= done.voucher_subsidy_fen - done.voucher_refunded_fen
+
+
+async def test_voucher_rules_refuse_clearly_and_change_nothing(app, gateway, standin):
+    staff = await operator()
+    provider = await approved_provider(f"券规则{unique('')}", staff.user_id)
+    listing = await live_listing(provider, staff.user_id, price="500")
+    buyer = await make_side(f"券买方{unique('')}")
+    other = await make_side(f"别家{unique('')}")
+    wrong_kind = await market.issue_voucher(
+        staff.user_id,
+        holder_slug=buyer.slug,
+        kind="service",
+        amount="100",
+        categories=["legal"],
+        valid_through=dt.date.today().isoformat(),
+    )
+    with pytest.raises(CanalError) as bad:
+        await market.issue_voucher(
+            staff.user_id,
+            holder_slug="no-such-org",
+            kind="gift",
+            amount="1.005",
+            categories=[],
+            valid_through="2020-01-01",
+        )
+    fields = {e.field: e.code for e in bad.value.errors}
+    assert fields == {
+        "holder": "bad_holder",
+        "kind": "bad_kind",
+        "amount": "price_too_many_decimals",
+        "categories": "bad_categories",
+        "valid_through": "date_past",
+    }
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    with pytest.raises(CanalError) as not_eligible:
+        await market.pay_order(order.id, buyer.ctx, voucher_id=wrong_kind.id)
+    assert not_eligible.value.code == "voucher_not_eligible"
+    with pytest.raises(CanalError) as not_theirs:
+        await market.pay_order(order.id, other.ctx, voucher_id=wrong_kind.id)
+    assert not_theirs.value.status == 404
+    unchanged = await market.get_order(order.id, buyer.ctx)
+    assert (unchanged.buyer_paid_fen, unchanged.voucher_id, unchanged.paid) == (50000, None, False)
+    assert [v.order_id for v in await market.my_vouchers(buyer.ctx)] == [None]
+    # A voucher covering everything: nothing to charge, the order is paid.
+    full = await market.issue_voucher(
+        staff.user_id,
+        holder_slug=buyer.slug,
+        kind="innovation",
+        amount="800",
+        categories=["tax", "legal"],
+        valid_through=(dt.date.today() + dt.timedelta(days=1)).isoformat(),
+    )
+    posts = len(standin.sent("POST", "/v1/payment_intents"))
+    paid, secret = await market.pay_order(order.id, buyer.ctx, voucher_id=full.id)
+    assert paid.paid and secret is None and paid.buyer_paid_fen == 0
+    assert paid.voucher_subsidy_fen == 50000
+    assert len(standin.sent("POST", "/v1/payment_intents")) == posts  # no charge sent
+    second = await market.buy_listing(listing.id, buyer.ctx)
+    with pytest.raises(CanalError) as used:
+        await market.pay_order(second.id, buyer.ctx, voucher_id=full.id)
+    assert used.value.code == "voucher_used"
+
+
+async def test_provider_sets_up_payouts_through_connect(app, client, gateway, standin):
+    from tests.factories import sign_in
+
+    staff = await operator()
+    provider = await approved_provider(f"收款服务商{unique('')}", staff.user_id)
+    buyer = await make_side(f"不是服务商{unique('')}")
+    await sign_in(client, provider.person)
+    answer = await client.post(f"{provider.api}/payouts/connect")
+    assert answer.status_code == 200, answer.text
+    account = standin.sent("POST", "/v1/accounts")[-1]
+    assert answer.json()["url"] and account.answered_by == "standin"
+    await sign_in(client, buyer.person)
+    refused = await client.post(f"{buyer.api}/payouts/connect")
+    assert refused.status_code == 403 and refused.json()["code"] == "provider_not_approved"

@@ -1,0 +1,151 @@
+"""Orders in the database: the state machine table-driven over every state × action × party
+through the services (allowed moves happen, everything else is refused and changes nothing),
+and the two-party isolation of orders and quotes (buyer and provider only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from canal.marketplace import market, orders
+from canal.marketplace.orders import Action, OrderState, Party
+from canal.marketplace.tables import Order, OrderEvent, Quote
+from canal.platform import db
+from canal.platform.http.errors import CanalError
+from tests.factories import sign_in, unique
+from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
+
+
+@pytest.fixture(scope="module")
+async def market_world(app):
+    staff = await operator()
+    provider = await approved_provider(f"状态机财税{unique('')}", staff.user_id)
+    listing = await live_listing(provider, staff.user_id, price="999.99")
+    buyer = await make_side(f"状态机买方{unique('')}")
+    return staff, provider, listing, buyer
+
+
+async def _order_in(state: OrderState, world) -> market.OrderView:
+    _staff, _provider, listing, buyer = world
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    async with db.platform_scope():
+        await Order.update({Order.state: state.value, Order.paid_at: db_now()}).where(
+            Order.id == order.id
+        )
+    return await market.get_order(order.id, buyer.ctx)
+
+
+def db_now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+async def _events(order_id) -> int:
+    async with db.platform_scope():
+        return await OrderEvent.count().where(OrderEvent.order_id == order_id)
+
+
+RESOLVE = {
+    Action.RESOLVE_REFUND_FULL: "full",
+    Action.RESOLVE_REFUND_PARTIAL: "partial",
+    Action.RESOLVE_NO_REFUND: "none",
+}
+
+
+@pytest.mark.parametrize("state", list(OrderState), ids=lambda s: s.value)
+async def test_every_action_by_every_party_from_every_state(market_world, state):
+    staff, provider, _, buyer = market_world
+    tried = 0
+    for party in (Party.BUYER, Party.PROVIDER, Party.OPERATOR):
+        actions = list(Action) if party != Party.OPERATOR else list(RESOLVE)
+        for action in actions:
+            order = await _order_in(state, market_world)
+            before = await _events(order.id)
+            allowed = action in orders.allowed_actions(state, party)
+            try:
+                if party == Party.OPERATOR:
+                    after = await market.resolve_dispute(
+                        staff.user_id, order.id, RESOLVE[action], refund="100"
+                    )
+                else:
+                    ctx = buyer.ctx if party == Party.BUYER else provider.ctx
+                    after = await market.transition_order(order.id, ctx, action.value)
+            except CanalError as error:
+                assert not allowed, f"{state} {action} by {party} refused: {error.code}"
+                assert error.code in {"order_action_not_allowed", "order_action_wrong_party"}
+                unchanged = await market.get_order(order.id, buyer.ctx)
+                assert unchanged.state == state.value and await _events(order.id) == before
+            else:
+                assert allowed, f"{state} {action} by {party} was let through"
+                assert after.state == orders.transition(state, action, party).value
+                assert await _events(order.id) == before + 1
+            tried += 1
+    assert tried == 2 * len(Action) + len(RESOLVE)
+
+
+async def test_partial_refund_splits_to_the_fen(market_world):
+    staff, _provider, _, _buyer = market_world
+    order = await _order_in(OrderState.DISPUTED, market_world)
+    with pytest.raises(CanalError) as too_much:
+        await market.resolve_dispute(staff.user_id, order.id, "partial", refund="999.99")
+    assert too_much.value.errors[0].code == "partial_not_partial"
+    done = await market.resolve_dispute(staff.user_id, order.id, "partial", refund="333.33")
+    assert done.state == "resolved_refunded_partial"
+    assert done.refunded_fen == done.buyer_refunded_fen == 33333
+    assert done.commission_reversed_fen + done.payout_reversed_fen == 33333
+    # 5 % of 99,999 fen = 4,999.95 → 5,000 (half up); a third of it back: 1,666.65 → 1,667.
+    assert (done.commission_fen, done.commission_reversed_fen) == (5000, 1667)
+
+
+async def test_orders_and_quotes_belong_to_their_two_parties_only(app, client, market_world):
+    staff, provider, listing, buyer = market_world
+    other_buyer = await make_side(f"另一买方{unique('')}")
+    other_provider = await approved_provider(f"另一服务商{unique('')}", staff.user_id)
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    quote = await market.request_quote(listing.id, buyer.ctx, "需要季度报表")
+    # Both parties see them; in the database too (row-level security, not only the code).
+    for side in (buyer, provider):
+        assert (await market.get_order(order.id, side.ctx)).id == order.id
+        assert (await market.get_quote(quote.id, side.ctx)).id == quote.id
+    for outsider in (other_buyer, other_provider):
+        with pytest.raises(CanalError) as missing:
+            await market.get_order(order.id, outsider.ctx)
+        assert missing.value.status == 404
+        assert order.id not in [o.id for o in await market.list_orders(outsider.ctx)]
+        assert quote.id not in [q.id for q in await market.list_quotes(outsider.ctx)]
+        async with db.tenant_scope(outsider.tenant.id):
+            assert await Order.count().where(Order.id == order.id) == 0
+            assert await Quote.count().where(Quote.id == quote.id) == 0
+            # Nor can an outsider write a row naming the order's parties.
+            changed = await Order.update({Order.state: "confirmed"}).where(Order.id == order.id)
+            assert changed == []
+    # Over HTTP: the other buyer's owner asks through its own organisation → 404.
+    await sign_in(client, other_buyer.person)
+    for path in (f"/orders/{order.id}", f"/quotes/{quote.id}", f"/orders/{order.id}/messages"):
+        assert (await client.get(f"{other_buyer.api}{path}")).status_code == 404
+    moved = await client.post(
+        f"{other_buyer.api}/orders/{order.id}/transition", json={"action": "cancel"}
+    )
+    assert moved.status_code == 404
+    assert (await market.get_order(order.id, buyer.ctx)).state == "placed"
+
+
+async def test_auto_confirm_after_seven_days_delivered(market_world):
+    import datetime as dt
+
+    _, provider, _, buyer = market_world
+    old = await _order_in(OrderState.DELIVERED, market_world)
+    fresh = await _order_in(OrderState.DELIVERED, market_world)
+    now = dt.datetime.now(dt.UTC)
+    async with db.platform_scope():
+        await Order.update({Order.delivered_at: now - dt.timedelta(days=8)}).where(
+            Order.id == old.id
+        )
+        await Order.update({Order.delivered_at: now - dt.timedelta(days=1)}).where(
+            Order.id == fresh.id
+        )
+    assert await market.auto_confirm_delivered(now=now) >= 1
+    assert (await market.get_order(old.id, provider.ctx)).state == "confirmed"
+    assert (await market.get_order(fresh.id, buyer.ctx)).state == "delivered"
+    history = await market.order_history(old.id, buyer.ctx)
+    assert (history[-1].action, history[-1].party) == ("confirm", "system")
