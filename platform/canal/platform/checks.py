@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         results["ruff format"] = _step(
             "ruff format", [py, "-m", "ruff", "format", "--check", *present]
         )
-        typed = ("canal.platform", "canal.tenants", "canal.exchange.bank")
+        typed = ("canal.platform", "canal.tenants", "canal.exchange", "canal.marketplace")
         packages = [arg for name in typed for arg in ("-p", name)]
         results["mypy"] = _step("mypy", [py, "-m", "mypy", *packages])
     if results:
