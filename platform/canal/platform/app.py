@@ -61,6 +61,7 @@ def _route_groups() -> list[Any]:
         *notification_routes,
     ]
     for module in registry().values():
+        routes.extend(module.public_handlers)
         if module.route_handlers:
             routes.append(
                 Router(

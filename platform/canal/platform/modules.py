@@ -65,6 +65,9 @@ class ModuleSpec:
     tenant_kinds: Sequence[str] = ("enterprise", "park", "community", "government", "operator")
     route_handlers: Sequence[Any] = ()
     api_handlers: Sequence[Any] = ()
+    # Routes at their own absolute paths, outside the tenant prefix (a public catalogue);
+    # each still declares its access in ``opt``.
+    public_handlers: Sequence[Any] = ()
     nav: Sequence[NavEntry] = ()
     permissions: Sequence[Permission] = ()
     # role key -> (resource, action) pairs; module roles appear on the roles page.
