@@ -349,6 +349,45 @@ def _show(value: Any) -> Any:
     return value
 
 
+# --- module home ------------------------------------------------------------------------------
+
+
+class HomeOut(msgspec.Struct):
+    key: str
+    name_zh: str
+    name_en: str
+    authority: bool
+    links: dict[str, str]
+
+
+def _links(request: Req) -> dict[str, str]:
+    base = _base(request)
+    names = ("matches", "portrait", "applications", "policies", "queue", "stats")
+    return {n: f"{base}/{n}" for n in names} | {"catalogue": "/policies"}
+
+
+@get("/", opt=READ, include_in_schema=False)
+async def home_page(request: Req) -> Response[str]:
+    ctx = tenant_context(request)
+    return page(
+        request,
+        "policy/home.html",
+        {
+            **_common(request),
+            "authority": ctx.tenant.kind in services.AUTHORITY_KINDS,
+            "links": _links(request),
+        },
+    )
+
+
+@get("/", opt=READ, tags=TAGS, summary="The policy module's entry points")
+async def home_api(request: Req) -> HomeOut:
+    ctx = tenant_context(request)
+    return HomeOut(
+        "policy", "惠企政策", "Policy matching", ctx.tenant.kind in services.AUTHORITY_KINDS, _links(request)
+    )
+
+
 # --- portrait --------------------------------------------------------------------------------
 
 
@@ -1317,6 +1356,7 @@ async def catalogue_entry_api(public_policy_id: FromPath[uuid.UUID]) -> dict[str
 
 
 PAGE_ROUTES = [
+    home_page,
     portrait_page,
     portrait_form,
     matches_page,
@@ -1344,6 +1384,7 @@ PAGE_ROUTES = [
     stats_page,
 ]
 API_ROUTES = [
+    home_api,
     portrait_api,
     portrait_update_api,
     matches_api,
