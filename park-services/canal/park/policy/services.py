@@ -662,18 +662,28 @@ async def catalogue_search(
 # Portraits
 
 
-def _fact_error(name: str, zh: str, en: str) -> FieldError:
-    return FieldError(name, "fact_invalid", zh, en)
+class FactProblem(ValueError):
+    """A fact value that does not validate (carries the field error to show)."""
+
+    def __init__(self, error: FieldError) -> None:
+        super().__init__(error.en)
+        self.error = error
+
+
+def _fact_error(name: str, zh: str, en: str) -> FactProblem:
+    return FactProblem(FieldError(name, "fact_invalid", zh, en))
 
 
 def parse_fact(name: str, raw: object) -> Any:
     """A fact's JSON value from a form string or a JSON value; ``None`` clears it.
 
-    Raises ``FieldError`` (not wrapped) so callers collect every problem.
+    Raises ``FactProblem`` so callers can collect every problem.
     """
     spec = FACTS.get(name)
     if spec is None:
-        raise FieldError(name, "fact_unknown", f"未知的企业信息项「{name}」。", f"Unknown fact {name!r}.")
+        raise FactProblem(
+            FieldError(name, "fact_unknown", f"未知的企业信息项「{name}」。", f"Unknown fact {name!r}.")
+        )
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     if spec.type is FactType.STR:
@@ -797,8 +807,8 @@ async def set_facts(
     for name, raw in values.items():
         try:
             parsed[name] = parse_fact(name, raw)
-        except FieldError as exc:
-            errors.append(exc)
+        except FactProblem as exc:
+            errors.append(exc.error)
     day = today()
     if as_of not in (None, ""):
         got = _date({"as_of": as_of}, "as_of", errors, required=False)
