@@ -519,7 +519,7 @@ async def matches_page(request: Req) -> Response[str]:
             "dismissed": dismissed,
             "show_all": show_all,
             "today": services.today(),
-            "show": _show,
+            "show": lambda v: "、".join(_show(v)) if isinstance(v, list) else _show(v),
             "source_label": lambda s: _source_label(s, zh) if s else "—",
         },
     )
