@@ -99,7 +99,9 @@ async def test_match_apply_accept_in_the_browser(app, page, server, tmp_path):  
 
     # The criteria editor: a wrong rule is shown at its path; the live count answers.
     await page.goto(f"{server}/t/{gov.slug}/m/policy/policies/{policy_id}")
-    await page.fill("#f-criteria", json.dumps({"all": [{"fact": "employes", "op": "eq", "value": 1}]}))
+    await page.fill(
+        "#f-criteria", json.dumps({"all": [{"fact": "employes", "op": "eq", "value": 1}]})
+    )
     await page.wait_for_selector("#live-count .field__error")
     assert "$.all[0].fact" in await page.inner_text("#live-count")
     await page.fill("#f-criteria", json.dumps(CRITERIA))

@@ -79,6 +79,7 @@ async def test_publish_match_apply_review_rate(app, client):
         assert theirs["group"] == "nearly" and theirs["missing_criterion"] == 2
         assert theirs["criteria"][2]["requirement_en"] == "employees ≥ 20"
         assert theirs["criteria"][2]["facts"][0]["value"] == 8
+
         # New eligible match → the enterprise's members were told (once).
         # (Other tests' published policies may match too: count the ones naming this policy.)
         def told(notes: list[str]) -> int:
@@ -170,7 +171,7 @@ async def test_publish_match_apply_review_rate(app, client):
 
 
 async def test_dismissed_match_stays_dismissed(app, client):
-    gov_owner, gov, gctx = await org("government")
+    _gov_owner, _gov, gctx = await org("government")
     owner, ent, ectx = await org("enterprise")
     from canal.park.policy import services
 
@@ -187,7 +188,9 @@ async def test_dismissed_match_stays_dismissed(app, client):
     # A later portrait change re-matches, and the dismissal holds.
     await services.set_facts(ectx, {"employees": 60})
     await services.rematch_enterprise(ent.id)
-    [m] = [m for m in (await client.get(f"{api}/matches")).json() if m["policy_id"] == str(policy_id)]
+    [m] = [
+        m for m in (await client.get(f"{api}/matches")).json() if m["policy_id"] == str(policy_id)
+    ]
     assert m["dismissed"] is True and m["group"] == "eligible"
     page = await client.get(f"/t/{ent.slug}/m/policy/matches")
     assert page.status_code == 200

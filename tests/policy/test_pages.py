@@ -15,8 +15,16 @@ from tests.policy.helpers import CRITERIA, org, policy_json
 
 
 def _form(data: dict, csrf: str) -> dict[str, str]:
-    out = {k: (json.dumps(v, ensure_ascii=False) if k == "criteria" else
-               "\n".join(v) if isinstance(v, list) else str(v)) for k, v in data.items()}
+    out = {
+        k: (
+            json.dumps(v, ensure_ascii=False)
+            if k == "criteria"
+            else "\n".join(v)
+            if isinstance(v, list)
+            else str(v)
+        )
+        for k, v in data.items()
+    }
     return out | {"_csrf": csrf}
 
 
@@ -61,8 +69,12 @@ async def test_portrait_form_refuses_bad_facts_and_saves_good_ones(client):
     tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
     r = await client.post(
         f"{base}/portrait",
-        data={"_csrf": csrf, "employees": "-3", "established_on": tomorrow,
-              "certifications": "高新技术企业,2025-01-01,2024-01-01"},
+        data={
+            "_csrf": csrf,
+            "employees": "-3",
+            "established_on": tomorrow,
+            "certifications": "高新技术企业,2025-01-01,2024-01-01",
+        },
     )
     assert r.status_code == 422
     for field in ("employees", "established_on", "certifications"):
@@ -71,8 +83,12 @@ async def test_portrait_form_refuses_bad_facts_and_saves_good_ones(client):
         assert await Fact.count().where(Fact.tenant_id == ent.id) == 0
     r = await client.post(
         f"{base}/portrait",
-        data={"_csrf": csrf, "employees": "35", "region_code": "371502",
-              "certifications": "高新技术企业,2024-01-01,2027-01-01"},
+        data={
+            "_csrf": csrf,
+            "employees": "35",
+            "region_code": "371502",
+            "certifications": "高新技术企业,2024-01-01,2027-01-01",
+        },
     )
     assert r.status_code == 303
     rows = await services.portrait_rows(ctx)
@@ -84,7 +100,7 @@ async def test_portrait_form_refuses_bad_facts_and_saves_good_ones(client):
 
 async def test_live_count_counts_subscribed_enterprises(client):
     owner, gov, _ = await org("government")
-    _, ent, ectx = await org("enterprise")
+    _, _ent, ectx = await org("enterprise")
     marker = unique("X")
     await services.set_facts(ectx, {"region_code": marker})
     await sign_in(client, owner)
@@ -132,13 +148,15 @@ def test_demo_ships_at_least_twenty_valid_policies_at_three_levels():
 async def test_catalogue_search_in_chinese_with_filters(client):
     from canal.platform.search.services import get_service
 
-    owner, gov, ctx = await org("government")
+    _owner, _gov, ctx = await org("government")
     # A Latin token unique to this run (Chinese words would also find earlier runs' policies).
     word = unique("zc")
     today = dt.date.today()
     open_id = await services.create_policy(
         ctx,
-        services.parse_policy(policy_json(CRITERIA, title=f"轴承产业升级补贴 {word}", level="city")),
+        services.parse_policy(
+            policy_json(CRITERIA, title=f"轴承产业升级补贴 {word}", level="city")
+        ),
         publish=True,
     )
     later_id = await services.create_policy(

@@ -40,7 +40,9 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
             Policy(id=draft, tenant_id=ctx_a.tenant_id),
         )
         await PolicyVersion.insert(
-            PolicyVersion(id=version_id, tenant_id=ctx_a.tenant_id, policy_id=published, number=1, **version),
+            PolicyVersion(
+                id=version_id, tenant_id=ctx_a.tenant_id, policy_id=published, number=1, **version
+            ),
             PolicyVersion(tenant_id=ctx_a.tenant_id, policy_id=draft, number=1, **version),
         )
     async with db.transaction():
@@ -66,7 +68,9 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
     }
     async with db.tenant_scope(ctx_a.tenant_id, ctx_a.user_id):
         await Application.insert(
-            Application(id=app_id, tenant_id=ctx_a.tenant_id, authority_id=ctx_a.tenant_id, **common)
+            Application(
+                id=app_id, tenant_id=ctx_a.tenant_id, authority_id=ctx_a.tenant_id, **common
+            )
         )
         await Review.insert(
             Review(

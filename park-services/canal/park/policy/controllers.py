@@ -384,7 +384,11 @@ async def home_page(request: Req) -> Response[str]:
 async def home_api(request: Req) -> HomeOut:
     ctx = tenant_context(request)
     return HomeOut(
-        "policy", "惠企政策", "Policy matching", ctx.tenant.kind in services.AUTHORITY_KINDS, _links(request)
+        "policy",
+        "惠企政策",
+        "Policy matching",
+        ctx.tenant.kind in services.AUTHORITY_KINDS,
+        _links(request),
     )
 
 
@@ -507,7 +511,7 @@ async def matches_page(request: Req) -> Response[str]:
     show_all = request.query_params.get("all") == "1"
     zh = _zh(request)
     groups: dict[str, list[services.MatchView]] = {"eligible": [], "nearly": [], "not_eligible": []}
-    dismissed = []
+    dismissed: list[services.MatchView] = []
     for v in views:
         (dismissed if v.dismissed else groups[v.group]).append(v)
     return page(
@@ -705,9 +709,7 @@ async def application_page(request: Req, application_id: FromPath[uuid.UUID]) ->
 
 @get("/applications/{application_id:uuid}", opt=READ, tags=TAGS, summary="One application")
 async def application_api(request: Req, application_id: FromPath[uuid.UUID]) -> ApplicationOut:
-    return _application_out(
-        await services.get_application(tenant_context(request), application_id)
-    )
+    return _application_out(await services.get_application(tenant_context(request), application_id))
 
 
 @post(
@@ -891,9 +893,7 @@ async def create_policy_form(request: Req) -> Response[Any]:
     except CanalError as exc:
         if exc.status >= 500:
             raise
-        return _policy_form_page(
-            request, values, errors=_errors(request, exc), status=exc.status
-        )
+        return _policy_form_page(request, values, errors=_errors(request, exc), status=exc.status)
     return redirect(request, f"{_base(request)}/policies/{policy_id}")
 
 

@@ -1,11 +1,14 @@
 """Registry entry of the policy matching module (惠企政策)."""
 
+from typing import Any
+
 from canal.park.policy import controllers, jobs
 from canal.park.policy.demo_data import seed_demo
 from canal.platform.modules import ModuleSpec, NavEntry, Permission, ScheduledJob
 from canal.platform.search.indexes import SearchIndex
 
-def _load_policies():  # type: ignore[no-untyped-def]
+
+def _load_policies() -> Any:
     from canal.park.policy.services import load_search_documents
 
     return load_search_documents()
@@ -22,7 +25,6 @@ POLICIES_INDEX = SearchIndex(
     loader=_load_policies,
     dictionary=("专精特新", "高新技术企业", "科技型中小企业", "规上企业", "东昌府区", "聊城市"),
 )
-
 
 
 MODULE = ModuleSpec(

@@ -142,11 +142,15 @@ def _yuan_to_fen(raw: object, name: str, errors: list[FieldError]) -> int | None
         return None
     if value < 0:
         errors.append(
-            FieldError(name, "amount_negative", "金额不能为负数。", "The amount cannot be negative.")
+            FieldError(
+                name, "amount_negative", "金额不能为负数。", "The amount cannot be negative."
+            )
         )
         return None
     if value > 1e12:
-        errors.append(FieldError(name, "amount_too_large", "金额过大。", "The amount is too large."))
+        errors.append(
+            FieldError(name, "amount_too_large", "金额过大。", "The amount is too large.")
+        )
         return None
     return round(value * 100)
 
@@ -682,7 +686,9 @@ def parse_fact(name: str, raw: object) -> Any:
     spec = FACTS.get(name)
     if spec is None:
         raise FactProblem(
-            FieldError(name, "fact_unknown", f"未知的企业信息项「{name}」。", f"Unknown fact {name!r}.")
+            FieldError(
+                name, "fact_unknown", f"未知的企业信息项「{name}」。", f"Unknown fact {name!r}."
+            )
         )
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
@@ -726,14 +732,14 @@ def _parse_certs(name: str, raw: object) -> list[dict[str, str]]:
         items = []
         for line in raw.splitlines():
             if line.strip():
-                parts = [p.strip() for p in line.replace(",", ",").split(",")]
-                items.append(parts)
+                items.append([p.strip() for p in line.replace(",", ",").split(",")])
     elif isinstance(raw, list):
         items = list(raw)
     else:
         raise _fact_error(name, "资质格式有误。", "Certifications must be a list.")
     out = []
     for n, item in enumerate(items, 1):
+        parts: list[Any]
         if isinstance(item, dict):
             parts = [item.get("name"), item.get("valid_from"), item.get("valid_to")]
         else:
@@ -756,7 +762,9 @@ def _parse_certs(name: str, raw: object) -> list[dict[str, str]]:
                 f"第 {n} 项的截止日早于起始日。",
                 f"Item {n} ends before it starts.",
             )
-        out.append({"name": parts[0][:40], "valid_from": start.isoformat(), "valid_to": end.isoformat()})
+        out.append(
+            {"name": parts[0][:40], "valid_from": start.isoformat(), "valid_to": end.isoformat()}
+        )
     return out
 
 
@@ -770,7 +778,9 @@ def to_portrait_value(name: str, value: Any) -> Any:
     if spec.type is FactType.CERTS:
         return [
             Certification(
-                c["name"], dt.date.fromisoformat(c["valid_from"]), dt.date.fromisoformat(c["valid_to"])
+                c["name"],
+                dt.date.fromisoformat(c["valid_from"]),
+                dt.date.fromisoformat(c["valid_to"]),
             )
             for c in value
         ]
@@ -814,7 +824,12 @@ async def set_facts(
         got = _date({"as_of": as_of}, "as_of", errors, required=False)
         if got and got > day:
             errors.append(
-                FieldError("as_of", "as_of_future", "截至日期不能晚于今天。", "As-of cannot be in the future.")
+                FieldError(
+                    "as_of",
+                    "as_of_future",
+                    "截至日期不能晚于今天。",
+                    "As-of cannot be in the future.",
+                )
             )
         day = got or day
     if errors:
@@ -831,7 +846,12 @@ async def set_facts(
         }
         for name, value in parsed.items():
             old = current.get(name)
-            if old is not None and old["value"] == value and not evidence and old["source"] == source:
+            if (
+                old is not None
+                and old["value"] == value
+                and not evidence
+                and old["source"] == source
+            ):
                 continue
             await Fact.delete().where((Fact.tenant_id == ctx.tenant_id) & (Fact.fact == name))
             await Fact.insert(
@@ -944,6 +964,9 @@ async def _store_codes(
                 "as_of": day,
             }
             eligible_now = group is Group.ELIGIBLE
+            if old is None and group is Group.NOT_ELIGIBLE:
+                # Not eligible is the default: no row (the page derives it from the catalogue).
+                continue
             if old is None:
                 await Match.insert(Match(tenant_id=tenant_id, policy_id=policy["id"], **values))
             elif any(old[k] != v for k, v in values.items() if k != "as_of"):
@@ -959,10 +982,14 @@ async def _store_codes(
         # Policies no longer open drop out of the list.
         live = {p["id"] for p, _ in results}
         stale = [
-            pid for pid in existing if pid not in live and (only_policies is None or pid in only_policies)
+            pid
+            for pid in existing
+            if pid not in live and (only_policies is None or pid in only_policies)
         ]
         if stale and only_policies is None:
-            await Match.delete().where((Match.tenant_id == tenant_id) & Match.policy_id.is_in(stale))
+            await Match.delete().where(
+                (Match.tenant_id == tenant_id) & Match.policy_id.is_in(stale)
+            )
         if new_eligible:
             members = await Membership.select(Membership.user_id).where(
                 Membership.tenant_id == tenant_id
@@ -975,7 +1002,7 @@ async def _store_codes(
                 [m["user_id"] for m in members],
                 "policy_match",
                 title_zh=f"有 {more} 项惠企政策符合贵企业条件",
-                title_en=f"{more} support polic{'y' if more == 1 else 'ies'} now match your enterprise",
+                title_en=f"{more} support {'policy' if more == 1 else 'policies'} match you now",
                 body_zh=titles,
                 body_en=titles,
                 link=f"/t/{slug}/m/policy/matches",
@@ -1003,7 +1030,7 @@ async def rematch_enterprise(tenant_id: uuid.UUID, day: dt.date | None = None) -
             _decode(r) for r in await Fact.select().where(Fact.tenant_id == tenant_id)
         )
     compiled = CompiledPolicies([policy_rule(p) for p in policies], day)
-    codes = compiled.enterprise(portrait) if policies else []
+    codes: list[int] = [int(c) for c in compiled.enterprise(portrait)] if policies else []
     return await _store_codes(tenant_id, list(zip(policies, codes, strict=True)), day)
 
 
@@ -1063,22 +1090,22 @@ async def matches_view(ctx: TenantContext) -> list[MatchView]:
             )
         }
     portrait = portrait_of(facts.values())
-    catalogue = {p["id"]: p for p in await open_catalogue(day)}
+    rows = {m["policy_id"]: m for m in matches}
     out = []
-    for m in matches:
-        policy = catalogue.get(m["policy_id"])
-        if policy is None:
-            continue
+    # Every open policy is shown: stored rows carry the version matched against and the
+    # dismissal; a policy without a row is one the enterprise has never been eligible for.
+    for policy in await open_catalogue(day):
+        m = rows.get(policy["id"])
         result = evaluate(policy_rule(policy), portrait, day)
         out.append(
             MatchView(
                 policy,
                 result.group.value,
                 result,
-                m["dismissed"],
-                m["version_number"],
+                bool(m and m["dismissed"]),
+                m["version_number"] if m else policy["version_number"],
                 facts,
-                applied.get(m["policy_id"]),
+                applied.get(policy["id"]),
             )
         )
     order = {"eligible": 0, "nearly": 1, "not_eligible": 2}
@@ -1094,7 +1121,20 @@ async def set_dismissed(ctx: TenantContext, policy_id: uuid.UUID, dismissed: boo
             .first()
         )
         if row is None:
-            raise not_found()
+            # A never-eligible policy has no row yet: dismissing it makes one.
+            policy = await catalogue_get(policy_id)
+            await Match.insert(
+                Match(
+                    tenant_id=ctx.tenant_id,
+                    policy_id=policy_id,
+                    version_id=policy["version_id"],
+                    version_number=policy["version_number"],
+                    grp=Group.NOT_ELIGIBLE.value,
+                    as_of=today(),
+                    dismissed=dismissed,
+                )
+            )
+            return
         await Match.update({Match.dismissed: dismissed}).where(Match.id == row["id"])
 
 
@@ -1103,7 +1143,13 @@ async def set_dismissed(ctx: TenantContext, policy_id: uuid.UUID, dismissed: boo
 
 
 def _event(status: str, actor: uuid.UUID, side: str, note: str = "") -> dict[str, Any]:
-    return {"at": _now().isoformat(), "status": status, "by": str(actor), "side": side, "note": note}
+    return {
+        "at": _now().isoformat(),
+        "status": status,
+        "by": str(actor),
+        "side": side,
+        "note": note,
+    }
 
 
 async def _members(tenant_id: uuid.UUID) -> list[uuid.UUID]:
@@ -1303,12 +1349,12 @@ async def decide(
         amount = _yuan_to_fen(amount_yuan, "amount_yuan", errors)
         if amount is None and not any(e.field == "amount_yuan" for e in errors):
             errors.append(
-                FieldError("amount_yuan", "required", "请填写核定金额。", "Enter the approved amount.")
+                FieldError(
+                    "amount_yuan", "required", "请填写核定金额。", "Enter the approved amount."
+                )
             )
     if action in ("reject", "more") and not reason.strip():
-        errors.append(
-            FieldError("reason", "required", "请说明理由。", "State the reason.")
-        )
+        errors.append(FieldError("reason", "required", "请说明理由。", "State the reason."))
     if errors:
         raise invalid(errors)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
@@ -1451,7 +1497,10 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
     by_policy: dict[str, dict[str, Any]] = {}
     by_industry: dict[str, dict[str, Any]] = {}
     for r in reviews:
-        for key, bucket in ((r["policy_title"], by_policy), (r["industry_code"][:1] or "?", by_industry)):
+        for key, bucket in (
+            (r["policy_title"], by_policy),
+            (r["industry_code"][:1] or "?", by_industry),
+        ):
             b = bucket.setdefault(key, {"applications": 0, "accepted": 0, "amount_fen": 0})
             b["applications"] += 1
             if r["status"] in ("accepted", "disbursed"):
@@ -1479,17 +1528,23 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
         "applications": len(reviews),
         "decided": decided,
         "approval_rate": round(accepted / decided, 3) if decided else None,
-        "amount_fen": sum(r["amount_fen"] or 0 for r in reviews if r["status"] in ("accepted", "disbursed")),
+        "amount_fen": sum(
+            r["amount_fen"] or 0 for r in reviews if r["status"] in ("accepted", "disbursed")
+        ),
         "by_policy": by_policy,
         "by_industry": by_industry,
         "eligible_by_policy": matches,
     }
 
 
-def overdue(reviews: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def overdue(
+    reviews: Iterable[Mapping[str, Any]], now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
     now = now or _now()
     limit = dt.timedelta(days=REVIEW_DAYS)
-    return [dict(r) for r in reviews if r["status"] == "submitted" and now - r["submitted_at"] > limit]
+    return [
+        dict(r) for r in reviews if r["status"] == "submitted" and now - r["submitted_at"] > limit
+    ]
 
 
 async def remind_overdue(ctx: TenantContext, *, ip: str = "") -> int:
