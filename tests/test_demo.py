@@ -60,9 +60,7 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
         )
         pending = await conn.fetchval("SELECT count(*) FROM invitations WHERE accepted_at IS NULL")
         # Only the welcome (kind "system"): modules' demo data may notify people as well.
-        welcomed = await conn.fetchval(
-            "SELECT count(*) FROM notifications WHERE kind = 'system'"
-        )
+        welcomed = await conn.fetchval("SELECT count(*) FROM notifications WHERE kind = 'system'")
         policy_matches = await conn.fetchval(
             "SELECT count(*) FROM policy_matches m JOIN tenants t ON t.id = m.tenant_id "
             "WHERE t.slug = 'lc-bearing' AND m.grp = 'eligible'"

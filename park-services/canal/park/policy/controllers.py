@@ -504,10 +504,30 @@ async def portrait_update_api(request: Req, data: JSONBody[PortraitIn]) -> list[
 # --- matches ---------------------------------------------------------------------------------
 
 
+def _as_of(request: Req) -> dt.date | None:
+    raw = request.query_params.get("as_of", "")
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise invalid(
+            [
+                FieldError(
+                    "as_of",
+                    "date_invalid",
+                    f"「{raw}」不是有效日期(YYYY-MM-DD)。",
+                    f"{raw!r} is not a valid date (YYYY-MM-DD).",
+                )
+            ]
+        ) from None
+
+
 @get("/matches", opt=READ, include_in_schema=False)
 async def matches_page(request: Req) -> Response[str]:
     ctx = tenant_context(request)
-    views = await services.matches_view(ctx)
+    day = _as_of(request)
+    views = await services.matches_view(ctx, day)
     show_all = request.query_params.get("all") == "1"
     zh = _zh(request)
     groups: dict[str, list[services.MatchView]] = {"eligible": [], "nearly": [], "not_eligible": []}
@@ -522,7 +542,8 @@ async def matches_page(request: Req) -> Response[str]:
             "groups": groups,
             "dismissed": dismissed,
             "show_all": show_all,
-            "today": services.today(),
+            "today": day or services.today(),
+            "as_of": day,
             "show": lambda v: "、".join(_show(v)) if isinstance(v, list) else _show(v),
             "source_label": lambda s: _source_label(s, zh) if s else "—",
         },
@@ -531,7 +552,9 @@ async def matches_page(request: Req) -> Response[str]:
 
 @get("/matches", opt=READ, tags=TAGS, summary="Matches in three groups, with reasons")
 async def matches_api(request: Req) -> list[MatchOut]:
-    return [_match_out(m) for m in await services.matches_view(tenant_context(request))]
+    """Every open policy with its group; ``?as_of=YYYY-MM-DD`` evaluates on another day."""
+    views = await services.matches_view(tenant_context(request), _as_of(request))
+    return [_match_out(m) for m in views]
 
 
 @post("/matches/{policy_id:uuid}/dismiss", opt=APPLY, include_in_schema=False)
@@ -1218,6 +1241,61 @@ async def remind_api(request: Req) -> RemindOut:
     return RemindOut(await services.remind_overdue(tenant_context(request), ip=_ip(request)))
 
 
+# --- the operator's oversight (马上督) ------------------------------------------------------------
+
+
+class OverdueOut(msgspec.Struct):
+    id: uuid.UUID
+    authority_name: str
+    applicant_name: str
+    policy_title: str
+    submitted_at: dt.datetime
+    reminded_at: dt.datetime | None
+
+
+@get("/oversight", opt=READ, include_in_schema=False)
+async def oversight_page(request: Req) -> Response[str]:
+    rows = await services.oversight(tenant_context(request))
+    return page(
+        request,
+        "policy/oversight.html",
+        {**_common(request), "rows": rows or [], "operator": rows is not None},
+    )
+
+
+@get("/oversight", opt=READ, tags=TAGS, summary="Operator: overdue applications of all authorities")
+async def oversight_api(request: Req) -> list[OverdueOut]:
+    rows = await services.oversight(tenant_context(request))
+    return [
+        OverdueOut(
+            r["id"],
+            r["authority_name"],
+            r["applicant_name"],
+            r["policy_title"],
+            r["submitted_at"],
+            r["reminded_at"],
+        )
+        for r in rows or []
+    ]
+
+
+@post("/oversight/remind", opt=READ, include_in_schema=False)
+async def oversight_remind_form(request: Req) -> Response[Any]:
+    await services.remind_all_overdue(tenant_context(request), ip=_ip(request))
+    return redirect(request, f"{_base(request)}/oversight")
+
+
+@post(
+    "/oversight/remind",
+    opt=READ,
+    tags=TAGS,
+    summary="Operator: remind every authority with overdue applications",
+    status_code=HTTP_200_OK,
+)
+async def oversight_remind_api(request: Req) -> RemindOut:
+    return RemindOut(await services.remind_all_overdue(tenant_context(request), ip=_ip(request)))
+
+
 # --- statistics ------------------------------------------------------------------------------
 
 
@@ -1382,6 +1460,8 @@ PAGE_ROUTES = [
     decide_form,
     remind_form,
     stats_page,
+    oversight_page,
+    oversight_remind_form,
 ]
 API_ROUTES = [
     home_api,
@@ -1409,5 +1489,7 @@ API_ROUTES = [
     decide_api,
     remind_api,
     stats_api,
+    oversight_api,
+    oversight_remind_api,
 ]
 PUBLIC_ROUTES = [catalogue_page, catalogue_api, catalogue_entry_page, catalogue_entry_api]

@@ -1074,9 +1074,10 @@ class MatchView:
     application_id: uuid.UUID | None
 
 
-async def matches_view(ctx: TenantContext) -> list[MatchView]:
-    """The enterprise's matches, each re-explained from the current portrait."""
-    day = today()
+async def matches_view(ctx: TenantContext, day: dt.date | None = None) -> list[MatchView]:
+    """The enterprise's matches, each re-explained from the current portrait; ``day``
+    evaluates "as of" another date (policies open then, certificates valid then)."""
+    day = day or today()
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         matches = await Match.select().where(Match.tenant_id == ctx.tenant_id)
         facts = {
@@ -1597,3 +1598,66 @@ async def count_matches(rule: Any) -> tuple[int, int, int]:
         return 0, 0, 0
     codes = match_policy(PortraitTable(portraits), rule, today())
     return int((codes == ELIGIBLE).sum()), int((codes >= 0).sum()), len(portraits)
+
+
+async def _platform_reader(ctx: TenantContext) -> bool:
+    """The operator's staff with the platform read right may look across authorities."""
+    from canal.platform.access.services import access
+
+    return ctx.tenant.kind == "operator" and access().enforce(
+        ctx.user_id, ctx.tenant_id, "platform.tenants", "read"
+    )
+
+
+async def oversight(ctx: TenantContext) -> list[dict[str, Any]] | None:
+    """马上督 for the operator: every authority's applications waiting past the limit
+    (``None`` for anyone else). Only queue metadata is read, never the application form."""
+    if not await _platform_reader(ctx):
+        return None
+    async with db.platform_scope(ctx.user_id):
+        rows = await Review.raw(
+            "SELECT r.id, r.tenant_id, t.name AS authority_name, r.applicant_name, "
+            "r.policy_title, r.status, r.submitted_at, r.reminded_at FROM policy_reviews r "
+            "JOIN tenants t ON t.id = r.tenant_id WHERE r.status = 'submitted' "
+            "ORDER BY r.submitted_at"
+        )
+    return overdue(rows)
+
+
+async def remind_all_overdue(ctx: TenantContext, *, ip: str = "") -> int:
+    """The operator reminds each authority that has overdue applications (one notice each)."""
+    rows = await oversight(ctx)
+    if rows is None:
+        raise CanalError(
+            "operator_only",
+            "只有平台运营方可以督办。",
+            "Only the operator can send these reminders.",
+            status=403,
+        )
+    by_authority: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_authority.setdefault(r["tenant_id"], []).append(r)
+    for authority, items in by_authority.items():
+        async with db.tenant_scope(authority, ctx.user_id):
+            await notify(
+                await _members(authority),
+                "policy_match",
+                title_zh=f"运营方督办:{len(items)} 件政策申报已超过 {REVIEW_DAYS} 天未处理",
+                title_en=f"Operator reminder: {len(items)} applications waiting over "
+                f"{REVIEW_DAYS} days",
+                link=f"/t/{await _slug(authority)}/m/policy/queue",
+                tenant_id=authority,
+            )
+            await Review.update({Review.reminded_at: _now()}).where(
+                Review.id.is_in([r["id"] for r in items])
+            )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await record(
+            "policy.overdue_reminded",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target="all",
+            ip=ip,
+            data={"count": len(rows), "authorities": len(by_authority)},
+        )
+    return len(rows)
