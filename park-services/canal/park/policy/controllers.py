@@ -64,8 +64,11 @@ def _base(request: Req) -> str:
 
 def _common(request: Req) -> dict[str, Any]:
     locale = request_locale(request)
+    kind = tenant_context(request).tenant.kind
     return {
         "base": _base(request),
+        "authority_nav": kind in services.AUTHORITY_KINDS,
+        "operator_nav": kind == "operator",
         "zh": locale.startswith("zh"),
         "lbl": lambda table, key: services.label(table, key, locale),
         "LEVELS": services.LEVELS,
