@@ -448,6 +448,7 @@ async def _portrait_page(
             "errors": errors or [],
             "saved": saved,
             "source_label": lambda s: _source_label(s, zh) if s else "—",
+            "fmt": _form_value,
             "certs_hint": "、".join(KNOWN_CERTIFICATIONS),
         },
         status=status,
@@ -1311,23 +1312,34 @@ async def stats_api(request: Req) -> dict[str, Any]:
 async def stats_page(request: Req) -> Response[str]:
     stats = await services.authority_stats(tenant_context(request))
     zh = _zh(request)
-    titles = list(stats["by_policy"])
+    titles = list(dict.fromkeys([*stats["by_policy"], *stats["eligible_by_policy"]]))
+    empty = {"applications": 0, "accepted": 0}
+
+    def series(name_zh: str, name_en: str, values: list[int]) -> dict[str, Any]:
+        return {"name": name_zh if zh else name_en, "type": "bar", "data": values}
+
     chart = {
         "tooltip": {},
         "legend": {},
-        "xAxis": {"type": "category", "data": titles},
-        "yAxis": {"type": "value"},
+        "grid": {"containLabel": True},
+        "xAxis": {"type": "value"},
+        "yAxis": {"type": "category", "data": titles},
         "series": [
-            {
-                "name": "申报数" if zh else "applications",
-                "type": "bar",
-                "data": [stats["by_policy"][t]["applications"] for t in titles],
-            },
-            {
-                "name": "通过数" if zh else "accepted",
-                "type": "bar",
-                "data": [stats["by_policy"][t]["accepted"] for t in titles],
-            },
+            series(
+                "当前符合条件的企业",
+                "eligible now",
+                [stats["eligible_by_policy"].get(t, 0) for t in titles],
+            ),
+            series(
+                "申报数",
+                "applications",
+                [stats["by_policy"].get(t, empty)["applications"] for t in titles],
+            ),
+            series(
+                "通过数",
+                "accepted",
+                [stats["by_policy"].get(t, empty)["accepted"] for t in titles],
+            ),
         ],
     }
     industries = list(stats["by_industry"])

@@ -78,3 +78,48 @@ async def seed_demo(world: Any) -> None:
     # Match now so the demo opens with results (the worker's jobs repeat it idempotently).
     for slug in PORTRAITS:
         await services.rematch_enterprise(world.ctx(slug).tenant_id)
+    await _demo_applications(world)
+
+
+async def _demo_applications(world: Any) -> None:
+    """Two applications to 东昌府区科学技术局: one waiting in its queue, one accepted."""
+    from canal.platform.runtime import close_services, open_services
+    from canal.platform.storage.services import object_store
+
+    # The seeding process has no object store of its own yet (the app and worker open theirs).
+    try:
+        object_store()
+        opened = False
+    except RuntimeError:
+        await open_services(world.runtime)
+        opened = True
+    try:
+        await _apply_and_decide(world, object_store())
+    finally:
+        if opened:
+            close_services()
+
+
+async def _apply_and_decide(world: Any, store: Any) -> None:
+    from canal.park.policy import services
+
+    by_title = {p["title"]: p["id"] for p in await services.open_catalogue(services.today())}
+    kjj = world.ctx("dc-kjj")
+    for slug, title, amount in (
+        ("lc-bearing", "东昌府区高新技术企业认定奖励", None),
+        ("shuzhi-soft", "东昌府区科技型中小企业创新券", 50000),
+    ):
+        ctx = world.ctx(slug)
+        stored = await store.upload_bytes(ctx, "document", DEMO_PDF, filename=f"{title}-申报书.pdf")
+        app_id = await services.apply(
+            ctx,
+            by_title[title],
+            contact=f"{ctx.tenant.name} 财务部",
+            note="演示数据",
+            materials=[stored.id],
+        )
+        if amount is not None:
+            await services.decide(kjj, app_id, "accept", amount_yuan=amount)
+
+
+DEMO_PDF = b"%PDF-1.4\n1 0 obj<< /Type /Catalog >>endobj\ntrailer<< /Root 1 0 R >>\n%%EOF\n"
