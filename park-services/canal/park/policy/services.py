@@ -1036,7 +1036,7 @@ async def rematch_enterprise(tenant_id: uuid.UUID, day: dt.date | None = None) -
 
 async def rematch_policy(policy_id: uuid.UUID, day: dt.date | None = None) -> int:
     """One (new or changed) policy against every subscribed enterprise."""
-    from canal.park.policy.matcher import PortraitTable, match_policy
+    from canal.park.policy.matcher import NOT_ELIGIBLE, PortraitTable, match_policy
 
     day = day or today()
     async with db.transaction():
@@ -1045,21 +1045,26 @@ async def rematch_policy(policy_id: uuid.UUID, day: dt.date | None = None) -> in
         return 0
     policy = _decode(policy)
     tenants, portraits = await _all_portraits()
+    async with db.platform_scope():
+        touched = {
+            r["tenant_id"]
+            for r in await Match.select(Match.tenant_id).where(Match.policy_id == policy_id)
+        }
+    if not is_open(policy, day):
+        if touched:
+            async with db.platform_scope():
+                await Match.delete().where(Match.policy_id == policy_id)
+        return 0
     if not tenants:
         return 0
-    if is_open(policy, day):
-        codes = match_policy(PortraitTable(portraits), policy_rule(policy), day)
-    else:
-        codes = None
+    codes = match_policy(PortraitTable(portraits), policy_rule(policy), day)
     notified = 0
     for i, tenant_id in enumerate(tenants):
-        results = [] if codes is None else [(policy, int(codes[i]))]
-        notified += await _store_codes(tenant_id, results, day, only_policies={policy_id})
-        if codes is None:
-            async with db.tenant_scope(tenant_id):
-                await Match.delete().where(
-                    (Match.tenant_id == tenant_id) & (Match.policy_id == policy_id)
-                )
+        code = int(codes[i])
+        # Most enterprises are simply not eligible and never were: nothing to write for them.
+        if code == NOT_ELIGIBLE and tenant_id not in touched:
+            continue
+        notified += await _store_codes(tenant_id, [(policy, code)], day, only_policies={policy_id})
     return notified
 
 
