@@ -356,9 +356,20 @@ def _show(value: Any) -> Any:
 
 
 class HomeOut(msgspec.Struct):
+    """The platform's module description (the shape of ``GET /api/v1/t/{slug}/m/{key}``,
+    which this route takes over for the policy module) plus the module's own links."""
+
     key: str
     name_zh: str
     name_en: str
+    summary_zh: str
+    summary_en: str
+    status: str
+    allowed: bool
+    enabled: bool
+    plan: str | None
+    plans: list[str]
+    url: str
     authority: bool
     links: dict[str, str]
 
@@ -385,13 +396,23 @@ async def home_page(request: Req) -> Response[str]:
 
 @get("/", opt=READ, tags=TAGS, summary="The policy module's entry points")
 async def home_api(request: Req) -> HomeOut:
+    from canal.park.policy.module import MODULE
+
     ctx = tenant_context(request)
     return HomeOut(
-        "policy",
-        "惠企政策",
-        "Policy matching",
-        ctx.tenant.kind in services.AUTHORITY_KINDS,
-        _links(request),
+        key=MODULE.key,
+        name_zh=MODULE.name_zh,
+        name_en=MODULE.name_en,
+        summary_zh=MODULE.summary_zh,
+        summary_en=MODULE.summary_en,
+        status=MODULE.status,
+        allowed=ctx.tenant.kind in MODULE.tenant_kinds,
+        enabled=True,  # the guard let the request through only if it is switched on
+        plan=None,
+        plans=[p.key for p in MODULE.plans],
+        url=_base(request),
+        authority=ctx.tenant.kind in services.AUTHORITY_KINDS,
+        links=_links(request),
     )
 
 
