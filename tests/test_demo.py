@@ -59,8 +59,13 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
             "SELECT totp_enabled FROM users WHERE email = 'admin@szdc.example.cn'"
         )
         pending = await conn.fetchval("SELECT count(*) FROM invitations WHERE accepted_at IS NULL")
-        # Modules' demo data notifies people too; the welcome is the platform's "system" one.
+        # Only the welcome (kind "system"): modules' demo data may notify people as well.
         welcomed = await conn.fetchval("SELECT count(*) FROM notifications WHERE kind = 'system'")
+        policy_matches = await conn.fetchval(
+            "SELECT count(*) FROM policy_matches m JOIN tenants t ON t.id = m.tenant_id "
+            "WHERE t.slug = 'lc-bearing' AND m.grp = 'eligible'"
+        )
+        catalogue = await conn.fetchval("SELECT count(*) FROM policy_catalogue")
     finally:
         await conn.close()
         await db.drop_database(msgspec_replace(settings, name), runtime.server_url)
@@ -73,6 +78,7 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
     assert totp is True  # operator staff must use two-factor
     assert pending == 1
     assert welcomed == len(logins)  # everyone finds a welcome in the inbox
+    assert catalogue >= 20 and policy_matches >= 1  # the policy module's demo data
     assert all(x["password"] for x in logins) and len({x["password"] for x in logins}) == 1
     assert logins[0]["totp_secret"]
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from canal.platform.search.indexes import LISTINGS, registry
+from canal.platform.search.indexes import LISTINGS, ORGANISATIONS, registry
 from canal.platform.search.services import SearchService, configure
 
 
@@ -29,11 +29,10 @@ def meili(settings) -> tuple[str, str]:
 async def search(meili) -> AsyncIterator[SearchService]:
     url, master_key = meili
     prefix = f"test{uuid.uuid4().hex[:8]}"
-    # Every registered kind (modules' too): this service stays installed for the rest of the
-    # session, and later tests search their modules' indexes through it.
-    service = SearchService(
-        url, master_key, prefix=prefix, indexes=[*registry().values(), LISTINGS]
-    )
+    # Every registered kind as well: this service is installed for the whole session, and a
+    # burst worker in these tests also runs index jobs other tests left (modules' kinds).
+    kinds = {i.kind: i for i in (*registry().values(), ORGANISATIONS, LISTINGS)}
+    service = SearchService(url, master_key, prefix=prefix, indexes=kinds.values())
     await service.setup()
     configure(service)
     yield service

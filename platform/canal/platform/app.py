@@ -64,6 +64,7 @@ def _route_groups() -> list[Any]:
         *bank_routes,
     ]
     for module in registry().values():
+        routes.extend(module.public_handlers)
         if module.route_handlers:
             routes.append(
                 Router(

@@ -69,6 +69,9 @@ class ModuleSpec:
     # they declare opt["access"] = "platform" (review queues, disputes, settings).
     operator_handlers: Sequence[Any] = ()
     operator_api_handlers: Sequence[Any] = ()
+    # Routes at their own absolute paths, outside the tenant prefix (a public catalogue);
+    # each still declares its access in ``opt``.
+    public_handlers: Sequence[Any] = ()
     nav: Sequence[NavEntry] = ()
     permissions: Sequence[Permission] = ()
     # role key -> (resource, action) pairs; module roles appear on the roles page.

@@ -1,6 +1,31 @@
 """Registry entry of the policy matching module (惠企政策)."""
 
-from canal.platform.modules import ModuleSpec
+from typing import Any
+
+from canal.park.policy import controllers, jobs
+from canal.park.policy.demo_data import seed_demo
+from canal.platform.modules import ModuleSpec, NavEntry, Permission, ScheduledJob
+from canal.platform.search.indexes import SearchIndex
+
+
+def _load_policies() -> Any:
+    from canal.park.policy.services import load_search_documents
+
+    return load_search_documents()
+
+
+POLICIES_INDEX = SearchIndex(
+    kind="policies",
+    searchable=("title", "summary", "issuer", "authority", "doc_number"),
+    filters=("level", "support_type", "issuer", "authority"),
+    ranges=("window_opens_day", "window_closes_day"),
+    facets=("level", "support_type", "issuer"),
+    sortable=("window_closes_day",),
+    chinese=("title", "summary", "issuer", "authority"),
+    loader=_load_policies,
+    dictionary=("专精特新", "高新技术企业", "科技型中小企业", "规上企业", "东昌府区", "聊城市"),
+)
+
 
 MODULE = ModuleSpec(
     key="policy",
@@ -11,6 +36,52 @@ MODULE = ModuleSpec(
         "The policy finds the enterprise: machine-readable el"
         "igibility, explained matches, one-stop applications."
     ),
-    status="coming_soon",
+    status="available",
     tenant_kinds=("enterprise", "government", "operator"),
+    route_handlers=controllers.PAGE_ROUTES,
+    api_handlers=controllers.API_ROUTES,
+    public_handlers=controllers.PUBLIC_ROUTES,
+    nav=(
+        NavEntry("/matches", "政策匹配", "Matches"),
+        NavEntry("/portrait", "企业画像", "Portrait"),
+        NavEntry("/applications", "我的申报", "Applications"),
+        NavEntry("/policies", "政策管理", "Policies"),
+        NavEntry("/queue", "申报审核", "Review queue"),
+        NavEntry("/stats", "统计", "Statistics"),
+    ),
+    permissions=(
+        Permission("policy", "read", "查看政策匹配", "View policy matches"),
+        Permission("policy", "apply", "维护画像与申报政策", "Edit the portrait and apply"),
+        Permission("policy", "publish", "发布政策", "Write and publish policies"),
+        Permission("policy", "review", "审核政策申报", "Review applications"),
+    ),
+    roles={
+        "policy_clerk": (("policy", "read"), ("policy", "apply")),
+        "policy_officer": (("policy", "read"), ("policy", "publish"), ("policy", "review")),
+    },
+    role_names={
+        "policy_clerk": ("政策申报专员", "Policy clerk"),
+        "policy_officer": ("政策审核员", "Policy officer"),
+    },
+    piccolo_apps=("canal.park.policy.piccolo_app",),
+    jobs=jobs.JOBS,
+    cron=(
+        ScheduledJob(jobs.policy_window_reminders, minute={5}, hour={1}),
+        ScheduledJob(jobs.policy_weekly_digest, minute={15}, hour={1}, weekday={0}),
+    ),
+    search_indexes=(POLICIES_INDEX,),
+    audit_labels={
+        "policy.created": "Policy created",
+        "policy.versioned": "Policy edited (new version)",
+        "policy.published": "Policy published",
+        "policy.portrait_changed": "Enterprise portrait changed",
+        "policy.applied": "Applied for a policy",
+        "policy.resubmitted": "Application resubmitted",
+        "policy.application_accepted": "Application accepted",
+        "policy.application_rejected": "Application rejected",
+        "policy.application_more_info": "More material requested",
+        "policy.application_disbursed": "Funds disbursed",
+        "policy.overdue_reminded": "Overdue applications reminded",
+    },
+    seed_demo=seed_demo,
 )

@@ -1,0 +1,96 @@
+"""Matching and reminder jobs of the policy module (run by the arq worker).
+
+Every job is idempotent: matches are upserted per (enterprise, policy), and a notification is
+sent only when a match becomes eligible for a version it was not yet announced for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from canal.park.policy import services
+from canal.park.policy.tables import CataloguePolicy, Match
+from canal.platform import db
+from canal.platform.notifications.services import notify
+from canal.tenants.tables import Membership, Tenant
+
+# Reminders go out this many days before an application window closes.
+CLOSING_SOON_DAYS = 7
+
+
+async def policy_match_enterprise(ctx: dict[str, Any], tenant_id: str) -> int:
+    """A portrait changed: that enterprise against every open policy."""
+    return await services.rematch_enterprise(uuid.UUID(tenant_id))
+
+
+async def policy_match_policy(ctx: dict[str, Any], policy_id: str) -> int:
+    """A policy was published or changed: that policy against every enterprise."""
+    return await services.rematch_policy(uuid.UUID(policy_id))
+
+
+async def policy_window_reminders(ctx: dict[str, Any], day: str | None = None) -> int:
+    """Daily: enterprises with an eligible, undismissed, unapplied match whose window closes in
+    exactly ``CLOSING_SOON_DAYS`` days are reminded once (the date makes it once)."""
+    today = dt.date.fromisoformat(day) if day else services.today()
+    target = today + dt.timedelta(days=CLOSING_SOON_DAYS)
+    async with db.transaction():
+        closing = await CataloguePolicy.select(CataloguePolicy.id, CataloguePolicy.title).where(
+            CataloguePolicy.window_closes == target
+        )
+    if not closing:
+        return 0
+    titles = {p["id"]: p["title"] for p in closing}
+    sent = 0
+    async with db.platform_scope():
+        rows = await Match.raw(
+            "SELECT m.tenant_id, m.policy_id FROM policy_matches m WHERE m.grp = 'eligible' "
+            "AND NOT m.dismissed AND m.policy_id = ANY({}::uuid[]) AND NOT EXISTS ("
+            "SELECT 1 FROM policy_applications a WHERE a.tenant_id = m.tenant_id "
+            "AND a.policy_id = m.policy_id)",
+            [str(i) for i in titles],
+        )
+        for row in rows:
+            members = await Membership.select(Membership.user_id).where(
+                Membership.tenant_id == row["tenant_id"]
+            )
+            tenant = await Tenant.select(Tenant.slug).where(Tenant.id == row["tenant_id"]).first()
+            title = titles[row["policy_id"]]
+            await notify(
+                [m["user_id"] for m in members],
+                "policy_match",
+                title_zh=f"申报即将截止:{title}({target.isoformat()})",
+                title_en=f"Application window closes on {target.isoformat()}: {title}",
+                link=f"/t/{tenant['slug'] if tenant else ''}/m/policy/matches",
+                tenant_id=row["tenant_id"],
+            )
+            sent += 1
+    return sent
+
+
+async def policy_weekly_digest(ctx: dict[str, Any]) -> int:
+    """Mondays: each enterprise with eligible, undismissed matches gets one summary."""
+    async with db.platform_scope():
+        rows = await Match.raw(
+            "SELECT m.tenant_id, count(*) AS n FROM policy_matches m WHERE m.grp = 'eligible' "
+            "AND NOT m.dismissed GROUP BY m.tenant_id"
+        )
+        for row in rows:
+            members = await Membership.select(Membership.user_id).where(
+                Membership.tenant_id == row["tenant_id"]
+            )
+            tenant = await Tenant.select(Tenant.slug).where(Tenant.id == row["tenant_id"]).first()
+            n = int(row["n"])
+            await notify(
+                [m["user_id"] for m in members],
+                "policy_match",
+                title_zh=f"本周惠企政策摘要:{n} 项政策符合贵企业条件",
+                title_en=f"Weekly policy digest: {n} policies match your enterprise",
+                link=f"/t/{tenant['slug'] if tenant else ''}/m/policy/matches",
+                tenant_id=row["tenant_id"],
+            )
+    return len(rows)
+
+
+JOBS = (policy_match_enterprise, policy_match_policy, policy_window_reminders, policy_weekly_digest)
