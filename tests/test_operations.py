@@ -62,3 +62,46 @@ async def test_a_local_change_broadcasts_a_notice():
     finally:
         invalidation.attach(previous)
     assert sent == [f"{invalidation._ORIGIN}|tenant|some-slug"]
+
+
+async def forget_in_a_job(ctx, which: str) -> str:
+    tenancy.forget_tenant(which)
+    await asyncio.sleep(0.05)  # the notice goes out in the background
+    return which
+
+
+async def test_a_change_made_in_a_worker_job_reaches_the_web_processes(runtime, app):
+    """The worker publishes notices too: a role or organisation changed by a job must not stay
+    cached in the web processes until they restart."""
+    from redis.asyncio import Redis
+
+    from canal.platform.jobs import enqueue, make_worker
+    from canal.platform.jobs.registry import register_job
+
+    slug = f"worker-notice-{uuid.uuid4().hex[:8]}"
+    register_job(forget_in_a_job)
+    listener = Redis.from_url(runtime.redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(invalidation.CHANNEL)
+    previous = invalidation._publish  # the test app's publisher: a worker process has none
+    invalidation.attach(None)
+    try:
+        job = await enqueue(runtime.redis_url, "forget_in_a_job", slug)
+        assert job is not None
+        worker = make_worker(runtime, burst=True)
+        await worker.main()
+        await worker.close()
+        assert await job.result(timeout=5) == slug
+        assert invalidation._publish is None  # the worker took its publisher away again
+        notices = []
+        for _ in range(50):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message is not None:
+                notices.append(message["data"].decode())
+            if any(n.endswith(f"|tenant|{slug}") for n in notices):
+                break
+        assert any(n.endswith(f"|tenant|{slug}") for n in notices), notices
+    finally:
+        invalidation.attach(previous)
+        await pubsub.aclose()
+        await listener.aclose()

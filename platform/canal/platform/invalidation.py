@@ -28,6 +28,10 @@ def attach(publish: Callable[[str], Coroutine[Any, Any, Any]] | None) -> None:
     _publish = publish
 
 
+def attached() -> bool:
+    return _publish is not None
+
+
 def broadcast(kind: str, argument: str = "") -> None:
     """Fire and forget: a lost notice is repaired by the caches' own expiry."""
     if _publish is None:

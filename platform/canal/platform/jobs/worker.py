@@ -21,7 +21,7 @@ from arq.constants import default_queue_name, in_progress_key_prefix
 from arq.cron import CronJob, cron
 from arq.worker import Worker
 
-from canal.platform import db
+from canal.platform import db, invalidation
 from canal.platform.jobs import outbox
 from canal.platform.jobs.registry import JobFunction, job_name, raw_job_functions
 from canal.platform.jobs.tables import JobOutbox
@@ -326,6 +326,16 @@ def make_worker(
         ctx["attached"] = outbox.arq_pool_is_default()
         if ctx["attached"]:
             outbox.attach(pool=ctx["redis"])
+        # A job that changes a role, an organisation or a session tells the web processes, as
+        # a page would (inside the app's own process the app's publisher is already there).
+        ctx["publishes"] = not invalidation.attached()
+        if ctx["publishes"]:
+            redis = ctx["redis"]
+
+            async def publish(message: str) -> None:
+                await redis.publish(invalidation.CHANNEL, message)
+
+            invalidation.attach(publish)
         await ctx["redis"].set(WORKER_KEY + worker_id, "1", ex=HEARTBEAT_TTL_SECONDS)
         await outbox.relay_once(ctx["redis"], min_age_seconds=0 if burst else 5)
         if loop_on:
@@ -348,6 +358,8 @@ def make_worker(
             await ctx["redis"].delete(WORKER_KEY + worker_id)
         if ctx.get("attached"):
             outbox.attach(None)
+        if ctx.get("publishes"):
+            invalidation.attach(None)
         if ctx.get("owns_services"):
             from canal.platform.runtime import close_services
 
