@@ -1267,6 +1267,7 @@ async def decide_request(
     approve: bool,
     reason: str = "",
     days: int | None = None,
+    versions: Sequence[int] | None = None,
     ip: str = "",
 ) -> None:
     reason = reason.strip()
@@ -1317,8 +1318,30 @@ async def decide_request(
                     )
                 ]
             )
+        pinned = sorted(set(versions or []))
+        if approve and pinned:
+            ready = {
+                v["number"]
+                for v in await DatasetVersion.select(DatasetVersion.number).where(
+                    (DatasetVersion.dataset_id == row["dataset_id"])
+                    & (DatasetVersion.status == "ready")
+                )
+            }
+            if not set(pinned) <= ready:
+                raise invalid(
+                    [
+                        _err(
+                            "versions",
+                            "versions_invalid",
+                            "只能授权已就绪的版本:" + "、".join(str(n) for n in sorted(ready)),
+                            "Only ready versions can be granted: "
+                            + ", ".join(str(n) for n in sorted(ready)),
+                        )
+                    ]
+                )
         await Grant.update(
             {
+                Grant.versions: pinned if approve else [],
                 Grant.status: "active" if approve else "declined",
                 Grant.reason: reason,
                 Grant.decided_by: ctx.user_id,
@@ -1467,10 +1490,11 @@ async def revoke_grant(
 
 
 async def _usable_grant(
-    ctx: TenantContext, grant_id: uuid.UUID, mode: str
+    ctx: TenantContext, grant_id: uuid.UUID, mode: str, number: int | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(grant, dataset, version) for a buyer about to use ``mode``; every mode checks here, so
-    expiry or revocation stops them all at once."""
+    expiry or revocation stops them all at once. The version is ``number`` if given, else the
+    newest ready one — either way only among the versions the grant covers."""
     grant = await _grant_row_for_buyer(ctx, grant_id)
     if grant["status"] != "active" or (grant["expires_at"] and grant["expires_at"] <= _now()):
         raise CanalError(
@@ -1503,6 +1527,17 @@ async def _usable_grant(
             )
             .order_by(DatasetVersion.number, ascending=False)
         )
+    if grant["versions"]:
+        versions = [v for v in versions if v["number"] in grant["versions"]]
+    if number is not None and dataset is not None:
+        versions = [v for v in versions if v["number"] == number]
+        if not versions:
+            raise CanalError(
+                "version_not_granted",
+                f"该授权不包含第 {number} 版(或该版本尚未就绪)。",
+                f"This grant does not cover version {number} (or it is not ready).",
+                status=403,
+            )
     if dataset is None or not versions or dataset["status"] != "approved":
         raise CanalError(
             "dataset_unavailable",
@@ -1526,8 +1561,10 @@ async def _usable_grant(
 # --- delivery 1: masked, fingerprinted download ----------------------------------------------
 
 
-async def deliver_download(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str = "") -> str:
-    grant, dataset, version = await _usable_grant(ctx, grant_id, "download")
+async def deliver_download(
+    ctx: TenantContext, grant_id: uuid.UUID, *, version_number: int | None = None, ip: str = ""
+) -> str:
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "download", version_number)
     path = await _local_parquet(version)
     columns, rows = await asyncio.to_thread(profiling.read_rows, path)
     types = [c["type"] for c in version["profile"]["columns"] if c["name"] in columns]
@@ -1677,9 +1714,14 @@ async def _compute_copy(
 
 
 async def run_compute(
-    ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: str = ""
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    sql: str,
+    *,
+    version_number: int | None = None,
+    ip: str = "",
 ) -> QueryAnswer:
-    grant, dataset, version = await _usable_grant(ctx, grant_id, "compute")
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "compute", version_number)
     provider = grant["tenant_id"]
     today = _now().replace(hour=0, minute=0, second=0, microsecond=0)
     async with db.tenant_scope(provider, ctx.user_id):
@@ -1794,7 +1836,14 @@ class RowsPage:
 
 
 async def api_rows(
-    ctx: TenantContext, grant_id: uuid.UUID, *, page: int, size: int, redis: Any, ip: str = ""
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    *,
+    page: int,
+    size: int,
+    redis: Any,
+    version_number: int | None = None,
+    ip: str = "",
 ) -> RowsPage:
     if page < 1 or not 1 <= size <= API_PAGE_MAX:
         raise invalid(
@@ -1807,7 +1856,7 @@ async def api_rows(
                 )
             ]
         )
-    grant, dataset, version = await _usable_grant(ctx, grant_id, "api")
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "api", version_number)
     await rate_limit(redis, grant_id)
     path = await _local_parquet(version)
     columns, rows = await asyncio.to_thread(
