@@ -892,8 +892,9 @@ async def rows_page(
     grant_id: FromPath[uuid.UUID],
     page_no: FromQuery[int] = 1,
     size: FromQuery[int] = 50,
+    version: FromQuery[int | None] = None,
 ) -> Response[str]:
-    result = await _rows(request, grant_id, page_no, size)
+    result = await _rows(request, grant_id, page_no, size, version)
     grant = await services.grant_for_party(tenant_context(request), grant_id)
     return _page(request, "rows.html", {"g": grant, "r": result})
 

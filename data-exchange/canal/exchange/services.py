@@ -74,6 +74,7 @@ MODES = {
 }
 SAMPLE_ROWS = 20
 API_PAGE_MAX = 500
+API_PAGE_LIMIT = 10_000_000  # page numbers beyond any dataset (an offset DuckDB can hold)
 API_RATE_PER_MINUTE = 60
 INLINE_PROFILE_BYTES = 16 * 1024 * 1024  # smaller files are profiled in the request
 QUERY_TIMEOUT = 10.0
@@ -1741,12 +1742,14 @@ async def run_compute(
         )
     path, columns, sensitive, identifying = await _compute_copy(dataset, version)
     started = time.monotonic()
+    # PostgreSQL text and JSONB cannot hold NUL; the query is still recorded (as U+FFFD).
+    shown_sql = sql.replace("\x00", "\ufffd")
     run = QueryRun(
         tenant_id=provider,
         grant_id=grant_id,
         buyer_tenant_id=ctx.tenant_id,
         user_id=ctx.user_id,
-        sql=sql[:4000],
+        sql=shown_sql[:4000],
         status="done",
     )
     try:
@@ -1766,7 +1769,7 @@ async def run_compute(
                 tenant_id=provider,
                 target=str(grant_id),
                 ip=ip,
-                data={"code": error.code, "sql": sql[:500]},
+                data={"code": error.code, "sql": shown_sql[:500]},
             )
         raise
     run.result_rows = len(result.rows)
@@ -1845,14 +1848,14 @@ async def api_rows(
     version_number: int | None = None,
     ip: str = "",
 ) -> RowsPage:
-    if page < 1 or not 1 <= size <= API_PAGE_MAX:
+    if not 1 <= page <= API_PAGE_LIMIT or not 1 <= size <= API_PAGE_MAX:
         raise invalid(
             [
                 _err(
                     "size",
                     "page_range",
-                    f"页码从 1 开始,每页 1 至 {API_PAGE_MAX} 行。",
-                    f"Pages start at 1 and hold 1 to {API_PAGE_MAX} rows.",
+                    f"页码为 1 至 {API_PAGE_LIMIT},每页 1 至 {API_PAGE_MAX} 行。",
+                    f"Pages run from 1 to {API_PAGE_LIMIT} and hold 1 to {API_PAGE_MAX} rows.",
                 )
             ]
         )
