@@ -1,6 +1,7 @@
 """A grant names its versions (issue 5: "who, which dataset and versions, which delivery
 modes, purpose, expiry"): a provider can pin the versions at approval, and every mode then
-delivers only those; without a pin the newest ready version is delivered."""
+delivers only those; without a pin the newest reviewed version is delivered. A version added
+after the operator's review is delivered only once the dataset is reviewed again."""
 
 from __future__ import annotations
 
@@ -53,7 +54,18 @@ async def test_pinned_versions_are_the_only_ones_delivered(client, op):
     assert (await rows(pinned)).json()["total"] == 240  # v1, though v2 is newer
     await sign_in(client, other.owner)
     follow = f"{other.api}/grants/{follows}/rows"
-    assert (await client.get(follow)).json()["total"] == 120  # newest
+    # v2 came after the operator's review: not delivered until reviewed too.
+    assert (await client.get(follow)).json()["total"] == 240
+    unreviewed = await client.get(follow, params={"version": 2})
+    assert unreviewed.status_code == 403 and unreviewed.json()["code"] == "version_not_granted"
+    await sign_in(client, provider.owner)
+    resubmitted = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
+    assert resubmitted.status_code == 204, resubmitted.text
+    await sign_in(client, op.owner)
+    reviewed = await client.post(f"{op.api}/review/{dataset_id}", json={"approve": True})
+    assert reviewed.status_code == 204, reviewed.text
+    await sign_in(client, other.owner)
+    assert (await client.get(follow)).json()["total"] == 120  # newest, now reviewed
     assert (await client.get(follow, params={"version": 1})).json()["total"] == 240
     await sign_in(client, buyer.owner)
     for answer in [

@@ -1528,6 +1528,18 @@ async def _usable_grant(
             )
             .order_by(DatasetVersion.number, ascending=False)
         )
+    # Only what the operator's review has seen: a version added after approval waits for the
+    # dataset to be submitted and approved again (the listing names the reviewed version).
+    async with db.transaction():
+        listing = (
+            await Listing.select(Listing.version_id)
+            .where(Listing.id == grant["dataset_id"])
+            .first()
+        )
+    reviewed = next(
+        (v["number"] for v in versions if listing and v["id"] == listing["version_id"]), 0
+    )
+    versions = [v for v in versions if v["number"] <= reviewed]
     if grant["versions"]:
         versions = [v for v in versions if v["number"] in grant["versions"]]
     if number is not None and dataset is not None:
@@ -1535,8 +1547,9 @@ async def _usable_grant(
         if not versions:
             raise CanalError(
                 "version_not_granted",
-                f"该授权不包含第 {number} 版(或该版本尚未就绪)。",
-                f"This grant does not cover version {number} (or it is not ready).",
+                f"该授权不包含第 {number} 版(或该版本尚未就绪、尚未通过合规审核)。",
+                f"This grant does not cover version {number} (or it is not ready or not "
+                "reviewed yet).",
                 status=403,
             )
     if dataset is None or not versions or dataset["status"] != "approved":
