@@ -613,21 +613,6 @@ def _as_double(expr: Any) -> Any:
     return {k: _as_double(v) for k, v in expr.items()}
 
 
-def _shape(expr: dict[str, Any]) -> str:
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: strip(v)
-                for k, v in value.items()
-                if k not in ("alias", "query_location", "query_location_length")
-            }
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return json.dumps(strip(expr), sort_keys=True)
-
-
 def _has_aggregate(expr: Any) -> bool:
     return any(
         n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() in AGGREGATES
