@@ -127,6 +127,9 @@ async def test_journey_through_the_pages(client, op):
     client.headers.pop("X-CSRF-Token")
     page = await client.get(grant_url)
     token = csrf_from(page.text)
+    # The buyer sees which columns the query may use; masked personal data is not among them.
+    usable_columns = page.text.split('id="compute-columns"', 1)[1].split("</p>", 1)[0]
+    assert "<code>行业</code>" in usable_columns and "手机号" not in usable_columns
     refused = await client.post(
         f"{grant_url}/queries", data={"_csrf": token, "sql": "SELECT * FROM data"}
     )

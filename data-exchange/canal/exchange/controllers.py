@@ -676,11 +676,18 @@ async def _grant_page(
         grant["expires_at"] is None or grant["expires_at"] > now
     )
     price: dict[str, Any] | None = None
+    compute_columns: list[str] = []
     if grant["side"] == "buyer":
         try:
             listing = await services.get_listing(grant["dataset_id"])
         except CanalError:
             listing = None
+        # What the sandbox holds: kept columns without personal data (decision 0031, 2).
+        compute_columns = [
+            c["name"]
+            for c in (listing or {}).get("columns") or []
+            if c.get("action") == "keep" and not c.get("pii")
+        ]
         if listing and listing["price_model"] in services.PAID_UP_FRONT:
             price = {
                 "amount": _yuan(listing["price_fen"]),
@@ -698,6 +705,7 @@ async def _grant_page(
             "sql": sql,
             "usable": usable,
             "price": price,
+            "compute_columns": compute_columns,
         },
         status=status,
     )
