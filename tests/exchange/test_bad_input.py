@@ -148,6 +148,34 @@ async def test_requests_and_pages_out_of_bounds(client, op):
     assert big.status_code == 422
     not_granted = await client.post(f"{buyer.api}/grants/{grant_id}/download")
     assert not_granted.status_code == 403 and not_granted.json()["code"] == "mode_not_granted"
+    # A page number whose offset DuckDB cannot hold was a 500; now a refusal on both twins.
+    for page in (2**62, 10**20):
+        far = await client.get(f"{buyer.api}/grants/{grant_id}/rows", params={"page_no": page})
+        assert far.status_code == 422 and far.json()["errors"][0]["code"] == "page_range"
+        web = await client.get(f"{buyer.web}/grants/{grant_id}/rows", params={"page_no": page})
+        assert web.status_code == 422
+    last = await client.get(f"{buyer.api}/grants/{grant_id}/rows", params={"page_no": 10_000_000})
+    assert last.status_code == 200 and last.json()["rows"] == []
+
+
+async def test_a_query_with_a_nul_byte_is_refused_and_recorded(client, op):
+    """PostgreSQL cannot store NUL: recording such a query was a 500."""
+    from canal.exchange.tables import QueryRun
+
+    provider = await approved_provider()
+    buyer = await make_org("买方")
+    dataset_id = await published_dataset(client, provider, op)
+    grant_id = await active_grant(client, provider, buyer, dataset_id, modes=["compute"])
+    await sign_in(client, buyer.owner)
+    answer = await client.post(
+        f"{buyer.api}/grants/{grant_id}/queries", json={"sql": "SELECT count(*) FROM data\x00"}
+    )
+    assert answer.status_code == 422, answer.text
+    async with db.platform_scope():
+        runs = await QueryRun.select(QueryRun.sql, QueryRun.status).where(
+            QueryRun.grant_id == grant_id
+        )
+    assert runs == [{"sql": "SELECT count(*) FROM data\ufffd", "status": "refused"}]
 
 
 def test_detectors_and_masks():

@@ -69,6 +69,9 @@ async def test_full_trade_over_the_api(client, op):
 
     download = await client.post(f"{buyer.api}/grants/{grant_id}/download")
     assert download.status_code == 201, download.text
+    # Short-lived: the presigned URL itself says five minutes, as the API does.
+    assert download.json()["expires_in"] == 300
+    assert "X-Amz-Expires=300&" in download.json()["url"]
     async with httpx.AsyncClient() as s3:
         body = (await s3.get(download.json()["url"])).content.decode()
     assert "身份证号" in body and "****" in body

@@ -92,6 +92,8 @@ async def test_journey_through_the_pages(client, op):
     client.headers.pop("X-CSRF-Token")
     catalogue = await client.get(f"{buyer.web}/catalogue", params={"q": "用电量"})
     assert DATASET["title"] in catalogue.text
+    # Pico styles role="search" as one pill-shaped row: five filters broke on a phone.
+    assert 'class="filters"' in catalogue.text and 'role="search"' not in catalogue.text
     listing = await client.get(f"{buyer.web}/catalogue/{dataset_id}")
     assert "****" in listing.text
     token = csrf_from(listing.text)
@@ -125,6 +127,9 @@ async def test_journey_through_the_pages(client, op):
     client.headers.pop("X-CSRF-Token")
     page = await client.get(grant_url)
     token = csrf_from(page.text)
+    # The buyer sees which columns the query may use; masked personal data is not among them.
+    usable_columns = page.text.split('id="compute-columns"', 1)[1].split("</p>", 1)[0]
+    assert "<code>行业</code>" in usable_columns and "手机号" not in usable_columns
     refused = await client.post(
         f"{grant_url}/queries", data={"_csrf": token, "sql": "SELECT * FROM data"}
     )
@@ -138,3 +143,5 @@ async def test_journey_through_the_pages(client, op):
     assert download.status_code == 303 and "X-Amz-Signature" in download.headers["location"]
     usage = await client.get(f"{buyer.web}/usage")
     assert usage.status_code == 200 and "data-chart=" in usage.text
+    # Details are shown in the reader's language, not as the stored English note.
+    assert "suppressed" not in usage.text and "组" in usage.text

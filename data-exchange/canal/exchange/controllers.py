@@ -142,6 +142,8 @@ class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
     approve: bool
     reason: str = ""
     days: int | None = None
+    # Version numbers the grant covers; omitted or empty: every version, later ones too.
+    versions: list[int] | None = None
 
 
 class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -150,6 +152,7 @@ class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class QueryIn(msgspec.Struct, forbid_unknown_fields=True):
     sql: str
+    version: int | None = None  # a version the grant covers; default the newest
 
 
 class DownloadOut(msgspec.Struct):
@@ -673,11 +676,18 @@ async def _grant_page(
         grant["expires_at"] is None or grant["expires_at"] > now
     )
     price: dict[str, Any] | None = None
+    compute_columns: list[str] = []
     if grant["side"] == "buyer":
         try:
             listing = await services.get_listing(grant["dataset_id"])
         except CanalError:
             listing = None
+        # What the sandbox holds: kept columns without personal data (decision 0031, 2).
+        compute_columns = [
+            c["name"]
+            for c in (listing or {}).get("columns") or []
+            if c.get("action") == "keep" and not c.get("pii")
+        ]
         if listing and listing["price_model"] in services.PAID_UP_FRONT:
             price = {
                 "amount": _yuan(listing["price_fen"]),
@@ -695,6 +705,7 @@ async def _grant_page(
             "sql": sql,
             "usable": usable,
             "price": price,
+            "compute_columns": compute_columns,
         },
         status=status,
     )
@@ -722,6 +733,11 @@ async def decision_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
         days = int(days_raw) if days_raw else None
     except ValueError:
         days = -1
+    versions_raw = str(form.get("versions", "")).replace("，", ",").replace("、", ",")
+    try:
+        versions = [int(v) for v in versions_raw.split(",") if v.strip()]
+    except ValueError:
+        versions = [-1]
     try:
         await services.decide_request(
             ctx,
@@ -729,6 +745,7 @@ async def decision_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
             approve=form.get("decision") == "approve",
             reason=str(form.get("reason", "")),
             days=days,
+            versions=versions,
             ip=_ip(request),
         )
     except CanalError as error:
@@ -744,13 +761,15 @@ async def decision_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
 async def decision_api(
     request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[DecisionIn]
 ) -> None:
-    """The provider approves (optionally shorter than the licence) or declines with a reason."""
+    """The provider approves (optionally shorter than the licence, optionally only some
+    versions) or declines with a reason."""
     await services.decide_request(
         tenant_context(request),
         grant_id,
         approve=data.approve,
         reason=data.reason,
         days=data.days,
+        versions=data.versions,
         ip=_ip(request),
     )
 
@@ -815,9 +834,14 @@ async def download_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
 
 
 @post("/grants/{grant_id:uuid}/download", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
-async def download_api(request: Req, grant_id: FromPath[uuid.UUID]) -> DownloadOut:
-    """A masked, fingerprinted copy for this grant, as a five-minute presigned URL."""
-    url = await services.deliver_download(tenant_context(request), grant_id, ip=_ip(request))
+async def download_api(
+    request: Req, grant_id: FromPath[uuid.UUID], version: FromQuery[int | None] = None
+) -> DownloadOut:
+    """A masked, fingerprinted copy for this grant, as a five-minute presigned URL; of
+    ``version`` if given (one the grant covers), else the newest."""
+    url = await services.deliver_download(
+        tenant_context(request), grant_id, version_number=version, ip=_ip(request)
+    )
     return DownloadOut(url, 300)
 
 
@@ -844,7 +868,7 @@ async def query_api(
     """Compute-to-data: run one aggregate SQL query over the table ``data`` in the sandbox.
     Groups smaller than the minimum cohort are suppressed; aggregates carry noise."""
     answer = await services.run_compute(
-        tenant_context(request), grant_id, data.sql, ip=_ip(request)
+        tenant_context(request), grant_id, data.sql, version_number=data.version, ip=_ip(request)
     )
     return {
         "id": answer.id,
@@ -856,13 +880,16 @@ async def query_api(
     }
 
 
-async def _rows(request: Req, grant_id: uuid.UUID, page_no: int, size: int) -> services.RowsPage:
+async def _rows(
+    request: Req, grant_id: uuid.UUID, page_no: int, size: int, version: int | None = None
+) -> services.RowsPage:
     return await services.api_rows(
         tenant_context(request),
         grant_id,
         page=page_no,
         size=size,
         redis=request.app.state.redis,
+        version_number=version,
         ip=_ip(request),
     )
 
@@ -873,8 +900,9 @@ async def rows_page(
     grant_id: FromPath[uuid.UUID],
     page_no: FromQuery[int] = 1,
     size: FromQuery[int] = 50,
+    version: FromQuery[int | None] = None,
 ) -> Response[str]:
-    result = await _rows(request, grant_id, page_no, size)
+    result = await _rows(request, grant_id, page_no, size, version)
     grant = await services.grant_for_party(tenant_context(request), grant_id)
     return _page(request, "rows.html", {"g": grant, "r": result})
 
@@ -885,9 +913,11 @@ async def rows_api(
     grant_id: FromPath[uuid.UUID],
     page_no: FromQuery[int] = 1,
     size: FromQuery[int] = 100,
+    version: FromQuery[int | None] = None,
 ) -> dict[str, Any]:
-    """The data API: masked rows, ``size`` (≤ 500) per page, rate-limited per grant."""
-    r = await _rows(request, grant_id, page_no, size)
+    """The data API: masked rows, ``size`` (≤ 500) per page, rate-limited per grant; of
+    ``version`` if given (one the grant covers), else the newest."""
+    r = await _rows(request, grant_id, page_no, size, version)
     return {"columns": r.columns, "rows": r.rows, "page": r.page, "size": r.size, "total": r.total}
 
 

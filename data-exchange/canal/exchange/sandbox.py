@@ -17,7 +17,10 @@ Layers, each enough to stop a class of attack on its own:
    row (distinct ratio above 0.5) may be aggregated but not grouped or filtered on — that is
    how "GROUP BY a unique column" and "WHERE id <> 42" differencing are stopped.
 4. **Cohorts.** ``count(*)`` is added to the query; groups below the provider's minimum
-   cohort (default 10) are suppressed, whatever WHERE/HAVING/LIMIT did.
+   cohort (default 10) are suppressed, whatever WHERE/LIMIT did. HAVING is refused (exact
+   comparisons); WHERE, non-aggregate expressions and aggregate arguments are rewritten so
+   no row can make the query fail (an error would be a yes/no about the rows a WHERE
+   isolated).
 5. **Differencing across queries.** Released aggregates get noise relative to the group size
    (σ = |value| / cohort), so two overlapping queries differing by one person disagree by about
    that person's share again; and each grant has a daily query budget, so averaging the
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import random
 import sys
 from dataclasses import dataclass, field
@@ -140,6 +144,7 @@ def _conditional() -> CanalError:
 class Plan:
     sql: str  # the rewritten query, with the cohort column last
     aggregate_columns: list[int] = field(default_factory=list)  # output positions to noise
+    count_columns: list[int] = field(default_factory=list)  # noised, then rounded to integers
 
 
 _parser_connection: duckdb.DuckDBPyConnection | None = None
@@ -263,6 +268,8 @@ class _Checker:
                     raise _conditional()
         if len(columns) > 1:
             raise _conditional()
+        for argument in direct:
+            _linear(argument)
 
     def expression(self, node: Any, *, where: str, in_aggregate: bool = False) -> bool:
         """Checks one expression; returns whether it contains an aggregate."""
@@ -385,7 +392,14 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
     if node.get("where_clause"):
         checker.expression(node["where_clause"], where="filter")
     if node.get("having"):
-        checker.expression(node["having"], where="having")
+        # HAVING compares exact, un-noised aggregates: a threshold search on it reads one
+        # group's exact sum, and two such sums differing by one person give that person.
+        raise refused(
+            "sql_having",
+            "不允许 HAVING:它比较的是未加噪声的精确聚合值。请在结果中自行筛选。",
+            "HAVING is not allowed: it compares exact, un-noised aggregates. Filter the "
+            "released results instead.",
+        )
     aggregate_columns: list[int] = []
     for position, expr in enumerate(node.get("select_list") or []):
         has_aggregate = checker.expression(expr, where="select")
@@ -396,6 +410,12 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
                 "只能返回聚合结果:每个输出列须为聚合函数或 GROUP BY 的列。",
                 "Only aggregate results can be returned: every output column must be an "
                 "aggregate or a GROUP BY column.",
+            )
+        if has_aggregate and outside:
+            raise refused(
+                "sql_mixed_expression",
+                "同一输出列不能既含聚合又在聚合外引用列。",
+                "An output column cannot mix aggregates with columns outside them.",
             )
         if has_aggregate and not outside <= group_names:
             raise refused(
@@ -411,15 +431,19 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
             )
         if has_aggregate:
             aggregate_columns.append(position)
+    aliases = {str(e.get("alias", "")).lower() for e in node.get("select_list") or []} - {""}
     for modifier in node.get("modifiers") or []:
         if modifier.get("type") not in ("ORDER_MODIFIER", "LIMIT_MODIFIER", "DISTINCT_MODIFIER"):
             raise refused(
                 "sql_modifier", "查询包含不支持的子句。", "The query has an unsupported clause."
             )
+        for order in modifier.get("orders") or []:
+            _check_order(order.get("expression") or {}, group_names, aliases)
         for expr in _nodes(modifier):
-            if expr.get("class") == "COLUMN_REF":
+            if expr.get("class") == "COLUMN_REF" and _column(expr).lower() not in aliases:
                 checker.column(expr, where="order")
     rewritten = copy.deepcopy(statement)
+    count_columns = _error_proof(rewritten["node"])
     rewritten["node"]["select_list"].append(
         {
             "class": "FUNCTION",
@@ -441,7 +465,181 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
     )
     document = json.dumps({"error": False, "statements": [rewritten]})
     text = _parser().execute("SELECT json_deserialize_sql(?::JSON)", [document]).fetchone()[0]  # type: ignore[index]
-    return Plan(sql=str(text), aggregate_columns=aggregate_columns)
+    return Plan(sql=str(text), aggregate_columns=aggregate_columns, count_columns=count_columns)
+
+
+def _nonlinear() -> CanalError:
+    return refused(
+        "sql_nonlinear_aggregate",
+        "聚合函数内的列只能乘以或除以常数(不能除以列、列乘列或转换为非浮点类型):"
+        "这类表达式会放大单个人的取值。",
+        "Inside an aggregate a column may only be multiplied or divided by constants (no "
+        "division by the column, column times column, or casts to non-floating types): such "
+        "expressions single out one person's value.",
+    )
+
+
+def _linear(node: Any) -> bool:
+    """Whether ``node`` (inside an aggregate) depends on the column; refuses anything that is
+    not linear in it. ``sum(1 / (income - 5000))`` has a pole at one person's exact income
+    and its sign tells on which side it lies; ``sum(income * income * …)`` is dominated by the
+    largest value — both hand back a single row's value the way ``max`` would."""
+    if not isinstance(node, dict):
+        return False
+    node = node.get("expression", node) if "class" not in node else node
+    kind = node.get("class")
+    if kind == "CONSTANT":
+        return False
+    if kind == "COLUMN_REF":
+        return True
+    if kind == "CAST":
+        target = str((node.get("type_expr") or {}).get("type_name", "")).lower()
+        if target not in ("double", "float", "real", "float4", "float8"):
+            raise _nonlinear()
+        return _linear(node.get("child"))
+    if kind == "FUNCTION":
+        name = str(node.get("function_name", "")).lower()
+        parts = [_linear(a) for a in node.get("children") or node.get("arguments") or []]
+        if name in ("+", "-"):
+            return any(parts)
+        if name == "*" and sum(parts) <= 1:
+            return any(parts)
+        if name == "/" and len(parts) == 2 and not parts[1]:
+            return parts[0]
+        raise _nonlinear()
+    raise _conditional()
+
+
+def _check_order(expr: dict[str, Any], group_names: set[str], aliases: set[str]) -> None:
+    """ORDER BY names an output column (alias, GROUP BY column or position), nothing else:
+    ordering by an arbitrary expression compares exact, un-noised aggregates or evaluates
+    expressions that could fail on one row's value."""
+    if expr.get("class") == "CONSTANT":
+        return
+    if expr.get("class") == "COLUMN_REF" and _column(expr).lower() in group_names | aliases:
+        return
+    raise refused(
+        "sql_order",
+        "ORDER BY 只能使用输出列的别名、GROUP BY 的列或列序号。",
+        "ORDER BY may only name an output column (its alias, a GROUP BY column or its position).",
+    )
+
+
+def _template(sql: str) -> list[dict[str, Any]]:
+    raw = _parser().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
+    return json.loads(raw)["statements"][0]["node"]["select_list"]
+
+
+_TEMPLATES: list[dict[str, Any]] = []
+
+
+def _wrap(kind: int, child: dict[str, Any], alias: str = "") -> dict[str, Any]:
+    """TRY(child) (kind 0) or CAST(child AS DOUBLE) (kind 1), built from a parsed template."""
+    if not _TEMPLATES:
+        _TEMPLATES.extend(_template("SELECT TRY(x), CAST(x AS DOUBLE)"))
+    node = copy.deepcopy(_TEMPLATES[kind])
+    if kind == 0:
+        node["children"] = [child]
+    else:
+        node["child"] = child
+    node["alias"] = alias
+    return node
+
+
+def _printed(node: dict[str, Any], item: dict[str, Any]) -> str:
+    """DuckDB's default name of a select item (its printed form), for the alias it keeps
+    once the item is wrapped."""
+    bare = {
+        **copy.deepcopy(node),
+        "select_list": [{**item, "alias": ""}],
+        "group_expressions": [],
+        "group_sets": [],
+        "where_clause": None,
+        "having": None,
+        "modifiers": [],
+    }
+    document = json.dumps({"error": False, "statements": [{"node": bare, "named_param_map": []}]})
+    text = str(
+        _parser().execute("SELECT json_deserialize_sql(?::JSON)", [document]).fetchone()[0]  # type: ignore[index]
+    )
+    text = text.removeprefix("SELECT ")
+    return text.rsplit(" FROM ", 1)[0]
+
+
+def _error_proof(node: dict[str, Any]) -> list[int]:
+    """Rewrite a checked query so that no row's value can make it fail.
+
+    A runtime error is an answer too: ``sum(income * 1e15)`` overflows only when someone in a
+    one-person WHERE has a high income, ``CAST(x AS INT)`` fails only on some values — each a
+    yes/no about a single person that the cohort rule never sees (the error comes before any
+    group is counted). So the WHERE clause and every non-aggregate expression run inside
+    ``TRY`` (an error becomes NULL), every aggregate sums ``TRY(CAST(arg AS DOUBLE))`` and
+    returns a DOUBLE (no integer overflow, in or around the aggregate). Returns the positions
+    of plain ``count`` columns (rounded back to integers on release).
+    """
+    if node.get("where_clause"):
+        node["where_clause"] = _wrap(0, node["where_clause"])
+    groups = node.get("group_expressions") or []
+    for i, expr in enumerate(groups):
+        if expr.get("class") not in ("COLUMN_REF", "CONSTANT"):
+            groups[i] = _wrap(0, expr)
+    counts: list[int] = []
+    select = node.get("select_list") or []
+    for position, item in enumerate(select):
+        if item.get("class") in ("COLUMN_REF", "CONSTANT"):
+            continue  # cannot fail; keeps DuckDB's own name
+        alias = str(item.get("alias") or "") or _printed(node, item)
+        if not _has_aggregate(item):
+            inner = {**item, "alias": ""}
+            select[position] = _wrap(0, inner, alias)
+            continue
+        if item.get("class") == "FUNCTION" and str(item.get("function_name", "")).lower() in (
+            "count",
+            "count_star",
+        ):
+            counts.append(position)
+        select[position] = _proof_aggregates({**item, "alias": ""})
+        select[position]["alias"] = alias
+    return counts
+
+
+def _as_double(expr: Any) -> Any:
+    if isinstance(expr, list):
+        return [_as_double(v) for v in expr]
+    if not isinstance(expr, dict):
+        return expr
+    if expr.get("class") == "COLUMN_REF":
+        return _wrap(0, _wrap(1, {**expr, "alias": ""}))
+    return {k: _as_double(v) for k, v in expr.items()}
+
+
+def _has_aggregate(expr: Any) -> bool:
+    return any(
+        n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() in AGGREGATES
+        for n in _nodes(expr)
+    )
+
+
+def _proof_aggregates(expr: Any) -> Any:
+    if isinstance(expr, list):
+        return [_proof_aggregates(v) for v in expr]
+    if not isinstance(expr, dict):
+        return expr
+    if expr.get("class") == "FUNCTION" and str(expr.get("function_name", "")).lower() in AGGREGATES:
+        name = str(expr.get("function_name", "")).lower()
+        arguments = expr.get("arguments") or []
+        wrapped = []
+        for argument in arguments:
+            inner = argument.get("expression", argument)
+            # count: nothing inside can fail it; the others compute in DOUBLE from the column
+            # on (no integer overflow), so no row's value can turn into an error or a NULL.
+            inner = _wrap(0, inner) if name in ("count", "count_star") else _as_double(inner)
+            wrapped.append({**argument, "expression": inner} if "expression" in argument else inner)
+        expr["arguments"] = wrapped
+        alias = expr.get("alias", "")
+        expr["alias"] = ""
+        return _wrap(1, expr, alias)
+    return {k: _proof_aggregates(v) for k, v in expr.items()}
 
 
 def _outside_aggregates(expr: Any) -> set[str]:
@@ -594,7 +792,11 @@ def release(
             value = out[i]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
+            if not math.isfinite(value):
+                out[i] = None
+                continue
             noisy = value + rng.gauss(0.0, abs(value) / cohort)
-            out[i] = round(noisy) if isinstance(value, int) else round(noisy, 4)
+            integral = isinstance(value, int) or i in plan.count_columns
+            out[i] = round(noisy) if integral else round(noisy, 4)
         released.append(out)
     return Result(columns[:-1], released, suppressed)

@@ -74,6 +74,7 @@ MODES = {
 }
 SAMPLE_ROWS = 20
 API_PAGE_MAX = 500
+API_PAGE_LIMIT = 10_000_000  # page numbers beyond any dataset (an offset DuckDB can hold)
 API_RATE_PER_MINUTE = 60
 INLINE_PROFILE_BYTES = 16 * 1024 * 1024  # smaller files are profiled in the request
 QUERY_TIMEOUT = 10.0
@@ -1267,6 +1268,7 @@ async def decide_request(
     approve: bool,
     reason: str = "",
     days: int | None = None,
+    versions: Sequence[int] | None = None,
     ip: str = "",
 ) -> None:
     reason = reason.strip()
@@ -1317,8 +1319,30 @@ async def decide_request(
                     )
                 ]
             )
+        pinned = sorted(set(versions or []))
+        if approve and pinned:
+            ready = {
+                v["number"]
+                for v in await DatasetVersion.select(DatasetVersion.number).where(
+                    (DatasetVersion.dataset_id == row["dataset_id"])
+                    & (DatasetVersion.status == "ready")
+                )
+            }
+            if not set(pinned) <= ready:
+                raise invalid(
+                    [
+                        _err(
+                            "versions",
+                            "versions_invalid",
+                            "只能授权已就绪的版本:" + "、".join(str(n) for n in sorted(ready)),
+                            "Only ready versions can be granted: "
+                            + ", ".join(str(n) for n in sorted(ready)),
+                        )
+                    ]
+                )
         await Grant.update(
             {
+                Grant.versions: pinned if approve else [],
                 Grant.status: "active" if approve else "declined",
                 Grant.reason: reason,
                 Grant.decided_by: ctx.user_id,
@@ -1467,10 +1491,11 @@ async def revoke_grant(
 
 
 async def _usable_grant(
-    ctx: TenantContext, grant_id: uuid.UUID, mode: str
+    ctx: TenantContext, grant_id: uuid.UUID, mode: str, number: int | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(grant, dataset, version) for a buyer about to use ``mode``; every mode checks here, so
-    expiry or revocation stops them all at once."""
+    expiry or revocation stops them all at once. The version is ``number`` if given, else the
+    newest ready one — either way only among the versions the grant covers."""
     grant = await _grant_row_for_buyer(ctx, grant_id)
     if grant["status"] != "active" or (grant["expires_at"] and grant["expires_at"] <= _now()):
         raise CanalError(
@@ -1503,6 +1528,30 @@ async def _usable_grant(
             )
             .order_by(DatasetVersion.number, ascending=False)
         )
+    # Only what the operator's review has seen: a version added after approval waits for the
+    # dataset to be submitted and approved again (the listing names the reviewed version).
+    async with db.transaction():
+        listing = (
+            await Listing.select(Listing.version_id)
+            .where(Listing.id == grant["dataset_id"])
+            .first()
+        )
+    reviewed = next(
+        (v["number"] for v in versions if listing and v["id"] == listing["version_id"]), 0
+    )
+    versions = [v for v in versions if v["number"] <= reviewed]
+    if grant["versions"]:
+        versions = [v for v in versions if v["number"] in grant["versions"]]
+    if number is not None and dataset is not None:
+        versions = [v for v in versions if v["number"] == number]
+        if not versions:
+            raise CanalError(
+                "version_not_granted",
+                f"该授权不包含第 {number} 版(或该版本尚未就绪、尚未通过合规审核)。",
+                f"This grant does not cover version {number} (or it is not ready or not "
+                "reviewed yet).",
+                status=403,
+            )
     if dataset is None or not versions or dataset["status"] != "approved":
         raise CanalError(
             "dataset_unavailable",
@@ -1526,8 +1575,10 @@ async def _usable_grant(
 # --- delivery 1: masked, fingerprinted download ----------------------------------------------
 
 
-async def deliver_download(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str = "") -> str:
-    grant, dataset, version = await _usable_grant(ctx, grant_id, "download")
+async def deliver_download(
+    ctx: TenantContext, grant_id: uuid.UUID, *, version_number: int | None = None, ip: str = ""
+) -> str:
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "download", version_number)
     path = await _local_parquet(version)
     columns, rows = await asyncio.to_thread(profiling.read_rows, path)
     types = [c["type"] for c in version["profile"]["columns"] if c["name"] in columns]
@@ -1677,9 +1728,14 @@ async def _compute_copy(
 
 
 async def run_compute(
-    ctx: TenantContext, grant_id: uuid.UUID, sql: str, *, ip: str = ""
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    sql: str,
+    *,
+    version_number: int | None = None,
+    ip: str = "",
 ) -> QueryAnswer:
-    grant, dataset, version = await _usable_grant(ctx, grant_id, "compute")
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "compute", version_number)
     provider = grant["tenant_id"]
     today = _now().replace(hour=0, minute=0, second=0, microsecond=0)
     async with db.tenant_scope(provider, ctx.user_id):
@@ -1699,12 +1755,14 @@ async def run_compute(
         )
     path, columns, sensitive, identifying = await _compute_copy(dataset, version)
     started = time.monotonic()
+    # PostgreSQL text and JSONB cannot hold NUL; the query is still recorded (as U+FFFD).
+    shown_sql = sql.replace("\x00", "\ufffd")
     run = QueryRun(
         tenant_id=provider,
         grant_id=grant_id,
         buyer_tenant_id=ctx.tenant_id,
         user_id=ctx.user_id,
-        sql=sql[:4000],
+        sql=shown_sql[:4000],
         status="done",
     )
     try:
@@ -1724,7 +1782,7 @@ async def run_compute(
                 tenant_id=provider,
                 target=str(grant_id),
                 ip=ip,
-                data={"code": error.code, "sql": sql[:500]},
+                data={"code": error.code, "sql": shown_sql[:500]},
             )
         raise
     run.result_rows = len(result.rows)
@@ -1794,20 +1852,27 @@ class RowsPage:
 
 
 async def api_rows(
-    ctx: TenantContext, grant_id: uuid.UUID, *, page: int, size: int, redis: Any, ip: str = ""
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    *,
+    page: int,
+    size: int,
+    redis: Any,
+    version_number: int | None = None,
+    ip: str = "",
 ) -> RowsPage:
-    if page < 1 or not 1 <= size <= API_PAGE_MAX:
+    if not 1 <= page <= API_PAGE_LIMIT or not 1 <= size <= API_PAGE_MAX:
         raise invalid(
             [
                 _err(
                     "size",
                     "page_range",
-                    f"页码从 1 开始,每页 1 至 {API_PAGE_MAX} 行。",
-                    f"Pages start at 1 and hold 1 to {API_PAGE_MAX} rows.",
+                    f"页码为 1 至 {API_PAGE_LIMIT},每页 1 至 {API_PAGE_MAX} 行。",
+                    f"Pages run from 1 to {API_PAGE_LIMIT} and hold 1 to {API_PAGE_MAX} rows.",
                 )
             ]
         )
-    grant, dataset, version = await _usable_grant(ctx, grant_id, "api")
+    grant, dataset, version = await _usable_grant(ctx, grant_id, "api", version_number)
     await rate_limit(redis, grant_id)
     path = await _local_parquet(version)
     columns, rows = await asyncio.to_thread(

@@ -135,6 +135,8 @@ class Grant(Table, tablename="exchange_grants"):
     fingerprint_secret = Varchar(length=64)
     hash_salt = Varchar(length=64)
     fingerprint_columns = JSONB(default={})  # column -> decimal scale, set at first download
+    # Version numbers the grant covers, fixed at approval; empty: every version, later ones too.
+    versions = JSONB(default=[])
     created_at = Timestamptz(default=TimestamptzNow())
     decided_at = Timestamptz(null=True, default=None)
 
