@@ -1504,14 +1504,23 @@ async def _provider_account(provider_id: uuid.UUID) -> str | None:
 
 
 async def pay_order(
-    order_id: uuid.UUID, ctx: TenantContext, ip: str = "", *, voucher_id: uuid.UUID | None = None
+    order_id: uuid.UUID,
+    ctx: TenantContext,
+    ip: str = "",
+    *,
+    voucher_id: uuid.UUID | None = None,
+    checkout: tuple[str, str] | None = None,
 ) -> tuple[OrderView, str | None]:
     """The buyer pays: a CNY PaymentIntent through billing (card, Alipay, WeChat Pay), a
     destination charge to the provider's Connect account keeping the commission. Returns the
     order and the client secret the browser confirms with (None once paid / in no-charge mode).
     Paying a paid order is refused; the order id is the idempotency key, so a retry never
-    charges twice."""
-    from canal.platform.billing.services import create_payment
+    charges twice.
+
+    ``checkout=(success_url, cancel_url)`` (the order page) uses a Stripe-hosted Checkout page
+    instead and returns its URL in place of the client secret; the webhook marks the order
+    paid (``_order_payment_succeeded``)."""
+    from canal.platform.billing.services import create_payment, no_charge, start_payment_checkout
 
     order = await get_order(order_id, ctx)
     if order.buyer_id != ctx.tenant_id:
@@ -1545,6 +1554,23 @@ async def pay_order(
         await _mark_paid_by_voucher(order, ctx)
         return await get_order(order_id, ctx), None
     destination = await _provider_account(order.provider_id)
+    fee = min(order.commission_fen, order.buyer_paid_fen) if destination else None
+    if checkout is not None and not no_charge():
+        url = await start_payment_checkout(
+            ctx,
+            order.buyer_paid_fen,
+            f"企业服务超市订单 {order.title}",
+            f"market-order-{order.id}",
+            success_url=checkout[0],
+            cancel_url=checkout[1],
+            destination_account=destination,
+            application_fee_fen=fee,
+        )
+        async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+            await Order.update({Order.payment_key: f"market-order-{order.id}"}).where(
+                Order.id == order.id
+            )
+        return await get_order(order_id, ctx), url
     payment = await create_payment(
         ctx,
         order.buyer_paid_fen,
@@ -1570,12 +1596,29 @@ async def pay_order(
 async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "") -> OrderView:
     """Mark the order paid once billing's payment for it succeeded (at once in no-charge
     mode; after Stripe's webhook otherwise)."""
-    from canal.platform.billing.tables import Payment
-
     order = await get_order(order_id, ctx)
     if order.paid:
         return order
-    async with db.tenant_scope(order.buyer_id, ctx.user_id):
+    await _mark_paid_if_settled(order, ctx.user_id, ip)
+    return await get_order(order_id, ctx)
+
+
+async def _order_payment_succeeded(tenant_id: uuid.UUID, key: str) -> None:
+    """billing's hook: the order's payment succeeded (webhook job) — mark it paid and tell the
+    provider now, in the same transaction."""
+    try:
+        order_id = uuid.UUID(key.removeprefix("market-order-"))
+    except ValueError:
+        return
+    order = await _order_for_scope(order_id, tenant_id, None)
+    if order.buyer_id == tenant_id and not order.paid:
+        await _mark_paid_if_settled(order, None, "")
+
+
+async def _mark_paid_if_settled(order: OrderView, user_id: uuid.UUID | None, ip: str) -> None:
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(order.buyer_id, user_id):
         payment = (
             await Payment.select(Payment.status, Payment.amount_fen)
             .where(
@@ -1585,7 +1628,7 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
             .first()
         )
         if payment is None or payment["status"] != "succeeded":
-            return order
+            return
         if payment["amount_fen"] != order.buyer_paid_fen:
             raise CanalError(
                 "payment_mismatch",
@@ -1608,13 +1651,13 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
                     party=Party.BUYER.value,
                     from_state=order.state,
                     to_state=order.state,
-                    actor_id=ctx.user_id,
+                    actor_id=user_id,
                     note=money.format_cny(order.buyer_paid_fen),
                 )
             )
             await record(
                 "market.order_paid",
-                actor_id=ctx.user_id,
+                actor_id=user_id,
                 tenant_id=order.buyer_id,
                 target=str(order.id),
                 ip=ip,
@@ -1626,7 +1669,6 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
                 title_en=f"Order paid: {order.title}",
                 link=f"/orders/{order.id}",
             )
-    return await get_order(order_id, ctx)
 
 
 async def transition_order(
@@ -1771,6 +1813,18 @@ async def resolve_dispute(
 ) -> OrderView:
     """The operator rules on a dispute: full refund, partial refund (an amount) or none. The
     split of the refund (buyer cash / voucher issuer, commission / payout) is ``money.refund``."""
+    async with db.platform_scope(operator_id):
+        # One ruling at a time: the row stays locked while the refund goes to Stripe, so two
+        # operators ruling at once cannot both refund; a failure at Stripe changes nothing.
+        await Order.raw("SELECT id FROM market_orders WHERE id = {} FOR UPDATE", order_id)
+        return await _resolve_locked(operator_id, order_id, outcome, refund, note, ip)
+
+
+async def _resolve_locked(
+    operator_id: uuid.UUID, order_id: uuid.UUID, outcome: str, refund: str | int, note: str, ip: str
+) -> OrderView:
+    from canal.platform.billing.services import refund_payment
+
     order = await _order_for_scope(order_id, None, operator_id)
     actions = {
         "full": Action.RESOLVE_REFUND_FULL,
@@ -1809,6 +1863,17 @@ async def resolve_dispute(
         except money.RefundError as error:
             raise invalid([FieldError("refund", error.code, error.zh, error.en)]) from None
         after = split.after
+        if split.to_buyer_fen > 0 and order.payment_key:
+            # The buyer's cash share goes back through Stripe (destination charge: the
+            # provider's transfer is reversed and the fee returned in proportion); the voucher
+            # share is the platform's own subsidy and never left the platform (0022).
+            await refund_payment(
+                order.buyer_id,
+                order.payment_key,
+                split.to_buyer_fen,
+                f"market-refund-{order.id}",
+                actor_id=operator_id,
+            )
         extra = {
             Order.refunded_fen: after.refunded_fen,
             Order.buyer_refunded_fen: after.buyer_refunded_fen,
@@ -2545,3 +2610,12 @@ async def auto_confirm_delivered(
 async def auto_confirm_job(ctx: dict[str, Any]) -> int:
     """Daily (cron): the auto-confirmation of delivered orders."""
     return await auto_confirm_delivered()
+
+
+def _register_payment_hook() -> None:
+    from canal.platform.billing.services import on_payment_succeeded
+
+    on_payment_succeeded("market-order-", _order_payment_succeeded)
+
+
+_register_payment_hook()

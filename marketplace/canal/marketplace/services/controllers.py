@@ -1216,9 +1216,16 @@ async def pay_form(
     data = await _form(request)
 
     async def act() -> Response[Any]:
-        await market.pay_order(
-            order_id, ctx, ip=_ip(request), voucher_id=_voucher_choice(data.get("voucher_id"))
+        here = f"{str(request.base_url).rstrip('/')}{_base(tenant_slug)}/orders/{order_id}"
+        _, checkout_url = await market.pay_order(
+            order_id,
+            ctx,
+            ip=_ip(request),
+            voucher_id=_voucher_choice(data.get("voucher_id")),
+            checkout=(here + "?paid=1", here),
         )
+        if checkout_url:  # Stripe's hosted page (card, Alipay, WeChat Pay)
+            return redirect(request, checkout_url)
         return redirect(request, f"{_base(tenant_slug)}/orders/{order_id}")
 
     async def again(errors: list[dict[str, str]], status: int) -> Response[Any]:
