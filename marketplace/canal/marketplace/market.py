@@ -243,6 +243,51 @@ async def list_providers(
 PROVIDER_DECISIONS = {"approve": "approved", "reject": "rejected", "suspend": "suspended"}
 
 
+async def qualification_file_names(
+    operator_id: uuid.UUID, file_ids: Sequence[str]
+) -> dict[str, str]:
+    """Original names of qualification files, for the operator's desk."""
+    from canal.platform.storage.tables import StoredObject
+
+    if not file_ids:
+        return {}
+    async with db.platform_scope(operator_id):
+        rows = await StoredObject.select(StoredObject.id, StoredObject.original_name).where(
+            StoredObject.id.is_in([uuid.UUID(str(f)) for f in file_ids])
+        )
+    return {str(r["id"]): r["original_name"] for r in rows}
+
+
+async def qualification_file_url(
+    operator_id: uuid.UUID, provider_id: uuid.UUID, file_id: uuid.UUID, ip: str = ""
+) -> str:
+    """A five-minute link to one of a provider application's qualification files, for the
+    operator reviewing it (the caller checked the platform role). Only a file the application
+    names; each opening is audited in the provider's trail."""
+    from canal.platform.http.context import TenantRef
+    from canal.platform.storage.services import get_object_in_tenant, object_store
+
+    async with db.platform_scope(operator_id):
+        row = await Provider.select().where(Provider.id == provider_id).first()
+        if row is None or str(file_id) not in [
+            str(f) for f in _json(row["qualification_file_ids"]) or []
+        ]:
+            raise not_found()
+        owner = TenantContext(
+            TenantRef(row["tenant_id"], "", "", "enterprise", "active"), operator_id, ()
+        )
+        stored = await get_object_in_tenant(file_id, owner)
+        await record(
+            "market.qualification_viewed",
+            actor_id=operator_id,
+            tenant_id=row["tenant_id"],
+            target=str(file_id),
+            ip=ip,
+            data={"provider": str(provider_id), "name": stored.original_name},
+        )
+    return await object_store().presigned_get(stored, owner)
+
+
 async def decide_provider(
     operator_id: uuid.UUID, provider_id: uuid.UUID, decision: str, reason: str = "", ip: str = ""
 ) -> ProviderView:
@@ -705,13 +750,21 @@ async def get_own_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingV
 
 
 async def update_listing(
-    listing_id: uuid.UUID, ctx: TenantContext, data: dict[str, Any], ip: str = ""
+    listing_id: uuid.UUID,
+    ctx: TenantContext,
+    data: dict[str, Any],
+    ip: str = "",
+    *,
+    image_ids: Sequence[uuid.UUID] | None = None,
 ) -> ListingView:
     """A provider edits its listing. A live listing keeps its reviewed text until the operator
-    approves the edit (``pending_changes``); any other one goes (back) to review as a whole."""
+    approves the edit (``pending_changes``); any other one goes (back) to review as a whole.
+    ``image_ids`` (the provider's own pictures) replaces the pictures; None keeps them."""
     await require_provider(ctx)
     current = await get_own_listing(listing_id, ctx)
     fields = validate_listing(data)
+    if image_ids is not None:
+        fields["image_file_ids"] = await _check_images(ctx, image_ids)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         if current.status == "live":
             await Listing.update(
@@ -797,7 +850,11 @@ async def review_listing(
         if decision == "approve":
             if edit is not None:
                 updates.update(
-                    {getattr(Listing, k): v for k, v in edit.items() if k in LISTING_FIELDS}
+                    {
+                        getattr(Listing, k): v
+                        for k, v in edit.items()
+                        if k in LISTING_FIELDS or k == "image_file_ids"
+                    }
                 )
             updates[Listing.status] = "live"
             updates[Listing.pending_changes] = None
@@ -1127,6 +1184,17 @@ def _today() -> dt.date:
     return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
 
 
+def _refuse_expired(quote: QuoteView) -> None:
+    if quote.valid_until is not None and quote.valid_until < _today():
+        raise CanalError(
+            "quote_expired",
+            f"该报价已于 {quote.valid_until.isoformat()} 过期,请服务商重新报价。",
+            f"This quote expired on {quote.valid_until.isoformat()}; "
+            "ask the provider for a new one.",
+            status=409,
+        )
+
+
 async def counter_quote(
     quote_id: uuid.UUID, ctx: TenantContext, note: str, ip: str = ""
 ) -> QuoteView:
@@ -1139,10 +1207,17 @@ async def counter_quote(
         raise invalid(errors)
     if quote.status != "answered":
         raise _quote_state_error(quote.status)
+    _refuse_expired(quote)  # a lapsed quote is neither accepted nor countered
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        await Quote.update(
-            {Quote.status: "countered", Quote.counter_note: text, Quote.updated_at: _now()}
-        ).where((Quote.id == quote_id) & (Quote.status == "answered"))
+        changed = (
+            await Quote.update(
+                {Quote.status: "countered", Quote.counter_note: text, Quote.updated_at: _now()}
+            )
+            .where((Quote.id == quote_id) & (Quote.status == "answered"))
+            .returning(Quote.id)
+        )
+        if not changed:  # accepted (or countered) by a concurrent request meanwhile
+            raise _quote_state_error("accepted")
         await record(
             "market.quote_countered",
             actor_id=ctx.user_id,
@@ -1168,14 +1243,7 @@ async def accept_quote(quote_id: uuid.UUID, ctx: TenantContext, ip: str = "") ->
         raise not_found()
     if quote.status != "answered" or quote.price_fen is None:
         raise _quote_state_error(quote.status)
-    if quote.valid_until is not None and quote.valid_until < _today():
-        raise CanalError(
-            "quote_expired",
-            f"该报价已于 {quote.valid_until.isoformat()} 过期,请服务商重新报价。",
-            f"This quote expired on {quote.valid_until.isoformat()}; "
-            "ask the provider for a new one.",
-            status=409,
-        )
+    _refuse_expired(quote)
     listing_row = await Listing.select().where(Listing.id == quote.listing_id).first()
     assert listing_row is not None
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
@@ -2493,14 +2561,32 @@ async def _apply_voucher(order: OrderView, ctx: TenantContext, voucher_id: uuid.
                 "This voucher has already been used.",
                 status=409,
             )
-        await Order.update(
-            {
-                Order.buyer_paid_fen: settlement.buyer_paid_fen,
-                Order.voucher_subsidy_fen: settlement.voucher_subsidy_fen,
-                Order.voucher_id: voucher_id,
-                Order.updated_at: now,
-            }
-        ).where((Order.id == order.id) & Order.voucher_id.is_null() & Order.paid_at.is_null())
+        settled = (
+            await Order.update(
+                {
+                    Order.buyer_paid_fen: settlement.buyer_paid_fen,
+                    Order.voucher_subsidy_fen: settlement.voucher_subsidy_fen,
+                    Order.voucher_id: voucher_id,
+                    Order.updated_at: now,
+                }
+            )
+            .where(
+                (Order.id == order.id)
+                & Order.voucher_id.is_null()
+                & Order.paid_at.is_null()
+                & (Order.payment_key == "")
+            )
+            .returning(Order.id)
+        )
+        if not settled:
+            # A concurrent request applied another voucher or started the payment: this
+            # voucher's redemption is rolled back with the error (it stays unused).
+            raise CanalError(
+                "order_has_voucher",
+                "该订单已使用服务券或已发起付款。",
+                "This order already has a voucher or its payment has started.",
+                status=409,
+            )
         await record(
             "market.voucher_redeemed",
             actor_id=ctx.user_id,
