@@ -314,6 +314,31 @@ async def test_order_page_pays_through_checkout_and_the_webhook_marks_it_paid(
     assert again.status_code == 409 or "已付款" in again.text
 
 
+async def test_a_payment_started_through_the_api_cannot_be_paid_again_through_checkout(
+    app, client, gateway, standin
+):
+    """The API started a PaymentIntent for the order (Stripe.js); the page's "pay" must not
+    open a Checkout Session beside it — two open instruments could both be paid."""
+    from tests.factories import csrf_from, sign_in
+
+    staff = await operator()
+    provider = await approved_provider(f"双通道{unique('')}", staff.user_id)
+    listing = await live_listing(provider, staff.user_id, price="300")
+    buyer = await make_side(f"双通道买方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    await sign_in(client, buyer.person)
+    started = await client.post(f"{buyer.api}/orders/{order.id}/pay")
+    assert started.status_code == 200 and started.json()["client_secret"]
+    sessions = len(standin.sent("POST", "/v1/checkout/sessions"))
+    page = await client.get(f"{buyer.pages}/orders/{order.id}")
+    again = await client.post(
+        f"{buyer.pages}/orders/{order.id}/pay", data={"_csrf": csrf_from(page.text)}
+    )
+    assert again.status_code == 409, again.status_code
+    assert "已通过其他方式发起支付" in again.text
+    assert len(standin.sent("POST", "/v1/checkout/sessions")) == sessions
+
+
 async def billing_account(provider):
     from canal.platform.billing import services as billing
 

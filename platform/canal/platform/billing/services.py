@@ -787,6 +787,15 @@ async def start_payment_checkout(
         raise CanalError(
             "payment_already_paid", "该款项已付清。", "This has already been paid.", status=409
         )
+    if existing is not None and existing.payment_intent_id:
+        # A PaymentIntent for the same key was started elsewhere (the API, Stripe.js): a
+        # Checkout Session would make a second, independent charge possible.
+        raise CanalError(
+            "payment_in_progress",
+            "该款项已通过其他方式发起支付,请在原处完成。",
+            "A payment for this was already started elsewhere; complete it there.",
+            status=409,
+        )
     meta = {"kind": "payment", "tenant_id": str(ctx.tenant_id), "order": idempotency_key}
     intent_data: dict[str, Any] = {"metadata": meta | {"description": description[:200]}}
     if destination_account:
