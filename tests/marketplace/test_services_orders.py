@@ -149,3 +149,65 @@ async def test_auto_confirm_after_seven_days_delivered(market_world):
     assert (await market.get_order(fresh.id, buyer.ctx)).state == "delivered"
     history = await market.order_history(old.id, buyer.ctx)
     assert (history[-1].action, history[-1].party) == ("confirm", "system")
+
+
+async def test_two_vouchers_racing_for_one_order_burn_neither_twice(market_world):
+    """Two requests apply different vouchers to the same unpaid order at once (both read the
+    order before either wrote): one voucher is redeemed, the other is refused and stays
+    unused — it must not be marked used for an order that does not carry it."""
+    import datetime as dt
+
+    staff, _provider, listing, buyer = market_world
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    vouchers = [
+        await market.issue_voucher(
+            staff.user_id,
+            holder_slug=buyer.slug,
+            kind="innovation",
+            amount=amount,
+            categories=["tax"],
+            valid_through=(dt.date.today() + dt.timedelta(days=3)).isoformat(),
+        )
+        for amount in ("100", "200")
+    ]
+    stale = await market.get_order(order.id, buyer.ctx)  # what both requests read
+    await market._apply_voucher(stale, buyer.ctx, vouchers[0].id)
+    with pytest.raises(CanalError) as second:
+        await market._apply_voucher(stale, buyer.ctx, vouchers[1].id)
+    assert second.value.code == "order_has_voucher"
+    mine = {v.id: v.order_id for v in await market.my_vouchers(buyer.ctx)}
+    assert mine[vouchers[0].id] == order.id and mine[vouchers[1].id] is None
+    after = await market.get_order(order.id, buyer.ctx)
+    assert after.voucher_id == vouchers[0].id
+    assert after.buyer_paid_fen + after.voucher_subsidy_fen == after.list_price_fen
+
+
+async def test_a_lapsed_quote_cannot_be_countered_and_odd_package_choices_are_422(
+    app, client, market_world
+):
+    import datetime as dt
+
+    from tests.factories import csrf_from
+
+    staff, provider, fixed, buyer = market_world
+    listing = await live_listing(provider, staff.user_id, price_model="quote", price="")
+    quote = await market.request_quote(listing.id, buyer.ctx, "每月记账")
+    future = (dt.date.today() + dt.timedelta(days=5)).isoformat()
+    await market.answer_quote(quote.id, provider.ctx, price="100", scope="记账", valid_until=future)
+    async with db.platform_scope():  # the deadline passes
+        await Quote.update({Quote.valid_until: dt.date.today() - dt.timedelta(days=1)}).where(
+            Quote.id == quote.id
+        )
+    with pytest.raises(CanalError) as late:
+        await market.counter_quote(quote.id, buyer.ctx, "便宜点")
+    assert late.value.code == "quote_expired"
+    assert (await market.get_quote(quote.id, buyer.ctx)).status == "answered"
+
+    await sign_in(client, buyer.person)
+    page = await client.get(f"{buyer.pages}/listings/{fixed.id}")
+    for choice in ("²", "9" * 5000, "7"):
+        bought = await client.post(
+            f"{buyer.pages}/listings/{fixed.id}/buy",
+            data={"_csrf": csrf_from(page.text), "package": choice},
+        )
+        assert bought.status_code == 422, (choice[:5], bought.status_code)

@@ -121,3 +121,104 @@ async def test_listing_with_pictures_shown_to_buyers(app, client):
     assert picture.status_code == 302 and "X-Amz-Signature" in picture.headers["location"]
     other = await client.get(f"{buyer.pages}/listings/{listing_id}/images/{listing_id}")
     assert other.status_code == 404
+
+
+async def test_operator_opens_qualification_files_from_the_desk(app, client):
+    """The desk links each qualification file to a short-lived presigned URL; opening one is
+    audited; a file the application does not name, or another provider's, is 404; a
+    non-operator cannot open any."""
+    from canal.marketplace import market
+    from canal.platform import db
+    from canal.platform.audit.tables import AuditEvent
+    from canal.platform.storage.services import object_store
+    from tests.marketplace.helpers import PDF
+
+    staff = await operator()
+    side = await make_side(f"资质审核{unique('')}")
+    licence = await object_store().upload_bytes(side.ctx, "document", PDF, filename="执照.pdf")
+    stray = await object_store().upload_bytes(side.ctx, "document", PDF, filename="其他.pdf")
+    applied = await market.apply_as_provider(
+        side.ctx, business_scope="财务咨询", qualification_file_ids=[licence.id]
+    )
+    other = await approved_provider(f"别的服务商{unique('')}", staff.user_id)
+    await sign_in(client, staff)
+    desk = await client.get("/operator/m/services/")
+    link = f"/operator/m/services/providers/{applied.id}/files/{licence.id}"
+    assert link in desk.text and "执照.pdf" in desk.text
+    opened = await client.get(link)
+    assert opened.status_code == 302 and "X-Amz-Signature" in opened.headers["location"]
+    api = await client.get("/api/v1" + link)
+    assert api.status_code == 200 and "X-Amz-Signature" in api.json()["url"]
+    for bad in (
+        f"/operator/m/services/providers/{applied.id}/files/{stray.id}",
+        f"/operator/m/services/providers/{applied.id}/files/{other.tenant.id}",
+        f"/operator/m/services/providers/{other.tenant.id}/files/{licence.id}",
+    ):
+        assert (await client.get(bad)).status_code == 404, bad
+    async with db.platform_scope():
+        seen = await AuditEvent.select().where(
+            (AuditEvent.action == "market.qualification_viewed")
+            & (AuditEvent.target == str(licence.id))
+        )
+    assert len(seen) == 2 and all(e["actor_id"] == staff.user_id for e in seen)
+    await sign_in(client, side.person)
+    assert (await client.get(link)).status_code in {403, 404}
+
+
+async def test_pictures_added_to_a_live_listing_wait_for_review(app, client):
+    """Editing a live listing can add and remove pictures; buyers keep the reviewed pictures
+    until the operator approves the edit; more than four in all is refused (422)."""
+    import uuid
+
+    from canal.marketplace import market
+    from tests.storage.test_uploads import png_bytes
+
+    staff = await operator()
+    provider = await approved_provider(f"改图服务商{unique('')}", staff.user_id)
+    listing = await live_listing(provider, staff.user_id)
+    assert listing.image_ids == []
+    await sign_in(client, provider.person)
+    form = await client.get(f"{provider.pages}/listings/{listing.id}/edit")
+    assert 'enctype="multipart/form-data"' in form.text
+    data = {
+        "_csrf": csrf_from(form.text),
+        "category": listing.category,
+        "subcategory": listing.subcategory,
+        "title": listing.title,
+        "description": listing.description,
+        "area": listing.area,
+        "delivery_days": str(listing.delivery_days),
+        "price_model": listing.price_model,
+        "price": f"{listing.price_fen / 100:.2f}",
+    }
+    too_many = await client.post(
+        f"{provider.pages}/listings/{listing.id}/edit",
+        data=data,
+        files=[("images", (f"{i}.png", png_bytes(), "image/png")) for i in range(5)],
+    )
+    assert too_many.status_code == 422 and 'id="f-images-error"' in too_many.text
+    edited = await client.post(
+        f"{provider.pages}/listings/{listing.id}/edit",
+        data=data,
+        files=[("images", ("new.png", png_bytes(), "image/png"))],
+    )
+    assert edited.status_code == 303, edited.text
+    buyer = await make_side(f"看新图{unique('')}")
+    assert (await market.get_listing(listing.id, buyer.ctx)).image_ids == []  # not yet
+    await market.review_listing(staff.user_id, listing.id, "approve")
+    [image] = (await market.get_listing(listing.id, buyer.ctx)).image_ids
+    await sign_in(client, buyer.person)
+    picture = await client.get(f"{buyer.pages}/listings/{listing.id}/images/{image}")
+    assert picture.status_code == 302
+    # Removing it is an edit too.
+    await sign_in(client, provider.person)
+    form = await client.get(f"{provider.pages}/listings/{listing.id}/edit")
+    assert f'value="{image}"' in form.text
+    removed = await client.post(
+        f"{provider.pages}/listings/{listing.id}/edit",
+        data={**data, "_csrf": csrf_from(form.text), "remove_images": image},
+    )
+    assert removed.status_code == 303
+    await market.review_listing(staff.user_id, listing.id, "approve")
+    assert (await market.get_listing(listing.id, buyer.ctx)).image_ids == []
+    assert uuid.UUID(image)

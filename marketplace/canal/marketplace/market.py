@@ -243,6 +243,51 @@ async def list_providers(
 PROVIDER_DECISIONS = {"approve": "approved", "reject": "rejected", "suspend": "suspended"}
 
 
+async def qualification_file_names(
+    operator_id: uuid.UUID, file_ids: Sequence[str]
+) -> dict[str, str]:
+    """Original names of qualification files, for the operator's desk."""
+    from canal.platform.storage.tables import StoredObject
+
+    if not file_ids:
+        return {}
+    async with db.platform_scope(operator_id):
+        rows = await StoredObject.select(StoredObject.id, StoredObject.original_name).where(
+            StoredObject.id.is_in([uuid.UUID(str(f)) for f in file_ids])
+        )
+    return {str(r["id"]): r["original_name"] for r in rows}
+
+
+async def qualification_file_url(
+    operator_id: uuid.UUID, provider_id: uuid.UUID, file_id: uuid.UUID, ip: str = ""
+) -> str:
+    """A five-minute link to one of a provider application's qualification files, for the
+    operator reviewing it (the caller checked the platform role). Only a file the application
+    names; each opening is audited in the provider's trail."""
+    from canal.platform.http.context import TenantRef
+    from canal.platform.storage.services import get_object_in_tenant, object_store
+
+    async with db.platform_scope(operator_id):
+        row = await Provider.select().where(Provider.id == provider_id).first()
+        if row is None or str(file_id) not in [
+            str(f) for f in _json(row["qualification_file_ids"]) or []
+        ]:
+            raise not_found()
+        owner = TenantContext(
+            TenantRef(row["tenant_id"], "", "", "enterprise", "active"), operator_id, ()
+        )
+        stored = await get_object_in_tenant(file_id, owner)
+        await record(
+            "market.qualification_viewed",
+            actor_id=operator_id,
+            tenant_id=row["tenant_id"],
+            target=str(file_id),
+            ip=ip,
+            data={"provider": str(provider_id), "name": stored.original_name},
+        )
+    return await object_store().presigned_get(stored, owner)
+
+
 async def decide_provider(
     operator_id: uuid.UUID, provider_id: uuid.UUID, decision: str, reason: str = "", ip: str = ""
 ) -> ProviderView:
@@ -705,13 +750,21 @@ async def get_own_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingV
 
 
 async def update_listing(
-    listing_id: uuid.UUID, ctx: TenantContext, data: dict[str, Any], ip: str = ""
+    listing_id: uuid.UUID,
+    ctx: TenantContext,
+    data: dict[str, Any],
+    ip: str = "",
+    *,
+    image_ids: Sequence[uuid.UUID] | None = None,
 ) -> ListingView:
     """A provider edits its listing. A live listing keeps its reviewed text until the operator
-    approves the edit (``pending_changes``); any other one goes (back) to review as a whole."""
+    approves the edit (``pending_changes``); any other one goes (back) to review as a whole.
+    ``image_ids`` (the provider's own pictures) replaces the pictures; None keeps them."""
     await require_provider(ctx)
     current = await get_own_listing(listing_id, ctx)
     fields = validate_listing(data)
+    if image_ids is not None:
+        fields["image_file_ids"] = await _check_images(ctx, image_ids)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         if current.status == "live":
             await Listing.update(
@@ -797,7 +850,11 @@ async def review_listing(
         if decision == "approve":
             if edit is not None:
                 updates.update(
-                    {getattr(Listing, k): v for k, v in edit.items() if k in LISTING_FIELDS}
+                    {
+                        getattr(Listing, k): v
+                        for k, v in edit.items()
+                        if k in LISTING_FIELDS or k == "image_file_ids"
+                    }
                 )
             updates[Listing.status] = "live"
             updates[Listing.pending_changes] = None
@@ -1127,6 +1184,17 @@ def _today() -> dt.date:
     return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
 
 
+def _refuse_expired(quote: QuoteView) -> None:
+    if quote.valid_until is not None and quote.valid_until < _today():
+        raise CanalError(
+            "quote_expired",
+            f"该报价已于 {quote.valid_until.isoformat()} 过期,请服务商重新报价。",
+            f"This quote expired on {quote.valid_until.isoformat()}; "
+            "ask the provider for a new one.",
+            status=409,
+        )
+
+
 async def counter_quote(
     quote_id: uuid.UUID, ctx: TenantContext, note: str, ip: str = ""
 ) -> QuoteView:
@@ -1139,10 +1207,17 @@ async def counter_quote(
         raise invalid(errors)
     if quote.status != "answered":
         raise _quote_state_error(quote.status)
+    _refuse_expired(quote)  # a lapsed quote is neither accepted nor countered
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        await Quote.update(
-            {Quote.status: "countered", Quote.counter_note: text, Quote.updated_at: _now()}
-        ).where((Quote.id == quote_id) & (Quote.status == "answered"))
+        changed = (
+            await Quote.update(
+                {Quote.status: "countered", Quote.counter_note: text, Quote.updated_at: _now()}
+            )
+            .where((Quote.id == quote_id) & (Quote.status == "answered"))
+            .returning(Quote.id)
+        )
+        if not changed:  # accepted (or countered) by a concurrent request meanwhile
+            raise _quote_state_error("accepted")
         await record(
             "market.quote_countered",
             actor_id=ctx.user_id,
@@ -1168,14 +1243,7 @@ async def accept_quote(quote_id: uuid.UUID, ctx: TenantContext, ip: str = "") ->
         raise not_found()
     if quote.status != "answered" or quote.price_fen is None:
         raise _quote_state_error(quote.status)
-    if quote.valid_until is not None and quote.valid_until < _today():
-        raise CanalError(
-            "quote_expired",
-            f"该报价已于 {quote.valid_until.isoformat()} 过期,请服务商重新报价。",
-            f"This quote expired on {quote.valid_until.isoformat()}; "
-            "ask the provider for a new one.",
-            status=409,
-        )
+    _refuse_expired(quote)
     listing_row = await Listing.select().where(Listing.id == quote.listing_id).first()
     assert listing_row is not None
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
@@ -1504,14 +1572,23 @@ async def _provider_account(provider_id: uuid.UUID) -> str | None:
 
 
 async def pay_order(
-    order_id: uuid.UUID, ctx: TenantContext, ip: str = "", *, voucher_id: uuid.UUID | None = None
+    order_id: uuid.UUID,
+    ctx: TenantContext,
+    ip: str = "",
+    *,
+    voucher_id: uuid.UUID | None = None,
+    checkout: tuple[str, str] | None = None,
 ) -> tuple[OrderView, str | None]:
     """The buyer pays: a CNY PaymentIntent through billing (card, Alipay, WeChat Pay), a
     destination charge to the provider's Connect account keeping the commission. Returns the
     order and the client secret the browser confirms with (None once paid / in no-charge mode).
     Paying a paid order is refused; the order id is the idempotency key, so a retry never
-    charges twice."""
-    from canal.platform.billing.services import create_payment
+    charges twice.
+
+    ``checkout=(success_url, cancel_url)`` (the order page) uses a Stripe-hosted Checkout page
+    instead and returns its URL in place of the client secret; the webhook marks the order
+    paid (``_order_payment_succeeded``)."""
+    from canal.platform.billing.services import create_payment, no_charge, start_payment_checkout
 
     order = await get_order(order_id, ctx)
     if order.buyer_id != ctx.tenant_id:
@@ -1545,6 +1622,23 @@ async def pay_order(
         await _mark_paid_by_voucher(order, ctx)
         return await get_order(order_id, ctx), None
     destination = await _provider_account(order.provider_id)
+    fee = min(order.commission_fen, order.buyer_paid_fen) if destination else None
+    if checkout is not None and not no_charge():
+        url = await start_payment_checkout(
+            ctx,
+            order.buyer_paid_fen,
+            f"企业服务超市订单 {order.title}",
+            f"market-order-{order.id}",
+            success_url=checkout[0],
+            cancel_url=checkout[1],
+            destination_account=destination,
+            application_fee_fen=fee,
+        )
+        async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+            await Order.update({Order.payment_key: f"market-order-{order.id}"}).where(
+                Order.id == order.id
+            )
+        return await get_order(order_id, ctx), url
     payment = await create_payment(
         ctx,
         order.buyer_paid_fen,
@@ -1570,12 +1664,29 @@ async def pay_order(
 async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "") -> OrderView:
     """Mark the order paid once billing's payment for it succeeded (at once in no-charge
     mode; after Stripe's webhook otherwise)."""
-    from canal.platform.billing.tables import Payment
-
     order = await get_order(order_id, ctx)
     if order.paid:
         return order
-    async with db.tenant_scope(order.buyer_id, ctx.user_id):
+    await _mark_paid_if_settled(order, ctx.user_id, ip)
+    return await get_order(order_id, ctx)
+
+
+async def _order_payment_succeeded(tenant_id: uuid.UUID, key: str) -> None:
+    """billing's hook: the order's payment succeeded (webhook job) — mark it paid and tell the
+    provider now, in the same transaction."""
+    try:
+        order_id = uuid.UUID(key.removeprefix("market-order-"))
+    except ValueError:
+        return
+    order = await _order_for_scope(order_id, tenant_id, None)
+    if order.buyer_id == tenant_id and not order.paid:
+        await _mark_paid_if_settled(order, None, "")
+
+
+async def _mark_paid_if_settled(order: OrderView, user_id: uuid.UUID | None, ip: str) -> None:
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(order.buyer_id, user_id):
         payment = (
             await Payment.select(Payment.status, Payment.amount_fen)
             .where(
@@ -1585,7 +1696,7 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
             .first()
         )
         if payment is None or payment["status"] != "succeeded":
-            return order
+            return
         if payment["amount_fen"] != order.buyer_paid_fen:
             raise CanalError(
                 "payment_mismatch",
@@ -1608,13 +1719,13 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
                     party=Party.BUYER.value,
                     from_state=order.state,
                     to_state=order.state,
-                    actor_id=ctx.user_id,
+                    actor_id=user_id,
                     note=money.format_cny(order.buyer_paid_fen),
                 )
             )
             await record(
                 "market.order_paid",
-                actor_id=ctx.user_id,
+                actor_id=user_id,
                 tenant_id=order.buyer_id,
                 target=str(order.id),
                 ip=ip,
@@ -1626,7 +1737,6 @@ async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "")
                 title_en=f"Order paid: {order.title}",
                 link=f"/orders/{order.id}",
             )
-    return await get_order(order_id, ctx)
 
 
 async def transition_order(
@@ -1771,6 +1881,18 @@ async def resolve_dispute(
 ) -> OrderView:
     """The operator rules on a dispute: full refund, partial refund (an amount) or none. The
     split of the refund (buyer cash / voucher issuer, commission / payout) is ``money.refund``."""
+    async with db.platform_scope(operator_id):
+        # One ruling at a time: the row stays locked while the refund goes to Stripe, so two
+        # operators ruling at once cannot both refund; a failure at Stripe changes nothing.
+        await Order.raw("SELECT id FROM market_orders WHERE id = {} FOR UPDATE", order_id)
+        return await _resolve_locked(operator_id, order_id, outcome, refund, note, ip)
+
+
+async def _resolve_locked(
+    operator_id: uuid.UUID, order_id: uuid.UUID, outcome: str, refund: str | int, note: str, ip: str
+) -> OrderView:
+    from canal.platform.billing.services import refund_payment
+
     order = await _order_for_scope(order_id, None, operator_id)
     actions = {
         "full": Action.RESOLVE_REFUND_FULL,
@@ -1809,6 +1931,17 @@ async def resolve_dispute(
         except money.RefundError as error:
             raise invalid([FieldError("refund", error.code, error.zh, error.en)]) from None
         after = split.after
+        if split.to_buyer_fen > 0 and order.payment_key:
+            # The buyer's cash share goes back through Stripe (destination charge: the
+            # provider's transfer is reversed and the fee returned in proportion); the voucher
+            # share is the platform's own subsidy and never left the platform (0022).
+            await refund_payment(
+                order.buyer_id,
+                order.payment_key,
+                split.to_buyer_fen,
+                f"market-refund-{order.id}",
+                actor_id=operator_id,
+            )
         extra = {
             Order.refunded_fen: after.refunded_fen,
             Order.buyer_refunded_fen: after.buyer_refunded_fen,
@@ -2428,14 +2561,32 @@ async def _apply_voucher(order: OrderView, ctx: TenantContext, voucher_id: uuid.
                 "This voucher has already been used.",
                 status=409,
             )
-        await Order.update(
-            {
-                Order.buyer_paid_fen: settlement.buyer_paid_fen,
-                Order.voucher_subsidy_fen: settlement.voucher_subsidy_fen,
-                Order.voucher_id: voucher_id,
-                Order.updated_at: now,
-            }
-        ).where((Order.id == order.id) & Order.voucher_id.is_null() & Order.paid_at.is_null())
+        settled = (
+            await Order.update(
+                {
+                    Order.buyer_paid_fen: settlement.buyer_paid_fen,
+                    Order.voucher_subsidy_fen: settlement.voucher_subsidy_fen,
+                    Order.voucher_id: voucher_id,
+                    Order.updated_at: now,
+                }
+            )
+            .where(
+                (Order.id == order.id)
+                & Order.voucher_id.is_null()
+                & Order.paid_at.is_null()
+                & (Order.payment_key == "")
+            )
+            .returning(Order.id)
+        )
+        if not settled:
+            # A concurrent request applied another voucher or started the payment: this
+            # voucher's redemption is rolled back with the error (it stays unused).
+            raise CanalError(
+                "order_has_voucher",
+                "该订单已使用服务券或已发起付款。",
+                "This order already has a voucher or its payment has started.",
+                status=409,
+            )
         await record(
             "market.voucher_redeemed",
             actor_id=ctx.user_id,
@@ -2545,3 +2696,12 @@ async def auto_confirm_delivered(
 async def auto_confirm_job(ctx: dict[str, Any]) -> int:
     """Daily (cron): the auto-confirmation of delivered orders."""
     return await auto_confirm_delivered()
+
+
+def _register_payment_hook() -> None:
+    from canal.platform.billing.services import on_payment_succeeded
+
+    on_payment_succeeded("market-order-", _order_payment_succeeded)
+
+
+_register_payment_hook()

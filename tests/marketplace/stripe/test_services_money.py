@@ -20,6 +20,8 @@ from tests.marketplace.helpers import approved_provider, live_listing, make_side
         ("1000.01", None, "400.00"),  # cash only; 5 % of ¥1,000.01 rounds half up
         ("1000.01", "300", "333.33"),  # cash + voucher, refund split in proportion
         ("88.88", "88", "10.01"),  # the cash (¥0.88) is less than the commission (¥4.44)
+        ("1000.01", None, "full"),  # a full refund gives back all the cash and the fee
+        ("777.77", "100", "full"),
     ],
 )
 async def test_charge_fee_payout_subsidy_and_refund_add_up(
@@ -82,13 +84,12 @@ async def test_charge_fee_payout_subsidy_and_refund_add_up(
             .first()
         )
     assert row is not None and row["amount_fen"] == order.buyer_paid_fen
-    await billing.apply_payment_intent(
-        {
-            "id": row["stripe_payment_intent_id"],
-            "status": "succeeded",
-            "metadata": {"tenant_id": str(buyer.tenant.id)},
-        }
-    )
+    # The buyer completes the payment at Stripe; billing applies Stripe's own object.
+    pi_id = row["stripe_payment_intent_id"]
+    await gateway.v1.payment_intents.confirm_async(pi_id)
+    intent = await gateway.retrieve_payment_intent(pi_id)
+    assert intent is not None and intent["status"] == "succeeded"
+    await billing.apply_payment_intent(intent)
     order = await market.refresh_payment(order.id, buyer.ctx)
     assert order.paid
     with pytest.raises(CanalError) as twice:
@@ -99,8 +100,12 @@ async def test_charge_fee_payout_subsidy_and_refund_add_up(
     for action in ("accept", "start", "deliver"):
         await market.transition_order(order.id, provider.ctx, action)
     await market.transition_order(order.id, buyer.ctx, "dispute")
-    done = await market.resolve_dispute(staff.user_id, order.id, "partial", refund=refund)
-    refund_fen = money.parse_price(refund)
+    if refund == "full":
+        done = await market.resolve_dispute(staff.user_id, order.id, "full")
+        refund_fen = list_fen
+    else:
+        done = await market.resolve_dispute(staff.user_id, order.id, "partial", refund=refund)
+        refund_fen = money.parse_price(refund)
     assert done.refunded_fen == refund_fen
     assert done.buyer_refunded_fen + done.voucher_refunded_fen == refund_fen
     assert done.commission_reversed_fen + done.payout_reversed_fen == refund_fen
@@ -132,6 +137,37 @@ async def test_charge_fee_payout_subsidy_and_refund_add_up(
         expected.commission_reversed_fen,
         expected.payout_reversed_fen,
     )
+    # What went back through Stripe (the stand-in's records of the destination charge): the
+    # buyer's cash share only, once, with the provider's transfer reversed and the platform's
+    # fee returned in proportion; everything still adds up to the fen.
+    refunds = [r for r in standin.sent("POST", "/v1/refunds") if r.form["payment_intent"] == pi_id]
+    assert len(refunds) == 1
+    assert refunds[0].form["reverse_transfer"] == "true"
+    assert refunds[0].form["refund_application_fee"] == "true"
+    charge = standin.objects[pi_id]
+    assert charge["amount_refunded"] == done.buyer_refunded_fen
+    [stripe_refund] = charge["refunds"]
+    assert stripe_refund["transfer_reversed"] == done.buyer_refunded_fen
+    fee_left = fee - stripe_refund["fee_refunded"]
+    cash_left = charge["amount"] - charge["amount_refunded"]
+    assert cash_left == done.buyer_paid_fen - done.buyer_refunded_fen
+    provider_from_stripe = cash_left - fee_left
+    # The platform keeps the rest of the commission from the subsidy it still forwards.
+    subsidy_left = done.voucher_subsidy_fen - done.voucher_refunded_fen
+    commission_left = done.commission_fen - done.commission_reversed_fen
+    forwarded = subsidy_left - (commission_left - fee_left)
+    assert provider_from_stripe + forwarded == done.payout_fen - done.payout_reversed_fen
+    assert cash_left + subsidy_left + done.refunded_fen == list_fen
+    assert fee_left + (subsidy_left - forwarded) == commission_left
+    if refund == "full":
+        assert cash_left == 0 and fee_left == 0 and forwarded == 0
+    else:
+        assert 0 <= forwarded <= subsidy_left
+    # Ruling again is refused and refunds nothing more.
+    with pytest.raises(CanalError):
+        await market.resolve_dispute(staff.user_id, order.id, "full")
+    assert len(standin.objects[pi_id]["refunds"]) == 1
+
     # The provider's statement and the operator's figures use the same numbers.
     statement, _ = await market.provider_statement(provider.ctx)
     assert statement.payout_fen == done.payout_fen - done.payout_reversed_fen
@@ -214,3 +250,96 @@ async def test_provider_sets_up_payouts_through_connect(app, client, gateway, st
     await sign_in(client, buyer.person)
     refused = await client.post(f"{buyer.api}/payouts/connect")
     assert refused.status_code == 403 and refused.json()["code"] == "provider_not_approved"
+
+
+async def test_order_page_pays_through_checkout_and_the_webhook_marks_it_paid(
+    app, client, gateway, standin
+):
+    """The order page's "pay" opens Stripe Checkout (destination charge, fee = commission,
+    card / Alipay / WeChat Pay); Stripe's signed checkout.session.completed, handled by the
+    billing job, marks the order paid and tells the provider at once — no page read needed."""
+    from canal.platform import db
+    from canal.platform.billing.jobs import process_event
+    from canal.platform.notifications.tables import Notification
+    from tests.billing.conftest import deliver, event
+    from tests.factories import csrf_from, sign_in
+
+    staff = await operator()
+    provider = await approved_provider(f"收银财税{unique('')}", staff.user_id)
+    account = await billing_account(provider)
+    listing = await live_listing(provider, staff.user_id, price="1234.56")
+    buyer = await make_side(f"收银买方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    await sign_in(client, buyer.person)
+    page = await client.get(f"{buyer.pages}/orders/{order.id}")
+    assert page.status_code == 200
+    paid = await client.post(
+        f"{buyer.pages}/orders/{order.id}/pay", data={"_csrf": csrf_from(page.text)}
+    )
+    assert paid.status_code == 303, paid.text
+    assert paid.headers["location"].startswith(f"{standin.base_url}/checkout/cs_test_")
+    session_id = paid.headers["location"].rsplit("/", 1)[1]
+    sent = standin.objects[session_id]
+    assert sent["mode"] == "payment" and sent["amount_total"] == order.buyer_paid_fen
+    assert set(sent["payment_method_types"]) == {"card", "alipay", "wechat_pay"}
+    assert sent["payment_intent_data"]["transfer_data"]["destination"] == account
+    assert int(sent["payment_intent_data"]["application_fee_amount"]) == order.commission_fen
+    # Clicking "pay" again (another tab) opens the same session: one order, one charge.
+    again = await client.post(
+        f"{buyer.pages}/orders/{order.id}/pay", data={"_csrf": csrf_from(page.text)}
+    )
+    assert again.headers["location"] == paid.headers["location"]
+    assert not (await market.get_order(order.id, buyer.ctx)).paid
+
+    # Stripe reports the completed session; the job handles it.
+    completed = {**sent, "status": "complete", "payment_status": "paid", "payment_intent": "pi_x"}
+    evt = event("checkout.session.completed", completed)
+    assert (await deliver(client, evt)).status_code == 200
+    assert await process_event(evt["id"]) == "succeeded"
+    async with db.platform_scope():
+        row = await market.Order.select().where(market.Order.id == order.id).first()
+        told = await Notification.select().where(
+            (Notification.user_id == provider.person.user_id)
+            & Notification.link.like(f"%/orders/{order.id}")
+        )
+    assert row["paid_at"] is not None  # pushed by the webhook, not by a later read
+    assert any("付款" in n["title_zh"] for n in told)
+    # A repeated delivery changes nothing; paying again is refused.
+    evt2 = event("checkout.session.completed", completed)
+    await deliver(client, evt2)
+    assert await process_event(evt2["id"]) == "duplicate"
+    again = await client.post(
+        f"{buyer.pages}/orders/{order.id}/pay", data={"_csrf": csrf_from(page.text)}
+    )
+    assert again.status_code == 409 or "已付款" in again.text
+
+
+async def test_a_payment_started_through_the_api_cannot_be_paid_again_through_checkout(
+    app, client, gateway, standin
+):
+    """The API started a PaymentIntent for the order (Stripe.js); the page's "pay" must not
+    open a Checkout Session beside it — two open instruments could both be paid."""
+    from tests.factories import csrf_from, sign_in
+
+    staff = await operator()
+    provider = await approved_provider(f"双通道{unique('')}", staff.user_id)
+    listing = await live_listing(provider, staff.user_id, price="300")
+    buyer = await make_side(f"双通道买方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    await sign_in(client, buyer.person)
+    started = await client.post(f"{buyer.api}/orders/{order.id}/pay")
+    assert started.status_code == 200 and started.json()["client_secret"]
+    sessions = len(standin.sent("POST", "/v1/checkout/sessions"))
+    page = await client.get(f"{buyer.pages}/orders/{order.id}")
+    again = await client.post(
+        f"{buyer.pages}/orders/{order.id}/pay", data={"_csrf": csrf_from(page.text)}
+    )
+    assert again.status_code == 409, again.status_code
+    assert "已通过其他方式发起支付" in again.text
+    assert len(standin.sent("POST", "/v1/checkout/sessions")) == sessions
+
+
+async def billing_account(provider):
+    from canal.platform.billing import services as billing
+
+    return await billing.create_connected_account(provider.ctx)

@@ -710,19 +710,43 @@ async def edit_listing_page(
     return _listing_form(request, tenant_slug, listing=listing, values=_listing_values(listing))
 
 
-@post("/listings/{listing_id:uuid}/edit", opt=SELL, include_in_schema=False)
+@post(
+    "/listings/{listing_id:uuid}/edit",
+    opt=SELL,
+    include_in_schema=False,
+    request_max_body_size=4 * UPLOAD_LIMIT,
+)
 async def edit_listing_form(
     request: Req, tenant_slug: FromPath[str], listing_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
+    """Edit a listing; pictures ticked "remove" go, new uploads are added (at most four in
+    all). An edit of a live listing, pictures included, waits for the operator's review."""
     ctx = tenant_context(request)
     listing = await market.get_own_listing(listing_id, ctx)
-    data = await _form(request)
+    form = await request.form()
+    data = {k: v for k, v in form.items() if k not in {"_csrf", "images", "remove_images"}}
+    removed = {str(v) for v in form.getall("remove_images", [])}
+    uploads = [u for u in form.getall("images", []) if isinstance(u, UploadFile) and u.filename]
 
     async def act() -> Response[Any]:
-        await market.update_listing(listing_id, ctx, data, ip=_ip(request))
+        market.validate_listing(data)  # before storing any picture
+        kept = [i for i in listing.image_ids if i not in removed]
+        images: list[uuid.UUID] | None = None
+        if uploads or removed:
+            market.check_image_count(len(kept) + len(uploads))
+            images = [uuid.UUID(i) for i in kept]
+            for upload in uploads:
+                stored = await object_store().upload(
+                    ctx, "photo", _upload_chunks(upload), filename=upload.filename, ip=_ip(request)
+                )
+                images.append(stored.id)
+        await market.update_listing(listing_id, ctx, data, ip=_ip(request), image_ids=images)
         return redirect(request, f"{_base(tenant_slug)}/listings/{listing_id}")
 
     async def again(errors: list[dict[str, str]], status: int) -> Response[Any]:
+        for error in errors:  # the storage service names its field "file"
+            if error["field"] == "file":
+                error["field"] = "images"
         return _listing_form(
             request, tenant_slug, listing=listing, values=data, errors=errors, status=status
         )
@@ -740,9 +764,9 @@ async def edit_listing_api(
     """Edit a listing. A live listing's edit waits for review (``pending_changes``); buyers
     keep seeing the reviewed version until then."""
     ctx = tenant_context(request)
-    view = await market.update_listing(
-        listing_id, ctx, msgspec.structs.asdict(data), ip=_ip(request)
-    )
+    fields = msgspec.structs.asdict(data)
+    images = fields.pop("image_file_ids") or None  # empty: the pictures stay as they are
+    view = await market.update_listing(listing_id, ctx, fields, ip=_ip(request), image_ids=images)
     return listing_out(view)
 
 
@@ -1043,8 +1067,16 @@ async def buy_form(
     request: Req, tenant_slug: FromPath[str], listing_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
     data = await _form(request)
-    choice = str(data.get("package") or "")
-    package = int(choice) if choice.isdigit() else None
+    choice = str(data.get("package") or "").strip()
+    package = None
+    if choice:
+        # "²" is a digit to str.isdigit() but not to int(); a 5,000-digit number is refused
+        # by int() too: both are a wrong choice (422), never a 500.
+        if not (choice.isascii() and choice.isdigit() and len(choice) <= 3):
+            raise invalid(
+                [FieldError("package", "bad_package_choice", "请选择套餐。", "Choose a package.")]
+            )
+        package = int(choice)
     order = await market.buy_listing(
         listing_id, tenant_context(request), ip=_ip(request), package=package
     )
@@ -1216,9 +1248,16 @@ async def pay_form(
     data = await _form(request)
 
     async def act() -> Response[Any]:
-        await market.pay_order(
-            order_id, ctx, ip=_ip(request), voucher_id=_voucher_choice(data.get("voucher_id"))
+        here = f"{str(request.base_url).rstrip('/')}{_base(tenant_slug)}/orders/{order_id}"
+        _, checkout_url = await market.pay_order(
+            order_id,
+            ctx,
+            ip=_ip(request),
+            voucher_id=_voucher_choice(data.get("voucher_id")),
+            checkout=(here + "?paid=1", here),
         )
+        if checkout_url:  # Stripe's hosted page (card, Alipay, WeChat Pay)
+            return redirect(request, checkout_url)
         return redirect(request, f"{_base(tenant_slug)}/orders/{order_id}")
 
     async def again(errors: list[dict[str, str]], status: int) -> Response[Any]:

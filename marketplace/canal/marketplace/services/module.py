@@ -74,6 +74,7 @@ MODULE = ModuleSpec(
         "market.provider_suspended": "Suspended a service provider",
         "market.listing_submitted": "Submitted a service listing",
         "market.listing_edited": "Edited a service listing",
+        "market.qualification_viewed": "Opened a provider's qualification file",
         "market.listing_approved": "Approved a service listing",
         "market.listing_rejected": "Rejected a service listing",
         "market.quote_requested": "Requested a quote",

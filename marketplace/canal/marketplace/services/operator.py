@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect
 
 from canal.marketplace import catalogue, market, money
 from canal.marketplace.services.controllers import ListingOut, OrderOut, listing_out
@@ -194,6 +195,9 @@ async def _page(
         {
             "board": board,
             "base": BASE,
+            "file_names": await market.qualification_file_names(
+                _me(request), [f for p in board.providers for f in p.qualification_file_ids]
+            ),
             "errors": errors or [],
             "cny": money.format_cny,
             "categories": catalogue.CATEGORIES,
@@ -281,6 +285,27 @@ async def decide_provider_api(
         p.qualification_file_ids,
         p.reason,
     )
+
+
+@get("/providers/{provider_id:uuid}/files/{file_id:uuid}", opt=MANAGE, include_in_schema=False)
+async def qualification_file(
+    request: Req, provider_id: FromPath[uuid.UUID], file_id: FromPath[uuid.UUID]
+) -> Response[Any]:
+    """Open a qualification file: a redirect to a five-minute presigned link (audited)."""
+    url = await market.qualification_file_url(_me(request), provider_id, file_id, ip=_ip(request))
+    return Redirect(url, status_code=302)
+
+
+@get("/providers/{provider_id:uuid}/files/{file_id:uuid}", opt=MANAGE, tags=TAGS)
+async def qualification_file_api(
+    request: Req, provider_id: FromPath[uuid.UUID], file_id: FromPath[uuid.UUID]
+) -> dict[str, str]:
+    """A five-minute presigned link to one of the provider's qualification files (audited)."""
+    return {
+        "url": await market.qualification_file_url(
+            _me(request), provider_id, file_id, ip=_ip(request)
+        )
+    }
 
 
 @post("/listings/{listing_id:uuid}/review", opt=MANAGE, include_in_schema=False)
@@ -426,6 +451,7 @@ PAGES = [
     voucher_form,
     operator_page,
     decide_provider_form,
+    qualification_file,
     review_listing_form,
     resolve_form,
     commission_form,
@@ -434,6 +460,7 @@ API = [
     voucher_api,
     operator_api,
     decide_provider_api,
+    qualification_file_api,
     review_listing_api,
     resolve_api,
     commission_api,

@@ -71,6 +71,7 @@ ACTION_LABELS: dict[str, str] = {
     "billing.payment_failed": "Payment failed",
     "billing.payment_created": "Payment started",
     "billing.payment_succeeded": "Payment succeeded",
+    "billing.payment_refunded": "Payment refunded",
     "billing.account_created": "Payout account created",
     "jobs.rerun": "Failed job run again",
 }

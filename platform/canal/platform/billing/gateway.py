@@ -232,6 +232,30 @@ class StripeGateway:
                 return None
             raise
 
+    async def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        reverse_transfer: bool = False,
+        refund_application_fee: bool = False,
+    ) -> Params:
+        """Refund part or all of a PaymentIntent. For a destination charge, ``reverse_transfer``
+        takes the refunded share back from the connected account and ``refund_application_fee``
+        gives back the platform's fee in proportion (Stripe computes both)."""
+        params: Params = {
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "metadata": dict(metadata),
+        }
+        if reverse_transfer:
+            params["reverse_transfer"] = True
+        if refund_application_fee:
+            params["refund_application_fee"] = True
+        return _plain(await self.v1.refunds.create_async(params, self._options(idempotency_key)))
+
     async def create_account(
         self, *, country: str, email: str | None, metadata: Mapping[str, str], idempotency_key: str
     ) -> Params:

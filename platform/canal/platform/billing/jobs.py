@@ -71,6 +71,8 @@ async def _apply(kind: str, obj: dict[str, Any], seen_at: int, etype: str) -> st
     if kind == "subscription":
         return await services.apply_subscription(obj, seen_at=seen_at) if obj else "missing"
     if kind == "prepaid":
+        if (obj.get("metadata") or {}).get("kind") == "payment":
+            return await services.apply_payment_checkout(obj)
         return await services.apply_prepaid(obj, seen_at=seen_at)
     if kind == "invoice":
         return await _apply_invoice(obj, seen_at, etype)

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ GRACE_STATES = {"past_due"}
 CANCELLED_STATES = {"canceled", "unpaid", "incomplete_expired", "paused"}
 PREPAID_MONTHS = (1, 3, 12)  # Alipay / WeChat Pay: pay a term up front (no recurring mandate)
 WALLET_METHODS = ("alipay", "wechat_pay")
+logger = logging.getLogger(__name__)
 
 
 def _utc(epoch: int | None) -> dt.datetime | None:
@@ -738,6 +739,168 @@ async def create_payment(
     return found
 
 
+PaymentHook = Callable[[uuid.UUID, str], Awaitable[None]]
+_payment_hooks: dict[str, PaymentHook] = {}
+
+
+def on_payment_succeeded(key_prefix: str, hook: PaymentHook) -> None:
+    """Call ``hook(tenant_id, idempotency_key)`` when a payment whose key starts with
+    ``key_prefix`` succeeds — inside the transaction that records it (a marketplace order is
+    marked paid and its provider told at once, not on the next read)."""
+    _payment_hooks[key_prefix] = hook
+
+
+async def _payment_succeeded(tenant_id: uuid.UUID, key: str) -> None:
+    for prefix, hook in _payment_hooks.items():
+        if key.startswith(prefix):
+            await hook(tenant_id, key)
+
+
+async def start_payment_checkout(
+    ctx: TenantContext,
+    amount_fen: int,
+    description: str,
+    idempotency_key: str,
+    *,
+    success_url: str,
+    cancel_url: str,
+    destination_account: str | None = None,
+    application_fee_fen: int | None = None,
+) -> str:
+    """A Stripe-hosted Checkout page for a one-off payment (card, Alipay, WeChat Pay), CNY;
+    with ``destination_account`` a destination charge keeping ``application_fee_fen``.
+
+    The payment row (key ``idempotency_key``, unique per tenant) is written now with status
+    ``open``; ``checkout.session.completed`` marks it succeeded. One order has one session
+    (the Stripe idempotency key is the payment key and amount), so two tabs cannot pay twice.
+    Returns the Checkout URL."""
+    if no_charge():
+        raise _not_in_no_charge()
+    if amount_fen <= 0 or not idempotency_key or len(idempotency_key) > 64:
+        raise invalid([FieldError("amount_fen", "amount_invalid", "金额须大于零。", "Amount > 0.")])
+    if application_fee_fen is not None and not 0 <= application_fee_fen <= amount_fen:
+        raise invalid(
+            [FieldError("application_fee_fen", "fee_invalid", "平台费无效。", "Bad fee.")]
+        )
+    existing = await _payment_by_key(ctx, idempotency_key)
+    if existing is not None and existing.status == "succeeded":
+        raise CanalError(
+            "payment_already_paid", "该款项已付清。", "This has already been paid.", status=409
+        )
+    if existing is not None and existing.payment_intent_id:
+        # A PaymentIntent for the same key was started elsewhere (the API, Stripe.js): a
+        # Checkout Session would make a second, independent charge possible.
+        raise CanalError(
+            "payment_in_progress",
+            "该款项已通过其他方式发起支付,请在原处完成。",
+            "A payment for this was already started elsewhere; complete it there.",
+            status=409,
+        )
+    meta = {"kind": "payment", "tenant_id": str(ctx.tenant_id), "order": idempotency_key}
+    intent_data: dict[str, Any] = {"metadata": meta | {"description": description[:200]}}
+    if destination_account:
+        intent_data["transfer_data"] = {"destination": destination_account}
+        if application_fee_fen is not None:
+            intent_data["application_fee_amount"] = application_fee_fen
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "client_reference_id": str(ctx.tenant_id),
+        "payment_method_types": ["card", *WALLET_METHODS],
+        "payment_method_options": {"wechat_pay": {"client": "web"}},
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": catalogue.CURRENCY,
+                    "unit_amount": amount_fen,
+                    "product_data": {"name": description[:200]},
+                },
+            }
+        ],
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "locale": "zh",
+        "metadata": meta,
+        "payment_intent_data": intent_data,
+    }
+    session = await gateway().create_checkout_session(
+        params,
+        idempotency_key=f"canal:checkout-payment:{ctx.tenant_id}:{idempotency_key}:{amount_fen}",
+    )
+    if existing is None:
+        async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+            inserted = (
+                await Payment.insert(
+                    Payment(
+                        tenant_id=ctx.tenant_id,
+                        idempotency_key=idempotency_key,
+                        amount_fen=amount_fen,
+                        description=description[:200],
+                        destination_account=destination_account,
+                        application_fee_fen=application_fee_fen if destination_account else None,
+                        status="open",
+                    )
+                )
+                .on_conflict(action="DO NOTHING")
+                .returning(Payment.id)
+            )
+            if inserted:
+                await record(
+                    "billing.payment_created",
+                    actor_id=ctx.user_id,
+                    tenant_id=ctx.tenant_id,
+                    target=idempotency_key,
+                    data={"amount_fen": amount_fen, "checkout": session.get("id")},
+                )
+    return str(session.get("url") or "")
+
+
+async def apply_payment_checkout(session: dict[str, Any]) -> str:
+    """``checkout.session.completed`` of a one-off payment: the payment row succeeds (once;
+    the amount must match) and the payment's owner is told through its hook."""
+    meta = session.get("metadata") or {}
+    if session.get("payment_status") != "paid":
+        return "unpaid"
+    try:
+        tenant_id = uuid.UUID(str(meta.get("tenant_id", "")))
+    except ValueError:
+        return "unmatched"
+    key = str(meta.get("order", ""))
+    intent = session.get("payment_intent")
+    intent_id = intent.get("id") if isinstance(intent, dict) else intent
+    async with db.tenant_scope(tenant_id):
+        row = (
+            await Payment.select(Payment.id, Payment.amount_fen, Payment.status)
+            .where((Payment.tenant_id == tenant_id) & (Payment.idempotency_key == key))
+            .first()
+        )
+        if row is None:
+            return "unmatched"
+        if row["status"] == "succeeded":
+            return "duplicate"
+        total = session.get("amount_total")
+        if total is not None and int(total) != row["amount_fen"]:
+            logger.error(
+                "checkout %s paid %s, payment %s expects %s",
+                session.get("id"),
+                total,
+                key,
+                row["amount_fen"],
+            )
+            return "amount_mismatch"
+        await Payment.update(
+            {Payment.status: "succeeded", Payment.stripe_payment_intent_id: intent_id}
+        ).where(Payment.id == row["id"])
+        await record(
+            "billing.payment_succeeded",
+            tenant_id=tenant_id,
+            target=key,
+            data={"amount_fen": row["amount_fen"], "checkout": session.get("id")},
+        )
+        await _payment_succeeded(tenant_id, key)
+    return "succeeded"
+
+
 async def _payment_by_key(ctx: TenantContext, key: str) -> PaymentView | None:
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         row = (
@@ -786,7 +949,85 @@ async def apply_payment_intent(intent: dict[str, Any]) -> str:
                 target=changed[0]["idempotency_key"],
                 data={"amount_fen": changed[0]["amount_fen"], "payment_intent": intent["id"]},
             )
+            await _payment_succeeded(tenant_id, changed[0]["idempotency_key"])
     return status if changed else "unchanged"
+
+
+@dataclass(frozen=True)
+class RefundView:
+    refund_id: str | None  # None: nothing went through Stripe (no-charge payment)
+    amount_fen: int
+    reverse_transfer: bool
+
+
+async def refund_payment(
+    tenant_id: uuid.UUID,
+    payment_key: str,
+    amount_fen: int,
+    refund_key: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+) -> RefundView:
+    """Give ``amount_fen`` of the tenant's payment ``payment_key`` back to the payer.
+
+    ``refund_key`` is the caller's idempotency key (a repeated call replays the first refund,
+    never refunds twice). A destination charge is refunded with ``reverse_transfer`` and
+    ``refund_application_fee``: the connected account and the platform give back their shares
+    in proportion. A no-charge payment has nothing in Stripe: only the audit event is written.
+    The caller has authorised the refund (the operator's dispute ruling)."""
+    if amount_fen <= 0 or not refund_key or len(refund_key) > 120:
+        raise invalid(
+            [FieldError("amount_fen", "amount_invalid", "退款金额无效。", "Bad refund amount.")]
+        )
+    async with db.tenant_scope(tenant_id):
+        row = (
+            await Payment.select()
+            .where((Payment.tenant_id == tenant_id) & (Payment.idempotency_key == payment_key))
+            .first()
+        )
+    if row is None or row["status"] != "succeeded":
+        raise CanalError(
+            "payment_not_refundable",
+            "该付款尚未完成,不能退款。",
+            "This payment has not been completed and cannot be refunded.",
+            status=409,
+        )
+    if amount_fen > row["amount_fen"]:
+        raise invalid(
+            [
+                FieldError(
+                    "amount_fen",
+                    "refund_exceeds_payment",
+                    "退款超过付款金额。",
+                    "The refund exceeds the payment.",
+                )
+            ]
+        )
+    destination = bool(row["destination_account"])
+    refund: dict[str, Any] = {}
+    if not row["no_charge"] and row["stripe_payment_intent_id"]:
+        refund = await gateway().create_refund(
+            payment_intent=row["stripe_payment_intent_id"],
+            amount=amount_fen,
+            metadata={"tenant_id": str(tenant_id), "order": payment_key, "refund": refund_key},
+            idempotency_key=f"canal:refund:{tenant_id}:{refund_key}",
+            reverse_transfer=destination,
+            refund_application_fee=destination,
+        )
+    async with db.tenant_scope(tenant_id):
+        await record(
+            "billing.payment_refunded",
+            actor_id=actor_id,
+            tenant_id=tenant_id,
+            target=payment_key,
+            data={
+                "amount_fen": amount_fen,
+                "refund": refund.get("id"),
+                "no_charge": not refund,
+                "reverse_transfer": destination,
+            },
+        )
+    return RefundView(refund.get("id"), amount_fen, destination)
 
 
 # --- Connect (marketplace payouts) -----------------------------------------------------------

@@ -164,6 +164,14 @@ class StripeStandIn:
                 "customer": data.get("customer"),
                 "client_reference_id": data.get("client_reference_id"),
                 "currency": "cny",
+                "amount_total": sum(
+                    int((item.get("price_data") or {}).get("unit_amount") or 0)
+                    * int(item.get("quantity") or 1)
+                    for item in data.get("line_items") or []
+                )
+                or None,
+                "payment_intent_data": data.get("payment_intent_data"),
+                "payment_intent": None,
                 "metadata": data.get("metadata", {}),
                 "payment_method_types": data.get("payment_method_types", []),
                 "success_url": data.get("success_url"),
@@ -251,13 +259,80 @@ class StripeStandIn:
             }
             self.objects[pid] = obj
             return 200, obj
+        if (
+            method == "POST"
+            and path.startswith("/v1/payment_intents/")
+            and path.endswith("/confirm")
+            and path.split("/")[3] in self.objects
+        ):
+            # Tests only: the buyer completes a destination charge (card accepted).
+            intent = self.objects[path.split("/")[3]]
+            intent["status"] = "succeeded"
+            intent["latest_charge"] = intent.get("latest_charge") or _id("ch")
+            intent["amount_received"] = intent["amount"]
+            intent.setdefault("amount_refunded", 0)
+            return 200, intent
+        if (
+            method == "POST"
+            and path == "/v1/refunds"
+            and data.get("payment_intent") in self.objects
+        ):
+            return self._refund(data, now)
         if method == "GET" and path.startswith("/v1/payment_intents/"):
             found = self.objects.get(path.rsplit("/", 1)[1])
             return (200, found) if found else None
         return None
 
+    def _refund(self, data: dict[str, Any], now: int) -> tuple[int, Any]:
+        """A refund of a destination charge, as Stripe does it: at most what is left, only of a
+        succeeded payment; ``reverse_transfer`` takes the refunded share back from the connected
+        account and ``refund_application_fee`` returns the platform's fee in proportion."""
+        intent = self.objects[str(data["payment_intent"])]
+        if intent.get("status") != "succeeded":
+            return 400, {"error": {"type": "invalid_request_error", "message": "not succeeded"}}
+        amount = int(data.get("amount") or intent["amount"] - intent.get("amount_refunded", 0))
+        if amount <= 0 or intent.get("amount_refunded", 0) + amount > intent["amount"]:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "charge_already_refunded",
+                    "message": "Refund amount is greater than the unrefunded amount",
+                }
+            }
+        charge, fee = int(intent["amount"]), int(intent.get("application_fee_amount") or 0)
+        # Proportional, rounded half up (Stripe rounds each proportional share to the unit).
+        fee_refund = (
+            (2 * fee * amount + charge) // (2 * charge)
+            if _true(data.get("refund_application_fee"))
+            else 0
+        )
+        reversal = amount if _true(data.get("reverse_transfer")) else 0
+        rid = _id("re")
+        obj = {
+            "id": rid,
+            "object": "refund",
+            "amount": amount,
+            "currency": intent.get("currency"),
+            "payment_intent": intent["id"],
+            "charge": intent.get("latest_charge"),
+            "status": "succeeded",
+            "metadata": data.get("metadata", {}),
+            "created": now,
+            "transfer_reversal": _id("trr") if reversal else None,
+        }
+        intent["amount_refunded"] = intent.get("amount_refunded", 0) + amount
+        intent.setdefault("refunds", []).append(
+            {"id": rid, "amount": amount, "transfer_reversed": reversal, "fee_refunded": fee_refund}
+        )
+        self.objects[rid] = obj
+        return 200, obj
+
     def meter_event_count(self) -> int:
         return len(self._meter_identifiers)
+
+
+def _true(value: Any) -> bool:
+    return str(value).lower() == "true"
 
 
 def _missing(kind: str) -> tuple[int, Any]:
