@@ -65,6 +65,8 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
         "version_number": 1,
         "policy_title": version["title"],
         "form": {"contact": marker, "portrait": {}},
+        # A's own file as the material: the queue's material link answers for A only.
+        "materials": [{"id": world.samples["file_id"], "name": f"{marker}.txt", "size": 1}],
     }
     async with db.tenant_scope(ctx_a.tenant_id, ctx_a.user_id):
         await Application.insert(

@@ -1322,6 +1322,44 @@ async def get_review(ctx: TenantContext, application_id: uuid.UUID) -> dict[str,
     return _decode(row)
 
 
+async def review_material_url(
+    ctx: TenantContext, application_id: uuid.UUID, file_id: uuid.UUID, *, ip: str = ""
+) -> str:
+    """A five-minute link to one material file of an application to this authority's policy.
+
+    The application must be in this authority's queue and the file one of the application's
+    materials; anything else answers like a missing file. Every opening is audited, in the
+    authority's log and in the applicant's.
+    """
+    from canal.platform.storage.services import get_object_granted, object_store
+
+    row = await get_review(ctx, application_id)
+    if str(file_id) not in {str(m.get("id")) for m in row["materials"]}:
+        raise not_found()
+    stored = await get_object_granted(file_id, row["applicant_id"], ctx.user_id)
+    data = {"file": str(file_id), "name": stored.original_name, "policy": str(row["policy_id"])}
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await record(
+            "policy.material_opened",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(application_id),
+            ip=ip,
+            data={**data, "applicant": str(row["applicant_id"])},
+        )
+        if row["applicant_id"] != ctx.tenant_id:
+            async with db.tenant_scope(row["applicant_id"], ctx.user_id):
+                await record(
+                    "policy.material_opened",
+                    actor_id=ctx.user_id,
+                    tenant_id=row["applicant_id"],
+                    target=str(application_id),
+                    ip=ip,
+                    data={**data, "authority": str(ctx.tenant_id)},
+                )
+    return await object_store().presigned_get_granted(stored)
+
+
 def _wrong_state(status: str) -> CanalError:
     zh, en = STATUSES.get(status, (status, status))
     return CanalError(
