@@ -1058,6 +1058,9 @@ async def count_api(request: Req, criteria: str = "") -> CountOut:
 
 
 async def _count(request: Req, criteria: str) -> CountOut:
+    # Only an authority counts: to an enterprise the count would be an oracle over the other
+    # enterprises' facts (a rule naming one credit code and a revenue threshold).
+    services.require_authority(tenant_context(request))
     errors: list[FieldError] = []
     rule_json = services.parse_criteria(criteria, errors)
     if errors or rule_json is None:
