@@ -62,6 +62,9 @@ async def test_authority_opens_material_of_its_own_applications_only(app, client
         # The review page links the file; the link is a short-lived presigned URL.
         html = (await g.get(f"/t/{gov.slug}/m/policy/queue/{app_id}")).text
         assert f"/queue/{app_id}/materials/{attached}" in html
+        # The reviewer sees the material before the decision buttons, and exactly once.
+        assert html.count(f"/materials/{attached}") == 1
+        assert html.index(f"/materials/{attached}") < html.index("/decide")
         r = await g.get(f"/t/{gov.slug}/m/policy/queue/{app_id}/materials/{attached}")
         assert r.status_code == 302 and "X-Amz-Signature" in r.headers["location"]
         assert "X-Amz-Expires=300" in r.headers["location"]
