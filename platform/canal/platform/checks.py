@@ -36,6 +36,16 @@ def _step(name: str, argv: list[str]) -> int:
     return code
 
 
+# The packages mypy checks (their roots are on ``mypy_path`` in pyproject.toml).
+TYPED = (
+    "canal.platform",
+    "canal.tenants",
+    "canal.park",
+    "canal.exchange",
+    "canal.marketplace",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     py = sys.executable
@@ -46,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         results["ruff format"] = _step(
             "ruff format", [py, "-m", "ruff", "format", "--check", *present]
         )
-        typed = ("canal.platform", "canal.tenants", "canal.exchange", "canal.marketplace")
-        packages = [arg for name in typed for arg in ("-p", name)]
-        results["mypy"] = _step("mypy", [py, "-m", "mypy", *packages])
+        results["mypy"] = _step("mypy", [py, "-m", "mypy", *(a for p in TYPED for a in ("-p", p))])
     if results:
         print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))
     # pytest runs last and prints nothing after it: its summary ("N passed …") closes the run.

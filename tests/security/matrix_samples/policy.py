@@ -65,6 +65,8 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
         "version_number": 1,
         "policy_title": version["title"],
         "form": {"contact": marker, "portrait": {}},
+        # A's own file as the material: the queue's material link answers for A only.
+        "materials": [{"id": world.samples["file_id"], "name": f"{marker}.txt", "size": 1}],
     }
     async with db.tenant_scope(ctx_a.tenant_id, ctx_a.user_id):
         await Application.insert(
@@ -84,3 +86,9 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
     world.samples["policy_id"] = str(published)
     world.samples["public_policy_id"] = str(draft)
     world.samples["application_id"] = str(app_id)
+    # A is an enterprise: the live count of a draft rule is an authority's tool only (for an
+    # enterprise it would be an oracle over other enterprises' facts), so A gets 403 there.
+    world.samples["refused_by_kind"] = (
+        "/t/{tenant_slug:str}/m/policy/criteria/count",
+        "/api/v1/t/{tenant_slug:str}/m/policy/criteria/count",
+    )

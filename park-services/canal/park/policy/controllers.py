@@ -17,6 +17,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.park.policy import services
@@ -24,7 +25,7 @@ from canal.park.policy.facts import FACTS, KNOWN_CERTIFICATIONS, FactType
 from canal.park.policy.rules import parse_rule
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.http.tenancy import tenant_context
-from canal.platform.storage.services import PURPOSES, object_store
+from canal.platform.storage.services import DEFAULT_GET_EXPIRY, PURPOSES, object_store
 from canal.web.i18n import request_locale
 from canal.web.render import page, redirect
 
@@ -67,6 +68,7 @@ def _common(request: Req) -> dict[str, Any]:
     kind = tenant_context(request).tenant.kind
     return {
         "base": _base(request),
+        "tenant_slug": tenant_context(request).tenant.slug,
         "authority_nav": kind in services.AUTHORITY_KINDS,
         "operator_nav": kind == "operator",
         "zh": locale.startswith("zh"),
@@ -1056,6 +1058,9 @@ async def count_api(request: Req, criteria: str = "") -> CountOut:
 
 
 async def _count(request: Req, criteria: str) -> CountOut:
+    # Only an authority counts: to an enterprise the count would be an oracle over the other
+    # enterprises' facts (a rule naming one credit code and a revenue threshold).
+    services.require_authority(tenant_context(request))
     errors: list[FieldError] = []
     rule_json = services.parse_criteria(criteria, errors)
     if errors or rule_json is None:
@@ -1198,6 +1203,37 @@ async def review_page(request: Req, application_id: FromPath[uuid.UUID]) -> Resp
 @get("/queue/{application_id:uuid}", opt=REVIEW, tags=TAGS, summary="One application in the queue")
 async def review_api(request: Req, application_id: FromPath[uuid.UUID]) -> ReviewOut:
     return _review_out(await services.get_review(tenant_context(request), application_id))
+
+
+class MaterialLinkOut(msgspec.Struct):
+    url: str
+    expires_in: int
+
+
+@get("/queue/{application_id:uuid}/materials/{file_id:uuid}", opt=REVIEW, include_in_schema=False)
+async def review_material(
+    request: Req, application_id: FromPath[uuid.UUID], file_id: FromPath[uuid.UUID]
+) -> Redirect:
+    """302 to a five-minute presigned link to the applicant's material (audited)."""
+    url = await services.review_material_url(
+        tenant_context(request), application_id, file_id, ip=_ip(request)
+    )
+    return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@get(
+    "/queue/{application_id:uuid}/materials/{file_id:uuid}",
+    opt=REVIEW,
+    tags=TAGS,
+    summary="A five-minute download link to one material file of an application (audited)",
+)
+async def review_material_api(
+    request: Req, application_id: FromPath[uuid.UUID], file_id: FromPath[uuid.UUID]
+) -> MaterialLinkOut:
+    url = await services.review_material_url(
+        tenant_context(request), application_id, file_id, ip=_ip(request)
+    )
+    return MaterialLinkOut(url, int(DEFAULT_GET_EXPIRY.total_seconds()))
 
 
 @post("/queue/{application_id:uuid}/decide", opt=REVIEW, include_in_schema=False)
@@ -1493,6 +1529,7 @@ PAGE_ROUTES = [
     publish_form,
     queue_page,
     review_page,
+    review_material,
     decide_form,
     remind_form,
     stats_page,
@@ -1522,6 +1559,7 @@ API_ROUTES = [
     publish_api,
     queue_api,
     review_api,
+    review_material_api,
     decide_api,
     remind_api,
     stats_api,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -342,7 +342,11 @@ def _scalar(rule: Rule, as_of: dt.date, refs: Mapping[str, dt.date]) -> Check:
             return _scalar(In(fact, (value,)), as_of, refs)
         case In(fact, values):
             numeric = FACTS[fact].type in (FactType.NUMBER, FactType.INT)
-            wanted = frozenset(float(v) for v in values) if numeric else frozenset(values)
+            wanted: frozenset[Any] = (
+                frozenset(float(cast("int | float", v)) for v in values)
+                if numeric
+                else frozenset(values)
+            )
 
             def in_(p: Mapping[str, Any]) -> Truth:
                 v = _get(p, fact)
@@ -360,8 +364,9 @@ def _scalar(rule: Rule, as_of: dt.date, refs: Mapping[str, dt.date]) -> Check:
             return prefix_in
         case Range(fact, lo, hi):
             is_date = FACTS[fact].type is FactType.DATE
-            lo_ = lo if lo is None or is_date else float(lo)
-            hi_ = hi if hi is None or is_date else float(hi)
+            # Dates compare as dates, numbers as floats; the parser guarantees which by fact type.
+            lo_: Any = lo if lo is None or is_date else float(cast("int | float", lo))
+            hi_: Any = hi if hi is None or is_date else float(cast("int | float", hi))
 
             def range_(p: Mapping[str, Any]) -> Truth:
                 v = _get(p, fact)

@@ -82,6 +82,7 @@ MODULE = ModuleSpec(
         "policy.application_more_info": "More material requested",
         "policy.application_disbursed": "Funds disbursed",
         "policy.overdue_reminded": "Overdue applications reminded",
+        "policy.material_opened": "Application material opened by the authority",
     },
     seed_demo=seed_demo,
 )

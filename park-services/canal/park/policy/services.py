@@ -291,7 +291,7 @@ def parse_policy(data: Mapping[str, Any]) -> PolicyInput:
 # Policies (authority side)
 
 
-def _require_authority(ctx: TenantContext) -> None:
+def require_authority(ctx: TenantContext) -> None:
     if ctx.tenant.kind not in AUTHORITY_KINDS:
         raise CanalError(
             "not_policy_authority",
@@ -304,7 +304,7 @@ def _require_authority(ctx: TenantContext) -> None:
 async def create_policy(
     ctx: TenantContext, data: PolicyInput, *, ip: str = "", publish: bool = False
 ) -> uuid.UUID:
-    _require_authority(ctx)
+    require_authority(ctx)
     policy_id = uuid.uuid4()
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         await Policy.insert(Policy(id=policy_id, tenant_id=ctx.tenant_id))
@@ -345,7 +345,7 @@ async def update_policy(
     ctx: TenantContext, policy_id: uuid.UUID, data: PolicyInput, *, ip: str = ""
 ) -> int:
     """Editing adds a version; a published policy's catalogue entry moves to it."""
-    _require_authority(ctx)
+    require_authority(ctx)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         row = await _policy_row(ctx, policy_id)
         number = int(row["current_version"]) + 1
@@ -375,7 +375,7 @@ async def update_policy(
 
 
 async def publish_policy(ctx: TenantContext, policy_id: uuid.UUID, *, ip: str = "") -> None:
-    _require_authority(ctx)
+    require_authority(ctx)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         await _policy_row(ctx, policy_id)
         await _publish(ctx, policy_id, ip=ip)
@@ -575,7 +575,7 @@ async def import_policies(
     ctx: TenantContext, items: object, *, publish: bool, ip: str = ""
 ) -> list[uuid.UUID]:
     """Import a JSON list of policies: all or nothing, errors named ``[i].field``."""
-    _require_authority(ctx)
+    require_authority(ctx)
     if not isinstance(items, list) or not items:
         raise invalid(
             [
@@ -704,8 +704,12 @@ def parse_fact(name: str, raw: object) -> Any:
             raise _fact_error(name, "请填写数字。", "Enter a number.") from None
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise _fact_error(name, "请填写数字。", "Enter a number.")
+        if isinstance(number, int) and abs(number) > FACT_MAX:
+            number = math.inf  # an int too large for a float: refuse it below, not with a 500
         if not math.isfinite(number) or number < 0:
             raise _fact_error(name, "须为不小于 0 的数字。", "Enter a number of at least 0.")
+        if number > FACT_MAX:
+            raise _fact_error(name, "数值过大。", f"At most {FACT_MAX:,.0f}.")
         if spec.type is FactType.INT:
             if float(number) != int(number):
                 raise _fact_error(name, "请填写整数。", "Enter a whole number.")
@@ -722,6 +726,11 @@ def parse_fact(name: str, raw: object) -> Any:
             raise _fact_error(name, "日期不能晚于今天。", "The date cannot be in the future.")
         return day.isoformat()
     return _parse_certs(name, raw)
+
+
+# The largest number a fact may hold (10¹² 万元 is beyond any enterprise; it keeps floats exact
+# enough and stops absurd values from skewing statistics).
+FACT_MAX = 1e12
 
 
 def _parse_certs(name: str, raw: object) -> list[dict[str, str]]:
@@ -1320,6 +1329,44 @@ async def get_review(ctx: TenantContext, application_id: uuid.UUID) -> dict[str,
     if row is None:
         raise not_found()
     return _decode(row)
+
+
+async def review_material_url(
+    ctx: TenantContext, application_id: uuid.UUID, file_id: uuid.UUID, *, ip: str = ""
+) -> str:
+    """A five-minute link to one material file of an application to this authority's policy.
+
+    The application must be in this authority's queue and the file one of the application's
+    materials; anything else answers like a missing file. Every opening is audited, in the
+    authority's log and in the applicant's.
+    """
+    from canal.platform.storage.services import get_object_granted, object_store
+
+    row = await get_review(ctx, application_id)
+    if str(file_id) not in {str(m.get("id")) for m in row["materials"]}:
+        raise not_found()
+    stored = await get_object_granted(file_id, row["applicant_id"], ctx.user_id)
+    data = {"file": str(file_id), "name": stored.original_name, "policy": str(row["policy_id"])}
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await record(
+            "policy.material_opened",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(application_id),
+            ip=ip,
+            data={**data, "applicant": str(row["applicant_id"])},
+        )
+        if row["applicant_id"] != ctx.tenant_id:
+            async with db.tenant_scope(row["applicant_id"], ctx.user_id):
+                await record(
+                    "policy.material_opened",
+                    actor_id=ctx.user_id,
+                    tenant_id=row["applicant_id"],
+                    target=str(application_id),
+                    ip=ip,
+                    data={**data, "authority": str(ctx.tenant_id)},
+                )
+    return await object_store().presigned_get_granted(stored)
 
 
 def _wrong_state(status: str) -> CanalError:

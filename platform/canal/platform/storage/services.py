@@ -895,6 +895,16 @@ class ObjectStore:
         found = await get_personal_object(object_id, user_id)
         return found
 
+    async def presigned_get_granted(
+        self, stored: StoredFile, *, expires: dt.timedelta = DEFAULT_GET_EXPIRY
+    ) -> str:
+        """A short-lived download URL for another tenant's file (``get_object_granted``).
+
+        Only for a domain that has already decided the caller may read this file (an authority
+        reading the material of an application to its own policy) and audited the access.
+        """
+        return await self._presign_get(stored, expires, False)
+
     async def presigned_get_personal(
         self, stored: StoredFile, user_id: uuid.UUID, *, expires: dt.timedelta = DEFAULT_GET_EXPIRY
     ) -> str:
@@ -984,6 +994,25 @@ async def get_object_in_tenant(object_id: uuid.UUID, ctx: TenantContext) -> Stor
     if found is None:
         raise not_found()
     return found
+
+
+async def get_object_granted(
+    object_id: uuid.UUID, owner_tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> StoredFile:
+    """A file of ``owner_tenant_id`` read for someone outside it, or 404.
+
+    The caller (a domain service) has checked that this person may see this very file — for
+    example an authority opening the material of an application to one of its own policies.
+    """
+    async with db.tenant_scope(owner_tenant_id, user_id):
+        rows = await StoredObject.raw(
+            f"SELECT {_COLUMNS} FROM stored_objects WHERE id = {{}} AND tenant_id = {{}}",
+            object_id,
+            owner_tenant_id,
+        )
+    if not rows:
+        raise not_found()
+    return _file_from_row(rows[0])
 
 
 async def get_personal_object(object_id: uuid.UUID, user_id: uuid.UUID) -> StoredFile:
