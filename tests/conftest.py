@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from canal.platform.settings import Settings, load_settings
 
 # Separate names let several test runs share one embedded server at once.
 TEST_DATABASE = os.environ.get("CANAL_TEST_DATABASE", "canal_test")
+REDIS_DB = 1 + zlib.crc32(TEST_DATABASE.encode()) % 15
 
 
 @asynccontextmanager
@@ -69,9 +71,10 @@ async def runtime(settings: Settings):
 
     rt = prepare(settings)
     if settings.redis_url is None:
-        # The embedded Redis is shared with a running demo: use another database, so neither
-        # side's worker picks up the other's jobs.
-        rt = dataclasses.replace(rt, redis_url=rt.redis_url.rsplit("/", 1)[0] + "/1")
+        # The embedded Redis is shared with a running demo and with other test runs (each
+        # with its own CANAL_TEST_DATABASE): a Redis database per test database, never 0 (the
+        # demo's), so no worker picks up another run's jobs.
+        rt = dataclasses.replace(rt, redis_url=rt.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}")
     await db.drop_database(settings, rt.server_url)
     await migrate(rt)
     yield rt
