@@ -1640,15 +1640,16 @@ async def _all_portraits() -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
     return tenants, [portrait_of(by_tenant[t]) for t in tenants]
 
 
-async def count_matches(rule: Any) -> tuple[int, int, int]:
-    """The criteria builder's live count: (eligible, nearly, enterprises) today. Only
-    numbers leave this function, never which enterprise matched."""
+async def count_matches(rule: Any, as_of: dt.date | None = None) -> tuple[int, int, int]:
+    """The criteria builder's live count: (eligible, nearly, enterprises) on ``as_of``
+    (today by default). Only numbers leave this function, never which enterprise matched;
+    ``criteria.reportable`` hides the small ones."""
     from canal.park.policy.matcher import ELIGIBLE, PortraitTable, match_policy
 
     _, portraits = await _all_portraits()
     if not portraits:
         return 0, 0, 0
-    codes = match_policy(PortraitTable(portraits), rule, today())
+    codes = match_policy(PortraitTable(portraits), rule, as_of or today())
     return int((codes == ELIGIBLE).sum()), int((codes >= 0).sum()), len(portraits)
 
 
