@@ -367,7 +367,13 @@ class BuilderOut(msgspec.Struct):
     count: CountOut
 
 
-@post("/criteria/builder", opt=PUBLISH, tags=TAGS, summary="One step of the criteria builder")
+@post(
+    "/criteria/builder",
+    opt=PUBLISH,
+    tags=TAGS,
+    summary="One step of the criteria builder",
+    status_code=200,
+)
 async def builder_api(request: Req, data: JSONBody[BuilderIn]) -> BuilderOut:
     """The builder's form state (``cb.<node>.<field>`` → values) and a button ``action``
     (``add_cond:r``, ``add_group:r-1:any``, ``remove:r-0``, ``add_value:r-0``) → the new
@@ -384,8 +390,10 @@ async def builder_api(request: Req, data: JSONBody[BuilderIn]) -> BuilderOut:
         as_of_raw=data.as_of,
         window_opens=data.window_opens,
     )
-    errors = view.problems + [{"node": "", "field": "criteria", "path": "", "code": "criteria_json",
-                               "message": m} for m in view.json_errors]
+    errors = [
+        {"node": "", "field": "criteria", "path": "", "code": "criteria_json", "message": m}
+        for m in view.json_errors
+    ] or view.problems
     assert view.count is not None
     return BuilderOut(
         view.valid and not view.json_errors,
