@@ -41,7 +41,7 @@ def reportable(n: int) -> int | None:
 
 def count_text(n: int | None, locale: str) -> str:
     if n is not None:
-        return str(n)
+        return f"{n} 家" if locale.startswith("zh") else str(n)
     if locale.startswith("zh"):
         return f"少于 {MIN_REPORTABLE} 家"
     return f"fewer than {MIN_REPORTABLE}"
