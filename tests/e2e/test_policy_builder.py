@@ -45,6 +45,11 @@ async def test_build_a_rule_by_clicking_and_save_it(app, page, server):  # noqa:
     await page.fill("#f-window_opens", "2026-01-01")
     await page.fill("#f-window_closes", "2026-12-31")
 
+    # A new policy starts from a sample rule of two conditions: drop the second one.
+    assert await page.input_value("#cb-r-1-subject") == "established_on"
+    await page.locator("#cb-r-1").get_by_role("button", name="删除条件").click()
+    await _settled(page)
+    assert await page.locator("#cb-r-1").count() == 0
     # The first condition: region code equals the marker (a text input for a text fact).
     await page.select_option("#cb-r-0-subject", "region_code")
     await _settled(page)
@@ -52,7 +57,7 @@ async def test_build_a_rule_by_clicking_and_save_it(app, page, server):  # noqa:
     await _settled(page)
     await page.fill("#cb-r-0-value", marker)
     await page.press("#cb-r-0-value", "Tab")  # change → the builder posts
-    await page.locator("#live-count", has_text="6 家").wait_for()
+    await page.locator("#live-count", has_text="符合条件 6 家").wait_for()
 
     # Add a condition: employees (number) between 50 and …: the count narrows.
     await page.get_by_role("button", name="+ 条件").first.click()
