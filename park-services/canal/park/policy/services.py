@@ -444,6 +444,13 @@ async def _publish(
         str(policy_id),
         key=f"policy-match:{policy_id}:{version['number']}",
     )
+    # Saved catalogue searches that find this version alert their owners (saved_searches).
+    await enqueue_after_commit(
+        "policy_saved_search_alerts",
+        str(policy_id),
+        version["number"],
+        key=f"policy-search-alerts:{policy_id}:{version['number']}",
+    )
     if audit:
         await record(
             "policy.published",
@@ -628,6 +635,24 @@ def window_state(row: Mapping[str, Any], day: dt.date) -> str:
     return "open"
 
 
+def catalogue_filters(
+    *, level: str = "", support_type: str = "", open_now: bool = False, closing_days: int | None
+) -> dict[str, Any]:
+    """The catalogue's filters as search-service filters (saved searches reuse them)."""
+    filters: dict[str, Any] = {}
+    if level:
+        filters["level"] = level
+    if support_type:
+        filters["support_type"] = support_type
+    day = today().toordinal()
+    if open_now or closing_days is not None:
+        filters["window_opens_day"] = {"lte": day}
+        filters["window_closes_day"] = {"gte": day}
+        if closing_days is not None:
+            filters["window_closes_day"]["lte"] = day + closing_days
+    return filters
+
+
 async def catalogue_search(
     query: str,
     *,
@@ -640,17 +665,9 @@ async def catalogue_search(
     """Search the public catalogue through Meilisearch (public documents only)."""
     from canal.platform.search.services import get_service
 
-    filters: dict[str, Any] = {}
-    if level:
-        filters["level"] = level
-    if support_type:
-        filters["support_type"] = support_type
-    day = today().toordinal()
-    if open_now or closing_days is not None:
-        filters["window_opens_day"] = {"lte": day}
-        filters["window_closes_day"] = {"gte": day}
-        if closing_days is not None:
-            filters["window_closes_day"]["lte"] = day + closing_days
+    filters = catalogue_filters(
+        level=level, support_type=support_type, open_now=open_now, closing_days=closing_days
+    )
     result = await get_service().search(
         SEARCH_KIND,
         query,
