@@ -34,7 +34,8 @@ class SavedSearchIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RenameIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    # Optional in the schema so that someone else's search answers 404 before any 422.
+    name: str = ""
 
 
 class SavedSearchOut(msgspec.Struct):

@@ -168,9 +168,9 @@ async def save_search(user_id: uuid.UUID, name: str, params: SearchParams) -> uu
 
 
 async def rename_search(user_id: uuid.UUID, search_id: uuid.UUID, name: str) -> None:
-    new_name, _ = parse_params({"name": name})
     async with db.user_scope(user_id):
-        await get_saved(user_id, search_id)
+        await get_saved(user_id, search_id)  # someone else's: 404 before any other answer
+        new_name, _ = parse_params({"name": name})
         await SavedSearch.update({SavedSearch.name: new_name}).where(
             (SavedSearch.id == search_id) & (SavedSearch.user_id == user_id)
         )
