@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from canal.park.policy.builder import (
     apply_action,
@@ -99,7 +98,7 @@ def test_form_text_becomes_typed_values_and_bad_text_is_named_at_its_path():
         "cb.r-1.max": ["lots"],
     }
     tree = form_to_tree(form)
-    rule, problems = tree_to_rule(tree)
+    rule, _problems = tree_to_rule(tree)
     assert rule["all"][0] == {"fact": "employees", "op": "range", "min": 50}
     try:
         parse_rule(rule)

@@ -17,9 +17,9 @@ HX = {"HX-Request": "true"}
 def _policy_fields(csrf: str, **over: str) -> dict[str, str]:
     data = policy_json({"all": []}) | over
     data.pop("criteria")
-    return {
-        k: "\n".join(v) if isinstance(v, list) else str(v) for k, v in data.items()
-    } | {"_csrf": csrf}
+    return {k: "\n".join(v) if isinstance(v, list) else str(v) for k, v in data.items()} | {
+        "_csrf": csrf
+    }
 
 
 async def test_builder_steps_place_errors_at_their_condition(client):
@@ -58,7 +58,7 @@ async def test_builder_steps_place_errors_at_their_condition(client):
         headers=HX,
     )
     assert 'name="cb.r.kind"' in r.text and 'value="any" selected' in r.text
-    assert 'value="专精特新"' in r.text and 'hx-swap-oob' not in r.text
+    assert 'value="专精特新"' in r.text and "hx-swap-oob" not in r.text
     r = await client.post(
         f"{base}/criteria/builder",
         data=state | {"_action": "from_json", "criteria": "{"},
@@ -128,7 +128,12 @@ async def test_builder_api_twin_converts_both_ways(client):
     api = f"/api/v1/t/{gov.slug}/m/policy/criteria/builder"
     rule = {
         "all": [
-            {"op": "ratio_min", "numerator": "rd_spend_wan", "denominator": "revenue_wan", "min": 0.03},
+            {
+                "op": "ratio_min",
+                "numerator": "rd_spend_wan",
+                "denominator": "revenue_wan",
+                "min": 0.03,
+            },
             {"op": "certified", "name": "高新技术企业", "on": "2025-03-01"},
         ]
     }
@@ -136,7 +141,9 @@ async def test_builder_api_twin_converts_both_ways(client):
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["valid"] and out["criteria"] == rule
-    assert out["form"]["cb.r-1.ref"] == ["=date"] and out["form"]["cb.r-1.ref_date"] == ["2025-03-01"]
+    assert out["form"]["cb.r-1.ref"] == ["=date"] and out["form"]["cb.r-1.ref_date"] == [
+        "2025-03-01"
+    ]
     r = await client.post(api, json={"form": out["form"], "action": "add_group:r:any"})
     out = r.json()
     assert out["focus"] == "r-2-0" and out["criteria"]["all"][2] == {"any": [{"fact": ""}]}

@@ -74,7 +74,10 @@ async def test_save_list_rename_delete_from_the_pages_and_the_api(client):
     ):
         r = await getattr(client, method)(url, **kwargs)
         assert r.status_code == 404, (method, url, r.status_code)
-    assert {s["name"] for s in await saved_searches.list_saved(person.user_id)} == {"再改名", "补贴"}
+    assert {s["name"] for s in await saved_searches.list_saved(person.user_id)} == {
+        "再改名",
+        "补贴",
+    }
 
     # The owner deletes them (page, then API).
     await sign_in(client, person)

@@ -22,7 +22,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.park.policy import builder, criteria, services
 from canal.park.policy.facts import FACTS, KNOWN_CERTIFICATIONS, FactType
-from canal.park.policy.rules import parse_rule
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.http.tenancy import tenant_context
 from canal.platform.storage.services import DEFAULT_GET_EXPIRY, PURPOSES, object_store

@@ -207,9 +207,7 @@ def template_context(request: Req, view: BuilderView) -> dict[str, Any]:
     return {
         "b": view,
         "base": f"/t/{tenant_context(request).tenant.slug}/m/policy",
-        "subjects": [
-            (s, _subject_label(s, zh), _subject_type(s)) for s in builder.subjects()
-        ],
+        "subjects": [(s, _subject_label(s, zh), _subject_type(s)) for s in builder.subjects()],
         "op_labels": OP_LABELS,
         "ops_for": builder.ops_for,
         "choices": builder.CHOICES,
@@ -284,10 +282,18 @@ async def build_view(
     count_errors: list[FieldError] = []
     as_of = parse_as_of(as_of_raw, count_errors)
     view.as_of = as_of_raw if count_errors else as_of.isoformat()
-    rule_errors: list[FieldError] = [] if view.valid else [
-        FieldError("criteria", "rule_invalid", "申报条件有误(见各条件旁的说明)。",
-                   "The criteria have errors (see beside each condition).")
-    ]
+    rule_errors: list[FieldError] = (
+        []
+        if view.valid
+        else [
+            FieldError(
+                "criteria",
+                "rule_invalid",
+                "申报条件有误(见各条件旁的说明)。",
+                "The criteria have errors (see beside each condition).",
+            )
+        ]
+    )
     view.count = await live_count(
         request,
         view.rule if view.valid else None,

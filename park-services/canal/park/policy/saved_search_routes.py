@@ -162,9 +162,7 @@ async def open_saved(request: Req, saved_search_id: FromPath[uuid.UUID]) -> Resp
 
 @get(f"/api/v1{LIST}/{{saved_search_id:uuid}}", opt=USER, tags=TAGS, summary="A saved search")
 async def saved_one_api(request: Req, saved_search_id: FromPath[uuid.UUID]) -> SavedSearchOut:
-    return _out(
-        await saved_searches.get_saved(current_principal(request).user_id, saved_search_id)
-    )
+    return _out(await saved_searches.get_saved(current_principal(request).user_id, saved_search_id))
 
 
 @post(f"{LIST}/{{saved_search_id:uuid}}", opt=USER, include_in_schema=False)

@@ -3,7 +3,7 @@ a person saves a search of the public catalogue; every query filters on ``user_i
 
 from __future__ import annotations
 
-from piccolo.columns import Boolean, ForeignKey, Integer, Timestamptz, UUID, Varchar
+from piccolo.columns import UUID, Boolean, ForeignKey, Integer, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.table import Table
