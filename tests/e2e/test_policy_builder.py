@@ -131,3 +131,29 @@ async def test_build_a_rule_by_clicking_and_save_it(app, page, server):  # noqa:
     [row] = await services.list_policies(gctx)
     view = await services.get_policy(gctx, row["id"])
     assert services.version_to_json(view.current)["criteria"] == {"all": expected["all"][:2]}
+
+
+async def test_save_a_catalogue_search_in_the_browser(app, page, server):  # noqa: F811
+    from tests.factories import make_user
+
+    person = await make_user(unique("订阅浏览器"))
+    word = unique("llq")
+    await _sign_in(page, server, person)
+    await page.goto(f"{server}/policies?q={word}&level=city")
+    await page.click("details.save-search summary")
+    await page.fill("#f-name", f"市级 {word}")
+    await page.click("details.save-search button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert page.url.endswith("/policies/saved")
+    main = await page.inner_text("main")
+    assert f"市级 {word}" in main and word in main
+    await _shot(page, "04-saved-searches")
+    # Rename by keyboard, then open it: the catalogue with its keyword and level.
+    field = page.locator("input[name=name]").first
+    await field.fill("改名后的搜索")
+    await field.press("Enter")
+    await page.wait_for_load_state("networkidle")
+    assert "改名后的搜索" in await page.inner_text("main")
+    await page.click("text=改名后的搜索")
+    await page.wait_for_load_state("networkidle")
+    assert f"q={word}" in page.url and "level=city" in page.url

@@ -9,8 +9,8 @@ error beside the node its JSON path points into. Everything here is pure.
 
 ``form_to_tree`` / ``tree_to_form`` and ``tree_to_rule`` / ``rule_to_tree`` are inverse:
 ``tree_to_rule(form_to_tree(tree_to_form(rule_to_tree(r)))) == r`` for every valid rule, except
-that the grades ticked in a checkbox list come back in the catalogue's order (A, B, M, C, D)
-and empty texts in a list are dropped (an empty input line adds nothing).
+that empty texts in a list are dropped (an empty input line adds nothing). In the browser, grades
+are checkboxes, so a list of grades comes back in their order (A, B, M, C, D), without repeats.
 """
 
 from __future__ import annotations
