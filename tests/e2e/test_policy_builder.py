@@ -79,6 +79,10 @@ async def test_build_a_rule_by_clicking_and_save_it(app, page, server):  # noqa:
     await page.fill("#cb-r-1-min", "20")
     await page.press("#cb-r-1-min", "Tab")
     await page.locator("#live-count", has_text="符合条件 5 家").wait_for()
+    # The count on another day.
+    await page.fill("#f-count-as-of", "2025-06-30")
+    await page.press("#f-count-as-of", "Tab")
+    await page.locator("#live-count", has_text="统计截至 2025-06-30").wait_for()
 
     # A group "any of": a certificate or a tax grade ticked from its list.
     await page.get_by_role("button", name="+ 组合(任一)").first.click()
