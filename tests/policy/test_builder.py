@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 
 from canal.park.policy.builder import (
+    depth,
     apply_action,
     error_owner,
     field_of,
@@ -149,3 +150,9 @@ def test_an_empty_group_error_belongs_to_the_group():
         parse_rule(rule)
     except RuleError as exc:
         assert exc.code == "empty_group" and error_owner(tree, exc.path).id == "r-0"
+
+
+def test_depth_counts_group_levels():
+    assert depth({"fact": "employees", "op": "eq", "value": 1}) == 0
+    assert depth(EXAMPLE) == 2
+    assert depth({"not": {"all": [{"any": [{"op": "certified", "name": "x"}]}]}}) == 3

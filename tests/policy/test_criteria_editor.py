@@ -204,3 +204,47 @@ async def test_count_as_of_a_day_and_small_counts_are_not_exact(client):
         headers=HX,
     )
     assert "少于 5 家" in frag.text or "fewer than 5" in frag.text
+
+
+async def test_absurd_builder_input_is_refused_not_a_500(client):
+    owner, gov, _ = await org("government")
+    await sign_in(client, owner)
+    base = f"/api/v1/t/{gov.slug}/m/policy/criteria"
+    deep = "[" * 5000 + "]" * 5000
+    r = await client.get(f"{base}/count", params={"criteria": deep})
+    assert r.status_code == 200 and not r.json()["valid"]
+    leaf = '{"fact": "employees", "op": "eq", "value": 1}'
+    nested = '{"not": ' * 3000 + leaf + "}" * 3000
+    r = await client.post(f"{base}/builder", json={"criteria": nested})
+    assert r.status_code in (200, 400, 422) and not r.json().get("valid", False)
+    # A form naming a node 50 levels down: ignored (the builder shows what it can).
+    deep_id = "r" + "-0" * 50
+    form = {"cb.r.kind": ["all"], f"cb.{deep_id}.kind": ["cond"], "cb.r-0.kind": ["cond"]}
+    r = await client.post(f"{base}/builder", json={"form": form, "action": f"remove:{deep_id}"})
+    assert r.status_code == 200 and f"cb.{deep_id}.kind" not in r.json()["form"]
+
+
+async def test_a_rule_too_deep_for_the_builder_is_edited_as_json(client):
+    owner, gov, ctx = await org("government")
+    await sign_in(client, owner)
+    leaf = {"fact": "employees", "op": "range", "min": 1}
+    deep: dict = leaf
+    for _ in range(13):
+        deep = {"any": [deep]}
+    api = f"/api/v1/t/{gov.slug}/m/policy"
+    r = await client.post(f"{api}/policies", json=policy_json(deep))
+    assert r.status_code == 201, r.text
+    policy_id = r.json()["id"]
+    page = await client.get(f"/t/{gov.slug}/m/policy/policies/{policy_id}")
+    assert page.status_code == 200 and 'name="cb.r.kind"' not in page.text
+    assert "嵌套超过 12 层" in page.text or "more than 12 levels" in page.text
+    # The builder refuses to load it from the JSON view, saying why.
+    r = await client.post(f"{api}/criteria/builder", json={"criteria": deep})
+    assert not r.json()["valid"] and "12" in r.json()["errors"][0]["message"]
+    # Saving the page's JSON-only form keeps the rule.
+    csrf = csrf_from(page.text)
+    fields = _policy_fields(csrf) | {"criteria": json.dumps(deep)}
+    r = await client.post(f"/t/{gov.slug}/m/policy/policies/{policy_id}", data=fields)
+    assert r.status_code == 303, r.text
+    view = await services.get_policy(ctx, policy_id)
+    assert services.version_to_json(view.current)["criteria"] == deep

@@ -49,8 +49,26 @@ OPS_BY_TYPE: dict[FactType, tuple[str, ...]] = {
 CHOICES: dict[str, tuple[str, ...]] = {"tax_credit_grade": TAX_CREDIT_GRADES}
 CERTIFICATION_NAMES = KNOWN_CERTIFICATIONS
 
-_ID = re.compile(r"^r(-\d+)*$")
+MAX_DEPTH = 12  # deeper rules are edited as JSON only
+_ID = re.compile(r"^r(-\d{1,3}){0,%d}$" % MAX_DEPTH)
+MAX_NODES = 300
 _INT = re.compile(r"^[+-]?\d+$")
+
+
+def depth(data: Any) -> int:
+    """How deeply groups nest in rule data (a lone condition: 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, list):
+            stack.extend((x, level) for x in item)
+        elif isinstance(item, dict):
+            for key in GROUPS:
+                if key in item:
+                    deepest = max(deepest, level + 1)
+                    stack.append((item[key], level + 1))
+    return deepest
 
 
 def ops_for(subject: str) -> tuple[str, ...]:
@@ -117,7 +135,7 @@ def form_to_tree(form: FormState) -> Node | None:
             continue
         node_id = key[len(PREFIX) : -len(".kind")]
         kind = items[0] if items else ""
-        if not _ID.match(node_id) or kind not in (*GROUPS, "cond"):
+        if not _ID.match(node_id) or kind not in (*GROUPS, "cond") or len(nodes) >= MAX_NODES:
             continue
         node = Node(kind, id=node_id)
         if kind == "cond":

@@ -905,8 +905,9 @@ def _policy_form_page(
 ) -> Response[str]:
     from_json = tree is None
     tree = tree or criteria.tree_from({}, values["criteria"])
-    view = criteria.view_of(tree, request_locale(request))
-    if from_json:  # show the JSON as it was written (also when the builder could not read it)
+    # A rule too deep for the builder: JSON only (no builder fields, so the JSON is saved).
+    view = criteria.view_of(tree, request_locale(request)) if tree is not None else None
+    if view is not None and from_json:  # the JSON as it was written (also when unreadable)
         view.rule_text = values["criteria"]
     return page(
         request,
@@ -914,6 +915,7 @@ def _policy_form_page(
         {
             **_common(request),
             **criteria.template_context(request, view),
+            "too_deep": criteria.too_deep_message(request_locale(request)),
             "values": values,
             "policy": policy,
             "errors": errors or [],

@@ -189,19 +189,31 @@ def form_state(form: Any) -> dict[str, list[str]]:
     }
 
 
-def tree_from(state: Mapping[str, list[str]], fallback_json: str) -> builder.Node:
-    """The posted builder, else the JSON (a form posted without the builder), else empty."""
+def tree_from(state: Mapping[str, list[str]], fallback_json: str) -> builder.Node | None:
+    """The posted builder, else the JSON (a form posted without the builder), else empty;
+    ``None`` for a rule nested deeper than the builder shows (it is edited as JSON only)."""
     tree = builder.form_to_tree(state)
     if tree is not None:
         return tree
     errors: list[FieldError] = []
     data = services.parse_criteria(fallback_json, errors)
     if data is not None:
+        if builder.depth(data) > builder.MAX_DEPTH:
+            return None
         return builder.rule_to_tree(data)
     return builder.Node("all", children=[builder.new_condition()])
 
 
-def template_context(request: Req, view: BuilderView) -> dict[str, Any]:
+def too_deep_message(locale: str) -> str:
+    if locale.startswith("zh"):
+        return f"此规则嵌套超过 {builder.MAX_DEPTH} 层,无法在图形编辑器中显示,请以 JSON 编辑。"
+    return (
+        f"This rule nests more than {builder.MAX_DEPTH} levels, too deep for the builder; "
+        "edit it as JSON."
+    )
+
+
+def template_context(request: Req, view: BuilderView | None) -> dict[str, Any]:
     """What ``policy/_builder.html`` needs besides the view."""
     zh = request_locale(request).startswith("zh")
     return {
@@ -266,15 +278,17 @@ async def build_view(
     """The builder after one step: the posted tree, with the JSON view applied
     (``criteria_text``) or a button's ``action`` done, validated and counted."""
     locale = request_locale(request)
-    tree = tree_from(state, "")
+    tree = tree_from(state, "") or builder.Node("all", children=[builder.new_condition()])
     json_errors: list[str] = []
     focus = None
     if criteria_text is not None:
         errors: list[FieldError] = []
         data = services.parse_criteria(criteria_text, errors)
-        if data is not None:
+        if data is not None and builder.depth(data) > builder.MAX_DEPTH:
+            json_errors = [too_deep_message(locale)]
+        elif data is not None:
             tree = builder.rule_to_tree(data)
-        json_errors = [e.for_locale(locale)["message"] for e in errors]
+        json_errors += [e.for_locale(locale)["message"] for e in errors]
     elif action:
         tree, focus = builder.apply_action(tree, action)
     view = view_of(tree, locale, focus)

@@ -169,6 +169,9 @@ def parse_criteria(raw: object, errors: list[FieldError], name: str = "criteria"
             return None
         try:
             raw = json.loads(raw)
+        except RecursionError:
+            errors.append(_too_deep(name))
+            return None
         except json.JSONDecodeError as exc:
             errors.append(
                 FieldError(
@@ -186,7 +189,16 @@ def parse_criteria(raw: object, errors: list[FieldError], name: str = "criteria"
             FieldError(name, f"rule_{exc.code}", f"{exc.path}:{exc.zh}", f"{exc.path}: {exc.en}")
         )
         return None
+    except RecursionError:
+        errors.append(_too_deep(name))
+        return None
     return raw
+
+
+def _too_deep(name: str) -> FieldError:
+    return FieldError(
+        name, "criteria_too_deep", "申报条件嵌套层数过多。", "The criteria are nested too deeply."
+    )
 
 
 @dataclasses.dataclass
