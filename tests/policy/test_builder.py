@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 
 from canal.park.policy.builder import (
-    depth,
     apply_action,
+    depth,
     error_owner,
     field_of,
     form_to_tree,

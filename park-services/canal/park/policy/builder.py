@@ -50,7 +50,7 @@ CHOICES: dict[str, tuple[str, ...]] = {"tax_credit_grade": TAX_CREDIT_GRADES}
 CERTIFICATION_NAMES = KNOWN_CERTIFICATIONS
 
 MAX_DEPTH = 12  # deeper rules are edited as JSON only
-_ID = re.compile(r"^r(-\d{1,3}){0,%d}$" % MAX_DEPTH)
+_ID = re.compile(rf"^r(-\d{{1,3}}){{0,{MAX_DEPTH}}}$")
 MAX_NODES = 300
 _INT = re.compile(r"^[+-]?\d+$")
 
