@@ -104,6 +104,11 @@ async def test_build_a_rule_by_clicking_and_save_it(app, page, server):  # noqa:
     await _settled(page)
     await page.locator("#live-count", has_text="符合条件 少于 5 家").wait_for()
     await _shot(page, "02-built")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.locator("#criteria-builder").screenshot(
+        path=str(ARTIFACTS / "policy-builder-02-built-desktop.png")
+    )
+    await page.set_viewport_size({"width": 390, "height": 844})
 
     # The JSON view follows the builder.
     await page.click("details.criteria-json summary")
