@@ -21,12 +21,12 @@ from canal.marketplace.money import (
     apply_vouchers,
     commission_for,
     format_cny,
-    payout_routes,
-    stripe_fee,
     parse_price,
+    payout_routes,
     refund,
     round_half_up_div,
     settle,
+    stripe_fee,
 )
 
 CST = timezone(timedelta(hours=8))

@@ -218,10 +218,11 @@ async def test_the_database_ties_history_and_messages_to_their_orders_parties(ma
     the app role, naming someone else's order with itself as one of the parties, is refused by
     the database itself (composite foreign keys, decision 0023) — and so is a row whose author
     is not a party, or an order naming a listing with another provider."""
-    import asyncpg
     import uuid
 
-    staff, provider, listing, buyer = market_world
+    import asyncpg
+
+    _staff, provider, listing, buyer = market_world
     third = await make_side(f"第三方{unique('')}")
     order = await market.buy_listing(listing.id, buyer.ctx)
     message_sql = (
