@@ -1082,6 +1082,14 @@ async def sync_search(ids: Sequence[uuid.UUID]) -> None:
         await service.delete(SEARCH_KIND, gone, wait=True)
 
 
+async def rebuild_search() -> int:
+    """Rebuild the catalogue's index from the table (a fresh index swapped in), so it holds
+    exactly the live listings — nothing left from an earlier database."""
+    from canal.platform.search.services import get_service
+
+    return await get_service().reindex(SEARCH_KIND)
+
+
 def _index_after_commit(ids: Sequence[uuid.UUID]) -> None:
     # Indexed right after the commit so the catalogue shows the change at once. The change
     # itself is committed either way: a search server that is down or not configured only
