@@ -119,6 +119,10 @@ async def test_options_over_the_api_priced_at_checkout_and_re_reviewed(app, clie
         ]
         still = (await shopper.get(f"{buyer.api}/listings/{listing_id}")).json()
         assert len(still["options"]) == 4
+        async with app_client(app) as op:  # the reviewer sees the proposed options
+            await sign_in(op, staff)
+            desk = await op.get("/operator/m/services/")
+            assert "加急 +¥300.00" in desk.text
         await market.review_listing(staff.user_id, listing_id, "approve")
         now = (await shopper.get(f"{buyer.api}/listings/{listing_id}")).json()
         assert [(o["name"], o["price_fen"]) for o in now["options"]] == [("加急", 30000)]
