@@ -95,6 +95,7 @@ MODULE = ModuleSpec(
         "market.order_reviewed": "Reviewed a service order",
         "market.review_answered": "Answered a review",
         "market.commission_set": "Set a commission rate",
+        "market.auto_confirm_set": "Set the days before automatic confirmation",
         "market.voucher_issued": "Issued a service voucher",
         "market.voucher_redeemed": "Redeemed a service voucher",
     },
