@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post, put
-from litestar.response import Redirect
+from litestar import Request, Response, delete, get, post, put
+from litestar.response import Redirect, Stream
 from litestar.status_codes import HTTP_201_CREATED
 
 from canal.platform.http.errors import CanalError, FieldError, invalid
@@ -158,6 +158,8 @@ async def _listing_page(
     listing = await services.list_folder(space, folder_id)
     usage = await services.usage(space)
     backups = await services.list_backups(space, folder_id) if folder_id else []
+    uploads = await services.list_uploads(space) if _can_write(space) else []
+    zip_plan = await services.plan_folder_zip(space, folder_id) if folder_id else None
     return page(
         request,
         "bank/index.html",
@@ -167,6 +169,10 @@ async def _listing_page(
             "listing": listing,
             "usage": usage,
             "backups": backups,
+            "uploads": uploads,
+            "zip_plan": zip_plan,
+            "zip_refusal": services.zip_refusal(zip_plan) if zip_plan else None,
+            "locale": request_locale(request),
             "human": validation.human_size,
             "errors": errors or [],
             "form": form or {},
@@ -226,8 +232,8 @@ async def verified_guard(connection: Any, _handler: Any) -> None:
     principal = connection.scope.get("user")
     if principal is None:
         return  # the access guard (which runs first) has already refused
-    if connection.scope.get("method") == "GET" and connection.url.path == "/me/bank":
-        return  # the home page explains how to get verified (``home_page``)
+    if connection.scope.get("method") == "GET" and not connection.url.path.startswith("/api/"):
+        return  # a page explains how to get verified instead (``page_space``)
     connection.state.bank_space = await services.personal_space(principal.user_id)
 
 
@@ -257,6 +263,15 @@ def _routes(kind: str) -> list[Any]:
     def file_id(request: Req) -> uuid.UUID:
         return uuid.UUID(str(request.path_params["bank_file_id"]))
 
+    async def page_space(request: Req) -> Space | Response[str]:
+        """The space, or for an unverified person the page that says how to get verified."""
+        try:
+            return await space_of(request)
+        except CanalError as error:
+            if error.code != "realname_required":
+                raise
+            return page(request, "bank/verify.html", {}, status=403)
+
     handlers: list[Any] = []
 
     def route(handler: Any) -> Any:
@@ -270,12 +285,9 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix, opt=read, include_in_schema=False, name=f"bank-{kind}-home")
     async def home_page(request: Req) -> Response[str]:
-        try:
-            space = await space_of(request)
-        except CanalError as error:
-            if error.code != "realname_required":
-                raise
-            return page(request, "bank/verify.html", {}, status=403)
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
         return await _listing_page(request, space, None)
 
     @route
@@ -288,7 +300,10 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix + folder, opt=read, include_in_schema=False, name=f"bank-{kind}-folder")
     async def folder_page(request: Req) -> Response[str]:
-        return await _listing_page(request, await space_of(request), folder_id(request))
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
+        return await _listing_page(request, space, folder_id(request))
 
     @route
     @get(api + folder, opt=read, tags=TAGS, name=f"bank-{kind}-folder-api")
@@ -301,6 +316,38 @@ def _routes(kind: str) -> list[Any]:
             await services.usage(space),
             await services.list_backups(space, fid),
         )
+
+    async def zip_response(request: Req) -> Stream:
+        name, chunks = await services.folder_zip(
+            await space_of(request), folder_id(request), ip=_ip(request)
+        )
+        return Stream(
+            chunks,
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": validation.content_disposition(name),
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @route
+    @get(prefix + folder + "/zip", opt=read, include_in_schema=False, name=f"bank-{kind}-zip")
+    async def folder_zip_download(request: Req) -> Stream:
+        return await zip_response(request)
+
+    @route
+    @get(
+        api + folder + "/zip",
+        opt=read,
+        tags=TAGS,
+        name=f"bank-{kind}-zip-api",
+        media_type="application/zip",
+    )
+    async def folder_zip_api(request: Req) -> Stream:
+        """The folder with everything under it as one ZIP (current versions; archived files
+        are left out and listed in a note). Streamed. Refused with 413 ``zip_too_large``
+        above 1,000 files or 1 GB, 409 ``folder_empty`` when there is nothing to download."""
+        return await zip_response(request)
 
     # --- folders ------------------------------------------------------------------------------
 
@@ -549,9 +596,40 @@ def _routes(kind: str) -> list[Any]:
         )
 
     @route
+    @get(api + "/uploads", opt=write, tags=TAGS, name=f"bank-{kind}-chunked-list-api")
+    async def chunked_list_api(request: Req) -> list[services.ChunkedUpload]:
+        """Resumable uploads started and not finished: each holds its declared size back
+        from the quota until it completes, is cancelled, or expires after a day."""
+        return await services.list_uploads(await space_of(request))
+
+    @route
+    @delete(api + chunked, opt=write, tags=TAGS, status_code=204, name=f"bank-{kind}-cancel-api")
+    async def chunked_cancel_api(request: Req) -> None:
+        """Cancel a resumable upload: its parts are discarded and its reserved space is
+        free at once."""
+        await services.cancel_upload(await space_of(request), upload_id(request))
+
+    @route
+    @post(
+        prefix + chunked + "/cancel",
+        opt=write,
+        include_in_schema=False,
+        name=f"bank-{kind}-cancel",
+    )
+    async def chunked_cancel_form(request: Req) -> Response[Any]:
+        space = await space_of(request)
+        form = await _form(request)
+        await services.cancel_upload(space, upload_id(request))
+        back = _uuid_or_none(form.get("folder"), "folder")
+        return redirect(request, space.base_url + (f"/folders/{back}" if back else ""))
+
+    @route
     @get(prefix + file, opt=read, include_in_schema=False, name=f"bank-{kind}-file")
     async def file_page(request: Req) -> Response[str]:
-        return await _file_page(request, await space_of(request), file_id(request))
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
+        return await _file_page(request, space, file_id(request))
 
     @route
     @get(api + file, opt=read, tags=TAGS, name=f"bank-{kind}-file-api")
@@ -857,7 +935,10 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix + "/trash", opt=read, include_in_schema=False, name=f"bank-{kind}-trash")
     async def trash_page(request: Req) -> Response[str]:
-        return await trash_page_for(request, await space_of(request))
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
+        return await trash_page_for(request, space)
 
     @route
     @get(api + "/trash", opt=read, tags=TAGS, name=f"bank-{kind}-trash-api")
