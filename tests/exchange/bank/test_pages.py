@@ -55,7 +55,7 @@ async def test_a_guessed_share_link_finds_nothing(client):
         assert (await client.get(f"/api/v1/bank/s/{token}/download")).status_code == 404
 
 
-async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_client, org):
+async def test_a_member_uploads_through_the_page_but_makes_no_share_link(client, owner_client, org):
     from canal.platform import db
     from canal.platform.access.services import access
     from canal.tenants.tables import Membership
@@ -77,16 +77,27 @@ async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_
         await sign_in(colleague, member)
         home = await colleague.get(org.base)
         assert home.status_code == 200 and "制度.txt" in home.text
-        assert 'name="file"' not in home.text  # no upload form for a reader
         download = await colleague.get(f"{org.base}/files/{file_id}/download")
         assert download.status_code == 302
+        # The upload form is there for a member, and works.
+        token = csrf_from(home.text)
+        posted = await colleague.post(
+            f"{org.base}/upload",
+            data={"_csrf": token, "folder": ""},
+            files={"file": ("会议纪要.txt", "周一例会".encode(), "text/plain")},
+        )
+        assert posted.status_code in (302, 303), posted.text
+        made_by_member = posted.headers["location"].rsplit("/", 1)[-1]
+        page = await colleague.get(f"{org.base}/files/{made_by_member}")
+        assert "会议纪要.txt" in page.text
+        assert 'action="/t/' + org.slug + f'/bank/files/{made_by_member}/shares"' not in page.text
+        # Sharing outside the organisation is an admin's call.
         refused = await colleague.post(
-            f"/api/v1{org.base}/files/{file_id}/delete",
-            headers={"content-type": "application/json"},
+            f"{org.base}/files/{made_by_member}/shares", data={"_csrf": token, "days": "3"}
         )
         assert refused.status_code == 403
-    still = await owner_client.get(f"/api/v1{org.base}/files/{file_id}")
-    assert still.status_code == 200
+    mine = await owner_client.get(f"/api/v1{org.base}/files/{made_by_member}")
+    assert mine.status_code == 200 and mine.json()["shares"] == []
 
 
 async def test_listing_comes_first_and_phone_cards_keep_each_name_in_one_cell(owner_client, org):

@@ -133,13 +133,19 @@ def _share_url(request: Req, token: str) -> str:
 # --- page rendering ---------------------------------------------------------------------------
 
 
-def _can_write(space: Space) -> bool:
-    """Members may browse and download; the forms that change things are for writers."""
+def _may(space: Space, resource: str, action: str) -> bool:
+    """Which forms to show: in an organisation ``bank:write`` (members too) adds and
+    organises files, ``files:write`` (admins, owners) shares, archives, backs up and empties
+    the bin (decision 0041). A person may do everything in their own bank."""
     if space.ctx is None:
         return True
     from canal.platform.access.services import access
 
-    return bool(access().enforce(space.user_id, space.ctx.tenant_id, "files", "write"))
+    return bool(access().enforce(space.user_id, space.ctx.tenant_id, resource, action))
+
+
+def _rights(space: Space) -> dict[str, bool]:
+    return {"can_add": _may(space, "bank", "write"), "can_manage": _may(space, "files", "write")}
 
 
 def _errors(request: Req, error: CanalError) -> list[dict[str, str]]:
@@ -158,7 +164,7 @@ async def _listing_page(
     listing = await services.list_folder(space, folder_id)
     usage = await services.usage(space)
     backups = await services.list_backups(space, folder_id) if folder_id else []
-    uploads = await services.list_uploads(space) if _can_write(space) else []
+    uploads = await services.list_uploads(space) if _may(space, "bank", "write") else []
     zip_plan = await services.plan_folder_zip(space, folder_id) if folder_id else None
     return page(
         request,
@@ -178,7 +184,7 @@ async def _listing_page(
             "form": form or {},
             "trash_days": services.TRASH_DAYS,
             "chunk_above": services.PART_SIZE,
-            "can_write": _can_write(space),
+            **_rights(space),
         },
         status=status,
     )
@@ -206,7 +212,7 @@ async def _file_page(
             "new_link": new_link,
             "max_days": services.SHARE_MAX_DAYS,
             "chunk_above": services.PART_SIZE,
-            "can_write": _can_write(space),
+            **_rights(space),
         },
         status=status,
     )
@@ -246,6 +252,7 @@ def _routes(kind: str) -> list[Any]:
     api = "/api/v1" + prefix
     read = {"access": "tenant", "permission": ("files", "read")} if tenant else {"access": "user"}
     write = {"access": "tenant", "permission": ("files", "write")} if tenant else {"access": "user"}
+    add = {"access": "tenant", "permission": ("bank", "write")} if tenant else {"access": "user"}
     folder = "/folders/{bank_folder_id:uuid}"
     file = "/files/{bank_file_id:uuid}"
 
@@ -352,7 +359,7 @@ def _routes(kind: str) -> list[Any]:
     # --- folders ------------------------------------------------------------------------------
 
     @route
-    @post(prefix + "/folders", opt=write, include_in_schema=False, name=f"bank-{kind}-mkdir")
+    @post(prefix + "/folders", opt=add, include_in_schema=False, name=f"bank-{kind}-mkdir")
     async def create_folder_form(request: Req) -> Response[Any]:
         space = await space_of(request)
         form = await _form(request)
@@ -373,7 +380,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + "/folders",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         name=f"bank-{kind}-mkdir-api",
@@ -385,7 +392,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + folder + "/rename",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-rename-folder",
     )
@@ -407,7 +414,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + folder + "/rename",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-rename-folder-api",
@@ -419,7 +426,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + folder + "/move",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-move-folder",
     )
@@ -441,7 +448,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + folder + "/move",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-move-folder-api",
@@ -455,7 +462,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + folder + "/delete",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-delete-folder",
     )
@@ -469,7 +476,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + folder + "/delete",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=204,
         name=f"bank-{kind}-delete-folder-api",
@@ -483,7 +490,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + "/upload",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         request_max_body_size=BODY_LIMIT,
         name=f"bank-{kind}-upload",
@@ -515,7 +522,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + "/upload",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         request_max_body_size=BODY_LIMIT,
@@ -541,7 +548,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + "/uploads",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         name=f"bank-{kind}-chunked-start-api",
@@ -559,7 +566,7 @@ def _routes(kind: str) -> list[Any]:
         )
 
     @route
-    @get(api + chunked, opt=write, tags=TAGS, name=f"bank-{kind}-chunked-status-api")
+    @get(api + chunked, opt=add, tags=TAGS, name=f"bank-{kind}-chunked-status-api")
     async def chunked_status_api(request: Req) -> services.ChunkedUpload:
         """Which parts of a resumable upload have arrived."""
         return await services.upload_status(await space_of(request), upload_id(request))
@@ -567,7 +574,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @put(
         api + chunked + "/parts/{part:int}",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=204,
         request_max_body_size=services.PART_SIZE + 1024,
@@ -584,7 +591,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + chunked + "/complete",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         name=f"bank-{kind}-chunked-complete-api",
@@ -596,14 +603,14 @@ def _routes(kind: str) -> list[Any]:
         )
 
     @route
-    @get(api + "/uploads", opt=write, tags=TAGS, name=f"bank-{kind}-chunked-list-api")
+    @get(api + "/uploads", opt=add, tags=TAGS, name=f"bank-{kind}-chunked-list-api")
     async def chunked_list_api(request: Req) -> list[services.ChunkedUpload]:
         """Resumable uploads started and not finished: each holds its declared size back
         from the quota until it completes, is cancelled, or expires after a day."""
         return await services.list_uploads(await space_of(request))
 
     @route
-    @delete(api + chunked, opt=write, tags=TAGS, status_code=204, name=f"bank-{kind}-cancel-api")
+    @delete(api + chunked, opt=add, tags=TAGS, status_code=204, name=f"bank-{kind}-cancel-api")
     async def chunked_cancel_api(request: Req) -> None:
         """Cancel a resumable upload: its parts are discarded and its reserved space is
         free at once."""
@@ -611,8 +618,20 @@ def _routes(kind: str) -> list[Any]:
 
     @route
     @post(
+        api + chunked + "/cancel",
+        opt=add,
+        tags=TAGS,
+        status_code=204,
+        name=f"bank-{kind}-cancel-post-api",
+    )
+    async def chunked_cancel_post_api(request: Req) -> None:
+        """The same as ``DELETE …/uploads/{id}``, for the page form's twin."""
+        await services.cancel_upload(await space_of(request), upload_id(request))
+
+    @route
+    @post(
         prefix + chunked + "/cancel",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-cancel",
     )
@@ -640,7 +659,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + file + "/upload",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         request_max_body_size=BODY_LIMIT,
         name=f"bank-{kind}-new-version",
@@ -671,7 +690,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/upload",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         request_max_body_size=BODY_LIMIT,
@@ -734,7 +753,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + version + "/restore",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-version-restore",
     )
@@ -747,7 +766,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + version + "/restore",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-version-restore-api",
@@ -761,7 +780,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + file + "/rename",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-rename-file",
     )
@@ -783,7 +802,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/rename",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-rename-file-api",
@@ -794,7 +813,7 @@ def _routes(kind: str) -> list[Any]:
 
     @route
     @post(
-        prefix + file + "/move", opt=write, include_in_schema=False, name=f"bank-{kind}-move-file"
+        prefix + file + "/move", opt=add, include_in_schema=False, name=f"bank-{kind}-move-file"
     )
     async def move_file_form(request: Req) -> Response[Any]:
         space = await space_of(request)
@@ -814,7 +833,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/move",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-move-file-api",
@@ -826,7 +845,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + file + "/delete",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-delete-file",
     )
@@ -840,7 +859,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/delete",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=204,
         name=f"bank-{kind}-delete-file-api",
@@ -928,7 +947,7 @@ def _routes(kind: str) -> list[Any]:
                 "items": await services.list_trash(space),
                 "trash_days": services.TRASH_DAYS,
                 "errors": errors or [],
-                "can_write": _can_write(space),
+                **_rights(space),
             },
         )
 
@@ -952,14 +971,14 @@ def _routes(kind: str) -> list[Any]:
         return uuid.UUID(str(request.path_params["trash_id"]))
 
     @route
-    @post(prefix + restore, opt=write, include_in_schema=False, name=f"bank-{kind}-untrash")
+    @post(prefix + restore, opt=add, include_in_schema=False, name=f"bank-{kind}-untrash")
     async def untrash_form(request: Req) -> Response[Any]:
         space = await space_of(request)
         await services.restore_trash(space, trash_id(request), ip=_ip(request))
         return redirect(request, f"{space.base_url}/trash")
 
     @route
-    @post(api + restore, opt=write, tags=TAGS, status_code=204, name=f"bank-{kind}-untrash-api")
+    @post(api + restore, opt=add, tags=TAGS, status_code=204, name=f"bank-{kind}-untrash-api")
     async def untrash_api(request: Req) -> None:
         """Put a bin item back where it was (renamed " (2)" if its name was taken since)."""
         await services.restore_trash(await space_of(request), trash_id(request), ip=_ip(request))
