@@ -122,3 +122,28 @@ async def test_one_version_is_singular_in_english(owner_client, org):
     assert "1 version" in page.text and "1 versions" not in page.text
     zh = await owner_client.get(f"{org.base}/files/{made.json()['id']}?lang=zh-CN")
     assert "1 个版本" in zh.text
+
+
+async def test_destructive_forms_ask_first(owner_client, org):
+    """Emptying the bin, moving to the bin, revoking, archiving and restoring a backup copy
+    carry a question the page's script asks before posting."""
+    folder = (await owner_client.post(f"/api/v1{org.base}/folders", json={"name": "问"})).json()
+    made = await owner_client.post(
+        f"/api/v1{org.base}/upload",
+        params={"name": "确认.txt", "folder": folder["id"]},
+        content=b"sure",
+    )
+    file_id = made.json()["id"]
+    await owner_client.post(f"/api/v1{org.base}/files/{file_id}/shares", json={"days": 1})
+    await owner_client.post(f"/api/v1{org.base}/folders/{folder['id']}/backup/run")
+    listing = (await owner_client.get(f"{org.base}/folders/{folder['id']}?lang=zh-CN")).text
+    assert "确定从此备份恢复全部文件吗" in listing
+    top = (await owner_client.get(f"{org.base}?lang=zh-CN")).text
+    assert "确定将文件夹「问」及其中的全部内容移到回收站吗" in top
+    page = (await owner_client.get(f"{org.base}/files/{file_id}?lang=zh-CN")).text
+    for question in ("确定将「确认.txt」移到回收站吗", "确定撤销此链接吗", "确定归档此文件吗"):
+        assert question in page, question
+    await owner_client.post(f"/api/v1{org.base}/files/{file_id}/delete")
+    trash = await owner_client.get(f"{org.base}/trash?lang=zh-CN")
+    assert trash.status_code == 200 and "确定永久删除回收站中的全部内容吗" in trash.text
+    assert '<script src="/static/bank-upload.js"' in trash.text
