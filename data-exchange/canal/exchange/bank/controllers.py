@@ -812,9 +812,7 @@ def _routes(kind: str) -> list[Any]:
         return await services.rename_file(await space_of(request), file_id(request), data.name)
 
     @route
-    @post(
-        prefix + file + "/move", opt=add, include_in_schema=False, name=f"bank-{kind}-move-file"
-    )
+    @post(prefix + file + "/move", opt=add, include_in_schema=False, name=f"bank-{kind}-move-file")
     async def move_file_form(request: Req) -> Response[Any]:
         space = await space_of(request)
         fid = file_id(request)

@@ -120,9 +120,10 @@ async def personal_space(user_id: uuid.UUID) -> Space:
     if row is None or row["verified_at"] is None:
         raise CanalError(
             "realname_required",
-            "个人数据银行需先完成实名认证,请在「账户与安全」中认证后再使用。",
-            "Your personal data bank needs real-name verification first: verify in "
-            "Account and security, then come back.",
+            "个人数据银行需先完成实名认证:请到「账户 › 实名认证」(/account/real-name)"
+            "认证后再使用。",
+            "Your personal data bank needs real-name verification first: verify under "
+            "Account › Real-name verification (/account/real-name), then come back.",
             status=403,
         )
     return Space(user_id)

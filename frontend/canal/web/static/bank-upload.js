@@ -85,6 +85,7 @@
     form.querySelector("[data-bank-cancel]").hidden = true;
     form.querySelector("button[type=submit]").disabled = false;
     status.textContent = status.dataset.cancelled;
+    form.querySelector("input[type=file]").focus(); // the button that had focus is hidden now
   }
 
   document.addEventListener("submit", (event) => {
