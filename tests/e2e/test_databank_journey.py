@@ -39,6 +39,12 @@ async def _sign_in(page, server: str, login: str, password: str) -> None:
     assert "/login" not in page.url, await page.inner_text("main")
 
 
+async def _fits_phone(page) -> None:
+    """Nothing pushes a 390 px page sideways."""
+    width = await page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390, f"{page.url} is {width} px wide"
+
+
 async def _upload(page, name: str, data: bytes) -> None:
     await page.set_input_files(
         "#f-file", files=[{"name": name, "mimeType": "text/csv", "buffer": data}]
@@ -100,6 +106,7 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     assert page.url == file_url
     assert "2 个版本" in await page.inner_text("main")
     await _shot(page, "02-two-versions")
+    await _fits_phone(page)
 
     # Restore version 1: it becomes current (as v3) and downloads as the first upload.
     await page.click("text=恢复 v1")
@@ -155,11 +162,13 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     await page.goto(f"{server}/t/{org.slug}/bank/trash")
     assert "销售.csv" in await page.inner_text("main")
     await _shot(page, "07-recycle-bin")
+    await _fits_phone(page)
     await page.click("form[action*='/trash/'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     await page.goto(folder_url)
     assert "销售.csv" in await page.inner_text("main")
     await _shot(page, "08-restored-from-bin")
+    await _fits_phone(page)
 
     # The folder as one ZIP.
     import io
