@@ -244,3 +244,19 @@ async def test_an_unverified_person_is_told_how_to_get_verified_on_every_page(cl
     assert 'href="/account/real-name"' in page.text
     api = await client.get(f"{API}/me/bank/trash")
     assert api.status_code == 403 and api.json()["code"] == "realname_required"
+
+
+async def test_single_downloads_are_audited_too(owner_client, org):
+    made = await _upload(owner_client, org.base, "记录.txt", "审计".encode())
+    before = (await audit_actions(org.ctx.tenant_id)).count("bank.downloaded")
+    assert (
+        await owner_client.get(f"{API}{org.base}/files/{made['id']}/download")
+    ).status_code == 200
+    page = await owner_client.get(f"{org.base}/files/{made['id']}/download")
+    assert page.status_code == 302
+    assert (await audit_actions(org.ctx.tenant_id)).count("bank.downloaded") == before + 2
+    # A refused download (archived) records nothing.
+    await owner_client.post(f"{API}{org.base}/files/{made['id']}/archive")
+    refused = await owner_client.get(f"{API}{org.base}/files/{made['id']}/download")
+    assert refused.status_code == 409
+    assert (await audit_actions(org.ctx.tenant_id)).count("bank.downloaded") == before + 2

@@ -713,14 +713,18 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix + file + "/download", opt=read, include_in_schema=False, name=f"bank-{kind}-dl")
     async def download(request: Req) -> Redirect:
-        url = await services.download_url(await space_of(request), file_id(request))
+        url = await services.download_url(
+            await space_of(request), file_id(request), ip=_ip(request)
+        )
         return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
 
     @route
     @get(api + file + "/download", opt=read, tags=TAGS, name=f"bank-{kind}-dl-api")
     async def download_api(request: Req) -> DownloadOut:
         """A five-minute download URL of the current version (409 while archived)."""
-        url = await services.download_url(await space_of(request), file_id(request))
+        url = await services.download_url(
+            await space_of(request), file_id(request), ip=_ip(request)
+        )
         return DownloadOut(url, EXPIRES_IN)
 
     version = file + "/versions/{version_id:uuid}"
@@ -737,7 +741,7 @@ def _routes(kind: str) -> list[Any]:
     )
     async def version_download(request: Req) -> Redirect:
         url = await services.download_url(
-            await space_of(request), file_id(request), version_id(request)
+            await space_of(request), file_id(request), version_id(request), ip=_ip(request)
         )
         return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
 
@@ -746,7 +750,7 @@ def _routes(kind: str) -> list[Any]:
     async def version_download_api(request: Req) -> DownloadOut:
         """A five-minute download URL of one version."""
         url = await services.download_url(
-            await space_of(request), file_id(request), version_id(request)
+            await space_of(request), file_id(request), version_id(request), ip=_ip(request)
         )
         return DownloadOut(url, EXPIRES_IN)
 

@@ -837,18 +837,26 @@ async def _stored_for(space: Space, version: Version) -> StoredFile:
 
 
 async def download_url(
-    space: Space, file_id: uuid.UUID, version_id: uuid.UUID | None = None
+    space: Space, file_id: uuid.UUID, version_id: uuid.UUID | None = None, *, ip: str = ""
 ) -> str:
     """A five-minute presigned URL for the current (or a given) version, under the file's
-    current name."""
+    current name. Audited (``bank.downloaded``) like share-link and folder downloads."""
     async with space.scope():
         file = await _file_row(space, file_id)
         target = version_id or file.current_version_id
         if target is None:
             raise not_found()
         version = await _version_row(space, file_id, target)
-    if version.storage_class != "standard":
-        raise archived_error()
+        if version.storage_class != "standard":
+            raise archived_error()
+        await record(
+            "bank.downloaded",
+            actor_id=space.user_id,
+            tenant_id=space.tenant_id,
+            target=space.target("file", file_id),
+            ip=ip,
+            data={"version": version.number},
+        )
     stored = dataclasses.replace(await _stored_for(space, version), original_name=file.name)
     store = object_store()
     if space.ctx is not None:
