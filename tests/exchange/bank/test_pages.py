@@ -147,3 +147,8 @@ async def test_destructive_forms_ask_first(owner_client, org):
     trash = await owner_client.get(f"{org.base}/trash?lang=zh-CN")
     assert trash.status_code == 200 and "确定永久删除回收站中的全部内容吗" in trash.text
     assert '<script src="/static/bank-upload.js"' in trash.text
+
+
+async def test_an_empty_bank_says_how_to_start(owner_client, org):
+    home = await owner_client.get(f"{org.base}?lang=zh-CN")
+    assert "这里还没有文件。 可在下方上传文件或新建文件夹。" in home.text
