@@ -3,7 +3,8 @@
 * ``policy_policies`` / ``policy_versions`` belong to the authority that wrote them;
 * ``policy_catalogue`` is the public projection of published policies (no ``tenant_id``: it is
   readable by everyone by design, and written only by ``services.publish_policy``);
-* ``policy_facts`` / ``policy_matches`` / ``policy_applications`` belong to the enterprise;
+* ``policy_facts`` / ``policy_match_sets`` / ``policy_dismissals`` / ``policy_applications``
+  belong to the enterprise;
 * ``policy_reviews`` is the authority's queue row of an application (same id), so each side
   reads its own row under its own tenant's RLS — see docs/decisions/0010-policy-applications.md.
 """
@@ -11,8 +12,8 @@
 from piccolo.columns import (
     JSONB,
     UUID,
+    Array,
     BigInt,
-    Boolean,
     Date,
     ForeignKey,
     Integer,
@@ -23,6 +24,7 @@ from piccolo.columns import (
 )
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
+from piccolo.constraints import Unique
 from piccolo.table import Table
 
 from canal.tenants.tables import Tenant
@@ -105,20 +107,38 @@ class Fact(Table, tablename="policy_facts"):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-class Match(Table, tablename="policy_matches"):
-    """The latest group of (enterprise, policy); reasons are re-derived when shown."""
+class MatchSet(Table, tablename="policy_match_sets"):
+    """One enterprise's latest groups against every open policy, in one row.
+
+    A full re-match writes 100,000 of these rows by binary COPY instead of 11.7 million pair
+    rows (docs/decisions/0015-policy-match-sets.md). The arrays run in parallel:
+    ``policy_ids[i]`` was matched at version ``version_numbers[i]`` with ``codes[i]`` = -1
+    (eligible) or the index of the one missing criterion (nearly eligible). Not eligible is
+    the default and is not stored. ``notified_ids[j]`` was announced to the enterprise at
+    version ``notified_versions[j]`` (once per version), whatever its group is now. Reasons
+    are re-derived from the portrait when a page shows them."""
 
     id = UUID(primary_key=True, default=UUID4())
-    tenant_id = ForeignKey(references=Tenant, null=False, index=True)
-    policy_id = UUID(index=True)
-    version_id = UUID()
-    version_number = Integer()
-    grp = Varchar(length=16)  # eligible | nearly | not_eligible
-    missing_index = SmallInt(null=True, default=None)
+    tenant_id = ForeignKey(references=Tenant, null=False, unique=True)
+    policy_ids = Array(base_column=UUID())
+    codes = Array(base_column=SmallInt())
+    version_numbers = Array(base_column=Integer())
+    notified_ids = Array(base_column=UUID())
+    notified_versions = Array(base_column=Integer())
     as_of = Date()
-    dismissed = Boolean(default=False)
-    notified_version = Integer(null=True, default=None)
     updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Dismissal(Table, tablename="policy_dismissals"):
+    """An enterprise marked a policy "not relevant": it stays dismissed across re-matching
+    (and is not announced) until the enterprise shows it again or the policy closes."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    tenant_id = ForeignKey(references=Tenant, null=False)
+    policy_id = UUID()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    one_per_policy = Unique([tenant_id, policy_id], name="policy_dismissals_once")
 
 
 class Application(Table, tablename="policy_applications"):
