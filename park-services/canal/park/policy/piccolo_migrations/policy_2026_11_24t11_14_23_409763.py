@@ -63,8 +63,9 @@ class MoveMatches(MigrationManager):
             from piccolo.engine import engine_finder
 
             engine = engine_finder()
-            assert engine is not None
-            await engine.current_transaction.get().connection.execute(MOVE_MATCHES)
+            txn = engine.current_transaction.get() if engine is not None else None
+            assert txn is not None, "runs inside the migration's transaction"
+            await txn.connection.execute(MOVE_MATCHES)
         await super()._run_drop_tables(backwards=backwards)
 
 
