@@ -213,7 +213,8 @@ async def test_row_level_security_keeps_each_enterprise_to_its_own_row():
         assert {r["tenant_id"] for r in rows} == {mine.id}
         assert await Dismissal.raw("SELECT * FROM policy_dismissals") == []
         changed = await MatchSet.raw(
-            "UPDATE policy_match_sets SET codes = ARRAY[]::smallint[] WHERE tenant_id = {} RETURNING id",
+            "UPDATE policy_match_sets SET codes = ARRAY[]::smallint[] WHERE tenant_id = {} "
+            "RETURNING id",
             theirs.id,
         )
         assert changed == []
