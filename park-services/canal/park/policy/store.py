@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import struct
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -33,7 +34,6 @@ from canal.park.policy.matcher import ELIGIBLE, NOT_ELIGIBLE
 from canal.park.policy.tables import Dismissal, MatchSet
 from canal.platform import db
 from canal.platform.notifications.services import notify
-from canal.tenants.tables import Membership, Tenant
 
 # PostgreSQL binary COPY: dates count days and timestamps microseconds from 2000-01-01.
 PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -94,14 +94,19 @@ async def _announce(new_eligible: Mapping[uuid.UUID, Sequence[Mapping[str, Any]]
     if not tenants:
         return 0
     async with db.platform_scope():
+        conn = _connection()
         members: dict[uuid.UUID, list[uuid.UUID]] = {}
-        for m in await Membership.select(Membership.tenant_id, Membership.user_id).where(
-            Membership.tenant_id.is_in(tenants)
+        for m in await conn.fetch(
+            "SELECT tenant_id, user_id FROM memberships WHERE tenant_id = ANY($1::uuid[])",
+            tenants,
         ):
             members.setdefault(m["tenant_id"], []).append(m["user_id"])
         slugs = {
             t["id"]: t["slug"]
-            for t in await Tenant.select(Tenant.id, Tenant.slug).where(Tenant.id.is_in(tenants))
+            for t in await conn.fetch(
+                "SELECT id, slug FROM tenants WHERE id = ANY($1::uuid[])",
+                [t for t in tenants if t in members],
+            )
         }
     for tenant_id in tenants:
         if not members.get(tenant_id):
@@ -408,11 +413,21 @@ async def store_matrix(
     day: dt.date,
     *,
     started: dt.datetime | None = None,
+    timings: dict[str, float] | None = None,
 ) -> int:
     """A full re-match: ``matrix[j, i]`` is the code of ``policies[j]`` (every open policy)
     for ``tenants[i]``. Every enterprise's row is replaced in one transaction; a row written
     since ``started`` (a portrait or policy job that ran while the matrix was computed, from
-    newer data) is kept. Returns how many (enterprise, policy) pairs were announced."""
+    newer data) is kept. Returns how many (enterprise, policy) pairs were announced.
+    ``timings`` collects seconds per phase (for the benchmark)."""
+    clock = [time.perf_counter()]
+
+    def mark(phase: str) -> None:
+        now = time.perf_counter()
+        if timings is not None:
+            timings[phase] = timings.get(phase, 0.0) + now - clock[0]
+        clock[0] = now
+
     started = started or dt.datetime.now(dt.UTC)
     n_policies, n_tenants = matrix.shape
     assert n_policies == len(policies) and n_tenants == len(tenants)
@@ -429,12 +444,14 @@ async def store_matrix(
     pair_codes = by_tenant[pair_tenant, pair_policy].astype(np.int16)
     eligible = pair_codes == ELIGIBLE
     eligible_keys = pair_tenant[eligible] * n_policies + pair_policy[eligible]
+    mark("pairs")
 
     async with db.platform_scope():
         conn = _connection()
         # Other writers (portrait and policy jobs) wait until this commits; readers do not.
         await conn.execute("LOCK TABLE policy_match_sets IN SHARE ROW EXCLUSIVE MODE")
         old_tenant, old_ids, old_versions = await _read_notified(conn, tenant_index)
+        mark("read_announced")
         old_policy = _index_of(old_ids, pkeys_sorted, porder, policy_uuids)
         still_open = old_policy >= 0
         old_tenant, old_policy, old_versions = (
@@ -469,6 +486,7 @@ async def store_matrix(
         order = np.argsort(notified_keys, kind="stable")
         notified_keys, notified_versions = notified_keys[order], notified_versions[order]
         notified_tenant, notified_policy = np.divmod(notified_keys, n_policies)
+        mark("announce_diff")
 
         per_row = np.bincount(pair_tenant, minlength=n_tenants)
         notified_per_row = np.bincount(notified_tenant, minlength=n_tenants)
@@ -479,6 +497,7 @@ async def store_matrix(
             _Arrays(UUID_OID, _elements("uuid", policy_uuids[notified_policy]), notified_per_row),
             _Arrays(INT4_OID, _elements("int4", notified_versions), notified_per_row),
         ]
+        mark("encode_columns")
         row_ids = bytearray(np.random.bytes(16 * n_tenants))
         tail = struct.pack(
             ">iiiq",
@@ -509,6 +528,7 @@ async def store_matrix(
         await conn.copy_to_table(
             "policy_match_load", source=rows(), columns=COLUMNS, format="binary"
         )
+        mark("copy")
         written = await conn.fetch(
             "INSERT INTO policy_match_sets SELECT * FROM policy_match_load "
             "ON CONFLICT (tenant_id) DO UPDATE SET policy_ids = EXCLUDED.policy_ids, "
@@ -519,6 +539,7 @@ async def store_matrix(
             "RETURNING tenant_id",
             started,
         )
+        mark("insert")
         await conn.execute(
             "DELETE FROM policy_dismissals WHERE policy_id <> ALL($1::uuid[])",
             [p["id"] for p in policies],
@@ -527,7 +548,16 @@ async def store_matrix(
         if len(announce_keys):
             replaced = {tenant_index[r["tenant_id"].bytes] for r in written}
             a_tenant, a_policy = np.divmod(announce_keys, n_policies)
-            for i, j in zip(a_tenant.tolist(), a_policy.tolist(), strict=True):
-                if i in replaced:
-                    new_eligible.setdefault(tenants[i], []).append(policies[j])
-        return await _announce(new_eligible)
+            candidates = [tenants[i] for i in np.unique(a_tenant).tolist() if i in replaced]
+            # Only enterprises with members have anyone to tell (saves a loop over millions
+            # of pairs when a first full run announces everything).
+            heard = await conn.fetch(
+                "SELECT DISTINCT tenant_id FROM memberships WHERE tenant_id = ANY($1::uuid[])",
+                candidates,
+            )
+            told = np.isin(a_tenant, [tenant_index[r["tenant_id"].bytes] for r in heard])
+            for i, j in zip(a_tenant[told].tolist(), a_policy[told].tolist(), strict=True):
+                new_eligible.setdefault(tenants[i], []).append(policies[j])
+        told_pairs = await _announce(new_eligible)
+        mark("announce")
+        return told_pairs
