@@ -125,7 +125,8 @@ async def test_bulk_store_round_trips_a_matrix_and_keeps_rows_written_meanwhile(
     policies = await services.open_catalogue(day)
     rng = np.random.default_rng(7)
     matrix = rng.choice([ELIGIBLE, NOT_ELIGIBLE, 0, 3], size=(len(policies), len(tenants)))
-    await store.store_matrix(tenants, policies, matrix.astype(np.int8), day)
+    async with store.lock_for_full_run():
+        await store.store_matrix(tenants, policies, matrix.astype(np.int8), day)
     for i, tenant_id in enumerate(tenants):
         stored = (await store.read_enterprise(tenant_id)).codes
         want = {
@@ -135,16 +136,19 @@ async def test_bulk_store_round_trips_a_matrix_and_keeps_rows_written_meanwhile(
         }
         assert stored == want
 
-    # A portrait job that ran while a full re-match was computing wrote newer results: the
-    # bulk store keeps that row rather than overwrite it with the older computation.
-    started = services._now()
+    # An enterprise left out of a full run (no longer subscribed) keeps its results, moved
+    # to the re-packed columns.
     _, tenant, _, _ = w["people"]["eligible"]
     await services.rematch_enterprise(tenant.id)
-    fresh = await store.read_enterprise(tenant.id)
-    stale = np.full((len(policies), len(tenants)), NOT_ELIGIBLE, dtype=np.int8)
-    await store.store_matrix(tenants, policies, stale, day, started=started)
-    assert (await store.read_enterprise(tenant.id)).codes == fresh.codes
-    assert (await store.read_enterprise(tenants[1])).codes == {}
+    kept = await store.read_enterprise(tenant.id)
+    assert kept.codes[w["policy_id"]] == (ELIGIBLE, 1)
+    others = [t for t in tenants if t != tenant.id]
+    policies = list(reversed(policies))  # every policy lands on another position
+    matrix = np.full((len(policies), len(others)), NOT_ELIGIBLE, dtype=np.int8)
+    async with store.lock_for_full_run():
+        await store.store_matrix(others, policies, matrix, day)
+    assert await store.read_enterprise(tenant.id) == kept
+    assert (await store.read_enterprise(others[0])).codes == {}
 
 
 async def test_dismissal_survives_a_full_rematch_and_silences_the_announcement():
@@ -213,7 +217,7 @@ async def test_row_level_security_keeps_each_enterprise_to_its_own_row():
         assert {r["tenant_id"] for r in rows} == {mine.id}
         assert await Dismissal.raw("SELECT * FROM policy_dismissals") == []
         changed = await MatchSet.raw(
-            "UPDATE policy_match_sets SET codes = ARRAY[]::smallint[] WHERE tenant_id = {} "
+            "UPDATE policy_match_sets SET codes = decode('', 'hex') WHERE tenant_id = {} "
             "RETURNING id",
             theirs.id,
         )

@@ -1006,16 +1006,15 @@ async def rematch_all(day: dt.date | None = None) -> int:
     from canal.park.policy.matcher import PortraitTable, match_matrix
 
     day = day or today()
-    started = _now()
-    policies = await open_catalogue(day)
-    tenants, portraits = await _all_portraits()
-    if not tenants:
-        return 0
-    if policies:
-        matrix = match_matrix(PortraitTable(portraits), [policy_rule(p) for p in policies], day)
-    else:
-        matrix = np.empty((0, len(tenants)), dtype=np.int8)
-    return await store.store_matrix(tenants, policies, matrix, day, started=started)
+    async with store.lock_for_full_run():
+        policies = await open_catalogue(day)
+        tenants, portraits = await _all_portraits()
+        if policies and tenants:
+            rules = [policy_rule(p) for p in policies]
+            matrix = match_matrix(PortraitTable(portraits), rules, day)
+        else:
+            matrix = np.empty((len(policies), len(tenants)), dtype=np.int8)
+        return await store.store_matrix(tenants, policies, matrix, day)
 
 
 @dataclasses.dataclass
@@ -1501,12 +1500,10 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
         # Counts only, across enterprises: no enterprise's row leaves this function.
         async with db.platform_scope(ctx.user_id):
             rows = await MatchSet.raw(
-                "SELECT c.title, count(*) FILTER (WHERE u.code = -1) AS n "
-                "FROM policy_match_sets s, unnest(s.policy_ids, s.codes) AS u(policy_id, code) "
-                "JOIN policy_catalogue c ON c.id = u.policy_id "
-                "WHERE s.policy_ids && {}::uuid[] AND u.policy_id = ANY({}::uuid[]) "
-                "GROUP BY c.title",
-                ids,
+                "SELECT p.title, count(*) FILTER (WHERE get_byte(s.codes, c.position) & 127 = 1) "
+                "AS n FROM policy_match_columns c JOIN policy_catalogue p ON p.id = c.policy_id "
+                "JOIN policy_match_sets s ON length(s.codes) > c.position "
+                "WHERE c.policy_id = ANY({}::uuid[]) GROUP BY p.title",
                 ids,
             )
         matches = {r["title"]: int(r["n"]) for r in rows}

@@ -1,20 +1,26 @@
-"""Where match results live: one ``policy_match_sets`` row per enterprise, dismissals apart.
+"""Where match results live: one byte per (enterprise, policy), one row per enterprise.
 
 A full re-match of 100,000 enterprises × 1,000 policies yields ~12 million eligible / nearly
 pairs. One row per pair (UUID key, foreign key, row-level security, three indexes) took minutes
-to write; one row per enterprise with parallel arrays is 100,000 rows, written by binary COPY
-into a temporary table and one ``INSERT … ON CONFLICT`` (COPY itself is refused on a table
-under row-level security). See docs/decisions/0015-policy-match-sets.md.
+to write. Here ``policy_match_sets`` has one row per enterprise whose ``codes`` hold one byte
+per policy column (``policy_match_columns``: position → policy, version), 100 MB in all,
+written by binary COPY into a temporary table and one ``INSERT … ON CONFLICT`` (COPY itself is
+refused on a table under row-level security). See docs/decisions/0015-policy-match-sets.md.
 
-Three writers, one per kind of change, all serialised by row locks or a table lock:
+A byte: low seven bits 0 not eligible (also any byte past the end of a row), 1 eligible,
+2 + i nearly eligible with criterion i missing; high bit: announced at the column's version.
+
+Three writers, one per kind of change:
 
 * ``store_enterprise`` — one enterprise against every open policy (its portrait changed);
-* ``store_policy`` / ``drop_policy`` — one policy against every enterprise (published,
-  changed, closed), set-based in SQL;
-* ``store_matrix`` — everyone against everything (the nightly re-match), bulk.
+* ``store_policy`` / ``drop_policy`` — one policy against every enterprise, set-based SQL;
+* ``store_matrix`` — everyone against everything (the nightly re-match), bulk; it re-packs
+  the columns (one per open policy, positions 0…n-1).
 
-Each announces a pair that became eligible, unless dismissed, once per policy version
-(``notified_ids`` / ``notified_versions`` remember what was announced).
+They serialise on the table lock (``SHARE ROW EXCLUSIVE`` for the two set-wide writers,
+``ROW EXCLUSIVE`` plus the row lock for the single enterprise), so columns never move under a
+writer. Readers read columns and codes in one statement (one snapshot). Each writer announces a
+pair that became eligible, unless dismissed, once per policy version.
 """
 
 from __future__ import annotations
@@ -25,63 +31,108 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from canal.park.policy.matcher import ELIGIBLE, NOT_ELIGIBLE
-from canal.park.policy.tables import Dismissal, MatchSet
 from canal.platform import db
 from canal.platform.notifications.services import notify
 
+# Byte values (see the module docstring).
+NOT_ELIGIBLE_BYTE, ELIGIBLE_BYTE, NEARLY_BASE, ANNOUNCED = 0, 1, 2, 0x80
+# Seven bits leave room for 126 criteria; a rule with more stores its last as the missing one
+# (only the page's evaluation, never the stored index, names the criterion to a person).
+MAX_MISSING = 0x7F - NEARLY_BASE
+
 # PostgreSQL binary COPY: dates count days and timestamps microseconds from 2000-01-01.
 PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-UUID_OID, INT2_OID, INT4_OID = 2950, 21, 23
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-ROWS_PER_CHUNK = 2000
+ROWS_PER_CHUNK = 5000
+# Serialises allocating a column to a policy between concurrent single-enterprise writers.
+COLUMN_LOCK = 0x70_6D_63  # "pmc"
 
-COLUMNS = (
-    "id",
-    "tenant_id",
-    "policy_ids",
-    "codes",
-    "version_numbers",
-    "notified_ids",
-    "notified_versions",
-    "as_of",
-    "updated_at",
+
+def to_byte(code: int) -> int:
+    if code == NOT_ELIGIBLE:
+        return NOT_ELIGIBLE_BYTE
+    if code == ELIGIBLE:
+        return ELIGIBLE_BYTE
+    return NEARLY_BASE + min(int(code), MAX_MISSING)
+
+
+def from_byte(byte: int) -> int:
+    base = byte & 0x7F
+    if base == NOT_ELIGIBLE_BYTE:
+        return NOT_ELIGIBLE
+    if base == ELIGIBLE_BYTE:
+        return ELIGIBLE
+    return base - NEARLY_BASE
+
+
+# int8 code (as its unsigned byte) → stored byte; codes below -2 do not occur.
+_LUT = np.array(
+    [to_byte(c) if c >= NOT_ELIGIBLE else 0 for c in (*range(128), *range(-128, 0))],
+    dtype=np.uint8,
 )
+
+
+def to_bytes(codes: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """Matcher codes → stored bytes (without the announced bit), vectorised."""
+    if codes.dtype == np.int8:
+        # One table lookup; no wider temporaries for 100 million codes.
+        return _LUT[codes.view(np.uint8)]
+    c = codes.astype(np.int16)
+    out = np.where(c == NOT_ELIGIBLE, NOT_ELIGIBLE_BYTE, NEARLY_BASE + np.minimum(c, MAX_MISSING))
+    return np.where(c == ELIGIBLE, ELIGIBLE_BYTE, out).astype(np.uint8)
 
 
 @dataclasses.dataclass
 class StoredMatches:
-    """One enterprise's stored state: ``codes[policy_id] = (code, version_number)``."""
+    """One enterprise's stored state: ``codes[policy_id] = (code, version_number)`` for
+    eligible / nearly pairs, ``notified[policy_id] = version`` announced, dismissals."""
 
     codes: dict[uuid.UUID, tuple[int, int]]
     notified: dict[uuid.UUID, int]
     dismissed: set[uuid.UUID]
 
 
+def _connection() -> Any:
+    """The asyncpg connection of the open scope (for COPY, locks and array parameters)."""
+    txn = db.engine().current_transaction.get()
+    assert txn is not None, "open a db scope first"
+    return txn.connection
+
+
+# Columns and one enterprise's bytes in one statement, so both come from one snapshot.
+READ_ONE = """
+SELECT c.policy_id, c.version_number, get_byte(s.codes, c.position) AS b
+FROM policy_match_sets s JOIN policy_match_columns c ON c.position < length(s.codes)
+WHERE s.tenant_id = $1
+"""
+
+
 async def read_enterprise(tenant_id: uuid.UUID) -> StoredMatches:
     async with db.tenant_scope(tenant_id):
-        row = await MatchSet.select().where(MatchSet.tenant_id == tenant_id).first()
+        conn = _connection()
+        rows = await conn.fetch(READ_ONE, tenant_id)
         dismissed = {
             r["policy_id"]
-            for r in await Dismissal.select(Dismissal.policy_id).where(
-                Dismissal.tenant_id == tenant_id
+            for r in await conn.fetch(
+                "SELECT policy_id FROM policy_dismissals WHERE tenant_id = $1", tenant_id
             )
         }
-    if row is None:
-        return StoredMatches({}, {}, dismissed)
-    return StoredMatches(
-        {
-            p: (int(c), int(v))
-            for p, c, v in zip(row["policy_ids"], row["codes"], row["version_numbers"], strict=True)
-        },
-        dict(zip(row["notified_ids"], row["notified_versions"], strict=True)),
-        dismissed,
-    )
+    codes = {}
+    notified = {}
+    for r in rows:
+        code = from_byte(r["b"])
+        if code != NOT_ELIGIBLE:
+            codes[r["policy_id"]] = (code, r["version_number"])
+        if r["b"] & ANNOUNCED:
+            notified[r["policy_id"]] = r["version_number"]
+    return StoredMatches(codes, notified, dismissed)
 
 
 # --- notifications ------------------------------------------------------------------------
@@ -128,17 +179,44 @@ async def _announce(new_eligible: Mapping[uuid.UUID, Sequence[Mapping[str, Any]]
     return sum(len(new_eligible[t]) for t in tenants)
 
 
+# --- columns --------------------------------------------------------------------------------
+
+
+async def _columns(conn: Any) -> dict[uuid.UUID, tuple[int, int]]:
+    """policy id → (position, version number)."""
+    rows = await conn.fetch("SELECT policy_id, position, version_number FROM policy_match_columns")
+    return {r["policy_id"]: (r["position"], r["version_number"]) for r in rows}
+
+
+async def _allocate(conn: Any, policy_id: uuid.UUID, version: int) -> tuple[int, int]:
+    """The policy's column, made at the next free position when it has none (a new
+    policy); holes left by closed policies are reused only when a full run re-packs."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", COLUMN_LOCK)
+    row = await conn.fetchrow(
+        "SELECT position, version_number FROM policy_match_columns WHERE policy_id = $1",
+        policy_id,
+    )
+    if row is not None:
+        return row["position"], row["version_number"]
+    position = await conn.fetchval(
+        "INSERT INTO policy_match_columns (id, policy_id, position, version_number) "
+        "SELECT $1, $2, coalesce(max(position) + 1, 0), $3 FROM policy_match_columns "
+        "RETURNING position",
+        uuid.uuid4(),
+        policy_id,
+        version,
+    )
+    return int(position), version
+
+
 # --- one enterprise -------------------------------------------------------------------------
 
-UPSERT_ONE = (
-    "INSERT INTO policy_match_sets (id, tenant_id, policy_ids, codes, version_numbers, "
-    "notified_ids, notified_versions, as_of, updated_at) VALUES ({}, {}, {}::uuid[], "
-    "{}::smallint[], {}::integer[], {}::uuid[], {}::integer[], {}, now()) "
-    "ON CONFLICT (tenant_id) DO UPDATE SET policy_ids = EXCLUDED.policy_ids, "
-    "codes = EXCLUDED.codes, version_numbers = EXCLUDED.version_numbers, "
-    "notified_ids = EXCLUDED.notified_ids, notified_versions = EXCLUDED.notified_versions, "
-    "as_of = EXCLUDED.as_of, updated_at = EXCLUDED.updated_at"
-)
+UPSERT_ONE = """
+INSERT INTO policy_match_sets (id, tenant_id, codes, as_of, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (tenant_id) DO UPDATE SET codes = EXCLUDED.codes, as_of = EXCLUDED.as_of,
+    updated_at = EXCLUDED.updated_at
+"""
 
 
 async def store_enterprise(
@@ -150,260 +228,173 @@ async def store_enterprise(
     """Replace one enterprise's groups with ``codes`` (one per open policy in ``policies``);
     policies no longer open drop out. Returns how many policies were announced."""
     async with db.tenant_scope(tenant_id):
-        # The row lock keeps a concurrent policy job from announcing the same pair twice.
-        locked = await MatchSet.raw(
-            "SELECT notified_ids, notified_versions FROM policy_match_sets "
-            "WHERE tenant_id = {} FOR UPDATE",
-            tenant_id,
+        conn = _connection()
+        # Waits for a set-wide writer (which moves columns) and holds it off until commit.
+        await conn.execute("LOCK TABLE policy_match_sets IN ROW EXCLUSIVE MODE")
+        old = await conn.fetchval(
+            "SELECT codes FROM policy_match_sets WHERE tenant_id = $1 FOR UPDATE", tenant_id
         )
+        old = old or b""
         dismissed = {
             r["policy_id"]
-            for r in await Dismissal.select(Dismissal.policy_id).where(
-                Dismissal.tenant_id == tenant_id
+            for r in await conn.fetch(
+                "SELECT policy_id FROM policy_dismissals WHERE tenant_id = $1", tenant_id
             )
         }
-        old = (
-            dict(zip(locked[0]["notified_ids"], locked[0]["notified_versions"], strict=True))
-            if locked
-            else {}
-        )
-        open_ids = {p["id"] for p in policies}
-        notified = {p: v for p, v in old.items() if p in open_ids}
-        kept = [(p, int(c)) for p, c in zip(policies, codes, strict=True) if c != NOT_ELIGIBLE]
-        announce = [
-            p
-            for p, c in kept
-            if c == ELIGIBLE
-            and notified.get(p["id"]) != p["version_number"]
-            and p["id"] not in dismissed
-        ]
-        for p in announce:
-            notified[p["id"]] = p["version_number"]
-        await MatchSet.raw(
-            UPSERT_ONE,
-            uuid.uuid4(),
-            tenant_id,
-            [p["id"] for p, _ in kept],
-            [c for _, c in kept],
-            [p["version_number"] for p, _ in kept],
-            list(notified),
-            list(notified.values()),
-            day,
-        )
+        columns = await _columns(conn)
+        for p in policies:
+            if p["id"] not in columns:
+                columns[p["id"]] = await _allocate(conn, p["id"], p["version_number"])
+        width = max((pos for pos, _ in columns.values()), default=-1) + 1
+        new = bytearray(width)
+        announce = []
+        for p, code in zip(policies, codes, strict=True):
+            position, version = columns[p["id"]]
+            byte = to_byte(int(code))
+            was = old[position] if position < len(old) else 0
+            if version == p["version_number"]:
+                told = bool(was & ANNOUNCED)
+                if byte == ELIGIBLE_BYTE and not told and p["id"] not in dismissed:
+                    announce.append(p)
+                    told = True
+                byte |= ANNOUNCED if told else 0
+            # else: a new version whose policy job has not run yet; that job announces it.
+            new[position] = byte
+        await conn.execute(UPSERT_ONE, uuid.uuid4(), tenant_id, bytes(new), day)
         return await _announce({tenant_id: announce})
 
 
 # --- one policy -----------------------------------------------------------------------------
 
-
-def _without(column: str, policy_param: str) -> str:
-    """SQL: ``column`` with the element at the policy's position (in ``ids``) cut out."""
-    ids = "s.notified_ids" if column.startswith("s.notified") else "s.policy_ids"
-    pos = f"coalesce(array_position({ids}, {policy_param}), cardinality({ids}) + 1)"
-    return f"({column}[:{pos} - 1] || {column}[{pos} + 1:])"
-
-
-# $1 tenants, $2 codes (one per tenant), $3 policy id, $4 version number, $5 day.
+# $1 tenants, $2 codes (one per tenant), $3 policy id, $4 position, $5 new version (flags of
+# the old version no longer count).
 ANNOUNCE_POLICY = """
 SELECT n.tenant_id FROM unnest($1::uuid[], $2::smallint[]) AS n(tenant_id, code)
 LEFT JOIN policy_match_sets s ON s.tenant_id = n.tenant_id
 WHERE n.code = -1
-  AND s.notified_versions[array_position(s.notified_ids, $3::uuid)] IS DISTINCT FROM $4
+  AND ($5 OR s.codes IS NULL OR length(s.codes) <= $4 OR get_byte(s.codes, $4) < 128)
   AND NOT EXISTS (SELECT 1 FROM policy_dismissals d
                   WHERE d.tenant_id = n.tenant_id AND d.policy_id = $3::uuid)
 """
 
 ENSURE_ROWS = """
-INSERT INTO policy_match_sets (id, tenant_id, policy_ids, codes, version_numbers,
-    notified_ids, notified_versions, as_of, updated_at)
-SELECT gen_random_uuid(), n.tenant_id, '{}', '{}', '{}', '{}', '{}', $3::date, now()
+INSERT INTO policy_match_sets (id, tenant_id, codes, as_of, updated_at)
+SELECT gen_random_uuid(), n.tenant_id, '\\x'::bytea, $3::date, now()
 FROM unnest($1::uuid[], $2::smallint[]) AS n(tenant_id, code) WHERE n.code <> -2
 ON CONFLICT (tenant_id) DO NOTHING
 """
 
-# $1 tenants, $2 codes, $3 policy id, $4 version number, $5 announce (per tenant).
-PUT_POLICY = f"""
+# $1 tenants, $2 new bytes (announced bit included), $3 position.
+PUT_POLICY = """
 UPDATE policy_match_sets s SET
-    policy_ids = {_without("s.policy_ids", "$3::uuid")}
-        || CASE WHEN n.code <> -2 THEN ARRAY[$3::uuid] ELSE '{{}}'::uuid[] END,
-    codes = {_without("s.codes", "$3::uuid")}
-        || CASE WHEN n.code <> -2 THEN ARRAY[n.code] ELSE '{{}}'::smallint[] END,
-    version_numbers = {_without("s.version_numbers", "$3::uuid")}
-        || CASE WHEN n.code <> -2 THEN ARRAY[$4::integer] ELSE '{{}}'::integer[] END,
-    notified_ids = CASE WHEN n.announce
-        THEN {_without("s.notified_ids", "$3::uuid")} || ARRAY[$3::uuid]
-        ELSE s.notified_ids END,
-    notified_versions = CASE WHEN n.announce
-        THEN {_without("s.notified_versions", "$3::uuid")} || ARRAY[$4::integer]
-        ELSE s.notified_versions END,
+    codes = set_byte(
+        CASE WHEN length(s.codes) > $3 THEN s.codes
+             ELSE s.codes || decode(repeat('00', $3 + 1 - length(s.codes)), 'hex') END,
+        $3, n.byte),
     updated_at = now()
-FROM unnest($1::uuid[], $2::smallint[], $5::boolean[]) AS n(tenant_id, code, announce)
-WHERE s.tenant_id = n.tenant_id AND (n.code <> -2 OR $3::uuid = ANY(s.policy_ids))
+FROM unnest($1::uuid[], $2::smallint[]) AS n(tenant_id, byte)
+WHERE s.tenant_id = n.tenant_id
+  AND (n.byte <> 0 OR (length(s.codes) > $3 AND get_byte(s.codes, $3) <> 0))
 """
 
-DROP_POLICY = f"""
-UPDATE policy_match_sets s SET
-    policy_ids = {_without("s.policy_ids", "$1::uuid")},
-    codes = {_without("s.codes", "$1::uuid")},
-    version_numbers = {_without("s.version_numbers", "$1::uuid")},
-    notified_ids = {_without("s.notified_ids", "$1::uuid")},
-    notified_versions = {_without("s.notified_versions", "$1::uuid")},
-    updated_at = now()
-WHERE $1::uuid = ANY(s.policy_ids) OR $1::uuid = ANY(s.notified_ids)
+# Old bytes of the column, to keep their announced bits when the version did not change.
+OLD_BITS = """
+SELECT s.tenant_id FROM policy_match_sets s
+WHERE length(s.codes) > $1 AND get_byte(s.codes, $1) >= 128
 """
-
-
-def _connection() -> Any:
-    """The asyncpg connection of the open scope (for COPY and array parameters)."""
-    txn = db.engine().current_transaction.get()
-    assert txn is not None, "open a db scope first"
-    return txn.connection
 
 
 async def store_policy(
     policy: Mapping[str, Any], tenants: Sequence[uuid.UUID], codes: npt.NDArray[Any], day: dt.date
 ) -> int:
     """One open policy's group for every enterprise in ``tenants`` (``codes`` in the same
-    order): set-based, only rows that hold the pair or get it are touched."""
+    order): set-based, only rows that hold the pair or get it are written."""
     codes16 = [int(c) for c in codes]
+    version = policy["version_number"]
     async with db.platform_scope():
         conn = _connection()
         await conn.execute("LOCK TABLE policy_match_sets IN SHARE ROW EXCLUSIVE MODE")
+        position, column_version = await _allocate(conn, policy["id"], version)
+        new_version = column_version != version
         announce = {
             r["tenant_id"]
             for r in await conn.fetch(
-                ANNOUNCE_POLICY, tenants, codes16, policy["id"], policy["version_number"]
+                ANNOUNCE_POLICY, tenants, codes16, policy["id"], position, new_version
             )
         }
-        await conn.execute(ENSURE_ROWS, tenants, codes16, day)
-        await conn.execute(
-            PUT_POLICY,
-            tenants,
-            codes16,
-            policy["id"],
-            policy["version_number"],
-            [t in announce for t in tenants],
+        told = (
+            set() if new_version else {r["tenant_id"] for r in await conn.fetch(OLD_BITS, position)}
         )
+        told |= announce
+        byte_codes = to_bytes(np.asarray(codes)).tolist()
+        new_bytes = [
+            b | (ANNOUNCED if t in told else 0) for t, b in zip(tenants, byte_codes, strict=True)
+        ]
+        await conn.execute(ENSURE_ROWS, tenants, codes16, day)
+        await conn.execute(PUT_POLICY, tenants, new_bytes, position)
+        if new_version:
+            # Rows outside ``tenants`` keep no announcement of the old version either.
+            await conn.execute(
+                "UPDATE policy_match_sets SET codes = set_byte(codes, $1, "
+                "get_byte(codes, $1) & 127) WHERE length(codes) > $1 "
+                "AND get_byte(codes, $1) >= 128 AND NOT (tenant_id = ANY($2::uuid[]))",
+                position,
+                tenants,
+            )
+            await conn.execute(
+                "UPDATE policy_match_columns SET version_number = $2 WHERE policy_id = $1",
+                policy["id"],
+                version,
+            )
         return await _announce({t: [policy] for t in announce})
 
 
 async def drop_policy(policy_id: uuid.UUID) -> None:
-    """A policy closed (or was withdrawn): it leaves every enterprise's matches, its
-    announcements and its dismissals."""
+    """A policy closed (or was withdrawn): its column is cleared in every row and freed, and
+    its dismissals go."""
     async with db.platform_scope():
         conn = _connection()
-        await conn.execute(DROP_POLICY, policy_id)
-        await Dismissal.delete().where(Dismissal.policy_id == policy_id)
-
-
-async def touched_by(policy_id: uuid.UUID) -> set[uuid.UUID]:
-    async with db.platform_scope():
-        rows = await _connection().fetch(
-            "SELECT tenant_id FROM policy_match_sets WHERE $1::uuid = ANY(policy_ids)", policy_id
+        await conn.execute("LOCK TABLE policy_match_sets IN SHARE ROW EXCLUSIVE MODE")
+        position = await conn.fetchval(
+            "DELETE FROM policy_match_columns WHERE policy_id = $1 RETURNING position", policy_id
         )
-    return {r["tenant_id"] for r in rows}
+        if position is not None:
+            await conn.execute(
+                "UPDATE policy_match_sets SET codes = set_byte(codes, $1, 0) "
+                "WHERE length(codes) > $1 AND get_byte(codes, $1) <> 0",
+                position,
+            )
+        await conn.execute("DELETE FROM policy_dismissals WHERE policy_id = $1", policy_id)
 
 
 # --- everyone against everything ------------------------------------------------------------
 
 
-def _uuid_keys(ids: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
-    """The first 8 bytes of each UUID as a sortable integer (random enough to look up by;
-    the caller checks the full value)."""
-    return np.ascontiguousarray(ids).view(">u8").reshape(-1, 2)[:, 0].astype(np.uint64)
-
-
-def _index_of(
-    ids: npt.NDArray[Any], sorted_keys: npt.NDArray[Any], order: npt.NDArray[Any], known: Any
-) -> npt.NDArray[np.int64]:
-    """Position of each UUID (``V16``) in ``known`` (``V16``), or -1."""
-    if not len(ids) or not len(known):
-        return np.full(len(ids), -1, dtype=np.int64)
-    keys = _uuid_keys(ids)
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    idx = order[at]
-    return np.where(known[idx] == ids, idx, -1).astype(np.int64)
-
-
-async def _read_notified(
-    conn: Any, tenant_index: Mapping[bytes, int]
-) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
-    """Every stored announcement as parallel arrays (tenant index, policy UUID, version),
-    read by binary COPY and decoded with numpy — millions of UUID objects would take
-    seconds."""
+async def _read_all_codes(conn: Any) -> tuple[list[bytes], list[bytes]]:
+    """Every row's tenant id (16 bytes) and codes, by binary COPY (no per-row objects
+    beyond two bytes strings)."""
     buf = bytearray()
 
     async def sink(chunk: bytes) -> None:
         buf.extend(chunk)
 
     await conn.copy_from_query(
-        "SELECT tenant_id, notified_ids, notified_versions FROM policy_match_sets "
-        "WHERE cardinality(notified_ids) > 0",
-        output=sink,
-        format="binary",
+        "SELECT tenant_id, codes FROM policy_match_sets", output=sink, format="binary"
     )
     data = bytes(buf)
     pos = 11 + 4
     (ext,) = struct.unpack_from(">i", data, pos)
     pos += 4 + ext
-    tenants: list[npt.NDArray[Any]] = []
-    ids: list[npt.NDArray[Any]] = []
-    versions: list[npt.NDArray[Any]] = []
-    uuid_elem = np.dtype([("len", ">i4"), ("v", "V16")])
-    int_elem = np.dtype([("len", ">i4"), ("v", ">i4")])
+    tenants, codes = [], []
     while True:
         (nfields,) = struct.unpack_from(">h", data, pos)
         if nfields == -1:
             break
-        pos += 2 + 4
-        tenant = data[pos : pos + 16]
-        pos += 16
-        arrays = []
-        for elem in (uuid_elem, int_elem):
-            (length,) = struct.unpack_from(">i", data, pos)
-            ndim, _, _, n = struct.unpack_from(">iiii", data, pos + 4)
-            start = pos + 4 + 12 + 8 * ndim
-            arrays.append(np.frombuffer(data, dtype=elem, count=n, offset=start)["v"])
-            pos += 4 + length
-        index = tenant_index.get(tenant)
-        if index is None:  # an enterprise no longer subscribed: its row is left alone
-            continue
-        tenants.append(np.full(len(arrays[0]), index, dtype=np.int64))
-        ids.append(arrays[0])
-        versions.append(arrays[1].astype(np.int32))
-    if not tenants:
-        return np.empty(0, np.int64), np.empty(0, "V16"), np.empty(0, np.int32)
-    return np.concatenate(tenants), np.concatenate(ids), np.concatenate(versions)
-
-
-class _Arrays:
-    """Binary COPY encoding of one array column for all rows: the elements of every row
-    laid end to end (``offsets`` tell where each row's run starts)."""
-
-    def __init__(self, oid: int, elements: npt.NDArray[Any], counts: npt.NDArray[Any]):
-        self.oid = oid
-        self.width = elements.dtype.itemsize
-        self.data = memoryview(elements.tobytes())
-        self.offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
-
-    def field(self, row: int) -> list[bytes | memoryview]:
-        a, b = self.offsets[row], self.offsets[row + 1]
-        n = b - a
-        if n == 0:
-            return [struct.pack(">iiii", 12, 0, 0, self.oid)]
-        return [
-            struct.pack(">iiiiii", 20 + n * self.width, 1, 0, self.oid, n, 1),
-            self.data[a * self.width : b * self.width],
-        ]
-
-
-def _elements(kind: str, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    width = {"uuid": 16, "int2": 2, "int4": 4}[kind]
-    dtype = np.dtype([("len", ">i4"), ("v", {"uuid": "V16", "int2": ">i2", "int4": ">i4"}[kind])])
-    out = np.empty(len(values), dtype=dtype)
-    out["len"] = width
-    out["v"] = values
-    return out
+        tenants.append(data[pos + 6 : pos + 22])
+        (length,) = struct.unpack_from(">i", data, pos + 22)
+        codes.append(data[pos + 26 : pos + 26 + length])
+        pos += 26 + length
+    return tenants, codes
 
 
 async def store_matrix(
@@ -412,14 +403,15 @@ async def store_matrix(
     matrix: npt.NDArray[Any],
     day: dt.date,
     *,
-    started: dt.datetime | None = None,
     timings: dict[str, float] | None = None,
 ) -> int:
     """A full re-match: ``matrix[j, i]`` is the code of ``policies[j]`` (every open policy)
-    for ``tenants[i]``. Every enterprise's row is replaced in one transaction; a row written
-    since ``started`` (a portrait or policy job that ran while the matrix was computed, from
-    newer data) is kept. Returns how many (enterprise, policy) pairs were announced.
-    ``timings`` collects seconds per phase (for the benchmark)."""
+    for ``tenants[i]``. Columns are re-packed (policy j at position j) and every row is
+    rewritten in one transaction; rows of enterprises not in ``tenants`` (no longer
+    subscribed) are carried over to the new positions. Call it inside
+    ``lock_for_full_run`` opened before the portraits were read, so nothing written
+    meanwhile is overwritten with older results. Returns how many (enterprise, policy)
+    pairs were announced. ``timings`` collects seconds per phase (for the benchmark)."""
     clock = [time.perf_counter()]
 
     def mark(phase: str) -> None:
@@ -428,77 +420,63 @@ async def store_matrix(
             timings[phase] = timings.get(phase, 0.0) + now - clock[0]
         clock[0] = now
 
-    started = started or dt.datetime.now(dt.UTC)
     n_policies, n_tenants = matrix.shape
     assert n_policies == len(policies) and n_tenants == len(tenants)
-    policy_uuids = np.frombuffer(b"".join(p["id"].bytes for p in policies), dtype="V16")
-    versions = np.array([p["version_number"] for p in policies], dtype=np.int32)
-    tenant_bytes = [t.bytes for t in tenants]
-    tenant_index = {b: i for i, b in enumerate(tenant_bytes)}
-    pkeys = _uuid_keys(policy_uuids)
-    porder = np.argsort(pkeys, kind="stable")
-    pkeys_sorted = pkeys[porder]
-
-    by_tenant = np.ascontiguousarray(matrix.T)
-    pair_tenant, pair_policy = np.nonzero(by_tenant != NOT_ELIGIBLE)
-    pair_codes = by_tenant[pair_tenant, pair_policy].astype(np.int16)
-    eligible = pair_codes == ELIGIBLE
-    eligible_keys = pair_tenant[eligible] * n_policies + pair_policy[eligible]
-    mark("pairs")
-
     async with db.platform_scope():
         conn = _connection()
-        # Other writers (portrait and policy jobs) wait until this commits; readers do not.
         await conn.execute("LOCK TABLE policy_match_sets IN SHARE ROW EXCLUSIVE MODE")
-        old_tenant, old_ids, old_versions = await _read_notified(conn, tenant_index)
-        mark("read_announced")
-        old_policy = _index_of(old_ids, pkeys_sorted, porder, policy_uuids)
-        still_open = old_policy >= 0
-        old_tenant, old_policy, old_versions = (
-            old_tenant[still_open],
-            old_policy[still_open],
-            old_versions[still_open],
-        )
-        old_keys = old_tenant * n_policies + old_policy
-        dismissed_rows = await conn.fetch(
-            "SELECT tenant_id, policy_id FROM policy_dismissals WHERE policy_id = ANY($1::uuid[])",
-            [p["id"] for p in policies],
-        )
-        pol_index = {p["id"]: j for j, p in enumerate(policies)}
-        dismissed_keys = np.array(
-            [
-                tenant_index[r["tenant_id"].bytes] * n_policies + pol_index[r["policy_id"]]
-                for r in dismissed_rows
-                if r["tenant_id"].bytes in tenant_index
-            ],
-            dtype=np.int64,
-        )
-        current = old_versions == versions[old_policy]
-        announce_keys = eligible_keys[
-            ~np.isin(eligible_keys, old_keys[current]) & ~np.isin(eligible_keys, dismissed_keys)
-        ]
-        # Announcements kept (other pairs) plus the new ones at the current version.
-        keep = ~np.isin(old_keys, announce_keys)
-        notified_keys = np.concatenate([old_keys[keep], announce_keys])
-        notified_versions = np.concatenate(
-            [old_versions[keep], versions[announce_keys % n_policies]]
-        )
-        order = np.argsort(notified_keys, kind="stable")
-        notified_keys, notified_versions = notified_keys[order], notified_versions[order]
-        notified_tenant, notified_policy = np.divmod(notified_keys, n_policies)
-        mark("announce_diff")
+        old_tenants, old_codes = await _read_all_codes(conn)
+        columns = await _columns(conn)
+        mark("read")
 
-        per_row = np.bincount(pair_tenant, minlength=n_tenants)
-        notified_per_row = np.bincount(notified_tenant, minlength=n_tenants)
-        columns = [
-            _Arrays(UUID_OID, _elements("uuid", policy_uuids[pair_policy]), per_row),
-            _Arrays(INT2_OID, _elements("int2", pair_codes), per_row),
-            _Arrays(INT4_OID, _elements("int4", versions[pair_policy]), per_row),
-            _Arrays(UUID_OID, _elements("uuid", policy_uuids[notified_policy]), notified_per_row),
-            _Arrays(INT4_OID, _elements("int4", notified_versions), notified_per_row),
-        ]
-        mark("encode_columns")
-        row_ids = bytearray(np.random.bytes(16 * n_tenants))
+        tenant_bytes = [t.bytes for t in tenants]
+        index = {b: i for i, b in enumerate(tenant_bytes)}
+        extra = [t for t in old_tenants if t not in index]  # no longer subscribed
+        all_tenants = tenant_bytes + extra
+        for b in extra:
+            index[b] = len(index)
+        # Old bytes, one row per enterprise, one column per old position.
+        width = max((pos for pos, _ in columns.values()), default=-1) + 1
+        old = np.zeros((len(all_tenants), width), dtype=np.uint8)
+        for t, codes in zip(old_tenants, old_codes, strict=True):
+            n = min(len(codes), width)
+            old[index[t], :n] = np.frombuffer(codes, dtype=np.uint8, count=n)
+        # Old position of each open policy and whether its announced bits still count.
+        old_pos = np.array([columns.get(p["id"], (-1, 0))[0] for p in policies], dtype=np.int64)
+        same_version = np.array(
+            [columns.get(p["id"], (-1, 0))[1] == p["version_number"] for p in policies],
+            dtype=bool,
+        ) & (old_pos >= 0)
+        carried = np.zeros((len(all_tenants), n_policies), dtype=np.uint8)
+        have = old_pos >= 0
+        carried[:, have] = old[:, old_pos[have]]
+        carried[:, ~same_version] &= 0x7F
+        del old
+        mark("decode")
+
+        new = np.empty((len(all_tenants), n_policies), dtype=np.uint8)
+        new[:n_tenants] = to_bytes(matrix.T)
+        new[n_tenants:] = carried[n_tenants:] & 0x7F
+        told_before = (carried & ANNOUNCED) != 0
+        del carried
+        announce = (new == ELIGIBLE_BYTE) & ~told_before
+        announce[n_tenants:] = False
+        pol_index = {p["id"]: j for j, p in enumerate(policies)}
+        for r in await conn.fetch("SELECT tenant_id, policy_id FROM policy_dismissals"):
+            i, j = index.get(r["tenant_id"].bytes), pol_index.get(r["policy_id"])
+            if i is not None and j is not None:
+                announce[i, j] = False
+        new |= (told_before | announce).view(np.uint8) << 7
+        del told_before
+        mark("bytes")
+
+        data = memoryview(new.tobytes())
+        row_ids = np.frombuffer(np.random.bytes(16 * len(all_tenants)), dtype=np.uint8).copy()
+        row_ids = row_ids.reshape(-1, 16)
+        row_ids[:, 6] = (row_ids[:, 6] & 0x0F) | 0x40  # a version-4 UUID
+        row_ids[:, 8] = (row_ids[:, 8] & 0x3F) | 0x80
+        ids = row_ids.tobytes()
+        head = struct.Struct(">hi16si16si")
         tail = struct.pack(
             ">iiiq",
             4,
@@ -509,15 +487,13 @@ async def store_matrix(
 
         async def rows() -> AsyncIterator[bytes]:
             yield COPY_SIGNATURE
-            for start in range(0, n_tenants, ROWS_PER_CHUNK):
+            for start in range(0, len(all_tenants), ROWS_PER_CHUNK):
                 parts: list[bytes | memoryview] = []
-                for i in range(start, min(start + ROWS_PER_CHUNK, n_tenants)):
-                    row_id = uuid.UUID(bytes=bytes(row_ids[16 * i : 16 * i + 16]), version=4)
+                for i in range(start, min(start + ROWS_PER_CHUNK, len(all_tenants))):
                     parts.append(
-                        struct.pack(">hi16si16s", 9, 16, row_id.bytes, 16, tenant_bytes[i])
+                        head.pack(5, 16, ids[16 * i : 16 * i + 16], 16, all_tenants[i], n_policies)
                     )
-                    for column in columns:
-                        parts.extend(column.field(i))
+                    parts.append(data[i * n_policies : (i + 1) * n_policies])
                     parts.append(tail)
                 yield b"".join(parts)
             yield b"\xff\xff"
@@ -526,38 +502,53 @@ async def store_matrix(
             "CREATE TEMP TABLE policy_match_load (LIKE policy_match_sets) ON COMMIT DROP"
         )
         await conn.copy_to_table(
-            "policy_match_load", source=rows(), columns=COLUMNS, format="binary"
+            "policy_match_load",
+            source=rows(),
+            columns=("id", "tenant_id", "codes", "as_of", "updated_at"),
+            format="binary",
         )
         mark("copy")
-        written = await conn.fetch(
+        await conn.execute(
             "INSERT INTO policy_match_sets SELECT * FROM policy_match_load "
-            "ON CONFLICT (tenant_id) DO UPDATE SET policy_ids = EXCLUDED.policy_ids, "
-            "codes = EXCLUDED.codes, version_numbers = EXCLUDED.version_numbers, "
-            "notified_ids = EXCLUDED.notified_ids, "
-            "notified_versions = EXCLUDED.notified_versions, as_of = EXCLUDED.as_of, "
-            "updated_at = EXCLUDED.updated_at WHERE policy_match_sets.updated_at < $1 "
-            "RETURNING tenant_id",
-            started,
+            "ON CONFLICT (tenant_id) DO UPDATE SET codes = EXCLUDED.codes, "
+            "as_of = EXCLUDED.as_of, updated_at = EXCLUDED.updated_at"
         )
-        mark("insert")
+        await conn.execute("DELETE FROM policy_match_columns")
+        await conn.execute(
+            "INSERT INTO policy_match_columns (id, policy_id, position, version_number) "
+            "SELECT gen_random_uuid(), p, k - 1, v "
+            "FROM unnest($1::uuid[], $2::integer[]) WITH ORDINALITY AS u(p, v, k)",
+            [p["id"] for p in policies],
+            [p["version_number"] for p in policies],
+        )
         await conn.execute(
             "DELETE FROM policy_dismissals WHERE policy_id <> ALL($1::uuid[])",
             [p["id"] for p in policies],
         )
+        mark("insert")
+
         new_eligible: dict[uuid.UUID, list[Mapping[str, Any]]] = {}
-        if len(announce_keys):
-            replaced = {tenant_index[r["tenant_id"].bytes] for r in written}
-            a_tenant, a_policy = np.divmod(announce_keys, n_policies)
-            candidates = [tenants[i] for i in np.unique(a_tenant).tolist() if i in replaced]
-            # Only enterprises with members have anyone to tell (saves a loop over millions
-            # of pairs when a first full run announces everything).
+        a_tenant, a_policy = np.nonzero(announce)
+        if len(a_tenant):
+            # Only enterprises with members have anyone to tell (a first full run announces
+            # millions of pairs; most synthetic or new enterprises have nobody to tell yet).
+            candidates = [tenants[i] for i in np.unique(a_tenant).tolist()]
             heard = await conn.fetch(
                 "SELECT DISTINCT tenant_id FROM memberships WHERE tenant_id = ANY($1::uuid[])",
                 candidates,
             )
-            told = np.isin(a_tenant, [tenant_index[r["tenant_id"].bytes] for r in heard])
+            told = np.isin(a_tenant, [index[r["tenant_id"].bytes] for r in heard])
             for i, j in zip(a_tenant[told].tolist(), a_policy[told].tolist(), strict=True):
                 new_eligible.setdefault(tenants[i], []).append(policies[j])
         told_pairs = await _announce(new_eligible)
         mark("announce")
         return told_pairs
+
+
+@asynccontextmanager
+async def lock_for_full_run() -> AsyncIterator[Any]:
+    """The scope a full re-match runs in: the table lock is taken before the portraits are
+    read, so portrait and policy jobs that commit meanwhile wait, then run on newer data."""
+    async with db.platform_scope() as txn:
+        await _connection().execute("LOCK TABLE policy_match_sets IN SHARE ROW EXCLUSIVE MODE")
+        yield txn

@@ -12,8 +12,8 @@
 from piccolo.columns import (
     JSONB,
     UUID,
-    Array,
     BigInt,
+    Bytea,
     Date,
     ForeignKey,
     Integer,
@@ -107,24 +107,31 @@ class Fact(Table, tablename="policy_facts"):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-class MatchSet(Table, tablename="policy_match_sets"):
-    """One enterprise's latest groups against every open policy, in one row.
+class MatchColumn(Table, tablename="policy_match_columns"):
+    """Which policy byte ``position`` of every ``policy_match_sets.codes`` stands for.
 
-    A full re-match writes 100,000 of these rows by binary COPY instead of 11.7 million pair
-    rows (docs/decisions/0015-policy-match-sets.md). The arrays run in parallel:
-    ``policy_ids[i]`` was matched at version ``version_numbers[i]`` with ``codes[i]`` = -1
-    (eligible) or the index of the one missing criterion (nearly eligible). Not eligible is
-    the default and is not stored. ``notified_ids[j]`` was announced to the enterprise at
-    version ``notified_versions[j]`` (once per version), whatever its group is now. Reasons
-    are re-derived from the portrait when a page shows them."""
+    Policy ids and version numbers only (public in the catalogue anyway), so no ``tenant_id``.
+    ``version_number`` is the version the column was last matched at: the "announced" bits of
+    its bytes record announcements of that version. See docs/decisions/0015."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    policy_id = UUID(unique=True)
+    position = Integer(unique=True)
+    version_number = Integer()
+
+
+class MatchSet(Table, tablename="policy_match_sets"):
+    """One enterprise's latest group for every policy column, one byte each.
+
+    A full re-match writes 100,000 rows of ~1,000 bytes by binary COPY instead of 11.7 million
+    pair rows (docs/decisions/0015-policy-match-sets.md). Byte ``k`` of ``codes`` is the pair
+    with the policy of column ``k``: the low seven bits are 0 not eligible (also any byte past
+    the end), 1 eligible, 2 + i nearly eligible with criterion i missing; the high bit says the
+    pair was announced at the column's version. Reasons are re-derived when a page shows them."""
 
     id = UUID(primary_key=True, default=UUID4())
     tenant_id = ForeignKey(references=Tenant, null=False, unique=True)
-    policy_ids = Array(base_column=UUID())
-    codes = Array(base_column=SmallInt())
-    version_numbers = Array(base_column=Integer())
-    notified_ids = Array(base_column=UUID())
-    notified_versions = Array(base_column=Integer())
+    codes = Bytea(default=b"")
     as_of = Date()
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -138,7 +145,7 @@ class Dismissal(Table, tablename="policy_dismissals"):
     policy_id = UUID()
     created_at = Timestamptz(default=TimestamptzNow())
 
-    one_per_policy = Unique([tenant_id, policy_id], name="policy_dismissals_once")
+    policy_dismissals_once = Unique([tenant_id, policy_id])
 
 
 class Application(Table, tablename="policy_applications"):

@@ -1,11 +1,10 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.base import OnDelete
 from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import Array
+from piccolo.columns.column_types import Bytea
 from piccolo.columns.column_types import Date
 from piccolo.columns.column_types import ForeignKey
 from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import SmallInt
 from piccolo.columns.column_types import Timestamptz
 from piccolo.columns.column_types import UUID
 from piccolo.columns.defaults.date import DateNow
@@ -30,27 +29,32 @@ class Tenant(Table, tablename="tenants", schema=None):
     )
 
 
-# Carries the rows of policy_matches (one per pair) over into one row per enterprise and the
-# dismissals table, inside the migration's transaction, after the new tables exist and before
-# the old one is dropped (raw steps run before any table is created, so they cannot do it).
-# policy_matches has FORCE row-level security: the owner reads it in platform scope.
+# Carries the rows of policy_matches (one per pair) over into the columns, one byte row per
+# enterprise and the dismissals table, inside the migration's transaction, after the new
+# tables exist and before the old one is dropped (raw steps run before any table is made).
+# policy_matches forces row-level security even on its owner: read it in platform scope.
+# Byte: 1 eligible, 2 + i nearly (criterion i missing), 0 not eligible; +128 when the pair
+# was announced at the version the column records (the newest one matched).
 MOVE_MATCHES = """
 SELECT set_config('app.scope', 'platform', true);
-INSERT INTO policy_match_sets
-    (id, tenant_id, policy_ids, codes, version_numbers, notified_ids, notified_versions,
-     as_of, updated_at)
-SELECT gen_random_uuid(), tenant_id,
-    coalesce(array_agg(policy_id ORDER BY policy_id) FILTER (WHERE grp <> 'not_eligible'), '{}'),
-    coalesce(array_agg(CASE WHEN grp = 'eligible' THEN -1 ELSE missing_index END
-        ORDER BY policy_id) FILTER (WHERE grp <> 'not_eligible'), '{}'),
-    coalesce(array_agg(version_number ORDER BY policy_id)
-        FILTER (WHERE grp <> 'not_eligible'), '{}'),
-    coalesce(array_agg(policy_id ORDER BY policy_id)
-        FILTER (WHERE notified_version IS NOT NULL), '{}'),
-    coalesce(array_agg(notified_version ORDER BY policy_id)
-        FILTER (WHERE notified_version IS NOT NULL), '{}'),
-    max(as_of), max(updated_at)
-FROM policy_matches GROUP BY tenant_id;
+INSERT INTO policy_match_columns (id, policy_id, position, version_number)
+SELECT gen_random_uuid(), policy_id, row_number() OVER (ORDER BY policy_id) - 1,
+    max(version_number)
+FROM policy_matches GROUP BY policy_id;
+INSERT INTO policy_match_sets (id, tenant_id, codes, as_of, updated_at)
+SELECT gen_random_uuid(), t.tenant_id,
+    string_agg(set_byte('\\x00'::bytea, 0,
+        CASE m.grp WHEN 'eligible' THEN 1
+                   WHEN 'nearly' THEN 2 + least(coalesce(m.missing_index, 0), 125)
+                   ELSE 0 END
+        + CASE WHEN m.notified_version = c.version_number THEN 128 ELSE 0 END),
+        ''::bytea ORDER BY c.position),
+    max(t.as_of), max(t.updated_at)
+FROM (SELECT tenant_id, max(as_of) AS as_of, max(updated_at) AS updated_at
+      FROM policy_matches GROUP BY tenant_id) t
+CROSS JOIN policy_match_columns c
+LEFT JOIN policy_matches m ON m.tenant_id = t.tenant_id AND m.policy_id = c.policy_id
+GROUP BY t.tenant_id;
 INSERT INTO policy_dismissals (id, tenant_id, policy_id, created_at)
 SELECT gen_random_uuid(), tenant_id, policy_id, updated_at FROM policy_matches WHERE dismissed;
 SELECT set_config('app.scope', '', true);
@@ -69,7 +73,7 @@ class MoveMatches(MigrationManager):
         await super()._run_drop_tables(backwards=backwards)
 
 
-ID = "2026-11-24T11:14:23:409763"
+ID = "2026-11-24T11:29:27:587586"
 VERSION = "1.38.0"
 DESCRIPTION = "match sets"
 
@@ -80,6 +84,13 @@ async def forwards():
     )
 
     manager.add_table(
+        class_name="Dismissal",
+        tablename="policy_dismissals",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
         class_name="MatchSet",
         tablename="policy_match_sets",
         schema=None,
@@ -87,261 +98,14 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Dismissal",
-        tablename="policy_dismissals",
+        class_name="MatchColumn",
+        tablename="policy_match_columns",
         schema=None,
         columns=None,
     )
 
     manager.drop_table(
         class_name="Match", tablename="policy_matches", schema=None
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="tenant_id",
-        db_column_name="tenant_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Tenant,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="policy_ids",
-        db_column_name="policy_ids",
-        column_class_name="Array",
-        column_class=Array,
-        params={
-            "default": list,
-            "base_column": UUID(
-                default=UUID4(),
-                null=False,
-                primary_key=False,
-                unique=False,
-                index=False,
-                index_method=IndexMethod.btree,
-                choices=None,
-                db_column_name=None,
-                secret=False,
-            ),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="codes",
-        db_column_name="codes",
-        column_class_name="Array",
-        column_class=Array,
-        params={
-            "default": list,
-            "base_column": SmallInt(
-                default=0,
-                null=False,
-                primary_key=False,
-                unique=False,
-                index=False,
-                index_method=IndexMethod.btree,
-                choices=None,
-                db_column_name=None,
-                secret=False,
-            ),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="version_numbers",
-        db_column_name="version_numbers",
-        column_class_name="Array",
-        column_class=Array,
-        params={
-            "default": list,
-            "base_column": Integer(
-                default=0,
-                null=False,
-                primary_key=False,
-                unique=False,
-                index=False,
-                index_method=IndexMethod.btree,
-                choices=None,
-                db_column_name=None,
-                secret=False,
-            ),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="notified_ids",
-        db_column_name="notified_ids",
-        column_class_name="Array",
-        column_class=Array,
-        params={
-            "default": list,
-            "base_column": UUID(
-                default=UUID4(),
-                null=False,
-                primary_key=False,
-                unique=False,
-                index=False,
-                index_method=IndexMethod.btree,
-                choices=None,
-                db_column_name=None,
-                secret=False,
-            ),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="notified_versions",
-        db_column_name="notified_versions",
-        column_class_name="Array",
-        column_class=Array,
-        params={
-            "default": list,
-            "base_column": Integer(
-                default=0,
-                null=False,
-                primary_key=False,
-                unique=False,
-                index=False,
-                index_method=IndexMethod.btree,
-                choices=None,
-                db_column_name=None,
-                secret=False,
-            ),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="as_of",
-        db_column_name="as_of",
-        column_class_name="Date",
-        column_class=Date,
-        params={
-            "default": DateNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MatchSet",
-        tablename="policy_match_sets",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
     )
 
     manager.add_column(
@@ -419,6 +183,198 @@ async def forwards():
         column_class=Timestamptz,
         params={
             "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchSet",
+        tablename="policy_match_sets",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchSet",
+        tablename="policy_match_sets",
+        column_name="tenant_id",
+        db_column_name="tenant_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Tenant,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchSet",
+        tablename="policy_match_sets",
+        column_name="codes",
+        db_column_name="codes",
+        column_class_name="Bytea",
+        column_class=Bytea,
+        params={
+            "default": b"",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchSet",
+        tablename="policy_match_sets",
+        column_name="as_of",
+        db_column_name="as_of",
+        column_class_name="Date",
+        column_class=Date,
+        params={
+            "default": DateNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchSet",
+        tablename="policy_match_sets",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchColumn",
+        tablename="policy_match_columns",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchColumn",
+        tablename="policy_match_columns",
+        column_name="policy_id",
+        db_column_name="policy_id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchColumn",
+        tablename="policy_match_columns",
+        column_name="position",
+        db_column_name="position",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MatchColumn",
+        tablename="policy_match_columns",
+        column_name="version_number",
+        db_column_name="version_number",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
             "null": False,
             "primary_key": False,
             "unique": False,
