@@ -236,3 +236,59 @@ async def test_row_level_security_keeps_each_enterprise_to_its_own_row():
         assert await MatchSet.raw("SELECT id FROM policy_match_sets") == []
     stored = await store.read_enterprise(theirs.id)
     assert stored.codes[w["policy_id"]] == (2, 1) and w["policy_id"] in stored.dismissed
+
+
+async def test_migration_moves_pair_rows_into_byte_rows(runtime):
+    """The data step of the migration that replaced ``policy_matches``, run against a
+    stand-in of the old table (a temporary table of that name, in a rolled-back
+    transaction)."""
+    from importlib import import_module
+
+    migration = "canal.park.policy.piccolo_migrations.policy_2026_11_24t11_29_27_587586"
+    move = import_module(migration).MOVE_MATCHES
+    _, a, _ = await org("enterprise")
+    _, b, _ = await org("enterprise")
+    p1, p2 = sorted([uuid.uuid4(), uuid.uuid4()])  # positions follow the policy ids
+    conn = await asyncpg.connect(runtime.owner_dsn)
+    txn = conn.transaction()
+    await txn.start()
+    try:
+        await conn.execute("SELECT set_config('app.scope', 'platform', true)")
+        await conn.execute("DELETE FROM policy_match_columns")
+        await conn.execute(
+            "CREATE TEMP TABLE policy_matches (id uuid, tenant_id uuid, policy_id uuid, "
+            "version_id uuid, version_number integer, grp varchar, missing_index smallint, "
+            "as_of date, dismissed boolean, notified_version integer, updated_at timestamptz)"
+        )
+        old = [
+            (a.id, p1, 2, "eligible", None, False, 2),  # announced at the current version
+            (a.id, p2, 1, "nearly", 3, True, None),  # dismissed
+            (b.id, p1, 2, "not_eligible", None, True, 1),  # announced at an older version
+        ]
+        await conn.executemany(
+            "INSERT INTO policy_matches VALUES (gen_random_uuid(), $1, $2, gen_random_uuid(), "
+            "$3, $4, $5, current_date, $6, $7, now())",
+            old,
+        )
+        await conn.execute(move)
+        await conn.execute("SELECT set_config('app.scope', 'platform', true)")
+        columns = await conn.fetch(
+            "SELECT policy_id, position, version_number FROM policy_match_columns ORDER BY position"
+        )
+        assert [(c["policy_id"], c["version_number"]) for c in columns] == [(p1, 2), (p2, 1)]
+        codes = {
+            r["tenant_id"]: r["codes"]
+            for r in await conn.fetch(
+                "SELECT tenant_id, codes FROM policy_match_sets WHERE tenant_id = ANY($1::uuid[])",
+                [a.id, b.id],
+            )
+        }
+        assert codes == {a.id: bytes([1 | 0x80, 2 + 3]), b.id: bytes([0, 0])}
+        dismissed = {
+            (r["tenant_id"], r["policy_id"])
+            for r in await conn.fetch("SELECT tenant_id, policy_id FROM policy_dismissals")
+        }
+        assert {(a.id, p2), (b.id, p1)} <= dismissed
+    finally:
+        await txn.rollback()
+        await conn.close()

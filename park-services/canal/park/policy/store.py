@@ -438,35 +438,48 @@ async def store_matrix(
         # Old bytes, one row per enterprise, one column per old position.
         width = max((pos for pos, _ in columns.values()), default=-1) + 1
         old = np.zeros((len(all_tenants), width), dtype=np.uint8)
-        for t, codes in zip(old_tenants, old_codes, strict=True):
-            n = min(len(codes), width)
-            old[index[t], :n] = np.frombuffer(codes, dtype=np.uint8, count=n)
-        # Old position of each open policy and whether its announced bits still count.
+        rows_at = np.array([index[t] for t in old_tenants], dtype=np.int64)
+        if all(len(c) == width for c in old_codes):  # the usual case: one scatter
+            old[rows_at] = np.frombuffer(b"".join(old_codes), dtype=np.uint8).reshape(-1, width)
+        else:
+            for i, codes in zip(rows_at.tolist(), old_codes, strict=True):
+                n = min(len(codes), width)
+                old[i, :n] = np.frombuffer(codes, dtype=np.uint8, count=n)
+        # Old position of each open policy, and whether its announced bits still count
+        # (same version). Nightly runs find every policy where the last one put it.
         old_pos = np.array([columns.get(p["id"], (-1, 0))[0] for p in policies], dtype=np.int64)
-        same_version = np.array(
+        counted = np.array(
             [columns.get(p["id"], (-1, 0))[1] == p["version_number"] for p in policies],
             dtype=bool,
         ) & (old_pos >= 0)
-        carried = np.zeros((len(all_tenants), n_policies), dtype=np.uint8)
-        have = old_pos >= 0
-        carried[:, have] = old[:, old_pos[have]]
-        carried[:, ~same_version] &= 0x7F
-        del old
+        in_place = width >= n_policies and np.array_equal(old_pos, np.arange(n_policies))
         mark("decode")
 
         new = np.empty((len(all_tenants), n_policies), dtype=np.uint8)
         new[:n_tenants] = to_bytes(matrix.T)
-        new[n_tenants:] = carried[n_tenants:] & 0x7F
-        told_before = (carried & ANNOUNCED) != 0
-        del carried
-        announce = (new == ELIGIBLE_BYTE) & ~told_before
+        if in_place:
+            told_before = old[:, :n_policies] >= ANNOUNCED
+            if not counted.all():
+                told_before[:, ~counted] = False
+        else:
+            told_before = np.zeros((len(all_tenants), n_policies), dtype=bool)
+            told_before[:, counted] = old[:, old_pos[counted]] >= ANNOUNCED
+        # Enterprises no longer subscribed: their old bytes, moved to the new positions.
+        have = old_pos >= 0
+        extra_rows = old[n_tenants:]
+        new[n_tenants:] = 0
+        new[n_tenants:, have] = extra_rows[:, old_pos[have]] & 0x7F
+        del old, extra_rows
+        announce = new == ELIGIBLE_BYTE
+        announce &= ~told_before
         announce[n_tenants:] = False
         pol_index = {p["id"]: j for j, p in enumerate(policies)}
         for r in await conn.fetch("SELECT tenant_id, policy_id FROM policy_dismissals"):
             i, j = index.get(r["tenant_id"].bytes), pol_index.get(r["policy_id"])
             if i is not None and j is not None:
                 announce[i, j] = False
-        new |= (told_before | announce).view(np.uint8) << 7
+        told_before |= announce
+        new |= told_before.view(np.uint8) << 7
         del told_before
         mark("bytes")
 
