@@ -439,7 +439,7 @@ async def store_matrix(
         width = max((pos for pos, _ in columns.values()), default=-1) + 1
         old = np.zeros((len(all_tenants), width), dtype=np.uint8)
         rows_at = np.array([index[t] for t in old_tenants], dtype=np.int64)
-        if all(len(c) == width for c in old_codes):  # the usual case: one scatter
+        if width and all(len(c) == width for c in old_codes):  # usual: one scatter
             old[rows_at] = np.frombuffer(b"".join(old_codes), dtype=np.uint8).reshape(-1, width)
         else:
             for i, codes in zip(rows_at.tolist(), old_codes, strict=True):
