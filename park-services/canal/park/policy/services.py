@@ -987,12 +987,11 @@ async def rematch_policy(policy_id: uuid.UUID, day: dt.date | None = None) -> in
     day = day or today()
     async with db.transaction():
         policy = await CataloguePolicy.select().where(CataloguePolicy.id == policy_id).first()
-    if policy is None:
-        return 0
-    policy = _decode(policy)
-    if not is_open(policy, day):
+    if policy is None or not is_open(_decode(policy), day):
+        # Withdrawn from the catalogue or closed: it leaves everyone's matches.
         await store.drop_policy(policy_id)
         return 0
+    policy = _decode(policy)
     tenants, portraits = await _all_portraits()
     if not tenants:
         return 0
