@@ -289,6 +289,11 @@ async def test_migration_moves_pair_rows_into_byte_rows(runtime):
             for r in await conn.fetch("SELECT tenant_id, policy_id FROM policy_dismissals")
         }
         assert {(a.id, p2), (b.id, p1)} <= dismissed
+        # Room in each page, so a full re-match updates rows in place (HOT).
+        options = await conn.fetchval(
+            "SELECT reloptions FROM pg_class WHERE relname = 'policy_match_sets'"
+        )
+        assert "fillfactor=45" in options
     finally:
         await txn.rollback()
         await conn.close()
