@@ -297,3 +297,32 @@ async def test_migration_moves_pair_rows_into_byte_rows(runtime):
     finally:
         await txn.rollback()
         await conn.close()
+
+
+async def test_a_portrait_job_waits_for_a_full_run_and_then_wins():
+    """A full run holds the table lock from before it reads portraits; an enterprise job
+    that starts meanwhile waits (no deadlock) and then writes its newer result."""
+    import asyncio
+
+    w = await _world()
+    _, tenant, _, _ = w["people"]["eligible"]
+    day = services.today()
+    policies = await services.open_catalogue(day)
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def full_run_with_old_data() -> None:
+        async with store.lock_for_full_run():
+            locked.set()
+            await release.wait()
+            stale = np.full((len(policies), 1), NOT_ELIGIBLE, dtype=np.int8)
+            await store.store_matrix([tenant.id], policies, stale, day)
+
+    full = asyncio.create_task(full_run_with_old_data())
+    await locked.wait()
+    job = asyncio.create_task(services.rematch_enterprise(tenant.id))
+    await asyncio.sleep(0.5)
+    assert not job.done()  # waiting for the full run's lock
+    release.set()
+    await asyncio.wait_for(full, 30)
+    await asyncio.wait_for(job, 30)
+    assert await _stored(tenant.id, w["policy_id"]) == (ELIGIBLE, 1)
