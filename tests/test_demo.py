@@ -62,8 +62,9 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
         # Only the welcome (kind "system"): modules' demo data may notify people as well.
         welcomed = await conn.fetchval("SELECT count(*) FROM notifications WHERE kind = 'system'")
         policy_matches = await conn.fetchval(
-            "SELECT count(*) FROM policy_matches m JOIN tenants t ON t.id = m.tenant_id "
-            "WHERE t.slug = 'lc-bearing' AND m.grp = 'eligible'"
+            "SELECT count(*) FROM policy_match_sets m JOIN tenants t ON t.id = m.tenant_id "
+            "JOIN policy_match_columns c ON c.position < length(m.codes) "
+            "WHERE t.slug = 'lc-bearing' AND get_byte(m.codes, c.position) & 127 = 1"
         )
         catalogue = await conn.fetchval("SELECT count(*) FROM policy_catalogue")
         live_listings = {

@@ -67,6 +67,7 @@ MODULE = ModuleSpec(
     piccolo_apps=("canal.park.policy.piccolo_app",),
     jobs=(*jobs.JOBS, *saved_searches.JOBS),
     cron=(
+        ScheduledJob(jobs.policy_match_all, minute={35}, hour={0}),
         ScheduledJob(jobs.policy_window_reminders, minute={5}, hour={1}),
         ScheduledJob(jobs.policy_weekly_digest, minute={15}, hour={1}, weekday={0}),
     ),
