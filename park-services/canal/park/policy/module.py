@@ -43,12 +43,16 @@ MODULE = ModuleSpec(
     api_handlers=controllers.API_ROUTES,
     public_handlers=[*controllers.PUBLIC_ROUTES, *saved_search_routes.ROUTES],
     nav=(
-        NavEntry("/matches", "政策匹配", "Matches"),
-        NavEntry("/portrait", "企业画像", "Portrait"),
-        NavEntry("/applications", "我的申报", "Applications"),
-        NavEntry("/policies", "政策管理", "Policies"),
-        NavEntry("/queue", "申报审核", "Review queue"),
-        NavEntry("/stats", "统计", "Statistics"),
+        NavEntry("/matches", "政策匹配", "Matches", ("policy", "read"), ("enterprise",)),
+        NavEntry("/portrait", "企业画像", "Portrait", ("policy", "read"), ("enterprise",)),
+        NavEntry("/applications", "我的申报", "Applications", ("policy", "read"), ("enterprise",)),
+        NavEntry(
+            "/policies", "政策管理", "Policies", ("policy", "publish"), ("government", "operator")
+        ),
+        NavEntry(
+            "/queue", "申报审核", "Review queue", ("policy", "review"), ("government", "operator")
+        ),
+        NavEntry("/stats", "统计", "Statistics", ("policy", "review"), ("government", "operator")),
     ),
     permissions=(
         Permission("policy", "read", "查看政策匹配", "View policy matches"),
