@@ -1426,6 +1426,7 @@ def _catalogue_params(request: Req) -> dict[str, Any]:
         "support_type": q.get("support_type", "")
         if q.get("support_type", "") in services.SUPPORT_TYPES
         else "",
+        "issuer": q.get("issuer", "").strip()[: services.TEXT_LIMITS["issuer"]],
         "open_now": q.get("open") == "1",
         "closing_days": 30 if closing == "1" else None,
     }
@@ -1447,6 +1448,7 @@ async def catalogue_page(request: Req) -> Response[str]:
             "lbl": lambda table, key: services.label(table, key, locale),
             "LEVELS": services.LEVELS,
             "SUPPORT_TYPES": services.SUPPORT_TYPES,
+            "issuers": await services.catalogue_issuers(),
             "day": lambda n: dt.date.fromordinal(n).isoformat() if n else "",
         },
     )
@@ -1454,8 +1456,8 @@ async def catalogue_page(request: Req) -> Response[str]:
 
 @get("/api/v1/policies", opt=PUBLIC, tags=TAGS, summary="Search the public policy catalogue")
 async def catalogue_api(request: Req) -> CatalogueOut:
-    """``q`` keyword (Chinese works), ``level``, ``support_type``, ``open=1`` (window open
-    now), ``closing=1`` (closes within 30 days)."""
+    """``q`` keyword (Chinese works), ``level``, ``support_type``, ``issuer`` (the issuing
+    department, exactly), ``open=1`` (window open now), ``closing=1`` (closes within 30 days)."""
     hits, total = await services.catalogue_search(**_catalogue_params(request))
     return CatalogueOut(total, hits)
 

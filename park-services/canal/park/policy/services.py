@@ -639,6 +639,14 @@ async def catalogue_get(policy_id: uuid.UUID) -> dict[str, Any]:
     return _decode(row)
 
 
+async def catalogue_issuers() -> list[str]:
+    """The issuing departments of the published policies (the catalogue's department filter
+    offers these, so a filter never names a department without policies)."""
+    async with db.transaction():
+        rows = await CataloguePolicy.select(CataloguePolicy.issuer).distinct()
+    return sorted({r["issuer"] for r in rows})
+
+
 def window_state(row: Mapping[str, Any], day: dt.date) -> str:
     if day < row["window_opens"]:
         return "upcoming"
@@ -648,7 +656,12 @@ def window_state(row: Mapping[str, Any], day: dt.date) -> str:
 
 
 def catalogue_filters(
-    *, level: str = "", support_type: str = "", open_now: bool = False, closing_days: int | None
+    *,
+    level: str = "",
+    support_type: str = "",
+    issuer: str = "",
+    open_now: bool = False,
+    closing_days: int | None,
 ) -> dict[str, Any]:
     """The catalogue's filters as search-service filters (saved searches reuse them)."""
     filters: dict[str, Any] = {}
@@ -656,6 +669,8 @@ def catalogue_filters(
         filters["level"] = level
     if support_type:
         filters["support_type"] = support_type
+    if issuer:
+        filters["issuer"] = issuer
     day = today().toordinal()
     if open_now or closing_days is not None:
         filters["window_opens_day"] = {"lte": day}
@@ -670,6 +685,7 @@ async def catalogue_search(
     *,
     level: str = "",
     support_type: str = "",
+    issuer: str = "",
     open_now: bool = False,
     closing_days: int | None = None,
     page: int = 1,
@@ -678,7 +694,11 @@ async def catalogue_search(
     from canal.platform.search.services import get_service
 
     filters = catalogue_filters(
-        level=level, support_type=support_type, open_now=open_now, closing_days=closing_days
+        level=level,
+        support_type=support_type,
+        issuer=issuer,
+        open_now=open_now,
+        closing_days=closing_days,
     )
     result = await get_service().search(
         SEARCH_KIND,
