@@ -1355,54 +1355,103 @@ async def oversight_remind_api(request: Req) -> RemindOut:
 # --- statistics ------------------------------------------------------------------------------
 
 
+async def _stats(request: Req) -> dict[str, Any]:
+    """``scope=platform``: the operator's figures over every authority; otherwise this
+    authority's own."""
+    ctx = tenant_context(request)
+    if request.query_params.get("scope") != "platform":
+        return await services.authority_stats(ctx)
+    stats = await services.platform_stats(ctx)
+    if stats is None:
+        raise CanalError(
+            "operator_only",
+            "只有平台运营方可以查看全平台统计。",
+            "Only the operator can see the statistics of all authorities.",
+            status=403,
+        )
+    return stats
+
+
 @get("/stats", opt=REVIEW, tags=TAGS, summary="Applications, approvals and amounts")
 async def stats_api(request: Req) -> dict[str, Any]:
-    return await services.authority_stats(tenant_context(request))
+    """By policy and by industry section (GB/T 4754): applications, decided, accepted,
+    ``approval_rate`` (accepted / decided), ``amount_fen``; ``eligible_by_policy`` and
+    ``eligible_by_industry`` (enterprises eligible today; an industry count below 5 is
+    ``null``). ``scope=platform``: the operator's figures over every authority."""
+    return await _stats(request)
+
+
+def _bar(
+    labels: list[str], series: list[tuple[str, list[int | None]]], *, horizontal: bool
+) -> dict[str, Any]:
+    category = {"type": "category", "data": labels}
+    return {
+        "tooltip": {},
+        "legend": {},
+        "grid": {"containLabel": True},
+        "xAxis": {"type": "value"} if horizontal else category,
+        "yAxis": category if horizontal else {"type": "value"},
+        "series": [{"name": n, "type": "bar", "data": v} for n, v in series],
+    }
 
 
 @get("/stats", opt=REVIEW, include_in_schema=False)
 async def stats_page(request: Req) -> Response[str]:
-    stats = await services.authority_stats(tenant_context(request))
+    stats = await _stats(request)
     zh = _zh(request)
+
+    def t(pair: tuple[str, str]) -> str:
+        return pair[0] if zh else pair[1]
+
     titles = list(dict.fromkeys([*stats["by_policy"], *stats["eligible_by_policy"]]))
-    empty = {"applications": 0, "accepted": 0}
-
-    def series(name_zh: str, name_en: str, values: list[int]) -> dict[str, Any]:
-        return {"name": name_zh if zh else name_en, "type": "bar", "data": values}
-
-    chart = {
-        "tooltip": {},
-        "legend": {},
-        "grid": {"containLabel": True},
-        "xAxis": {"type": "value"},
-        "yAxis": {"type": "category", "data": titles},
-        "series": [
-            series(
-                "当前符合条件的企业",
-                "eligible now",
-                [stats["eligible_by_policy"].get(t, 0) for t in titles],
+    empty = {"applications": 0, "accepted": 0, "amount_fen": 0}
+    by_policy = _bar(
+        titles,
+        [
+            (
+                t(("当前符合条件的企业", "eligible now")),
+                [stats["eligible_by_policy"].get(x, 0) for x in titles],
             ),
-            series(
-                "申报数",
-                "applications",
-                [stats["by_policy"].get(t, empty)["applications"] for t in titles],
+            (
+                t(("申报数", "applications")),
+                [stats["by_policy"].get(x, empty)["applications"] for x in titles],
             ),
-            series(
-                "通过数",
-                "accepted",
-                [stats["by_policy"].get(t, empty)["accepted"] for t in titles],
+            (
+                t(("通过数", "accepted")),
+                [stats["by_policy"].get(x, empty)["accepted"] for x in titles],
             ),
         ],
-    }
-    industries = list(stats["by_industry"])
+        horizontal=True,
+    )
+    sections = sorted({*stats["by_industry"], *stats["eligible_by_industry"]})
+    section_names = {k: t(services.INDUSTRY_SECTIONS[k]) for k in sections}
+    by_industry = _bar(
+        [section_names[k] for k in sections],
+        [
+            (
+                t(("当前符合条件的企业", "eligible now")),
+                [stats["eligible_by_industry"].get(k) for k in sections],
+            ),
+            (
+                t(("申报数", "applications")),
+                [stats["by_industry"].get(k, empty)["applications"] for k in sections],
+            ),
+            (
+                t(("通过数", "accepted")),
+                [stats["by_industry"].get(k, empty)["accepted"] for k in sections],
+            ),
+        ],
+        horizontal=True,
+    )
     pie = {
         "tooltip": {},
         "series": [
             {
                 "type": "pie",
                 "data": [
-                    {"name": k, "value": stats["by_industry"][k]["amount_fen"] / 100}
-                    for k in industries
+                    {"name": section_names[k], "value": b["amount_fen"] / 100}
+                    for k, b in stats["by_industry"].items()
+                    if b["amount_fen"]
                 ],
             }
         ],
@@ -1410,7 +1459,18 @@ async def stats_page(request: Req) -> Response[str]:
     return page(
         request,
         "policy/stats.html",
-        {**_common(request), "stats": stats, "bar": chart, "pie": pie},
+        {
+            **_common(request),
+            "stats": stats,
+            "bar": by_policy,
+            "industry_bar": by_industry,
+            "pie": pie,
+            "sections": sections,
+            "section_names": section_names,
+            "titles": titles,
+            "can_see_platform": stats["scope"] == "platform"
+            or await services.platform_stats_allowed(tenant_context(request)),
+        },
     )
 
 

@@ -1592,22 +1592,95 @@ async def rate(
 # Statistics and oversight
 
 
+# GB/T 4754-2017 sections: an industry code's first letter (``C3451`` → manufacturing).
+INDUSTRY_SECTIONS = {
+    "A": ("农、林、牧、渔业", "Agriculture, forestry, animal husbandry and fishery"),
+    "B": ("采矿业", "Mining"),
+    "C": ("制造业", "Manufacturing"),
+    "D": ("电力、热力、燃气及水生产和供应业", "Electricity, heat, gas and water supply"),
+    "E": ("建筑业", "Construction"),
+    "F": ("批发和零售业", "Wholesale and retail trade"),
+    "G": ("交通运输、仓储和邮政业", "Transport, storage and post"),
+    "H": ("住宿和餐饮业", "Accommodation and catering"),
+    "I": ("信息传输、软件和信息技术服务业", "Information transmission, software and IT services"),
+    "J": ("金融业", "Finance"),
+    "K": ("房地产业", "Real estate"),
+    "L": ("租赁和商务服务业", "Leasing and business services"),
+    "M": ("科学研究和技术服务业", "Scientific research and technical services"),
+    "N": ("水利、环境和公共设施管理业", "Water, environment and public facilities"),
+    "O": ("居民服务、修理和其他服务业", "Resident services, repair and other services"),
+    "P": ("教育", "Education"),
+    "Q": ("卫生和社会工作", "Health and social work"),
+    "R": ("文化、体育和娱乐业", "Culture, sports and entertainment"),
+    "S": ("公共管理、社会保障和社会组织", "Public administration and social organisations"),
+    "T": ("国际组织", "International organisations"),
+    "?": ("行业未填", "Industry not given"),
+}
+
+
+def industry_section(code: object) -> str:
+    """The GB/T 4754 section letter of an industry code, ``?`` when there is none."""
+    letter = str(code or "")[:1].upper()
+    return letter if letter in INDUSTRY_SECTIONS else "?"
+
+
+def _application_buckets(reviews: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Applications, decisions, approvals, approval rate and amounts, in total and by policy
+    and by industry section."""
+
+    def bucket() -> dict[str, Any]:
+        return {"applications": 0, "decided": 0, "accepted": 0, "amount_fen": 0}
+
+    total = bucket()
+    by_policy: dict[str, dict[str, Any]] = {}
+    by_industry: dict[str, dict[str, Any]] = {}
+    for r in reviews:
+        for b in (
+            total,
+            by_policy.setdefault(r["policy_title"], bucket()),
+            by_industry.setdefault(industry_section(r["industry_code"]), bucket()),
+        ):
+            b["applications"] += 1
+            if r["status"] in ("accepted", "rejected", "disbursed"):
+                b["decided"] += 1
+            if r["status"] in ("accepted", "disbursed"):
+                b["accepted"] += 1
+                b["amount_fen"] += r["amount_fen"] or 0
+    for b in (total, *by_policy.values(), *by_industry.values()):
+        b["approval_rate"] = round(b["accepted"] / b["decided"], 3) if b["decided"] else None
+    return total | {"by_policy": by_policy, "by_industry": by_industry}
+
+
+async def _eligible_now(policies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How many subscribed enterprises each published policy finds eligible today, in total
+    per policy and per industry section, evaluated now from the portraits (counts only; an
+    industry count below the reporting threshold is ``None``, as in the live count)."""
+    from canal.park.policy.criteria import reportable
+    from canal.park.policy.matcher import ELIGIBLE, PortraitTable, match_policy
+
+    by_policy: dict[str, int] = {}
+    by_industry: dict[str, int] = {}
+    _, portraits = await _all_portraits()
+    if portraits and policies:
+        table = PortraitTable(portraits)
+        sections = [industry_section(p.get("industry_code")) for p in portraits]
+        day = today()
+        for row in policies:
+            codes = match_policy(table, policy_rule(row), day)
+            eligible = [i for i, code in enumerate(codes) if code == ELIGIBLE]
+            by_policy[row["title"]] = by_policy.get(row["title"], 0) + len(eligible)
+            for i in eligible:
+                by_industry[sections[i]] = by_industry.get(sections[i], 0) + 1
+    return {
+        "eligible_by_policy": by_policy,
+        "eligible_by_industry": {k: reportable(n) for k, n in sorted(by_industry.items())},
+    }
+
+
 async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
     """Applications, approvals and amounts by policy and by industry (GB/T 4754 section
     letter), plus how many enterprises each published policy currently matches."""
     reviews = await list_reviews(ctx)
-    by_policy: dict[str, dict[str, Any]] = {}
-    by_industry: dict[str, dict[str, Any]] = {}
-    for r in reviews:
-        for key, bucket in (
-            (r["policy_title"], by_policy),
-            (r["industry_code"][:1] or "?", by_industry),
-        ):
-            b = bucket.setdefault(key, {"applications": 0, "accepted": 0, "amount_fen": 0})
-            b["applications"] += 1
-            if r["status"] in ("accepted", "disbursed"):
-                b["accepted"] += 1
-                b["amount_fen"] += r["amount_fen"] or 0
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         mine = await Policy.select(Policy.id).where(
             (Policy.tenant_id == ctx.tenant_id) & (Policy.status == "published")
@@ -1624,18 +1697,37 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
                 [str(i) for i in ids],
             )
         matches = {r["title"]: int(r["n"]) for r in rows}
-    decided = sum(1 for r in reviews if r["status"] in ("accepted", "rejected", "disbursed"))
-    accepted = sum(1 for r in reviews if r["status"] in ("accepted", "disbursed"))
+    async with db.transaction():
+        published = (
+            await CataloguePolicy.select().where(CataloguePolicy.id.is_in(ids)) if ids else []
+        )
+    eligible = await _eligible_now([_decode(p) for p in published])
     return {
-        "applications": len(reviews),
-        "decided": decided,
-        "approval_rate": round(accepted / decided, 3) if decided else None,
-        "amount_fen": sum(
-            r["amount_fen"] or 0 for r in reviews if r["status"] in ("accepted", "disbursed")
-        ),
-        "by_policy": by_policy,
-        "by_industry": by_industry,
+        "scope": "authority",
+        **_application_buckets(reviews),
         "eligible_by_policy": matches,
+        "eligible_by_industry": eligible["eligible_by_industry"],
+    }
+
+
+async def platform_stats_allowed(ctx: TenantContext) -> bool:
+    return await _platform_reader(ctx)
+
+
+async def platform_stats(ctx: TenantContext) -> dict[str, Any] | None:
+    """The operator's statistics over every authority (``None`` for anyone else): the same
+    figures as an authority's, from queue metadata only, never an application's form."""
+    if not await _platform_reader(ctx):
+        return None
+    async with db.platform_scope(ctx.user_id):
+        reviews = await Review.raw(
+            "SELECT r.policy_title, r.industry_code, r.status, r.amount_fen FROM policy_reviews r"
+        )
+        published = await CataloguePolicy.select()
+    return {
+        "scope": "platform",
+        **_application_buckets(reviews),
+        **await _eligible_now([_decode(p) for p in published]),
     }
 
 
