@@ -60,6 +60,7 @@ async def test_stats_by_policy_and_industry_for_the_authority_and_the_operator(c
     assert (i["applications"], i["decided"], i["approval_rate"]) == (1, 0, None)
     # Eligible now: each policy finds the six; by industry 5 + 5 manufacturers, and the one
     # software firm twice — fewer than 5, so not exact.
+    assert stats["eligible_by_policy"][title1] == 6
     assert stats["eligible_by_industry"]["C"] == 10
     assert stats["eligible_by_industry"]["I"] is None
 

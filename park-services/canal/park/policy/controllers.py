@@ -1384,13 +1384,20 @@ async def stats_api(request: Req) -> dict[str, Any]:
 def _bar(
     labels: list[str], series: list[tuple[str, list[int | None]]], *, horizontal: bool
 ) -> dict[str, Any]:
-    category = {"type": "category", "data": labels}
+    # Long policy titles are cut (the table below has them whole) so that the bars keep
+    # most of a phone's width; counts are whole numbers.
+    category = {
+        "type": "category",
+        "data": labels,
+        "axisLabel": {"width": 110, "overflow": "truncate", "interval": 0},
+    }
+    value = {"type": "value", "minInterval": 1}
     return {
-        "tooltip": {},
+        "tooltip": {"trigger": "axis"},
         "legend": {},
-        "grid": {"containLabel": True},
-        "xAxis": {"type": "value"} if horizontal else category,
-        "yAxis": category if horizontal else {"type": "value"},
+        "grid": {"containLabel": True, "left": 8, "right": 16},
+        "xAxis": value if horizontal else category,
+        "yAxis": category if horizontal else value,
         "series": [{"name": n, "type": "bar", "data": v} for n, v in series],
     }
 

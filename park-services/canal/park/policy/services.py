@@ -617,7 +617,19 @@ async def import_policies(
         try:
             parsed.append(parse_policy(item))
         except CanalError as exc:
-            errors += [dataclasses.replace(e, field=f"[{i}].{e.field}") for e in exc.errors]
+            # The message names the policy too: a page shows messages, not field paths.
+            title = str(item.get("title") or "")[:40]
+            where_zh = f"第 {i + 1} 条政策" + (f"「{title}」" if title else "")
+            where_en = f"Policy {i + 1}" + (f" ({title})" if title else "")
+            errors += [
+                dataclasses.replace(
+                    e,
+                    field=f"[{i}].{e.field}",
+                    zh=f"{where_zh}:{e.zh}",
+                    en=f"{where_en}: {e.en}",
+                )
+                for e in exc.errors
+            ]
     if errors:
         raise invalid(errors)
     ids = []
@@ -1686,17 +1698,8 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
             (Policy.tenant_id == ctx.tenant_id) & (Policy.status == "published")
         )
     ids = [p["id"] for p in mine]
-    matches: dict[str, int] = {}
-    if ids:
-        # Counts only, across enterprises: no enterprise's row leaves this function.
-        async with db.platform_scope(ctx.user_id):
-            rows = await Match.raw(
-                "SELECT c.title, count(*) FILTER (WHERE m.grp = 'eligible') AS n "
-                "FROM policy_matches m JOIN policy_catalogue c ON c.id = m.policy_id "
-                "WHERE m.policy_id = ANY({}::uuid[]) GROUP BY c.title",
-                [str(i) for i in ids],
-            )
-        matches = {r["title"]: int(r["n"]) for r in rows}
+    # Eligible counts are evaluated now from the portraits (like the operator's), not read
+    # from stored matches: the same figures whatever the match store, never stale.
     async with db.transaction():
         published = (
             await CataloguePolicy.select().where(CataloguePolicy.id.is_in(ids)) if ids else []
@@ -1705,8 +1708,7 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
     return {
         "scope": "authority",
         **_application_buckets(reviews),
-        "eligible_by_policy": matches,
-        "eligible_by_industry": eligible["eligible_by_industry"],
+        **eligible,
     }
 
 
