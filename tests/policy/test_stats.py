@@ -90,3 +90,31 @@ async def test_stats_by_policy_and_industry_for_the_authority_and_the_operator(c
     page = await client.get(f"/t/{op['slug']}/m/policy/stats?scope=platform")
     assert page.status_code == 200 and title1 in page.text and "全部政策主管部门" in page.text
     json.dumps(everyone)  # plain JSON figures
+
+
+async def test_queue_filters_by_status_page_and_api(client):
+    gov_owner, gov, gctx = await org("government")
+    rule = {"all": [{"fact": "employees", "op": "range", "min": 1}]}
+    pid = await services.create_policy(
+        gctx, services.parse_policy(policy_json(rule, materials=[])), publish=True
+    )
+    ids = {}
+    for name in ("甲", "乙"):
+        _, ent, ectx = await org("enterprise", unique(f"队列{name}") + "有限公司")
+        await services.set_facts(ectx, {"employees": 5})
+        ids[name] = (ent, await services.apply(ectx, pid, contact=name, note="", materials=[]))
+    await services.decide(gctx, ids["乙"][1], "reject", reason="不符合")
+    await sign_in(client, gov_owner)
+    api = f"/api/v1/t/{gov.slug}/m/policy/queue"
+    assert {r["id"] for r in (await client.get(api)).json()} == {
+        str(ids["甲"][1]),
+        str(ids["乙"][1]),
+    }
+    rejected = (await client.get(api, params={"status": "rejected"})).json()
+    assert [r["id"] for r in rejected] == [str(ids["乙"][1])]
+    everything = (await client.get(api, params={"status": "nonsense"})).json()
+    assert len(everything) == 2  # an unknown status filters nothing, never an error
+    page = await client.get(f"/t/{gov.slug}/m/policy/queue", params={"status": "submitted"})
+    assert page.status_code == 200
+    assert ids["甲"][0].name in page.text and ids["乙"][0].name not in page.text
+    assert '<strong aria-current="page">待审核</strong>' in page.text

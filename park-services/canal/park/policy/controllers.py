@@ -1153,19 +1153,37 @@ async def publish_api(request: Req, policy_id: FromPath[uuid.UUID]) -> CreatedOu
 # --- the authority's queue -------------------------------------------------------------------
 
 
+def _queue_status(request: Req) -> str:
+    """``status`` filter of the queue: one of ``services.STATUSES``, else all."""
+    status = request.query_params.get("status", "")
+    return status if status in services.STATUSES else ""
+
+
 @get("/queue", opt=REVIEW, include_in_schema=False)
 async def queue_page(request: Req) -> Response[str]:
-    rows = await services.list_reviews(tenant_context(request))
+    ctx = tenant_context(request)
+    status = _queue_status(request)
+    rows = await services.list_reviews(ctx, status)
+    # Overdue is about the whole queue, whatever the filter shows.
+    waiting = rows if status == "submitted" else await services.list_reviews(ctx, "submitted")
     return page(
         request,
         "policy/queue.html",
-        {**_common(request), "rows": rows, "overdue": {r["id"] for r in services.overdue(rows)}},
+        {
+            **_common(request),
+            "rows": rows,
+            "status": status,
+            "overdue": {r["id"] for r in services.overdue(waiting)},
+        },
     )
 
 
 @get("/queue", opt=REVIEW, tags=TAGS, summary="Applications to this authority's policies")
 async def queue_api(request: Req) -> list[ReviewOut]:
-    return [_review_out(r) for r in await services.list_reviews(tenant_context(request))]
+    """``status``: only applications in that state (submitted, more_info, accepted,
+    rejected, disbursed); anything else lists all."""
+    rows = await services.list_reviews(tenant_context(request), _queue_status(request))
+    return [_review_out(r) for r in rows]
 
 
 async def _review_page(
