@@ -177,8 +177,11 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
     main = await _submit(page, "button[value=accept]")
     assert "已通过" in main and "120,000.00" in main
     main = await _submit(page, "button[value=disburse]")
-    assert "已拨付" in main or "已发放" in main
-    await _chinese_only(page, ent.name, title, "研发台账.pdf")
+    assert "请填写拨付凭证号" in main  # the voucher number is required
+    await page.fill("#f-reference", "LC-ZJZD-2026-0042")
+    main = await _submit(page, "button[value=disburse]")
+    assert "资金已拨付" in main and "LC-ZJZD-2026-0042" in main
+    await _chinese_only(page, ent.name, title, "研发台账.pdf", "LC-ZJZD-2026-0042")
     await _both(page, "05-disbursed")
 
     # The enterprise sees the disbursement and rates the service (在线评).
@@ -186,6 +189,7 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
     await page.goto(f"{server}/t/{ent.slug}/m/policy/applications/{first}")
     main = await page.inner_text("main")
     assert "120,000.00" in main and dt.date.today().isoformat() in main
+    assert "拨付凭证号: LC-ZJZD-2026-0042" in main
     await page.check("input[name=rating][value='4']")
     await page.fill("#f-comment", "办理很快")
     main = await _submit(page, "form[action$='/rate'] button[type=submit]")

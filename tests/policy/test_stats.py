@@ -39,7 +39,7 @@ async def test_stats_by_policy_and_industry_for_the_authority_and_the_operator(c
     a2 = await services.apply(makers[1], first, contact="乙", note="", materials=[])
     a3 = await services.apply(makers[5], second, contact="丙", note="", materials=[])
     await services.decide(gctx, a1, "accept", amount_yuan="30000")
-    await services.decide(gctx, a1, "disburse")
+    await services.decide(gctx, a1, "disburse", reference="ZJZD-1")
     await services.decide(gctx, a2, "reject", reason="材料不全")
     assert a3  # still waiting: counted, not decided
 

@@ -223,6 +223,8 @@ class ApplicationOut(msgspec.Struct):
     history: list[dict[str, Any]]
     rating: int | None
     submitted_at: dt.datetime
+    disbursed_at: dt.datetime | None = None
+    disbursement_ref: str = ""  # the payment voucher number (资金直达)
 
 
 class ReviewOut(msgspec.Struct):
@@ -240,12 +242,15 @@ class ReviewOut(msgspec.Struct):
     rating: int | None
     submitted_at: dt.datetime
     overdue: bool
+    disbursed_at: dt.datetime | None = None
+    disbursement_ref: str = ""
 
 
 class DecideIn(msgspec.Struct, forbid_unknown_fields=True):
     action: str
     amount_yuan: float | None = None
     reason: str = ""
+    reference: str = ""  # disburse: the payment voucher number
 
 
 class ResubmitIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -277,6 +282,8 @@ def _application_out(r: dict[str, Any]) -> ApplicationOut:
         r["history"],
         r["rating"],
         r["submitted_at"],
+        disbursed_at=r["disbursed_at"],
+        disbursement_ref=r["disbursement_ref"],
     )
 
 
@@ -296,6 +303,8 @@ def _review_out(r: dict[str, Any]) -> ReviewOut:
         r["rating"],
         r["submitted_at"],
         bool(services.overdue([r])),
+        disbursed_at=r["disbursed_at"],
+        disbursement_ref=r["disbursement_ref"],
     )
 
 
@@ -1201,7 +1210,7 @@ async def _review_page(
         {
             **_common(request),
             "row": row,
-            "values": values or {"amount_yuan": "", "reason": ""},
+            "values": values or {"amount_yuan": "", "reason": "", "reference": ""},
             "errors": errors or [],
         },
         status=status,
@@ -1252,7 +1261,11 @@ async def review_material_api(
 @post("/queue/{application_id:uuid}/decide", opt=REVIEW, include_in_schema=False)
 async def decide_form(request: Req, application_id: FromPath[uuid.UUID]) -> Response[Any]:
     form = await _form(request)
-    values = {"amount_yuan": form.get("amount_yuan", ""), "reason": form.get("reason", "")}
+    values = {
+        "amount_yuan": form.get("amount_yuan", ""),
+        "reason": form.get("reason", ""),
+        "reference": form.get("reference", ""),
+    }
     try:
         await services.decide(
             tenant_context(request),
@@ -1260,6 +1273,7 @@ async def decide_form(request: Req, application_id: FromPath[uuid.UUID]) -> Resp
             form.get("action", ""),
             amount_yuan=values["amount_yuan"],
             reason=values["reason"],
+            reference=values["reference"],
             ip=_ip(request),
         )
     except CanalError as exc:
@@ -1281,7 +1295,8 @@ async def decide_form(request: Req, application_id: FromPath[uuid.UUID]) -> Resp
 async def decide_api(
     request: Req, application_id: FromPath[uuid.UUID], data: JSONBody[DecideIn]
 ) -> ReviewOut:
-    """``action``: ``accept`` | ``reject`` | ``more`` | ``disburse``."""
+    """``action``: ``accept`` (``amount_yuan``) | ``reject`` / ``more`` (``reason``) |
+    ``disburse`` (``reference``: the payment voucher number, after accepting)."""
     ctx = tenant_context(request)
     await services.decide(
         ctx,
@@ -1289,6 +1304,7 @@ async def decide_api(
         data.action,
         amount_yuan=data.amount_yuan,
         reason=data.reason,
+        reference=data.reference,
         ip=_ip(request),
     )
     return _review_out(await services.get_review(ctx, application_id))

@@ -1441,6 +1441,7 @@ def _wrong_state(status: str) -> CanalError:
 
 
 DECISIONS = {"accept": "accepted", "reject": "rejected", "more": "more_info"}
+DISBURSEMENT_REF_MAX = 100
 
 
 async def decide(
@@ -1450,9 +1451,11 @@ async def decide(
     *,
     amount_yuan: object = None,
     reason: str = "",
+    reference: str = "",
     ip: str = "",
 ) -> str:
-    """The authority's decision: accept (with an amount), reject or ask for more (reason)."""
+    """The authority's decision: accept (with an amount), reject or ask for more (reason);
+    then record the disbursement with its payment voucher number (``reference``)."""
     errors: list[FieldError] = []
     if action not in DECISIONS and action != "disburse":
         errors.append(
@@ -1469,6 +1472,25 @@ async def decide(
             )
     if action in ("reject", "more") and not reason.strip():
         errors.append(FieldError("reason", "required", "请说明理由。", "State the reason."))
+    reference = reference.strip()
+    if action == "disburse" and not reference:
+        errors.append(
+            FieldError(
+                "reference",
+                "required",
+                "请填写拨付凭证号。",
+                "Enter the payment voucher number.",
+            )
+        )
+    elif len(reference) > DISBURSEMENT_REF_MAX:
+        errors.append(
+            FieldError(
+                "reference",
+                "too_long",
+                f"拨付凭证号不能超过 {DISBURSEMENT_REF_MAX} 个字符。",
+                f"The payment voucher number is at most {DISBURSEMENT_REF_MAX} characters.",
+            )
+        )
     if errors:
         raise invalid(errors)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
@@ -1481,7 +1503,8 @@ async def decide(
             if review["status"] != "submitted":
                 raise _wrong_state(review["status"])
             new_status = DECISIONS[action]
-        history = [*review["history"], _event(new_status, ctx.user_id, "authority", reason.strip())]
+        note = reference if action == "disburse" else reason.strip()
+        history = [*review["history"], _event(new_status, ctx.user_id, "authority", note)]
         changes: dict[str, Any] = {"status": new_status, "history": history, "updated_at": _now()}
         if amount is not None:
             changes["amount_fen"] = amount
@@ -1489,6 +1512,7 @@ async def decide(
             changes["reason"] = reason.strip()[:2000]
         if action == "disburse":
             changes["disbursed_at"] = _now()
+            changes["disbursement_ref"] = reference
         await Review.update({getattr(Review, k): v for k, v in changes.items()}).where(
             Review.id == application_id
         )
@@ -1498,7 +1522,7 @@ async def decide(
             tenant_id=ctx.tenant_id,
             target=str(application_id),
             ip=ip,
-            data={"amount_fen": amount} if amount is not None else {},
+            data={"amount_fen": amount} if amount is not None else {"reference": reference},
         )
         applicant = review["applicant_id"]
         async with db.tenant_scope(applicant, ctx.user_id):
@@ -1511,8 +1535,8 @@ async def decide(
                 "policy_match",
                 title_zh=f"申报进度:{review['policy_title']} — {zh}",
                 title_en=f"Application update: {review['policy_title']} — {en}",
-                body_zh=reason.strip(),
-                body_en=reason.strip(),
+                body_zh=f"拨付凭证号:{reference}" if reference else reason.strip(),
+                body_en=f"Payment voucher: {reference}" if reference else reason.strip(),
                 link=f"/t/{await _slug(applicant)}/m/policy/applications/{application_id}",
                 tenant_id=applicant,
             )
