@@ -138,6 +138,7 @@ async def test_publish_match_apply_review_rate(app, client):
             f"{gapi}/queue/{app_id}/decide", json={"action": "accept", "amount_yuan": 80000}
         )
         assert r.json()["status"] == "accepted" and r.json()["amount_fen"] == 8_000_000
+        assert r.json()["reason"] == ""  # the "more material" note stays in the history only
         # The disbursement needs its payment voucher number; nothing changes without one.
         r = await g.post(f"{gapi}/queue/{app_id}/decide", json={"action": "disburse"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reference"

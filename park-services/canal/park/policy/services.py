@@ -1510,6 +1510,9 @@ async def decide(
             changes["amount_fen"] = amount
         if action in ("reject", "more"):
             changes["reason"] = reason.strip()[:2000]
+        elif action == "accept":
+            # An earlier "more material" note is history now, not the reviewer's word on it.
+            changes["reason"] = ""
         if action == "disburse":
             changes["disbursed_at"] = _now()
             changes["disbursement_ref"] = reference
