@@ -87,7 +87,6 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
     page,  # noqa: F811
     server,  # noqa: F811
     tmp_path,
-    operator,
 ):
     from canal.park.policy import services
     from canal.park.policy.tables import Review
@@ -220,6 +219,10 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=11)
     async with db.tenant_scope(gov.id):
         await Review.update({Review.submitted_at: old}).where(Review.id == late)
+    # A fresh staff member (the session's shared one may have two-step sign-in on already).
+    from tests.factories import make_operator_staff
+
+    operator = (await make_operator_staff())["admin"]
     op = await Tenant.select().where(Tenant.kind == "operator").first()
     assert op is not None
     op_ctx = ctx_of(type("T", (), op | {"status": "active"})(), operator)
