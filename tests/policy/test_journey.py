@@ -138,8 +138,25 @@ async def test_publish_match_apply_review_rate(app, client):
             f"{gapi}/queue/{app_id}/decide", json={"action": "accept", "amount_yuan": 80000}
         )
         assert r.json()["status"] == "accepted" and r.json()["amount_fen"] == 8_000_000
+        assert r.json()["reason"] == ""  # the "more material" note stays in the history only
+        # The disbursement needs its payment voucher number; nothing changes without one.
         r = await g.post(f"{gapi}/queue/{app_id}/decide", json={"action": "disburse"})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reference"
+        r = await g.post(
+            f"{gapi}/queue/{app_id}/decide",
+            json={"action": "disburse", "reference": "x" * 101},
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["code"] == "too_long"
+        assert (await e.get(f"{eapi}/applications/{app_id}")).json()["status"] == "accepted"
+        r = await g.post(
+            f"{gapi}/queue/{app_id}/decide",
+            json={"action": "disburse", "reference": "LC-ZJZD-2026-0042"},
+        )
         assert r.json()["status"] == "disbursed"
+        assert r.json()["disbursement_ref"] == "LC-ZJZD-2026-0042"
+        paid = (await e.get(f"{eapi}/applications/{app_id}")).json()
+        assert paid["disbursement_ref"] == "LC-ZJZD-2026-0042" and paid["disbursed_at"]
+        assert any("LC-ZJZD-2026-0042" in t for t in await _notes(ent_owner.user_id))
         r = await g.post(f"{gapi}/queue/{app_id}/decide", json={"action": "reject", "reason": "x"})
         assert r.status_code == 409
         r = await e.post(f"{eapi}/applications/{app_id}/rate", json={"rating": 6})

@@ -127,6 +127,22 @@ async def test_import_export_round_trip_and_all_or_nothing(client):
     broken = [items[0], dict(items[1], window_closes="2020-01-01")]
     r = await client.post(f"{api}/policies/import", json=broken)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "[1].window_closes"
+    # The message names the policy, for the page (which shows messages, not paths).
+    assert r.json()["errors"][0]["message"].startswith(f"第 2 条政策「{items[1]['title'][:40]}」")
+    assert await services.list_policies(ctx) == []
+    page = await client.get(f"/t/{gov.slug}/m/policy/policies")
+    r = await client.post(
+        f"/t/{gov.slug}/m/policy/policies/import",
+        data={"_csrf": csrf_from(page.text)},
+        files={"file": ("policies.json", json.dumps(broken).encode(), "application/json")},
+    )
+    assert r.status_code == 422 and "第 2 条政策" in r.text
+    r = await client.post(
+        f"/t/{gov.slug}/m/policy/policies/import",
+        data={"_csrf": csrf_from(page.text)},
+        files={"file": ("policies.json", b"{not json", "application/json")},
+    )
+    assert r.status_code == 422 and "文件不是有效的 JSON" in r.text
     assert await services.list_policies(ctx) == []
     r = await client.post(f"{api}/policies/import", json=items)
     assert r.status_code == 201 and len(r.json()["ids"]) == len(items)

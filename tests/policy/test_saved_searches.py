@@ -153,3 +153,55 @@ async def test_publishing_alerts_matching_saved_searches_once_per_version(client
     assert await saved_searches.policy_saved_search_alerts({}, str(city), 2) == 1
     titles = [a["title_zh"] for a in await _alerts(fan.user_id)]
     assert len(titles) == 3 and any(t.startswith("政策更新") for t in titles)
+
+
+async def test_department_filter_in_the_catalogue_saved_searches_and_alerts(client):
+    """The catalogue filters by issuing department (page and API); a saved search keeps the
+    department and alerts only on that department's policies."""
+    from canal.platform.search.services import get_service
+
+    word = unique("bm")
+    dept = unique("东昌府区工业和信息化局")
+    _owner, _gov, gctx = await org("government")
+    ours = await services.create_policy(
+        gctx,
+        services.parse_policy(policy_json(CRITERIA, title=f"技改补贴 {word}", issuer=dept)),
+        publish=True,
+    )
+    theirs = await services.create_policy(
+        gctx, services.parse_policy(policy_json(CRITERIA, title=f"科技补贴 {word}")), publish=True
+    )
+    docs = [d async for d in services.load_search_documents()]
+    await get_service().upsert("policies", docs, wait=True)
+    r = await client.get("/api/v1/policies", params={"q": word, "issuer": dept})
+    assert [h["id"] for h in r.json()["hits"]] == [str(ours)]
+    r = await client.get("/api/v1/policies", params={"q": word})
+    assert {h["id"] for h in r.json()["hits"]} == {str(ours), str(theirs)}
+    page = await client.get("/policies", params={"q": word, "issuer": dept})
+    assert page.status_code == 200
+    assert f'<option value="{dept}" selected>' in page.text  # offered, and kept selected
+    assert f"技改补贴 {word}" in page.text and f"科技补贴 {word}" not in page.text
+    # An unknown department finds nothing (no error); a 300-character one is cut, never a 500.
+    r = await client.get("/api/v1/policies", params={"q": word, "issuer": "不存在的部门"})
+    assert r.json()["total"] == 0
+    assert (await client.get("/policies", params={"issuer": "局" * 300})).status_code == 200
+
+    # Saved from the page with its department; over the API a too-long one is refused.
+    person = await make_user(unique("部门订阅者"))
+    await sign_in(client, person)
+    page = await client.get("/policies", params={"q": word, "issuer": dept})
+    assert f'name="issuer" value="{dept}"' in page.text
+    r = await client.post(
+        "/policies/saved",
+        data={"_csrf": csrf_from(page.text), "q": word, "issuer": dept, "name": "工信局"},
+    )
+    assert r.status_code == 303
+    [item] = (await client.get(API)).json()
+    assert item["issuer"] == dept and "issuer=" in item["url"]
+    assert dept in (await client.get("/policies/saved")).text
+    r = await client.post(API, json={"name": "n", "issuer": "局" * 101})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "issuer"
+    assert len((await client.get(API)).json()) == 1
+    # The alert job: the department's new policy alerts, another department's does not.
+    assert await saved_searches.policy_saved_search_alerts({}, str(theirs), 1) == 0
+    assert await saved_searches.policy_saved_search_alerts({}, str(ours), 1) == 1

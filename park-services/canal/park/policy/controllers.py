@@ -223,6 +223,8 @@ class ApplicationOut(msgspec.Struct):
     history: list[dict[str, Any]]
     rating: int | None
     submitted_at: dt.datetime
+    disbursed_at: dt.datetime | None = None
+    disbursement_ref: str = ""  # the payment voucher number (资金直达)
 
 
 class ReviewOut(msgspec.Struct):
@@ -240,12 +242,15 @@ class ReviewOut(msgspec.Struct):
     rating: int | None
     submitted_at: dt.datetime
     overdue: bool
+    disbursed_at: dt.datetime | None = None
+    disbursement_ref: str = ""
 
 
 class DecideIn(msgspec.Struct, forbid_unknown_fields=True):
     action: str
     amount_yuan: float | None = None
     reason: str = ""
+    reference: str = ""  # disburse: the payment voucher number
 
 
 class ResubmitIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -277,6 +282,8 @@ def _application_out(r: dict[str, Any]) -> ApplicationOut:
         r["history"],
         r["rating"],
         r["submitted_at"],
+        disbursed_at=r["disbursed_at"],
+        disbursement_ref=r["disbursement_ref"],
     )
 
 
@@ -296,6 +303,8 @@ def _review_out(r: dict[str, Any]) -> ReviewOut:
         r["rating"],
         r["submitted_at"],
         bool(services.overdue([r])),
+        disbursed_at=r["disbursed_at"],
+        disbursement_ref=r["disbursement_ref"],
     )
 
 
@@ -1153,19 +1162,37 @@ async def publish_api(request: Req, policy_id: FromPath[uuid.UUID]) -> CreatedOu
 # --- the authority's queue -------------------------------------------------------------------
 
 
+def _queue_status(request: Req) -> str:
+    """``status`` filter of the queue: one of ``services.STATUSES``, else all."""
+    status = request.query_params.get("status", "")
+    return status if status in services.STATUSES else ""
+
+
 @get("/queue", opt=REVIEW, include_in_schema=False)
 async def queue_page(request: Req) -> Response[str]:
-    rows = await services.list_reviews(tenant_context(request))
+    ctx = tenant_context(request)
+    status = _queue_status(request)
+    rows = await services.list_reviews(ctx, status)
+    # Overdue is about the whole queue, whatever the filter shows.
+    waiting = rows if status == "submitted" else await services.list_reviews(ctx, "submitted")
     return page(
         request,
         "policy/queue.html",
-        {**_common(request), "rows": rows, "overdue": {r["id"] for r in services.overdue(rows)}},
+        {
+            **_common(request),
+            "rows": rows,
+            "status": status,
+            "overdue": {r["id"] for r in services.overdue(waiting)},
+        },
     )
 
 
 @get("/queue", opt=REVIEW, tags=TAGS, summary="Applications to this authority's policies")
 async def queue_api(request: Req) -> list[ReviewOut]:
-    return [_review_out(r) for r in await services.list_reviews(tenant_context(request))]
+    """``status``: only applications in that state (submitted, more_info, accepted,
+    rejected, disbursed); anything else lists all."""
+    rows = await services.list_reviews(tenant_context(request), _queue_status(request))
+    return [_review_out(r) for r in rows]
 
 
 async def _review_page(
@@ -1183,7 +1210,7 @@ async def _review_page(
         {
             **_common(request),
             "row": row,
-            "values": values or {"amount_yuan": "", "reason": ""},
+            "values": values or {"amount_yuan": "", "reason": "", "reference": ""},
             "errors": errors or [],
         },
         status=status,
@@ -1234,7 +1261,11 @@ async def review_material_api(
 @post("/queue/{application_id:uuid}/decide", opt=REVIEW, include_in_schema=False)
 async def decide_form(request: Req, application_id: FromPath[uuid.UUID]) -> Response[Any]:
     form = await _form(request)
-    values = {"amount_yuan": form.get("amount_yuan", ""), "reason": form.get("reason", "")}
+    values = {
+        "amount_yuan": form.get("amount_yuan", ""),
+        "reason": form.get("reason", ""),
+        "reference": form.get("reference", ""),
+    }
     try:
         await services.decide(
             tenant_context(request),
@@ -1242,6 +1273,7 @@ async def decide_form(request: Req, application_id: FromPath[uuid.UUID]) -> Resp
             form.get("action", ""),
             amount_yuan=values["amount_yuan"],
             reason=values["reason"],
+            reference=values["reference"],
             ip=_ip(request),
         )
     except CanalError as exc:
@@ -1263,7 +1295,8 @@ async def decide_form(request: Req, application_id: FromPath[uuid.UUID]) -> Resp
 async def decide_api(
     request: Req, application_id: FromPath[uuid.UUID], data: JSONBody[DecideIn]
 ) -> ReviewOut:
-    """``action``: ``accept`` | ``reject`` | ``more`` | ``disburse``."""
+    """``action``: ``accept`` (``amount_yuan``) | ``reject`` / ``more`` (``reason``) |
+    ``disburse`` (``reference``: the payment voucher number, after accepting)."""
     ctx = tenant_context(request)
     await services.decide(
         ctx,
@@ -1271,6 +1304,7 @@ async def decide_api(
         data.action,
         amount_yuan=data.amount_yuan,
         reason=data.reason,
+        reference=data.reference,
         ip=_ip(request),
     )
     return _review_out(await services.get_review(ctx, application_id))
@@ -1355,54 +1389,110 @@ async def oversight_remind_api(request: Req) -> RemindOut:
 # --- statistics ------------------------------------------------------------------------------
 
 
+async def _stats(request: Req) -> dict[str, Any]:
+    """``scope=platform``: the operator's figures over every authority; otherwise this
+    authority's own."""
+    ctx = tenant_context(request)
+    if request.query_params.get("scope") != "platform":
+        return await services.authority_stats(ctx)
+    stats = await services.platform_stats(ctx)
+    if stats is None:
+        raise CanalError(
+            "operator_only",
+            "只有平台运营方可以查看全平台统计。",
+            "Only the operator can see the statistics of all authorities.",
+            status=403,
+        )
+    return stats
+
+
 @get("/stats", opt=REVIEW, tags=TAGS, summary="Applications, approvals and amounts")
 async def stats_api(request: Req) -> dict[str, Any]:
-    return await services.authority_stats(tenant_context(request))
+    """By policy and by industry section (GB/T 4754): applications, decided, accepted,
+    ``approval_rate`` (accepted / decided), ``amount_fen``; ``eligible_by_policy`` and
+    ``eligible_by_industry`` (enterprises eligible today; an industry count below 5 is
+    ``null``). ``scope=platform``: the operator's figures over every authority."""
+    return await _stats(request)
+
+
+def _bar(
+    labels: list[str], series: list[tuple[str, list[int | None]]], *, horizontal: bool
+) -> dict[str, Any]:
+    # Long policy titles are cut (the table below has them whole) so that the bars keep
+    # most of a phone's width; counts are whole numbers.
+    category = {
+        "type": "category",
+        "data": labels,
+        "axisLabel": {"width": 110, "overflow": "truncate", "interval": 0},
+    }
+    value = {"type": "value", "minInterval": 1}
+    return {
+        "tooltip": {"trigger": "axis"},
+        "legend": {},
+        "grid": {"containLabel": True, "left": 8, "right": 16},
+        "xAxis": value if horizontal else category,
+        "yAxis": category if horizontal else value,
+        "series": [{"name": n, "type": "bar", "data": v} for n, v in series],
+    }
 
 
 @get("/stats", opt=REVIEW, include_in_schema=False)
 async def stats_page(request: Req) -> Response[str]:
-    stats = await services.authority_stats(tenant_context(request))
+    stats = await _stats(request)
     zh = _zh(request)
+
+    def t(pair: tuple[str, str]) -> str:
+        return pair[0] if zh else pair[1]
+
     titles = list(dict.fromkeys([*stats["by_policy"], *stats["eligible_by_policy"]]))
-    empty = {"applications": 0, "accepted": 0}
-
-    def series(name_zh: str, name_en: str, values: list[int]) -> dict[str, Any]:
-        return {"name": name_zh if zh else name_en, "type": "bar", "data": values}
-
-    chart = {
-        "tooltip": {},
-        "legend": {},
-        "grid": {"containLabel": True},
-        "xAxis": {"type": "value"},
-        "yAxis": {"type": "category", "data": titles},
-        "series": [
-            series(
-                "当前符合条件的企业",
-                "eligible now",
-                [stats["eligible_by_policy"].get(t, 0) for t in titles],
+    empty = {"applications": 0, "accepted": 0, "amount_fen": 0}
+    by_policy = _bar(
+        titles,
+        [
+            (
+                t(("当前符合条件的企业", "eligible now")),
+                [stats["eligible_by_policy"].get(x, 0) for x in titles],
             ),
-            series(
-                "申报数",
-                "applications",
-                [stats["by_policy"].get(t, empty)["applications"] for t in titles],
+            (
+                t(("申报数", "applications")),
+                [stats["by_policy"].get(x, empty)["applications"] for x in titles],
             ),
-            series(
-                "通过数",
-                "accepted",
-                [stats["by_policy"].get(t, empty)["accepted"] for t in titles],
+            (
+                t(("通过数", "accepted")),
+                [stats["by_policy"].get(x, empty)["accepted"] for x in titles],
             ),
         ],
-    }
-    industries = list(stats["by_industry"])
+        horizontal=True,
+    )
+    sections = sorted({*stats["by_industry"], *stats["eligible_by_industry"]})
+    section_names = {k: t(services.INDUSTRY_SECTIONS[k]) for k in sections}
+    by_industry = _bar(
+        [section_names[k] for k in sections],
+        [
+            (
+                t(("当前符合条件的企业", "eligible now")),
+                [stats["eligible_by_industry"].get(k) for k in sections],
+            ),
+            (
+                t(("申报数", "applications")),
+                [stats["by_industry"].get(k, empty)["applications"] for k in sections],
+            ),
+            (
+                t(("通过数", "accepted")),
+                [stats["by_industry"].get(k, empty)["accepted"] for k in sections],
+            ),
+        ],
+        horizontal=True,
+    )
     pie = {
         "tooltip": {},
         "series": [
             {
                 "type": "pie",
                 "data": [
-                    {"name": k, "value": stats["by_industry"][k]["amount_fen"] / 100}
-                    for k in industries
+                    {"name": section_names[k], "value": b["amount_fen"] / 100}
+                    for k, b in stats["by_industry"].items()
+                    if b["amount_fen"]
                 ],
             }
         ],
@@ -1410,7 +1500,18 @@ async def stats_page(request: Req) -> Response[str]:
     return page(
         request,
         "policy/stats.html",
-        {**_common(request), "stats": stats, "bar": chart, "pie": pie},
+        {
+            **_common(request),
+            "stats": stats,
+            "bar": by_policy,
+            "industry_bar": by_industry,
+            "pie": pie,
+            "sections": sections,
+            "section_names": section_names,
+            "titles": titles,
+            "can_see_platform": stats["scope"] == "platform"
+            or await services.platform_stats_allowed(tenant_context(request)),
+        },
     )
 
 
@@ -1426,6 +1527,7 @@ def _catalogue_params(request: Req) -> dict[str, Any]:
         "support_type": q.get("support_type", "")
         if q.get("support_type", "") in services.SUPPORT_TYPES
         else "",
+        "issuer": q.get("issuer", "").strip()[: services.TEXT_LIMITS["issuer"]],
         "open_now": q.get("open") == "1",
         "closing_days": 30 if closing == "1" else None,
     }
@@ -1447,6 +1549,7 @@ async def catalogue_page(request: Req) -> Response[str]:
             "lbl": lambda table, key: services.label(table, key, locale),
             "LEVELS": services.LEVELS,
             "SUPPORT_TYPES": services.SUPPORT_TYPES,
+            "issuers": await services.catalogue_issuers(),
             "day": lambda n: dt.date.fromordinal(n).isoformat() if n else "",
         },
     )
@@ -1454,8 +1557,8 @@ async def catalogue_page(request: Req) -> Response[str]:
 
 @get("/api/v1/policies", opt=PUBLIC, tags=TAGS, summary="Search the public policy catalogue")
 async def catalogue_api(request: Req) -> CatalogueOut:
-    """``q`` keyword (Chinese works), ``level``, ``support_type``, ``open=1`` (window open
-    now), ``closing=1`` (closes within 30 days)."""
+    """``q`` keyword (Chinese works), ``level``, ``support_type``, ``issuer`` (the issuing
+    department, exactly), ``open=1`` (window open now), ``closing=1`` (closes within 30 days)."""
     hits, total = await services.catalogue_search(**_catalogue_params(request))
     return CatalogueOut(total, hits)
 

@@ -29,6 +29,7 @@ class SavedSearchIn(msgspec.Struct, forbid_unknown_fields=True):
     q: str = ""
     level: str = ""
     support_type: str = ""
+    issuer: str = ""
     open: bool = False
     closing: bool = False
 
@@ -44,6 +45,7 @@ class SavedSearchOut(msgspec.Struct):
     q: str
     level: str
     support_type: str
+    issuer: str
     open: bool
     closing: bool
     url: str  # the catalogue page showing this search
@@ -65,6 +67,7 @@ def _out(row: dict[str, Any]) -> SavedSearchOut:
         params.query,
         params.level,
         params.support_type,
+        params.issuer,
         params.open_now,
         params.closing_soon,
         _catalogue_url(params),
@@ -144,9 +147,9 @@ async def save_form(request: Req) -> Response[Any]:
     summary="Save a catalogue search (alerts on new matching policies)",
 )
 async def save_api(request: Req, data: JSONBody[SavedSearchIn]) -> CreatedOut:
-    """``q``, ``level``, ``support_type``, ``open``, ``closing`` as in ``GET /api/v1/policies``.
-    When a policy that this search finds is published (or a new version of it), the owner is
-    notified once per version (kind ``policy_search_alert``)."""
+    """``q``, ``level``, ``support_type``, ``issuer``, ``open``, ``closing`` as in
+    ``GET /api/v1/policies``. When a policy that this search finds is published (or a new
+    version of it), the owner is notified once per version (kind ``policy_search_alert``)."""
     name, params = saved_searches.parse_params(msgspec.structs.asdict(data))
     return CreatedOut(
         await saved_searches.save_search(current_principal(request).user_id, name, params)

@@ -44,19 +44,26 @@ class SearchParams:
     support_type: str = ""
     open_now: bool = False
     closing_soon: bool = False
+    issuer: str = ""
 
     def catalogue_kwargs(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "level": self.level,
             "support_type": self.support_type,
+            "issuer": self.issuer,
             "open_now": self.open_now,
             "closing_days": CLOSING_DAYS if self.closing_soon else None,
         }
 
     def query_string(self) -> dict[str, str]:
         """The ``/policies`` query string that shows this search."""
-        out = {"q": self.query, "level": self.level, "support_type": self.support_type}
+        out = {
+            "q": self.query,
+            "level": self.level,
+            "support_type": self.support_type,
+            "issuer": self.issuer,
+        }
         if self.open_now:
             out["open"] = "1"
         if self.closing_soon:
@@ -66,7 +73,12 @@ class SearchParams:
 
 def params_of(row: Mapping[str, Any]) -> SearchParams:
     return SearchParams(
-        row["query"], row["level"], row["support_type"], row["open_now"], row["closing_soon"]
+        row["query"],
+        row["level"],
+        row["support_type"],
+        row["open_now"],
+        row["closing_soon"],
+        row["issuer"],
     )
 
 
@@ -107,6 +119,16 @@ def parse_params(data: Mapping[str, Any]) -> tuple[str, SearchParams]:
                 "support_type", "support_type_unknown", "未知的支持方式。", "Unknown support type."
             )
         )
+    issuer = str(data.get("issuer") or "").strip()
+    if len(issuer) > services.TEXT_LIMITS["issuer"]:
+        errors.append(
+            FieldError(
+                "issuer",
+                "too_long",
+                f"发文机关不能超过 {services.TEXT_LIMITS['issuer']} 个字符。",
+                f"The issuing body is at most {services.TEXT_LIMITS['issuer']} characters.",
+            )
+        )
     if errors:
         raise invalid(errors)
     return name, SearchParams(
@@ -115,6 +137,7 @@ def parse_params(data: Mapping[str, Any]) -> tuple[str, SearchParams]:
         support_type,
         _flag(data.get("open") if "open" in data else data.get("open_now")),
         _flag(data.get("closing") if "closing" in data else data.get("closing_soon")),
+        issuer,
     )
 
 
@@ -160,6 +183,7 @@ async def save_search(user_id: uuid.UUID, name: str, params: SearchParams) -> uu
             query=params.query,
             level=params.level,
             support_type=params.support_type,
+            issuer=params.issuer,
             open_now=params.open_now,
             closing_soon=params.closing_soon,
         )
@@ -197,6 +221,7 @@ async def finds(params: SearchParams, policy_id: uuid.UUID) -> bool:
     filters = services.catalogue_filters(
         level=kwargs["level"],
         support_type=kwargs["support_type"],
+        issuer=kwargs["issuer"],
         open_now=kwargs["open_now"],
         closing_days=kwargs["closing_days"],
     )

@@ -23,6 +23,7 @@ class SavedSearch(Table, tablename="policy_saved_searches"):
     support_type = Varchar(length=20, default="")
     open_now = Boolean(default=False)
     closing_soon = Boolean(default=False)
+    issuer = Varchar(length=100, default="")  # the issuing department, exactly
     created_at = Timestamptz(default=TimestamptzNow())
 
 

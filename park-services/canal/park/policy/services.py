@@ -40,7 +40,6 @@ from .tables import (
     CataloguePolicy,
     Dismissal,
     Fact,
-    MatchSet,
     Policy,
     PolicyVersion,
     Review,
@@ -629,7 +628,19 @@ async def import_policies(
         try:
             parsed.append(parse_policy(item))
         except CanalError as exc:
-            errors += [dataclasses.replace(e, field=f"[{i}].{e.field}") for e in exc.errors]
+            # The message names the policy too: a page shows messages, not field paths.
+            title = str(item.get("title") or "")[:40]
+            where_zh = f"第 {i + 1} 条政策" + (f"「{title}」" if title else "")
+            where_en = f"Policy {i + 1}" + (f" ({title})" if title else "")
+            errors += [
+                dataclasses.replace(
+                    e,
+                    field=f"[{i}].{e.field}",
+                    zh=f"{where_zh}:{e.zh}",
+                    en=f"{where_en}: {e.en}",
+                )
+                for e in exc.errors
+            ]
     if errors:
         raise invalid(errors)
     ids = []
@@ -651,6 +662,14 @@ async def catalogue_get(policy_id: uuid.UUID) -> dict[str, Any]:
     return _decode(row)
 
 
+async def catalogue_issuers() -> list[str]:
+    """The issuing departments of the published policies (the catalogue's department filter
+    offers these, so a filter never names a department without policies)."""
+    async with db.transaction():
+        rows = await CataloguePolicy.select(CataloguePolicy.issuer).distinct()
+    return sorted({r["issuer"] for r in rows})
+
+
 def window_state(row: Mapping[str, Any], day: dt.date) -> str:
     if day < row["window_opens"]:
         return "upcoming"
@@ -660,7 +679,12 @@ def window_state(row: Mapping[str, Any], day: dt.date) -> str:
 
 
 def catalogue_filters(
-    *, level: str = "", support_type: str = "", open_now: bool = False, closing_days: int | None
+    *,
+    level: str = "",
+    support_type: str = "",
+    issuer: str = "",
+    open_now: bool = False,
+    closing_days: int | None,
 ) -> dict[str, Any]:
     """The catalogue's filters as search-service filters (saved searches reuse them)."""
     filters: dict[str, Any] = {}
@@ -668,6 +692,8 @@ def catalogue_filters(
         filters["level"] = level
     if support_type:
         filters["support_type"] = support_type
+    if issuer:
+        filters["issuer"] = issuer
     day = today().toordinal()
     if open_now or closing_days is not None:
         filters["window_opens_day"] = {"lte": day}
@@ -682,6 +708,7 @@ async def catalogue_search(
     *,
     level: str = "",
     support_type: str = "",
+    issuer: str = "",
     open_now: bool = False,
     closing_days: int | None = None,
     page: int = 1,
@@ -690,7 +717,11 @@ async def catalogue_search(
     from canal.platform.search.services import get_service
 
     filters = catalogue_filters(
-        level=level, support_type=support_type, open_now=open_now, closing_days=closing_days
+        level=level,
+        support_type=support_type,
+        issuer=issuer,
+        open_now=open_now,
+        closing_days=closing_days,
     )
     result = await get_service().search(
         SEARCH_KIND,
@@ -1339,6 +1370,7 @@ def _wrong_state(status: str) -> CanalError:
 
 
 DECISIONS = {"accept": "accepted", "reject": "rejected", "more": "more_info"}
+DISBURSEMENT_REF_MAX = 100
 
 
 async def decide(
@@ -1348,9 +1380,11 @@ async def decide(
     *,
     amount_yuan: object = None,
     reason: str = "",
+    reference: str = "",
     ip: str = "",
 ) -> str:
-    """The authority's decision: accept (with an amount), reject or ask for more (reason)."""
+    """The authority's decision: accept (with an amount), reject or ask for more (reason);
+    then record the disbursement with its payment voucher number (``reference``)."""
     errors: list[FieldError] = []
     if action not in DECISIONS and action != "disburse":
         errors.append(
@@ -1367,6 +1401,25 @@ async def decide(
             )
     if action in ("reject", "more") and not reason.strip():
         errors.append(FieldError("reason", "required", "请说明理由。", "State the reason."))
+    reference = reference.strip()
+    if action == "disburse" and not reference:
+        errors.append(
+            FieldError(
+                "reference",
+                "required",
+                "请填写拨付凭证号。",
+                "Enter the payment voucher number.",
+            )
+        )
+    elif len(reference) > DISBURSEMENT_REF_MAX:
+        errors.append(
+            FieldError(
+                "reference",
+                "too_long",
+                f"拨付凭证号不能超过 {DISBURSEMENT_REF_MAX} 个字符。",
+                f"The payment voucher number is at most {DISBURSEMENT_REF_MAX} characters.",
+            )
+        )
     if errors:
         raise invalid(errors)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
@@ -1379,14 +1432,19 @@ async def decide(
             if review["status"] != "submitted":
                 raise _wrong_state(review["status"])
             new_status = DECISIONS[action]
-        history = [*review["history"], _event(new_status, ctx.user_id, "authority", reason.strip())]
+        note = reference if action == "disburse" else reason.strip()
+        history = [*review["history"], _event(new_status, ctx.user_id, "authority", note)]
         changes: dict[str, Any] = {"status": new_status, "history": history, "updated_at": _now()}
         if amount is not None:
             changes["amount_fen"] = amount
         if action in ("reject", "more"):
             changes["reason"] = reason.strip()[:2000]
+        elif action == "accept":
+            # An earlier "more material" note is history now, not the reviewer's word on it.
+            changes["reason"] = ""
         if action == "disburse":
             changes["disbursed_at"] = _now()
+            changes["disbursement_ref"] = reference
         await Review.update({getattr(Review, k): v for k, v in changes.items()}).where(
             Review.id == application_id
         )
@@ -1396,7 +1454,7 @@ async def decide(
             tenant_id=ctx.tenant_id,
             target=str(application_id),
             ip=ip,
-            data={"amount_fen": amount} if amount is not None else {},
+            data={"amount_fen": amount} if amount is not None else {"reference": reference},
         )
         applicant = review["applicant_id"]
         async with db.tenant_scope(applicant, ctx.user_id):
@@ -1409,8 +1467,8 @@ async def decide(
                 "policy_match",
                 title_zh=f"申报进度:{review['policy_title']} — {zh}",
                 title_en=f"Application update: {review['policy_title']} — {en}",
-                body_zh=reason.strip(),
-                body_en=reason.strip(),
+                body_zh=f"拨付凭证号:{reference}" if reference else reason.strip(),
+                body_en=f"Payment voucher: {reference}" if reference else reason.strip(),
                 link=f"/t/{await _slug(applicant)}/m/policy/applications/{application_id}",
                 tenant_id=applicant,
             )
@@ -1502,51 +1560,132 @@ async def rate(
 # Statistics and oversight
 
 
+# GB/T 4754-2017 sections: an industry code's first letter (``C3451`` → manufacturing).
+INDUSTRY_SECTIONS = {
+    "A": ("农、林、牧、渔业", "Agriculture, forestry, animal husbandry and fishery"),
+    "B": ("采矿业", "Mining"),
+    "C": ("制造业", "Manufacturing"),
+    "D": ("电力、热力、燃气及水生产和供应业", "Electricity, heat, gas and water supply"),
+    "E": ("建筑业", "Construction"),
+    "F": ("批发和零售业", "Wholesale and retail trade"),
+    "G": ("交通运输、仓储和邮政业", "Transport, storage and post"),
+    "H": ("住宿和餐饮业", "Accommodation and catering"),
+    "I": ("信息传输、软件和信息技术服务业", "Information transmission, software and IT services"),
+    "J": ("金融业", "Finance"),
+    "K": ("房地产业", "Real estate"),
+    "L": ("租赁和商务服务业", "Leasing and business services"),
+    "M": ("科学研究和技术服务业", "Scientific research and technical services"),
+    "N": ("水利、环境和公共设施管理业", "Water, environment and public facilities"),
+    "O": ("居民服务、修理和其他服务业", "Resident services, repair and other services"),
+    "P": ("教育", "Education"),
+    "Q": ("卫生和社会工作", "Health and social work"),
+    "R": ("文化、体育和娱乐业", "Culture, sports and entertainment"),
+    "S": ("公共管理、社会保障和社会组织", "Public administration and social organisations"),
+    "T": ("国际组织", "International organisations"),
+    "?": ("行业未填", "Industry not given"),
+}
+
+
+def industry_section(code: object) -> str:
+    """The GB/T 4754 section letter of an industry code, ``?`` when there is none."""
+    letter = str(code or "")[:1].upper()
+    return letter if letter in INDUSTRY_SECTIONS else "?"
+
+
+def _application_buckets(reviews: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Applications, decisions, approvals, approval rate and amounts, in total and by policy
+    and by industry section."""
+
+    def bucket() -> dict[str, Any]:
+        return {"applications": 0, "decided": 0, "accepted": 0, "amount_fen": 0}
+
+    total = bucket()
+    by_policy: dict[str, dict[str, Any]] = {}
+    by_industry: dict[str, dict[str, Any]] = {}
+    for r in reviews:
+        for b in (
+            total,
+            by_policy.setdefault(r["policy_title"], bucket()),
+            by_industry.setdefault(industry_section(r["industry_code"]), bucket()),
+        ):
+            b["applications"] += 1
+            if r["status"] in ("accepted", "rejected", "disbursed"):
+                b["decided"] += 1
+            if r["status"] in ("accepted", "disbursed"):
+                b["accepted"] += 1
+                b["amount_fen"] += r["amount_fen"] or 0
+    for b in (total, *by_policy.values(), *by_industry.values()):
+        b["approval_rate"] = round(b["accepted"] / b["decided"], 3) if b["decided"] else None
+    return total | {"by_policy": by_policy, "by_industry": by_industry}
+
+
+async def _eligible_now(policies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How many subscribed enterprises each published policy finds eligible today, in total
+    per policy and per industry section, evaluated now from the portraits (counts only; an
+    industry count below the reporting threshold is ``None``, as in the live count)."""
+    from canal.park.policy.criteria import reportable
+    from canal.park.policy.matcher import ELIGIBLE, PortraitTable, match_policy
+
+    by_policy: dict[str, int] = {}
+    by_industry: dict[str, int] = {}
+    _, portraits = await _all_portraits()
+    if portraits and policies:
+        table = PortraitTable(portraits)
+        sections = [industry_section(p.get("industry_code")) for p in portraits]
+        day = today()
+        for row in policies:
+            codes = match_policy(table, policy_rule(row), day)
+            eligible = [i for i, code in enumerate(codes) if code == ELIGIBLE]
+            by_policy[row["title"]] = by_policy.get(row["title"], 0) + len(eligible)
+            for i in eligible:
+                by_industry[sections[i]] = by_industry.get(sections[i], 0) + 1
+    return {
+        "eligible_by_policy": by_policy,
+        "eligible_by_industry": {k: reportable(n) for k, n in sorted(by_industry.items())},
+    }
+
+
 async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
     """Applications, approvals and amounts by policy and by industry (GB/T 4754 section
     letter), plus how many enterprises each published policy currently matches."""
     reviews = await list_reviews(ctx)
-    by_policy: dict[str, dict[str, Any]] = {}
-    by_industry: dict[str, dict[str, Any]] = {}
-    for r in reviews:
-        for key, bucket in (
-            (r["policy_title"], by_policy),
-            (r["industry_code"][:1] or "?", by_industry),
-        ):
-            b = bucket.setdefault(key, {"applications": 0, "accepted": 0, "amount_fen": 0})
-            b["applications"] += 1
-            if r["status"] in ("accepted", "disbursed"):
-                b["accepted"] += 1
-                b["amount_fen"] += r["amount_fen"] or 0
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         mine = await Policy.select(Policy.id).where(
             (Policy.tenant_id == ctx.tenant_id) & (Policy.status == "published")
         )
     ids = [p["id"] for p in mine]
-    matches: dict[str, int] = {}
-    if ids:
-        # Counts only, across enterprises: no enterprise's row leaves this function.
-        async with db.platform_scope(ctx.user_id):
-            rows = await MatchSet.raw(
-                "SELECT p.title, count(*) FILTER (WHERE get_byte(s.codes, c.position) & 127 = 1) "
-                "AS n FROM policy_match_columns c JOIN policy_catalogue p ON p.id = c.policy_id "
-                "JOIN policy_match_sets s ON length(s.codes) > c.position "
-                "WHERE c.policy_id = ANY({}::uuid[]) GROUP BY p.title",
-                ids,
-            )
-        matches = {r["title"]: int(r["n"]) for r in rows}
-    decided = sum(1 for r in reviews if r["status"] in ("accepted", "rejected", "disbursed"))
-    accepted = sum(1 for r in reviews if r["status"] in ("accepted", "disbursed"))
+    # Eligible counts are evaluated now from the portraits (like the operator's), not read
+    # from stored matches: the same figures whatever the match store, never stale.
+    async with db.transaction():
+        published = (
+            await CataloguePolicy.select().where(CataloguePolicy.id.is_in(ids)) if ids else []
+        )
+    eligible = await _eligible_now([_decode(p) for p in published])
     return {
-        "applications": len(reviews),
-        "decided": decided,
-        "approval_rate": round(accepted / decided, 3) if decided else None,
-        "amount_fen": sum(
-            r["amount_fen"] or 0 for r in reviews if r["status"] in ("accepted", "disbursed")
-        ),
-        "by_policy": by_policy,
-        "by_industry": by_industry,
-        "eligible_by_policy": matches,
+        "scope": "authority",
+        **_application_buckets(reviews),
+        **eligible,
+    }
+
+
+async def platform_stats_allowed(ctx: TenantContext) -> bool:
+    return await _platform_reader(ctx)
+
+
+async def platform_stats(ctx: TenantContext) -> dict[str, Any] | None:
+    """The operator's statistics over every authority (``None`` for anyone else): the same
+    figures as an authority's, from queue metadata only, never an application's form."""
+    if not await _platform_reader(ctx):
+        return None
+    async with db.platform_scope(ctx.user_id):
+        reviews = await Review.raw(
+            "SELECT r.policy_title, r.industry_code, r.status, r.amount_fen FROM policy_reviews r"
+        )
+        published = await CataloguePolicy.select()
+    return {
+        "scope": "platform",
+        **_application_buckets(reviews),
+        **await _eligible_now([_decode(p) for p in published]),
     }
 
 
