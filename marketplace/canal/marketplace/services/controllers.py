@@ -1338,6 +1338,7 @@ class VoucherOut(msgspec.Struct):
     percent_bp: int = 0  # 0: a fixed amount
     source: str = "operator"  # operator | policy
     applied_fen: int = 0  # what it paid of its order
+    source_ref: str = ""  # a policy grant's "policy-application:<id>"
 
 
 def voucher_out(v: market.VoucherView) -> VoucherOut:
@@ -1352,6 +1353,7 @@ def voucher_out(v: market.VoucherView) -> VoucherOut:
         v.percent_bp,
         v.source,
         v.applied_fen,
+        v.source_ref,
     )
 
 
@@ -1371,6 +1373,7 @@ async def vouchers_page(request: Req, tenant_slug: FromPath[str]) -> Response[st
         {
             **_listing_context(request, tenant_slug),
             "vouchers": await market.my_vouchers(ctx),
+            "policy_base": f"/t/{tenant_slug}/m/policy",
             "kind_name": lambda k: money.VOUCHER_KIND_LABELS[money.VoucherKind(k)][
                 0 if locale.startswith("zh") else 1
             ],
