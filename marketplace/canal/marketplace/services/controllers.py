@@ -35,6 +35,9 @@ MODULE = "services"
 READ = {"access": "tenant", "permission": ("tenant", "read")}
 BUY = {"access": "tenant", "permission": ("services", "buy")}
 SELL = {"access": "tenant", "permission": ("services", "sell")}
+# The provider's application and its money (payout account, statements): owners, admins and
+# the module's "provider manager" role, not every order handler (docs/marketplace.md).
+MANAGE = {"access": "tenant", "permission": ("services", "manage")}
 UPLOAD_LIMIT = PURPOSES["document"].max_bytes + 1024 * 1024
 SEARCH_FACETS = ("category", "area", "provider_name", "price_model")
 
@@ -827,6 +830,7 @@ async def _provider_page(
             "errors": errors or [],
             "values": values or {},
             "accept": ",".join(PURPOSES["document"].content_types),
+            "can_manage": access().enforce(ctx.user_id, ctx.tenant_id, MODULE, "manage"),
         },
         status=status,
     )
@@ -852,7 +856,7 @@ async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         await upload.close()
 
 
-@post("/provider", opt=SELL, include_in_schema=False, request_max_body_size=UPLOAD_LIMIT)
+@post("/provider", opt=MANAGE, include_in_schema=False, request_max_body_size=UPLOAD_LIMIT)
 async def provider_form(request: Req, tenant_slug: FromPath[str]) -> Response[Any]:
     """Apply: business scope and one qualification document (checked by the storage service:
     size, and type by content)."""
@@ -884,7 +888,7 @@ async def provider_form(request: Req, tenant_slug: FromPath[str]) -> Response[An
     return await _form_errors(request, act, again)
 
 
-@post("/provider", opt=SELL, tags=TAGS, status_code=HTTP_201_CREATED)
+@post("/provider", opt=MANAGE, tags=TAGS, status_code=HTTP_201_CREATED)
 async def provider_apply_api(
     request: Req, tenant_slug: FromPath[str], data: JSONBody[ProviderIn]
 ) -> ProviderOut:
@@ -1620,7 +1624,7 @@ async def _statement(ctx: TenantContext) -> StatementOut:
     )
 
 
-@get("/payouts", opt=SELL, include_in_schema=False)
+@get("/payouts", opt=MANAGE, include_in_schema=False)
 async def payouts_page(request: Req, tenant_slug: FromPath[str]) -> Response[str]:
     from canal.platform.billing.services import no_charge
 
@@ -1640,14 +1644,14 @@ async def payouts_page(request: Req, tenant_slug: FromPath[str]) -> Response[str
     )
 
 
-@post("/payouts/connect", opt=SELL, include_in_schema=False)
+@post("/payouts/connect", opt=MANAGE, include_in_schema=False)
 async def connect_form(request: Req, tenant_slug: FromPath[str]) -> Response[Any]:
     """Start (or continue) Stripe Connect onboarding: payouts go to this account."""
     url = await _connect_link(request, tenant_slug)
     return Redirect(url, status_code=303)
 
 
-@post("/payouts/connect", opt=SELL, tags=TAGS, status_code=200)
+@post("/payouts/connect", opt=MANAGE, tags=TAGS, status_code=200)
 async def connect_api(request: Req, tenant_slug: FromPath[str]) -> dict[str, str]:
     """The provider's Stripe Connect onboarding link (Express account, one per organisation).
     Refused (409 ``billing_no_charge``) while the platform runs without Stripe."""
@@ -1663,7 +1667,7 @@ async def _connect_link(request: Req, slug: str) -> str:
     return await onboarding_link(ctx, base_url=base)
 
 
-@get("/payouts", opt=SELL, tags=TAGS)
+@get("/payouts", opt=MANAGE, tags=TAGS)
 async def payouts_api(request: Req, tenant_slug: FromPath[str]) -> StatementOut:
     """The provider's statement: paid orders, commission, payout, settled and pending."""
     return await _statement(tenant_context(request))
