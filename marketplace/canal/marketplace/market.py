@@ -868,11 +868,11 @@ async def get_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingView:
     return _listing_view(row, names.get(row["provider_id"], ""))
 
 
-async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext) -> str:
-    """A five-minute link to one of a listing's pictures, for anyone who may see the listing
-    (the pictures are the provider's objects; the listing is the permission)."""
+async def _listing_image(
+    listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext
+) -> tuple[Any, TenantContext]:
     from canal.platform.http.context import TenantRef
-    from canal.platform.storage.services import get_object_in_tenant, object_store
+    from canal.platform.storage.services import get_object_in_tenant
 
     listing = await get_listing(listing_id, ctx)
     if str(image_id) not in listing.image_ids:
@@ -880,8 +880,28 @@ async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: Ten
     owner = TenantContext(
         TenantRef(listing.provider_id, "", "", "enterprise", "active"), ctx.user_id, ()
     )
-    stored = await get_object_in_tenant(image_id, owner)
+    return await get_object_in_tenant(image_id, owner), owner
+
+
+async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext) -> str:
+    """A five-minute link to one of a listing's pictures, for anyone who may see the listing
+    (the pictures are the provider's objects; the listing is the permission)."""
+    from canal.platform.storage.services import object_store
+
+    stored, owner = await _listing_image(listing_id, image_id, ctx)
     return await object_store().presigned_get(stored, owner)
+
+
+async def listing_image_bytes(
+    listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext
+) -> tuple[bytes, str]:
+    """One of a listing's pictures (a re-encoded photo, ≤ 2 MB) and its content type, for the
+    page's ``<img>``: the portal's CSP allows images from itself only, so a redirect to the
+    object store's presigned URL would show a broken picture."""
+    from canal.platform.storage.services import object_store
+
+    stored, _owner = await _listing_image(listing_id, image_id, ctx)
+    return await object_store().read_all(stored), stored.content_type
 
 
 async def get_own_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingView:
