@@ -24,7 +24,20 @@ from tests.marketplace.helpers import PDF, approved_provider, live_listing, make
 pytestmark = pytest.mark.browser
 
 # Words that may stay in Latin letters on a Chinese page: names, brands, units, codes.
-LATIN_OK = {"pdf", "png", "Stripe", "Connect", "PDF", "PNG", "JPEG", "Canal", "WeChat", "Pay", "Alipay", "CNY"}
+LATIN_OK = {
+    "pdf",
+    "png",
+    "Stripe",
+    "Connect",
+    "PDF",
+    "PNG",
+    "JPEG",
+    "Canal",
+    "WeChat",
+    "Pay",
+    "Alipay",
+    "CNY",
+}
 
 
 def _png() -> bytes:
@@ -176,9 +189,7 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
             await _submit(phone, "form[action$='/listings/new'] button[type=submit]")
             assert "/listings/" in phone.url
             # The picture shows (the CSP allows images from the portal only).
-            loaded = await phone.evaluate(
-                IMAGE_WIDTHS
-            )
+            loaded = await phone.evaluate(IMAGE_WIDTHS)
             assert loaded and all(w > 0 for w in loaded), loaded
             await _chinese_only(phone)
             await _shot(phone, "21-listing-pending")
@@ -187,7 +198,9 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
             # 4. The operator sees it (with its picture's listing) and approves.
             await desk.goto(f"{server}/operator/m/services/")
             assert title in await desk.inner_text("main")
-            await _submit(desk, f"form[action$='/listings/{listing_id}/review'] button[value=approve]")
+            await _submit(
+                desk, f"form[action$='/listings/{listing_id}/review'] button[value=approve]"
+            )
             await _chinese_only(desk)
             await _shot(desk, "22-operator-desk")
 
@@ -205,9 +218,7 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
             await _chinese_only(shopper)
             await _shot(shopper, "23-compare")
             await shopper.goto(f"{server}{buyer.pages}/listings/{listing_id}")
-            widths = await shopper.evaluate(
-                IMAGE_WIDTHS
-            )
+            widths = await shopper.evaluate(IMAGE_WIDTHS)
             assert widths == [320], widths
             await _chinese_only(shopper)
             await shopper.goto(f"{server}{buyer.pages}/vouchers")
