@@ -99,9 +99,21 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             await _submit(seller_tab, "form[action$='/answer'] button[type=submit]")
             await _shot(seller_tab, "03-quote-answered")
 
-            # 4. The buyer accepts and pays.
+            # 4. The buyer counters with a price, the provider answers again; the buyer
+            #    accepts and pays.
             await buyer_tab.reload()
             assert await buyer_tab.inner_text("#quote-price") == "¥8,800.00"
+            await buyer_tab.fill("#f-counter_note", "预算有限,8000 元可以吗?")
+            await buyer_tab.fill("#f-counter_price", "8000")
+            await _submit(buyer_tab, "form[action$='/counter'] button[type=submit]")
+            assert await buyer_tab.inner_text("#quote-status") == "买方还价"
+            await seller_tab.reload()
+            assert await seller_tab.inner_text("#quote-counter-price") == "¥8,000.00"
+            await seller_tab.fill("#f-price", "8,200")
+            await seller_tab.fill("#f-scope", "材料梳理、申报书撰写、答辩辅导")
+            await _submit(seller_tab, "form[action$='/answer'] button[type=submit]")
+            await buyer_tab.reload()
+            assert await buyer_tab.inner_text("#quote-price") == "¥8,200.00"
             await _submit(buyer_tab, "form[action$='/accept'] button[type=submit]")
             assert "/orders/" in buyer_tab.url
             order_path = buyer_tab.url.split("/orders/")[1]

@@ -189,6 +189,7 @@ class QuoteOut(msgspec.Struct):
     valid_until: dt.date | None
     counter_note: str
     order_id: uuid.UUID | None
+    counter_price_fen: int | None = None  # the buyer's proposed price, if it named one
 
 
 def quote_out(v: market.QuoteView) -> QuoteOut:
@@ -207,6 +208,7 @@ def quote_out(v: market.QuoteView) -> QuoteOut:
         v.valid_until,
         v.counter_note,
         v.order_id,
+        v.counter_price_fen,
     )
 
 
@@ -222,6 +224,7 @@ class QuoteAnswerIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class CounterIn(msgspec.Struct, forbid_unknown_fields=True):
     counter_note: str
+    counter_price: str = ""  # yuan, optional: the price the buyer proposes
 
 
 class OrderOut(msgspec.Struct):
@@ -1059,7 +1062,11 @@ async def counter_quote_form(
 
     async def act() -> Response[Any]:
         await market.counter_quote(
-            quote_id, ctx, str(data.get("counter_note") or ""), ip=_ip(request)
+            quote_id,
+            ctx,
+            str(data.get("counter_note") or ""),
+            ip=_ip(request),
+            price=str(data.get("counter_price") or ""),
         )
         return redirect(request, f"{_base(tenant_slug)}/quotes/{quote_id}")
 
@@ -1080,7 +1087,11 @@ async def counter_quote_api(
 ) -> QuoteOut:
     """The buyer counters the provider's quote; the provider answers again."""
     view = await market.counter_quote(
-        quote_id, tenant_context(request), data.counter_note, ip=_ip(request)
+        quote_id,
+        tenant_context(request),
+        data.counter_note,
+        ip=_ip(request),
+        price=data.counter_price,
     )
     return quote_out(view)
 
