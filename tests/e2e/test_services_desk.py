@@ -113,6 +113,10 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
         valid_through=dt.date.today() + dt.timedelta(days=90),
     )
     title = f"知识产权合规体检{unique('')}"
+    # A paid order with a voucher, so the operator's charts have something to draw.
+    [voucher] = await market.my_vouchers(buyer.ctx)
+    bought = await market.buy_listing(other.id, buyer.ctx)
+    await market.pay_order(bought.id, buyer.ctx, voucher_ids=[voucher.id])
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -202,6 +206,8 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
                 desk, f"form[action$='/listings/{listing_id}/review'] button[value=approve]"
             )
             await _chinese_only(desk)
+            for chart in ("orders", "turnover", "vouchers"):
+                await desk.wait_for_selector(f"#chart-{chart} svg", timeout=10_000)
             await _shot(desk, "22-operator-desk")
 
             # 5. A buyer finds it by category, compares it with another, sees its vouchers.

@@ -7,9 +7,13 @@ the approval stands."""
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
+import re
 import uuid
 
 from canal.marketplace import catalogue
+from canal.marketplace.market import CHINA
 from canal.marketplace.tables import Voucher
 from canal.platform import db
 from tests.factories import sign_in, unique
@@ -115,6 +119,17 @@ async def test_an_approved_voucher_application_grants_a_voucher_spent_at_checkou
     assert row["source"] == "policy" and row["holder_name"] == buyer.tenant.name
     desk = await client.get("/operator/m/services/")
     assert ref in desk.text
+    # The charts of orders, turnover and voucher use by category and month count this order.
+    charts = {
+        key: json.loads(html.unescape(raw))
+        for key, raw in re.findall(r'id="chart-(\w+)"[^>]*data-chart="([^"]*)"', desk.text)
+    }
+    assert set(charts) == {"orders", "turnover", "vouchers"}
+    month = charts["vouchers"]["xAxis"]["data"].index(dt.datetime.now(CHINA).strftime("%Y-%m"))
+    [tax_vouchers] = [s for s in charts["vouchers"]["series"] if s["name"] == "财税服务"]
+    assert tax_vouchers["data"][month] >= 3000
+    [tax_orders] = [s for s in charts["orders"]["series"] if s["name"] == "财税服务"]
+    assert tax_orders["data"][month] >= 1
 
 
 async def test_no_voucher_without_the_supermarket_or_for_other_support(app, client):
