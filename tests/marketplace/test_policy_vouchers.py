@@ -17,7 +17,13 @@ from canal.marketplace.market import CHINA
 from canal.marketplace.tables import Voucher
 from canal.platform import db
 from tests.factories import sign_in, unique
-from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
+from tests.marketplace.helpers import (
+    approved_provider,
+    confirm_payment,
+    live_listing,
+    make_side,
+    operator,
+)
 from tests.marketplace.test_services_api import app_client
 from tests.policy.helpers import CRITERIA, org, policy_json
 
@@ -106,6 +112,7 @@ async def test_an_approved_voucher_application_grants_a_voucher_spent_at_checkou
             f"{buyer.api}/orders/{order_id}/pay", json={"voucher_ids": [voucher["id"]]}
         )
         assert r.status_code == 200, r.text
+        await confirm_payment(uuid.UUID(order_id), buyer)
         order = r.json()["order"]
         assert order["voucher_subsidy_fen"] == 300_000
         assert order["buyer_paid_fen"] == 500_000 - 300_000

@@ -10,7 +10,13 @@ from canal.platform.access.services import access
 from canal.tenants.services import grant_role
 from canal.tenants.tables import Membership
 from tests.factories import make_user, sign_in, unique
-from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
+from tests.marketplace.helpers import (
+    approved_provider,
+    confirm_payment,
+    live_listing,
+    make_side,
+    operator,
+)
 from tests.marketplace.test_services_api import app_client
 
 
@@ -36,6 +42,7 @@ async def test_order_handlers_managers_and_plain_members(app, client):
 
     order = await market.buy_listing(listing.id, buyer.ctx)
     await market.pay_order(order.id, buyer.ctx)
+    await confirm_payment(order.id, buyer)
     quote = await market.request_quote(quoted.id, buyer.ctx, "每月代账,需要上门服务。")
     path = f"{provider.api}/orders/{order.id}/transition"
 
