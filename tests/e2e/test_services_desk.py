@@ -241,3 +241,69 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
                     await _shot(phone, "25-payouts")
         finally:
             await browser.close()
+
+
+async def test_dispute_with_an_attachment_resolved_by_the_operator(app, server, chromium):  # noqa: F811
+    """On a phone the buyer writes in the thread with a file and disputes a delivered order;
+    the operator rules a partial refund on the desk (a bad amount first: refused, nothing
+    changed); both sides see the ruling."""
+    from playwright.async_api import async_playwright
+
+    from canal.marketplace import market
+    from tests.marketplace.helpers import confirm_payment
+
+    staff = await operator()
+    provider = await approved_provider(f"争议财税{unique('')}", staff.user_id)
+    listing = await live_listing(provider, staff.user_id, price="2000")
+    buyer = await make_side(f"争议买方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    await market.pay_order(order.id, buyer.ctx)
+    await confirm_payment(order.id, buyer)
+    for action in ("accept", "start", "deliver"):
+        await market.transition_order(order.id, provider.ctx, action)
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        phone = await (
+            await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+        ).new_page()
+        desk_context = await browser.new_context(
+            viewport={"width": 1280, "height": 900}, locale="zh-CN"
+        )
+        await _as_operator(desk_context, server, staff)
+        desk = await desk_context.new_page()
+        try:
+            await _sign_in(phone, server, buyer.person.login)
+            await phone.goto(f"{server}{buyer.pages}/orders/{order.id}")
+            await phone.fill("#f-body", "交付的账簿缺少 10 月份凭证,见附件。")
+            await phone.set_input_files(
+                "#f-file",
+                {"name": "缺失凭证清单.pdf", "mimeType": "application/pdf", "buffer": PDF},
+            )
+            await _submit(phone, "form[action$='/messages'] button[type=submit]")
+            assert "缺失凭证清单.pdf" in await phone.inner_text("main")
+            await phone.fill("#f-note", "交付不完整")
+            await _submit(phone, "button[name=action][value=dispute]")
+            assert await phone.inner_text("#order-state") == "争议处理中"
+            await _chinese_only(phone)
+            await _shot(phone, "26-disputed")
+
+            await desk.goto(f"{server}/operator/m/services/")
+            form = f"form[action$='/orders/{order.id}/resolve']"
+            await desk.fill(f"{form} input[name=refund]", "2000.01")
+            await _submit(desk, f"{form} button[value=partial]")
+            assert "f-refund-error" in await desk.content()
+            assert (await market.get_order(order.id, buyer.ctx)).state == "disputed"
+            await desk.fill(f"{form} input[name=refund]", "500")
+            await desk.fill(f"{form} input[name=note]", "缺少一个月凭证,退还四分之一")
+            await _submit(desk, f"{form} button[value=partial]")
+            await _chinese_only(desk)
+            assert (await market.get_order(order.id, buyer.ctx)).refunded_fen == 50_000
+
+            await phone.reload()
+            assert await phone.inner_text("#order-state") == "已裁决:部分退款"
+            assert "缺少一个月凭证" in await phone.inner_text("main")
+            await _chinese_only(phone)
+            await _shot(phone, "27-resolved")
+        finally:
+            await browser.close()
