@@ -2000,7 +2000,14 @@ async def transition_order(
     order = await get_order(order_id, ctx)
     party = order.party(ctx)
     if party == Party.PROVIDER:
-        await require_provider(ctx)
+        # A suspended provider takes no new work (accept) but may finish or decline what it
+        # already has: the buyers' paid orders would otherwise be stuck (decision 0029).
+        if action == Action.ACCEPT.value:
+            await require_provider(ctx)
+        else:
+            own = await my_provider(ctx)
+            if own is None or own.status not in {"approved", "suspended"}:
+                await require_provider(ctx)  # raises provider_not_approved
     if action == Action.ACCEPT.value and not order.paid:
         order = await refresh_payment(order_id, ctx)
         if not order.paid:
