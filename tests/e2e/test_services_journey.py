@@ -23,6 +23,12 @@ pytestmark = pytest.mark.browser
 HAN = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥"
 
 
+async def _chinese_only(page) -> None:
+    from tests.e2e.test_services_desk import _chinese_only as check
+
+    await check(page)
+
+
 async def _shot(page, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"services-{name}.png"), full_page=True)
 
@@ -74,6 +80,7 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             await buyer_tab.goto(f"{server}{buyer.pages}")
             await buyer_tab.fill("#f-q", f"高新 {keyword}")
             await _submit(buyer_tab, "#catalogue-search button[type=submit]")
+            await _chinese_only(buyer_tab)
             await _shot(buyer_tab, "01-search")
             await _submit(buyer_tab, f"a[href$='/listings/{listing.id}']")
             assert title in await buyer_tab.inner_text("main")
@@ -86,6 +93,7 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             assert "/quotes/" in buyer_tab.url
             quote_path = buyer_tab.url.split("/quotes/")[1]
             assert await buyer_tab.inner_text("#quote-status") == "待报价"
+            await _chinese_only(buyer_tab)
             await _shot(buyer_tab, "02-quote-requested")
 
             # 3. The provider answers with a price, scope and deadline.
@@ -97,14 +105,28 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             assert "价格最多保留两位小数" in await seller_tab.inner_text("main")
             await seller_tab.fill("#f-price", "8,800.00")
             await _submit(seller_tab, "form[action$='/answer'] button[type=submit]")
+            await _chinese_only(seller_tab)
             await _shot(seller_tab, "03-quote-answered")
 
-            # 4. The buyer accepts and pays.
+            # 4. The buyer counters with a price, the provider answers again; the buyer
+            #    accepts and pays.
             await buyer_tab.reload()
             assert await buyer_tab.inner_text("#quote-price") == "¥8,800.00"
+            await buyer_tab.fill("#f-counter_note", "预算有限,8000 元可以吗?")
+            await buyer_tab.fill("#f-counter_price", "8000")
+            await _submit(buyer_tab, "form[action$='/counter'] button[type=submit]")
+            assert await buyer_tab.inner_text("#quote-status") == "买方还价"
+            await seller_tab.reload()
+            assert await seller_tab.inner_text("#quote-counter-price") == "¥8,000.00"
+            await seller_tab.fill("#f-price", "8,200")
+            await seller_tab.fill("#f-scope", "材料梳理、申报书撰写、答辩辅导")
+            await _submit(seller_tab, "form[action$='/answer'] button[type=submit]")
+            await buyer_tab.reload()
+            assert await buyer_tab.inner_text("#quote-price") == "¥8,200.00"
             await _submit(buyer_tab, "form[action$='/accept'] button[type=submit]")
             assert "/orders/" in buyer_tab.url
             order_path = buyer_tab.url.split("/orders/")[1]
+            await _chinese_only(buyer_tab)
             await _shot(buyer_tab, "04-order-placed")
             await _submit(buyer_tab, "form[action$='/pay'] button[type=submit]")
             assert "已付款" in await buyer_tab.inner_text("main")
@@ -119,6 +141,7 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             await seller_tab.fill("#f-note", "全部材料已交付")
             await _submit(seller_tab, "button[name=action][value=deliver]")
             assert await seller_tab.inner_text("#order-state") == "已交付"
+            await _chinese_only(seller_tab)
             await _shot(seller_tab, "05-delivered")
 
             # 6. The buyer confirms and reviews.
@@ -130,11 +153,13 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             await buyer_tab.fill("#f-text", "辅导细致,一次通过认定。")
             await _submit(buyer_tab, "form[action$='/review'] button[type=submit]")
             assert "辅导细致" in await buyer_tab.inner_text("main")
+            await _chinese_only(buyer_tab)
             await _shot(buyer_tab, "06-reviewed")
 
             # The rating shows on the listing.
             await buyer_tab.goto(f"{server}{buyer.pages}/listings/{listing.id}")
             assert "★ 5.0" in await buyer_tab.inner_text("main")
+            await _chinese_only(buyer_tab)
             await _shot(buyer_tab, "07-listing-rated")
         finally:
             await browser.close()
@@ -187,6 +212,7 @@ async def test_options_and_stacked_vouchers_in_the_browser(app, server, chromium
             await phone.goto(f"{server}{buyer.pages}/listings/{listing.id}")
             main = await phone.inner_text("main")
             assert "增值税专用发票" in main and "+¥300.00" in main
+            await _chinese_only(phone)
             await _shot(phone, "10-listing-options")
             await phone.check("input[name=option_g0][value='1']")
             await phone.check("input[name=option][value='2']")
@@ -196,6 +222,7 @@ async def test_options_and_stacked_vouchers_in_the_browser(app, server, chromium
             assert "¥2,800.00" in block and "+¥100.00" in block and "+¥300.00" in block
             box = await phone.locator(".price-block").bounding_box()
             assert box is not None and box["width"] <= 390  # fits the phone
+            await _chinese_only(phone)
             await _shot(phone, "11-checkout")
             for box_ in await phone.locator("input[name=voucher_id]").all():
                 await box_.check()
@@ -204,6 +231,7 @@ async def test_options_and_stacked_vouchers_in_the_browser(app, server, chromium
             block = await phone.inner_text(".price-block")
             # 50 % of ¥2,800 = ¥1,400, capped at ¥1,000; plus ¥500: the buyer pays ¥1,300.
             assert "−¥1,500.00" in block and "¥1,300.00" in block
+            await _chinese_only(phone)
             await _shot(phone, "12-order-paid")
             order_path = phone.url.split("/orders/")[1].split("?")[0]
 
@@ -211,6 +239,7 @@ async def test_options_and_stacked_vouchers_in_the_browser(app, server, chromium
             await desk.goto(f"{server}{provider.pages}/orders/{order_path}")
             block = await desk.inner_text(".price-block")
             assert "¥2,660.00" in block  # payout: ¥2,800 less 5 % commission
+            await _chinese_only(desk)
             await _shot(desk, "13-order-provider")
         finally:
             await browser.close()

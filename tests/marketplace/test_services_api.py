@@ -256,10 +256,28 @@ async def test_quote_order_pay_deliver_confirm_review(app, client):
             json={"price": "3600.50", "scope": "全年记账报税", "valid_until": future},
         )
         assert answered.status_code == 200 and answered.json()["status"] == "answered"
+        for bad, code in (
+            ("3000.001", "price_too_many_decimals"),
+            ("-1", "price_negative"),
+            ("0", "price_zero"),
+        ):
+            refused = await client.post(
+                f"{buyer.api}/quotes/{quote_id}/counter",
+                json={"counter_note": "便宜点", "counter_price": bad},
+            )
+            assert refused.status_code == 422, bad
+            [error] = refused.json()["errors"]
+            assert (error["field"], error["code"]) == ("counter_price", code)
+        unchanged = (await client.get(f"{buyer.api}/quotes/{quote_id}")).json()
+        assert (unchanged["status"], unchanged["counter_price_fen"]) == ("answered", None)
         countered = await client.post(
-            f"{buyer.api}/quotes/{quote_id}/counter", json={"counter_note": "3000 可以吗"}
+            f"{buyer.api}/quotes/{quote_id}/counter",
+            json={"counter_note": "3000 可以吗", "counter_price": "3000"},
         )
         assert countered.json()["status"] == "countered"
+        assert countered.json()["counter_price_fen"] == 300000
+        told = await seller.get(f"{provider.pages}/quotes/{quote_id}")
+        assert "¥3,000.00" in told.text and "买方还价金额" in told.text
         answered = await seller.post(
             f"{provider.api}/quotes/{quote_id}/answer",
             json={"price": "3200", "scope": "全年记账报税", "valid_until": future},

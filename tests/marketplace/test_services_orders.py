@@ -40,6 +40,17 @@ def db_now():
     return dt.datetime.now(dt.UTC)
 
 
+async def _told(person, order_id) -> int:
+    """How many notifications about this order ``person`` has (linked to the order's page)."""
+    from canal.platform.notifications.tables import Notification
+
+    async with db.user_scope(person.user_id):
+        return await Notification.count().where(
+            (Notification.user_id == person.user_id)
+            & (Notification.link.like(f"%/orders/{order_id}%"))
+        )
+
+
 async def _events(order_id) -> int:
     async with db.platform_scope():
         return await OrderEvent.count().where(OrderEvent.order_id == order_id)
@@ -61,6 +72,10 @@ async def test_every_action_by_every_party_from_every_state(market_world, state)
         for action in actions:
             order = await _order_in(state, market_world)
             before = await _events(order.id)
+            heard = {
+                Party.BUYER: await _told(buyer.person, order.id),
+                Party.PROVIDER: await _told(provider.person, order.id),
+            }
             allowed = action in orders.allowed_actions(state, party)
             try:
                 if party == Party.OPERATOR:
@@ -79,6 +94,14 @@ async def test_every_action_by_every_party_from_every_state(market_world, state)
                 assert allowed, f"{state} {action} by {party} was let through"
                 assert after.state == orders.transition(state, action, party).value
                 assert await _events(order.id) == before + 1
+                # Each move tells the side(s) the table names, and never the mover.
+                told = orders.notified(state, action, party)
+                for side, person in (
+                    (Party.BUYER, buyer.person),
+                    (Party.PROVIDER, provider.person),
+                ):
+                    expected = heard[side] + (1 if side in told else 0)
+                    assert await _told(person, order.id) == expected, (state, action, party, side)
             tried += 1
     assert tried == 2 * len(Action) + len(RESOLVE)
 

@@ -868,11 +868,11 @@ async def get_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingView:
     return _listing_view(row, names.get(row["provider_id"], ""))
 
 
-async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext) -> str:
-    """A five-minute link to one of a listing's pictures, for anyone who may see the listing
-    (the pictures are the provider's objects; the listing is the permission)."""
+async def _listing_image(
+    listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext
+) -> tuple[Any, TenantContext]:
     from canal.platform.http.context import TenantRef
-    from canal.platform.storage.services import get_object_in_tenant, object_store
+    from canal.platform.storage.services import get_object_in_tenant
 
     listing = await get_listing(listing_id, ctx)
     if str(image_id) not in listing.image_ids:
@@ -880,8 +880,28 @@ async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: Ten
     owner = TenantContext(
         TenantRef(listing.provider_id, "", "", "enterprise", "active"), ctx.user_id, ()
     )
-    stored = await get_object_in_tenant(image_id, owner)
+    return await get_object_in_tenant(image_id, owner), owner
+
+
+async def listing_image_url(listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext) -> str:
+    """A five-minute link to one of a listing's pictures, for anyone who may see the listing
+    (the pictures are the provider's objects; the listing is the permission)."""
+    from canal.platform.storage.services import object_store
+
+    stored, owner = await _listing_image(listing_id, image_id, ctx)
     return await object_store().presigned_get(stored, owner)
+
+
+async def listing_image_bytes(
+    listing_id: uuid.UUID, image_id: uuid.UUID, ctx: TenantContext
+) -> tuple[bytes, str]:
+    """One of a listing's pictures (a re-encoded photo, ≤ 2 MB) and its content type, for the
+    page's ``<img>``: the portal's CSP allows images from itself only, so a redirect to the
+    object store's presigned URL would show a broken picture."""
+    from canal.platform.storage.services import object_store
+
+    stored, _owner = await _listing_image(listing_id, image_id, ctx)
+    return await object_store().read_all(stored), stored.content_type
 
 
 async def get_own_listing(listing_id: uuid.UUID, ctx: TenantContext) -> ListingView:
@@ -1129,6 +1149,7 @@ class QuoteView:
     counter_note: str
     order_id: uuid.UUID | None
     created_at: dt.datetime
+    counter_price_fen: int | None = None  # the buyer's proposed price (the provider decides)
 
     def side(self, tenant_id: uuid.UUID) -> str:
         return "buyer" if tenant_id == self.buyer_id else "provider"
@@ -1165,6 +1186,7 @@ async def _quote_views(rows: list[dict[str, Any]]) -> list[QuoteView]:
             counter_note=r["counter_note"],
             order_id=r["order_id"],
             created_at=r["created_at"],
+            counter_price_fen=r.get("counter_price_fen"),
         )
         for r in rows
     ]
@@ -1346,13 +1368,28 @@ def _refuse_expired(quote: QuoteView) -> None:
 
 
 async def counter_quote(
-    quote_id: uuid.UUID, ctx: TenantContext, note: str, ip: str = ""
+    quote_id: uuid.UUID, ctx: TenantContext, note: str, ip: str = "", *, price: str = ""
 ) -> QuoteView:
+    """The buyer counters an answered quote: a note, and optionally the price it proposes
+    (yuan, two decimals, above zero). The provider answers again; only a provider's answer
+    is ever accepted into an order."""
     quote = await get_quote(quote_id, ctx)
     if quote.buyer_id != ctx.tenant_id:
         raise not_found()
     errors: list[FieldError] = []
     text = _text(errors, "counter_note", note, zh="还价说明", en="counter-offer", limit=TEXT_MAX)
+    counter_fen: int | None = None
+    if str(price or "").strip():
+        counter_fen = _price(errors, "counter_price", str(price))
+        if counter_fen == 0 and not any(e.field == "counter_price" for e in errors):
+            errors.append(
+                FieldError(
+                    "counter_price",
+                    "price_zero",
+                    "还价金额须大于零。",
+                    "The price you propose is above zero.",
+                )
+            )
     if errors:
         raise invalid(errors)
     if quote.status != "answered":
@@ -1361,7 +1398,12 @@ async def counter_quote(
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         changed = (
             await Quote.update(
-                {Quote.status: "countered", Quote.counter_note: text, Quote.updated_at: _now()}
+                {
+                    Quote.status: "countered",
+                    Quote.counter_note: text,
+                    Quote.counter_price_fen: counter_fen,
+                    Quote.updated_at: _now(),
+                }
             )
             .where((Quote.id == quote_id) & (Quote.status == "answered"))
             .returning(Quote.id)
@@ -1374,14 +1416,16 @@ async def counter_quote(
             tenant_id=ctx.tenant_id,
             target=str(quote_id),
             ip=ip,
+            data={"counter_price_fen": counter_fen} if counter_fen is not None else {},
         )
+        proposed = f"{money.format_cny(counter_fen)} · " if counter_fen is not None else ""
         await _notify_tenant(
             quote.provider_id,
             title_zh=f"买方还价:{quote.listing_title}",
             title_en=f"Counter-offer: {quote.listing_title}",
             link=f"/quotes/{quote.id}",
-            body_zh=text[:200],
-            body_en=text[:200],
+            body_zh=(proposed + text)[:200],
+            body_en=(proposed + text)[:200],
         )
     return await get_quote(quote_id, ctx)
 
@@ -1956,7 +2000,14 @@ async def transition_order(
     order = await get_order(order_id, ctx)
     party = order.party(ctx)
     if party == Party.PROVIDER:
-        await require_provider(ctx)
+        # A suspended provider takes no new work (accept) but may finish or decline what it
+        # already has: the buyers' paid orders would otherwise be stuck (decision 0029).
+        if action == Action.ACCEPT.value:
+            await require_provider(ctx)
+        else:
+            own = await my_provider(ctx)
+            if own is None or own.status not in {"approved", "suspended"}:
+                await require_provider(ctx)  # raises provider_not_approved
     if action == Action.ACCEPT.value and not order.paid:
         order = await refresh_payment(order_id, ctx)
         if not order.paid:

@@ -92,6 +92,7 @@ class Quote(Table, tablename="market_quotes"):
     scope = Text(default="")
     valid_until = Date(null=True, default=None)
     counter_note = Text(default="")
+    counter_price_fen = BigInt(null=True, default=None)  # the price the buyer proposes, if any
     order_id = UUID(null=True, default=None)
     requested_by = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())

@@ -35,6 +35,9 @@ MODULE = "services"
 READ = {"access": "tenant", "permission": ("tenant", "read")}
 BUY = {"access": "tenant", "permission": ("services", "buy")}
 SELL = {"access": "tenant", "permission": ("services", "sell")}
+# The provider's application and its money (payout account, statements): owners, admins and
+# the module's "provider manager" role, not every order handler (docs/marketplace.md).
+MANAGE = {"access": "tenant", "permission": ("services", "manage")}
 UPLOAD_LIMIT = PURPOSES["document"].max_bytes + 1024 * 1024
 SEARCH_FACETS = ("category", "area", "provider_name", "price_model")
 
@@ -186,6 +189,7 @@ class QuoteOut(msgspec.Struct):
     valid_until: dt.date | None
     counter_note: str
     order_id: uuid.UUID | None
+    counter_price_fen: int | None = None  # the buyer's proposed price, if it named one
 
 
 def quote_out(v: market.QuoteView) -> QuoteOut:
@@ -204,6 +208,7 @@ def quote_out(v: market.QuoteView) -> QuoteOut:
         v.valid_until,
         v.counter_note,
         v.order_id,
+        v.counter_price_fen,
     )
 
 
@@ -219,6 +224,7 @@ class QuoteAnswerIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class CounterIn(msgspec.Struct, forbid_unknown_fields=True):
     counter_note: str
+    counter_price: str = ""  # yuan, optional: the price the buyer proposes
 
 
 class OrderOut(msgspec.Struct):
@@ -582,10 +588,16 @@ async def listing_image(
     tenant_slug: FromPath[str],
     listing_id: FromPath[uuid.UUID],
     image_id: FromPath[uuid.UUID],
-) -> Redirect:
-    """302 to a five-minute link to one of the listing's pictures."""
-    url = await market.listing_image_url(listing_id, image_id, tenant_context(request))
-    return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
+) -> Response[bytes]:
+    """The picture itself, from the portal's origin (the CSP's img-src is 'self')."""
+    body, content_type = await market.listing_image_bytes(
+        listing_id, image_id, tenant_context(request)
+    )
+    return Response(
+        body,
+        media_type=content_type,
+        headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @get("/listings/{listing_id:uuid}/images/{image_id:uuid}", opt=READ, tags=TAGS)
@@ -827,6 +839,7 @@ async def _provider_page(
             "errors": errors or [],
             "values": values or {},
             "accept": ",".join(PURPOSES["document"].content_types),
+            "can_manage": access().enforce(ctx.user_id, ctx.tenant_id, MODULE, "manage"),
         },
         status=status,
     )
@@ -852,7 +865,7 @@ async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         await upload.close()
 
 
-@post("/provider", opt=SELL, include_in_schema=False, request_max_body_size=UPLOAD_LIMIT)
+@post("/provider", opt=MANAGE, include_in_schema=False, request_max_body_size=UPLOAD_LIMIT)
 async def provider_form(request: Req, tenant_slug: FromPath[str]) -> Response[Any]:
     """Apply: business scope and one qualification document (checked by the storage service:
     size, and type by content)."""
@@ -884,7 +897,7 @@ async def provider_form(request: Req, tenant_slug: FromPath[str]) -> Response[An
     return await _form_errors(request, act, again)
 
 
-@post("/provider", opt=SELL, tags=TAGS, status_code=HTTP_201_CREATED)
+@post("/provider", opt=MANAGE, tags=TAGS, status_code=HTTP_201_CREATED)
 async def provider_apply_api(
     request: Req, tenant_slug: FromPath[str], data: JSONBody[ProviderIn]
 ) -> ProviderOut:
@@ -1049,7 +1062,11 @@ async def counter_quote_form(
 
     async def act() -> Response[Any]:
         await market.counter_quote(
-            quote_id, ctx, str(data.get("counter_note") or ""), ip=_ip(request)
+            quote_id,
+            ctx,
+            str(data.get("counter_note") or ""),
+            ip=_ip(request),
+            price=str(data.get("counter_price") or ""),
         )
         return redirect(request, f"{_base(tenant_slug)}/quotes/{quote_id}")
 
@@ -1070,7 +1087,11 @@ async def counter_quote_api(
 ) -> QuoteOut:
     """The buyer counters the provider's quote; the provider answers again."""
     view = await market.counter_quote(
-        quote_id, tenant_context(request), data.counter_note, ip=_ip(request)
+        quote_id,
+        tenant_context(request),
+        data.counter_note,
+        ip=_ip(request),
+        price=data.counter_price,
     )
     return quote_out(view)
 
@@ -1338,6 +1359,7 @@ class VoucherOut(msgspec.Struct):
     percent_bp: int = 0  # 0: a fixed amount
     source: str = "operator"  # operator | policy
     applied_fen: int = 0  # what it paid of its order
+    source_ref: str = ""  # a policy grant's "policy-application:<id>"
 
 
 def voucher_out(v: market.VoucherView) -> VoucherOut:
@@ -1352,6 +1374,7 @@ def voucher_out(v: market.VoucherView) -> VoucherOut:
         v.percent_bp,
         v.source,
         v.applied_fen,
+        v.source_ref,
     )
 
 
@@ -1371,6 +1394,7 @@ async def vouchers_page(request: Req, tenant_slug: FromPath[str]) -> Response[st
         {
             **_listing_context(request, tenant_slug),
             "vouchers": await market.my_vouchers(ctx),
+            "policy_base": f"/t/{tenant_slug}/m/policy",
             "kind_name": lambda k: money.VOUCHER_KIND_LABELS[money.VoucherKind(k)][
                 0 if locale.startswith("zh") else 1
             ],
@@ -1617,7 +1641,7 @@ async def _statement(ctx: TenantContext) -> StatementOut:
     )
 
 
-@get("/payouts", opt=SELL, include_in_schema=False)
+@get("/payouts", opt=MANAGE, include_in_schema=False)
 async def payouts_page(request: Req, tenant_slug: FromPath[str]) -> Response[str]:
     from canal.platform.billing.services import no_charge
 
@@ -1637,14 +1661,14 @@ async def payouts_page(request: Req, tenant_slug: FromPath[str]) -> Response[str
     )
 
 
-@post("/payouts/connect", opt=SELL, include_in_schema=False)
+@post("/payouts/connect", opt=MANAGE, include_in_schema=False)
 async def connect_form(request: Req, tenant_slug: FromPath[str]) -> Response[Any]:
     """Start (or continue) Stripe Connect onboarding: payouts go to this account."""
     url = await _connect_link(request, tenant_slug)
     return Redirect(url, status_code=303)
 
 
-@post("/payouts/connect", opt=SELL, tags=TAGS, status_code=200)
+@post("/payouts/connect", opt=MANAGE, tags=TAGS, status_code=200)
 async def connect_api(request: Req, tenant_slug: FromPath[str]) -> dict[str, str]:
     """The provider's Stripe Connect onboarding link (Express account, one per organisation).
     Refused (409 ``billing_no_charge``) while the platform runs without Stripe."""
@@ -1660,7 +1684,7 @@ async def _connect_link(request: Req, slug: str) -> str:
     return await onboarding_link(ctx, base_url=base)
 
 
-@get("/payouts", opt=SELL, tags=TAGS)
+@get("/payouts", opt=MANAGE, tags=TAGS)
 async def payouts_api(request: Req, tenant_slug: FromPath[str]) -> StatementOut:
     """The provider's statement: paid orders, commission, payout, settled and pending."""
     return await _statement(tenant_context(request))

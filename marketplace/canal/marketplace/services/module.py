@@ -54,14 +54,24 @@ MODULE = ModuleSpec(
     permissions=(
         Permission("services", "buy", "采购服务:询价、下单、付款、评价", "Buy services"),
         Permission("services", "sell", "提供服务:发布服务、报价、处理订单", "Sell services"),
+        Permission(
+            "services",
+            "manage",
+            "管理服务商:入驻申请、收款账户与结算",
+            "Manage the provider: application, payout account and statements",
+        ),
     ),
     roles={
         "service_buyer": (("services", "buy"),),
         "service_agent": (("services", "sell"),),
+        # The provider's manager: everything an agent does, plus the payout account (a Stripe
+        # Connect account receives the money) and the application — not for every agent.
+        "service_manager": (("services", "sell"), ("services", "manage")),
     },
     role_names={
         "service_buyer": ("服务采购员", "Service buyer"),
         "service_agent": ("服务商客服", "Provider order handler"),
+        "service_manager": ("服务商主管", "Provider manager"),
     },
     piccolo_apps=("canal.marketplace.piccolo_app",),
     search_indexes=(LISTINGS_INDEX,),

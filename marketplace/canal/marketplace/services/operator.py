@@ -196,17 +196,33 @@ async def _page(
     locale = request_locale(request)
     board = await _dashboard(_me(request))
     months = sorted({m.month for m in board.months})
-    series = []
-    for category in catalogue.CATEGORIES:
-        values = [
-            sum(
-                m.turnover_fen for m in board.months if m.month == mo and m.category == category.key
-            )
-            / 100
-            for mo in months
-        ]
-        if any(values):
-            series.append({"name": category.name(locale), "values": values})
+
+    def stacked(field: str, per: int, unit: str) -> dict[str, Any]:
+        """One bar per month, stacked by category, of ``field`` (divided by ``per``)."""
+        series = []
+        for category in catalogue.CATEGORIES:
+            values = [
+                sum(
+                    getattr(m, field)
+                    for m in board.months
+                    if m.month == mo and m.category == category.key
+                )
+                / per
+                for mo in months
+            ]
+            if any(values):
+                series.append(
+                    {"name": category.name(locale), "type": "bar", "stack": field, "data": values}
+                )
+        return {
+            "tooltip": {"trigger": "axis"},
+            "legend": {},
+            "xAxis": {"type": "category", "data": months},
+            # Counts are whole numbers: no 0.2-order gridlines.
+            "yAxis": {"type": "value", "name": unit, **({"minInterval": 1} if per == 1 else {})},
+            "series": series,
+        }
+
     return page(
         request,
         "marketplace/operator.html",
@@ -221,16 +237,12 @@ async def _page(
             "categories": catalogue.CATEGORIES,
             "category_name": lambda k: catalogue.category_name(k, locale),
             "chart": {"months": months},
-            "chart_options": {
-                "tooltip": {"trigger": "axis"},
-                "legend": {},
-                "xAxis": {"type": "category", "data": months},
-                "yAxis": {"type": "value", "name": "¥"},
-                "series": [
-                    {"name": s["name"], "type": "bar", "stack": "turnover", "data": s["values"]}
-                    for s in series
-                ],
-            },
+            # Orders, turnover and voucher use by category and month (issue #6).
+            "figure_charts": [
+                ("orders", stacked("orders", 1, "")),
+                ("turnover", stacked("turnover_fen", 100, "¥")),
+                ("vouchers", stacked("voucher_fen", 100, "¥")),
+            ],
             "category_options": [(c.key, c.name(locale)) for c in catalogue.CATEGORIES],
             "kind_options": [
                 (k.value, zh if locale.startswith("zh") else en)

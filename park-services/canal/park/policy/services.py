@@ -1457,6 +1457,8 @@ async def decide(
             data={"amount_fen": amount} if amount is not None else {"reference": reference},
         )
         applicant = review["applicant_id"]
+        if new_status == "accepted" and amount is not None:
+            await _grant_service_voucher(ctx, review, amount, ip=ip)
         async with db.tenant_scope(applicant, ctx.user_id):
             await Application.update(
                 {getattr(Application, k): v for k, v in changes.items()}
@@ -1473,6 +1475,59 @@ async def decide(
                 tenant_id=applicant,
             )
     return new_status
+
+
+# A voucher granted by an approved application is usable for a year (decision 0026): long
+# enough for a procurement round, short enough that the authority's budget year closes.
+VOUCHER_VALID_DAYS = 365
+
+
+async def _grant_service_voucher(
+    ctx: TenantContext, review: Mapping[str, Any], amount_fen: int, *, ip: str = ""
+) -> None:
+    """An approved application to a voucher policy (创新券) grants the enterprise a voucher in
+    the service supermarket, in the approval's transaction, idempotent on the application.
+
+    Nothing is granted when the supermarket (module ``services``) is not installed or not on
+    for the enterprise: the approval itself stands (decision 0026)."""
+    from canal.platform.modules import get_module
+    from canal.tenants.services import module_enabled
+
+    version = (
+        await PolicyVersion.select(PolicyVersion.support_type)
+        .where(PolicyVersion.id == review["version_id"])
+        .first()
+    )
+    if version is None or version["support_type"] != "voucher":
+        return
+    if amount_fen <= 0:
+        raise invalid(
+            [
+                FieldError(
+                    "amount_yuan",
+                    "voucher_amount_zero",
+                    "创新券的核定金额须大于零。",
+                    "A voucher's approved amount is above zero.",
+                )
+            ]
+        )
+    applicant = review["applicant_id"]
+    if get_module("services") is None or not await module_enabled(applicant, "services"):
+        return
+    from canal.marketplace import catalogue, market
+
+    await market.issue_voucher(
+        ctx.user_id,
+        holder_id=applicant,
+        kind="innovation",
+        amount=amount_fen,
+        # The policy names no service categories: the voucher is good for all of them.
+        categories=[c.key for c in catalogue.CATEGORIES],
+        valid_through=today() + dt.timedelta(days=VOUCHER_VALID_DAYS),
+        source="policy",
+        source_ref=f"policy-application:{review['id']}",
+        ip=ip,
+    )
 
 
 async def resubmit(
