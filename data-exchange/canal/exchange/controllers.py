@@ -11,7 +11,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.exchange import masking, services
 from canal.exchange.pii import KIND_LABELS
@@ -688,12 +688,10 @@ async def _grant_page(
             for c in (listing or {}).get("columns") or []
             if c.get("action") == "keep" and not c.get("pii")
         ]
-        if listing and listing["price_model"] in services.PAID_UP_FRONT:
-            price = {
-                "amount": _yuan(listing["price_fen"]),
-                "status": await services.payment_status(ctx, grant_id),
-            }
-            usable = usable and price["status"] == "succeeded"
+        price = await services.grant_payment(ctx, grant)
+        if price is not None:
+            price["amount"] = _yuan(price["amount_fen"])
+            usable = usable and price["paid"]
     return _page(
         request,
         "grant.html",
@@ -705,6 +703,7 @@ async def _grant_page(
             "sql": sql,
             "usable": usable,
             "price": price,
+            "just_paid": request.query.get("paid") == "1",
             "compute_columns": compute_columns,
         },
         status=status,
@@ -721,7 +720,12 @@ async def grant_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, An
     """A request or grant as either party sees it, with its recent queries."""
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
-    return {**grant, "queries": await services.grant_queries(ctx, grant_id)}
+    payment = await services.grant_payment(ctx, grant) if grant["side"] == "buyer" else None
+    return {
+        **grant,
+        "payment": payment,
+        "queries": await services.grant_queries(ctx, grant_id),
+    }
 
 
 @post("/grants/{grant_id:uuid}/decision", opt=TRADE, include_in_schema=False)
@@ -799,11 +803,58 @@ async def revoke_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody
     )
 
 
+def _grant_here(request: Req, grant_id: uuid.UUID) -> tuple[str, str]:
+    """Where Stripe sends the buyer back: the grant page (from the settings, never the Host
+    header), marked so the page says the payment is being confirmed."""
+    base = str(request.app.state.settings.base_url).rstrip("/")
+    here = f"{base}{_base(tenant_context(request).tenant.slug)}/grants/{grant_id}"
+    return here + "?paid=1", here
+
+
 @post("/grants/{grant_id:uuid}/payment", opt=TRADE, include_in_schema=False)
 async def payment_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
     try:
-        await services.pay_for_grant(ctx, grant_id)
+        started = await services.pay_for_grant(
+            ctx, grant_id, checkout=_grant_here(request, grant_id), hosted=True
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    if started.checkout_url:  # Stripe's hosted page (card, Alipay, WeChat Pay)
+        return redirect(request, started.checkout_url)
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
+
+
+class PaymentOut(msgspec.Struct):
+    status: str
+    amount_fen: int
+    client_secret: str | None = None
+    checkout_url: str | None = None
+
+
+@post("/grants/{grant_id:uuid}/payment", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def payment_api(request: Req, grant_id: FromPath[uuid.UUID]) -> PaymentOut:
+    """Pay for an approved grant on a paid dataset through the shared billing (idempotent:
+    one payment per grant). A one-off price answers a PaymentIntent ``client_secret`` to
+    confirm with Stripe.js; a subscription answers a Checkout ``checkout_url`` (subscription
+    mode). The webhook opens the grant. No-charge mode: ``status`` "succeeded" at once."""
+    started = await services.pay_for_grant(
+        tenant_context(request), grant_id, checkout=_grant_here(request, grant_id)
+    )
+    return PaymentOut(
+        started.status, started.amount_fen, started.client_secret, started.checkout_url
+    )
+
+
+@post("/grants/{grant_id:uuid}/subscription/cancel", opt=TRADE, include_in_schema=False)
+async def cancel_subscription_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    try:
+        await services.cancel_subscription(ctx, grant_id, ip=_ip(request))
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
@@ -813,11 +864,16 @@ async def payment_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[
     return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
 
 
-@post("/grants/{grant_id:uuid}/payment", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
-async def payment_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, str]:
-    """Pay for an approved grant on a paid dataset through the shared billing (idempotent:
-    one payment per grant). Answers the payment's status."""
-    return {"status": await services.pay_for_grant(tenant_context(request), grant_id)}
+@post(
+    "/grants/{grant_id:uuid}/subscription/cancel", opt=TRADE, tags=TAGS, status_code=HTTP_200_OK
+)
+async def cancel_subscription_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """Stop renewing the dataset subscription: the grant stays usable until the paid period
+    ends (``expires_at``), then ends. Answers the grant with its payment state."""
+    ctx = tenant_context(request)
+    await services.cancel_subscription(ctx, grant_id, ip=_ip(request))
+    grant = await services.grant_for_party(ctx, grant_id)
+    return {**grant, "payment": await services.grant_payment(ctx, grant)}
 
 
 @post("/grants/{grant_id:uuid}/download", opt=USE, include_in_schema=False)
@@ -875,7 +931,6 @@ async def query_api(
         "columns": answer.columns,
         "rows": answer.rows,
         "suppressed_groups": answer.suppressed_groups,
-        "elapsed_ms": answer.elapsed_ms,
         "remaining_today": answer.remaining_today,
     }
 
@@ -1019,6 +1074,7 @@ PAGES = [
     decision_form,
     revoke_form,
     payment_form,
+    cancel_subscription_form,
     download_form,
     query_form,
     rows_page,
@@ -1045,6 +1101,7 @@ API = [
     decision_api,
     revoke_api,
     payment_api,
+    cancel_subscription_api,
     download_api,
     query_api,
     rows_api,

@@ -78,6 +78,11 @@ MODULE = ModuleSpec(
         "exchange.grant_revoked": "Data grant revoked",
         "exchange.download": "Masked dataset downloaded",
         "exchange.query_refused": "Compute-to-data query refused",
+        "exchange.grant_paid": "Data grant paid",
+        "exchange.subscription_cancelled": "Dataset subscription set to end",
+        "exchange.subscription_ended": "Dataset subscription ended",
+        "exchange.version_submitted": "Dataset version sent for compliance review",
+        "exchange.version_reviewed": "Dataset version compliance review",
     },
     seed_demo=_seed_demo,
 )

@@ -211,6 +211,8 @@ async def reconcile_subscriptions(ctx: dict[str, Any]) -> dict[str, int]:
             log.exception("reconciling %s failed", sub_id)
     await process_pending()
     await services.send_pending_usage()
+    # Priced usage of finished months (an hourly run bills each month once, early in the next).
+    await services.invoice_priced_usage()
     return counts
 
 
