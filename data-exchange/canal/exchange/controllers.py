@@ -703,7 +703,7 @@ async def _grant_page(
             "sql": sql,
             "usable": usable,
             "price": price,
-            "just_paid": request.query.get("paid") == "1",
+            "just_paid": request.query_params.get("paid") == "1",
             "compute_columns": compute_columns,
         },
         status=status,

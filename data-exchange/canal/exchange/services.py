@@ -1783,9 +1783,10 @@ async def pay_for_grant(
             "There is nothing to pay for this grant.",
             status=409,
         )
-    if grant["paid_at"] is not None and (
-        dataset["price_model"] == "one_off"
-        or grant["subscription_status"] in (*LIVE_SUBSCRIPTION, "past_due", "no_charge")
+    # Billing's payment is the truth for a one-off price; a subscription already paying (or
+    # its no-charge period) shows on the grant.
+    if (grant["paid_at"] is not None and dataset["price_model"] == "subscription") or (
+        dataset["price_model"] == "one_off" and await payment_status(ctx, grant_id) == "succeeded"
     ):
         raise CanalError(
             "already_paid",
