@@ -413,11 +413,22 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
     ctx = tenant_context(request)
     dataset = await services.get_dataset(dataset_id, ctx)
     versions = await services.versions_of(dataset, ctx)
+    waiting = services.pending_version(versions)
+    newest = services.latest_ready(versions)
+    operator = services.is_operator(ctx)
     return {
         "dataset": _dataset_out(dataset),
         "versions": versions,
-        "latest": services.latest_ready(versions),
-        "is_operator": services.is_operator(ctx),
+        # The operator sees the profile of the version under review.
+        "latest": waiting if operator and waiting else newest,
+        "pending_version": waiting,
+        "can_submit": newest is not None
+        and waiting is None
+        and (
+            dataset["status"] in ("draft", "rejected")
+            or (dataset["status"] == "approved" and newest["review_status"] != "approved")
+        ),
+        "is_operator": operator,
         "own": dataset["tenant_id"] == ctx.tenant_id,
     }
 
@@ -864,9 +875,7 @@ async def cancel_subscription_form(request: Req, grant_id: FromPath[uuid.UUID]) 
     return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
 
 
-@post(
-    "/grants/{grant_id:uuid}/subscription/cancel", opt=TRADE, tags=TAGS, status_code=HTTP_200_OK
-)
+@post("/grants/{grant_id:uuid}/subscription/cancel", opt=TRADE, tags=TAGS, status_code=HTTP_200_OK)
 async def cancel_subscription_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
     """Stop renewing the dataset subscription: the grant stays usable until the paid period
     ends (``expires_at``), then ends. Answers the grant with its payment state."""

@@ -697,46 +697,79 @@ async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
     return "ready"
 
 
+def pending_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((v for v in versions if v["review_status"] == "pending"), None)
+
+
 async def submit_for_review(ctx: TenantContext, dataset_id: uuid.UUID, *, ip: str = "") -> None:
+    """Send the newest ready version for the operator's review. A listed (approved) dataset
+    stays listed meanwhile: grants keep the version last approved until this one is (the
+    per-version review); an unlisted one waits for its first review as a whole."""
     dataset = await get_dataset(dataset_id, ctx)
     if dataset["tenant_id"] != ctx.tenant_id:
         raise not_found()
-    if latest_ready(await versions_of(dataset, ctx)) is None:
+    versions = await versions_of(dataset, ctx)
+    newest = latest_ready(versions)
+    if newest is None:
         raise CanalError(
             "no_ready_version",
             "请先上传并完成分析至少一个数据版本。",
             "Upload at least one version and let its profiling finish first.",
             status=409,
         )
-    if dataset["status"] == "pending":
+    if dataset["status"] == "pending" or pending_version(versions) is not None:
         raise CanalError(
             "already_pending",
             "该数据集已在审核中。",
             "This dataset is already under review.",
             status=409,
         )
-    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        await Dataset.update({Dataset.status: "pending", Dataset.review_reason: ""}).where(
-            Dataset.id == dataset_id
+    listed = dataset["status"] == "approved"
+    if listed and newest["review_status"] == "approved":
+        raise CanalError(
+            "nothing_to_review",
+            f"没有待审核的新版本:最新的第 {newest['number']} 版已通过审核。",
+            f"There is no new version to review: the newest, version {newest['number']}, "
+            "is already approved.",
+            status=409,
         )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await DatasetVersion.update(
+            {DatasetVersion.review_status: "pending", DatasetVersion.review_reason: ""}
+        ).where(DatasetVersion.id == newest["id"])
+        if not listed:
+            await Dataset.update({Dataset.status: "pending", Dataset.review_reason: ""}).where(
+                Dataset.id == dataset_id
+            )
         await record(
-            "exchange.dataset_submitted",
+            "exchange.version_submitted" if listed else "exchange.dataset_submitted",
             actor_id=ctx.user_id,
             tenant_id=ctx.tenant_id,
             target=str(dataset_id),
             ip=ip,
+            data={"version": newest["number"]},
         )
 
 
 async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
+    """Datasets waiting for their first review, and listed ones with a new version waiting
+    (``review_version``: the number under review)."""
     _require_operator(ctx)
     from canal.tenants.tables import Tenant
 
     async with db.platform_scope(ctx.user_id):
+        waiting = {
+            v["dataset_id"]: v["number"]
+            for v in await DatasetVersion.select(
+                DatasetVersion.dataset_id, DatasetVersion.number
+            ).where(DatasetVersion.review_status == "pending")
+        }
         rows = (
             await Dataset.select()
             .output(load_json=True)
-            .where(Dataset.status == "pending")
+            .where(
+                (Dataset.status == "pending") | Dataset.id.is_in(list(waiting) or [uuid.uuid4()])
+            )
             .order_by(Dataset.updated_at)
         )
         names = {
@@ -747,12 +780,16 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
         }
     for r in rows:
         r["provider_name"] = names.get(r["tenant_id"], "")
+        r["review_version"] = waiting.get(r["id"])
     return rows
 
 
 async def review_dataset(
     ctx: TenantContext, dataset_id: uuid.UUID, *, approve: bool, reason: str, ip: str = ""
 ) -> None:
+    """The operator's decision on what waits: a dataset's first review (approval lists it),
+    or a listed dataset's new version (approval makes it the current one; rejection leaves
+    the listing and every grant on the version approved before)."""
     _require_operator(ctx)
     reason = reason.strip()
     if not approve and not reason:
@@ -767,45 +804,68 @@ async def review_dataset(
             ]
         )
     dataset = await get_dataset(dataset_id, ctx)
-    if dataset["status"] != "pending":
+    versions = await versions_of(dataset, ctx)
+    waiting = pending_version(versions)
+    version_only = dataset["status"] == "approved" and waiting is not None
+    if dataset["status"] != "pending" and not version_only:
         raise CanalError(
             "not_pending",
             "该数据集不在待审状态。",
             "This dataset is not awaiting review.",
             status=409,
         )
-    version = latest_ready(await versions_of(dataset, ctx))
+    version = waiting or latest_ready(versions)
     sample: list[list[Any]] = []
     if approve and version is not None:
         sample = await _masked_sample(dataset, version)
+    what_zh = (
+        f"「{dataset['title']}」第 {version['number']} 版"
+        if version_only and version
+        else (f"数据集「{dataset['title']}」")
+    )
+    what_en = (
+        f"Version {version['number']} of '{dataset['title']}'"
+        if version_only and version
+        else f"Dataset '{dataset['title']}'"
+    )
     async with db.platform_scope(ctx.user_id):
-        await Dataset.update(
-            {
-                Dataset.status: "approved" if approve else "rejected",
-                Dataset.review_reason: reason,
-                Dataset.reviewed_by: ctx.user_id,
-            }
-        ).where(Dataset.id == dataset_id)
+        if not version_only:
+            await Dataset.update(
+                {
+                    Dataset.status: "approved" if approve else "rejected",
+                    Dataset.review_reason: reason,
+                    Dataset.reviewed_by: ctx.user_id,
+                }
+            ).where(Dataset.id == dataset_id)
+        if version is not None:
+            await DatasetVersion.update(
+                {
+                    DatasetVersion.review_status: "approved" if approve else "rejected",
+                    DatasetVersion.review_reason: reason,
+                }
+            ).where(DatasetVersion.id == version["id"])
         if approve and version is not None:
             await _publish(dataset, version, sample)
         await _tell(
             dataset["created_by"],
             dataset["tenant_id"],
             f"/datasets/{dataset_id}",
-            f"数据集「{dataset['title']}」"
-            + ("已通过合规审核并发布" if approve else "未通过合规审核"),
-            f"Dataset '{dataset['title']}' was "
-            + ("approved and published" if approve else "rejected in compliance review"),
+            what_zh + ("已通过合规审核并发布" if approve else "未通过合规审核"),
+            what_en + (" was approved and published" if approve else " was rejected in review"),
             reason,
             reason,
         )
         await record(
-            "exchange.dataset_reviewed",
+            "exchange.version_reviewed" if version_only else "exchange.dataset_reviewed",
             actor_id=ctx.user_id,
             tenant_id=dataset["tenant_id"],
             target=str(dataset_id),
             ip=ip,
-            data={"approved": approve, "reason": reason},
+            data={
+                "approved": approve,
+                "reason": reason,
+                "version": version["number"] if version else None,
+            },
         )
     if approve:
         await _index_listing(dataset_id)
@@ -940,12 +1000,26 @@ async def set_masking(
             ip=ip,
             data={"rules": new},
         )
-    if dataset["status"] == "approved":
+    listed = await _listed_version(dataset, ctx) if dataset["status"] == "approved" else None
+    if listed is not None:
+        # The listing keeps showing the approved version (a newer one waits for review).
         dataset["masking_rules"] = new
-        sample = await _masked_sample(dataset, version)
+        sample = await _masked_sample(dataset, listed)
         async with db.platform_scope(ctx.user_id):
-            await _publish(dataset, version, sample)
+            await _publish(dataset, listed, sample)
     return new
+
+
+async def _listed_version(dataset: dict[str, Any], ctx: TenantContext) -> dict[str, Any] | None:
+    async with db.transaction():
+        listing = (
+            await Listing.select(Listing.version_id).where(Listing.id == dataset["id"]).first()
+        )
+    if listing is None:
+        return None
+    return next(
+        (v for v in await versions_of(dataset, ctx) if v["id"] == listing["version_id"]), None
+    )
 
 
 # --- catalogue ------------------------------------------------------------------------------

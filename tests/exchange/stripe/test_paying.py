@@ -131,7 +131,9 @@ async def test_api_gets_a_client_secret_and_a_failed_then_succeeded_intent_opens
     assert other.status_code == 409 and "已通过其他方式发起支付" in other.text
 
     async with db.tenant_scope(buyer.tenant.id):
-        row = await Payment.select().where(Payment.idempotency_key == f"exchange-{grant_id}").first()
+        row = (
+            await Payment.select().where(Payment.idempotency_key == f"exchange-{grant_id}").first()
+        )
     intent_id = row["stripe_payment_intent_id"]
     failed = event("payment_intent.payment_failed", {"id": intent_id, "object": "payment_intent"})
     await deliver(client, failed)
@@ -302,9 +304,13 @@ async def test_subscription_renewal_failed_payment_and_out_of_order_events(
     sub_id = f"sub_gone_{uuid.uuid4().hex[:12]}"
     now = int(time.time())
     month = 30 * 86400
-    p1, p2, p3 = (now - 10, now + month), (now + month, now + 2 * month), (
-        now + 2 * month,
-        now + 3 * month,
+    p1, p2, p3 = (
+        (now - 10, now + month),
+        (now + month, now + 2 * month),
+        (
+            now + 2 * month,
+            now + 3 * month,
+        ),
     )
 
     async def send(etype: str, status: str, period: tuple[int, int], at: int, **extra: Any) -> str:
