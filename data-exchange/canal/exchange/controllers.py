@@ -993,6 +993,8 @@ async def _usage_view(request: Req) -> dict[str, Any]:
     events = await services.usage_events(ctx)
     return {
         "events": events,
+        # What per-query prices cost us, month by month, as billing will invoice it.
+        "statement": await services.query_statement(ctx),
         "series": services.usage_series(events),
         "is_operator": services.is_operator(ctx),
     }

@@ -2222,6 +2222,8 @@ async def run_compute(
             amount_fen=price,
             detail=f"{result.suppressed_groups} suppressed",
         )
+    if price > 0:
+        await _meter_query(ctx, run.id, price)
     return QueryAnswer(
         run.id,
         result.columns,
@@ -2229,6 +2231,50 @@ async def run_compute(
         result.suppressed_groups,
         budget - used - 1,
     )
+
+
+QUERY_METER = "exchange_query"  # billing's priced meter: quantity = fen
+
+
+async def _meter_query(ctx: TenantContext, run_id: uuid.UUID, price_fen: int) -> None:
+    """A per-query price goes to the buyer's billing as priced usage (once per query: the
+    run id names it); billing invoices each month's total as one Stripe invoice item
+    (decision 0035). After the query's commit; a failure here is logged, never shown as a
+    failed query (the usage event already holds the amount, so it can be re-billed)."""
+    from canal.platform.billing.services import ensure_customer, no_charge, record_usage
+
+    try:
+        await record_usage(ctx, QUERY_METER, price_fen, f"exq-{run_id}")
+        if not no_charge():
+            await ensure_customer(ctx)  # so the month's invoice item has someone to bill
+    except Exception:
+        log.exception("per-query usage of run %s not recorded in billing", run_id)
+
+
+async def query_statement(ctx: TenantContext) -> list[dict[str, Any]]:
+    """The buyer's per-query charges by month (Beijing time), from billing's usage rows:
+    total, number of queries and whether the month has been invoiced."""
+    from canal.platform.billing.tables import UsageRecord
+
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        rows = await UsageRecord.raw(
+            "SELECT to_char(created_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM') AS month, "
+            "sum(quantity) AS amount_fen, count(*) AS queries, "
+            "bool_and(invoice_item_id IS NOT NULL) AS invoiced "
+            "FROM billing_usage WHERE tenant_id = {} AND meter = {} "
+            "GROUP BY 1 ORDER BY 1 DESC LIMIT 24",
+            ctx.tenant_id,
+            QUERY_METER,
+        )
+    return [
+        {
+            "month": r["month"],
+            "amount_fen": int(r["amount_fen"]),
+            "queries": int(r["queries"]),
+            "invoiced": bool(r["invoiced"]),
+        }
+        for r in rows
+    ]
 
 
 async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[str, Any]]:

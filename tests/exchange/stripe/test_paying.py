@@ -355,3 +355,59 @@ async def test_subscription_renewal_failed_payment_and_out_of_order_events(
     # One purchase per paid period (the first and the renewal), on both sides.
     assert [p["amount_fen"] for p in await _purchases(provider, grant_id)] == [9900, 9900]
     assert len(await _purchases(buyer, grant_id)) == 2
+
+
+async def test_per_query_prices_are_billed_per_month_as_an_invoice_item(
+    app, client, gateway, standin, op
+):
+    """localstripe has no Billing Meters: per-query prices are billing usage rows (not meter
+    events), and each finished month is one invoice item + invoice at Stripe."""
+    from canal.platform.billing import services as billing
+    from canal.platform.billing.tables import UsageRecord
+
+    provider = await approved_provider("按次数据")
+    buyer = await make_org("按次买方")
+    dataset_id = await published_dataset(
+        client, provider, op, price_model="per_query", price_yuan="2.50", delivery_modes=["compute"]
+    )
+    grant_id = await active_grant(client, provider, buyer, dataset_id, modes=["compute"])
+    await sign_in(client, buyer.owner)
+    meter_events = len(standin.sent("POST", "/v1/billing/meter_events"))
+    for _ in range(3):
+        ran = await client.post(
+            f"{buyer.api}/grants/{grant_id}/queries",
+            json={"sql": "SELECT 行业, count(*) AS n FROM data GROUP BY 行业"},
+        )
+        assert ran.status_code == 201, ran.text
+    refused = await client.post(
+        f"{buyer.api}/grants/{grant_id}/queries", json={"sql": "SELECT * FROM data"}
+    )
+    assert refused.status_code == 422  # a refused query is not charged
+    async with db.tenant_scope(buyer.tenant.id):
+        rows = await UsageRecord.select().where(UsageRecord.tenant_id == buyer.tenant.id)
+    assert [r["quantity"] for r in rows] == [250, 250, 250]
+    assert all(r["meter"] == "exchange_query" and r["sent_at"] is None for r in rows)
+    assert len(standin.sent("POST", "/v1/billing/meter_events")) == meter_events
+    # The buyer's statement shows the month, not yet invoiced.
+    page = await client.get(f"{buyer.web}/usage")
+    assert 'id="query-statement"' in page.text and "¥7.50" in page.text
+    assert "计入下一期月度账单" in page.text
+
+    # The month is not over: nothing is invoiced yet.
+    assert await billing.invoice_priced_usage() == 0
+    next_month = dt.datetime.now(dt.UTC) + dt.timedelta(days=32)
+    made = await billing.invoice_priced_usage(now=next_month)
+    assert made >= 1
+    customer = await billing.ensure_customer(buyer.ctx)
+    invoices = await gateway.list_invoices(customer)
+    assert any(int(i.get("total") or i.get("amount_due") or 0) == 750 for i in invoices), invoices
+    async with db.tenant_scope(buyer.tenant.id):
+        rows = await UsageRecord.select().where(UsageRecord.tenant_id == buyer.tenant.id)
+    assert len({r["invoice_item_id"] for r in rows}) == 1 and rows[0]["invoice_item_id"]
+    # Run again (the hourly reconciliation): billed once.
+    items = len(standin.sent("POST", "/v1/invoiceitems"))
+    await billing.invoice_priced_usage(now=next_month)
+    assert len(standin.sent("POST", "/v1/invoiceitems")) == items
+    assert "已开具账单" in (await client.get(f"{buyer.web}/usage")).text
+    statement = (await client.get(f"{buyer.api}/usage")).json()["statement"]
+    assert statement[0]["amount_fen"] == 750 and statement[0]["invoiced"] is True
