@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from canal.exchange import masking, services
 from canal.exchange.pii import KIND_LABELS
 from canal.platform.http.errors import CanalError
-from canal.platform.http.tenancy import tenant_context
+from canal.platform.http.tenancy import current_principal, tenant_context
 from canal.platform.storage.controllers import _body_source
 from canal.platform.storage.services import PURPOSES, object_store
 from canal.web.i18n import request_locale
@@ -226,6 +226,67 @@ async def listing_page(request: Req, dataset_id: FromPath[uuid.UUID]) -> Respons
 async def listing_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str, Any]:
     """A listing: terms, schema and profile (with masking actions) and the masked sample."""
     return _listing_out(await services.view_listing(tenant_context(request), dataset_id))
+
+
+# --- the read-only catalogue for any signed-in person (residents without an organisation) ----
+
+PERSON = {"access": "user"}
+PUBLIC_BASE = "/exchange"
+
+
+def _person_page(request: Req, template: str, ctx: dict[str, Any]) -> Response[str]:
+    return page(
+        request,
+        f"exchange/{template}",
+        {"base": PUBLIC_BASE, "public": True, "L": _labels(request), "errors": [], **ctx},
+    )
+
+
+@get(f"{PUBLIC_BASE}/catalogue", opt=PERSON, include_in_schema=False)
+async def public_catalogue_page(
+    request: Req,
+    q: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    sensitivity: FromQuery[str] = "",
+    price_model: FromQuery[str] = "",
+    provider: FromQuery[str] = "",
+) -> Response[str]:
+    flt = _filter(q, category, sensitivity, price_model, provider)
+    rows = await services.search_catalogue(flt)
+    return _person_page(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
+
+
+@get(f"/api/v1{PUBLIC_BASE}/catalogue", opt=PERSON, tags=TAGS)
+async def public_catalogue_api(
+    request: Req,
+    q: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    sensitivity: FromQuery[str] = "",
+    price_model: FromQuery[str] = "",
+    provider: FromQuery[str] = "",
+) -> list[dict[str, Any]]:
+    """The data catalogue for any signed-in person, read-only (no organisation needed);
+    the same filters as the organisation's catalogue. Requesting data needs an organisation."""
+    flt = _filter(q, category, sensitivity, price_model, provider)
+    return [
+        {k: v for k, v in r.items() if k not in ("sample", "columns")}
+        for r in await services.search_catalogue(flt)
+    ]
+
+
+@get(f"{PUBLIC_BASE}/catalogue/{{dataset_id:uuid}}", opt=PERSON, include_in_schema=False)
+async def public_listing_page(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[str]:
+    person = current_principal(request)
+    listing = await services.view_listing_as_person(person.user_id, dataset_id)
+    return _person_page(request, "listing.html", {"l": listing, "yuan": _yuan, "form": {}})
+
+
+@get(f"/api/v1{PUBLIC_BASE}/catalogue/{{dataset_id:uuid}}", opt=PERSON, tags=TAGS)
+async def public_listing_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """A listing (terms, schema, profile, masked sample) for any signed-in person; the view
+    is recorded in the provider's usage audit."""
+    person = current_principal(request)
+    return _listing_out(await services.view_listing_as_person(person.user_id, dataset_id))
 
 
 @post("/catalogue/{dataset_id:uuid}/request", opt=TRADE, include_in_schema=False)
@@ -1118,3 +1179,6 @@ API = [
     rows_api,
     usage_api,
 ]
+
+# Any signed-in person's read-only catalogue (ModuleSpec.public_handlers: own paths).
+PUBLIC = [public_catalogue_page, public_catalogue_api, public_listing_page, public_listing_api]

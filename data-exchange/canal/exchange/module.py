@@ -8,10 +8,10 @@ from canal.platform.notifications.kinds import NotificationKind, register_kind
 register_kind(NotificationKind("exchange", "数据交易", "Data trading"))
 
 
-def _routes() -> tuple[list[object], list[object]]:
-    from canal.exchange.controllers import API, PAGES
+def _routes() -> tuple[list[object], list[object], list[object]]:
+    from canal.exchange.controllers import API, PAGES, PUBLIC
 
-    return list(PAGES), list(API)
+    return list(PAGES), list(API), list(PUBLIC)
 
 
 def _search_indexes() -> tuple[object, ...]:
@@ -26,7 +26,7 @@ async def _seed_demo(world: object) -> None:
     await seed(world)
 
 
-_PAGES, _API = _routes()
+_PAGES, _API, _PUBLIC = _routes()
 
 MODULE = ModuleSpec(
     key="exchange",
@@ -38,6 +38,7 @@ MODULE = ModuleSpec(
     tenant_kinds=("enterprise", "park", "community", "government", "operator"),
     route_handlers=_PAGES,
     api_handlers=_API,
+    public_handlers=_PUBLIC,
     nav=(
         NavEntry("/catalogue", "数据目录", "Data catalogue"),
         NavEntry("/provider", "我的数据集", "My datasets"),

@@ -1093,6 +1093,30 @@ async def view_listing(ctx: TenantContext, dataset_id: uuid.UUID) -> dict[str, A
     return listing
 
 
+async def view_listing_as_person(user_id: uuid.UUID, dataset_id: uuid.UUID) -> dict[str, Any]:
+    """A listing as a signed-in person outside any organisation sees it (the public,
+    read-only catalogue). The view of the masked sample is recorded on the provider's side
+    (``side = viewer``, no buyer organisation) with the person as the user."""
+    listing = await get_listing(dataset_id)
+    provider = listing["provider_tenant_id"]
+    async with db.tenant_scope(provider, user_id):
+        await UsageEvent.insert(
+            UsageEvent(
+                tenant_id=provider,
+                side="viewer",
+                provider_tenant_id=provider,
+                buyer_tenant_id=None,
+                dataset_id=dataset_id,
+                grant_id=None,
+                user_id=user_id,
+                action="sample",
+                rows=len(listing["sample"] or []),
+                detail="public catalogue",
+            )
+        )
+    return listing
+
+
 async def _usage(
     ctx: TenantContext,
     *,
