@@ -71,7 +71,14 @@ def _page(request: Req, template: str, ctx: dict[str, Any], status: int = 200) -
     return page(
         request,
         f"exchange/{template}",
-        {"base": _base(slug), "slug": slug, "L": _labels(request), "errors": [], **ctx},
+        {
+            "base": _base(slug),
+            "slug": slug,
+            "public": False,
+            "L": _labels(request),
+            "errors": [],
+            **ctx,
+        },
         status=status,
     )
 
