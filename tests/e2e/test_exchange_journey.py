@@ -128,3 +128,60 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     table = await page.inner_text("#query-result")
     assert "机械制造" in table and "平均用电" in table
     await _shot(page, "05-answer")
+
+
+async def test_resident_browses_and_a_subscription_grant_shows_its_state(
+    page,  # noqa: F811
+    server,
+    people,
+):
+    """A resident without an organisation browses the catalogue read-only and is told buying
+    needs an organisation; a buyer's subscription grant (no-charge mode) shows its state and
+    the button to stop renewing is absent (nothing recurs without Stripe)."""
+    from canal.platform.storage.services import object_store
+    from tests.factories import make_user
+
+    provider, buyer = people
+    operator = await _operator_ctx()
+    dataset = await services.create_dataset(
+        provider.ctx,
+        services.DatasetInput(
+            title="聊城市企业月度用电订阅",
+            description="按月更新的企业用电数据,订阅后每月自动续订。",
+            category="energy",
+            update_frequency="monthly",
+            source_statement="本公司能源管理平台采集的企业电表数据,经企业授权。",
+            sensitivity="internal",
+            licence_purpose="产业分析",
+            delivery_modes=["api"],
+            price_model="subscription",
+            price_yuan="99",
+        ),
+    )
+    stored = await object_store().upload_bytes(
+        provider.ctx, "dataset", electricity_csv(), filename="电量.csv"
+    )
+    await services.add_version(provider.ctx, dataset["id"], stored.id)
+    await services.submit_for_review(provider.ctx, dataset["id"])
+    await services.review_dataset(operator, dataset["id"], approve=True, reason="")
+
+    resident = await make_user("居民李四")
+    await _sign_in(page, server, resident)
+    await page.goto(f"{server}/exchange/catalogue?q=订阅")
+    await page.click(f"a[href='/exchange/catalogue/{dataset['id']}']")
+    await page.wait_for_load_state("networkidle")
+    main = await page.inner_text("main")
+    assert "购买数据需要以单位身份进行" in main and "****" in main
+    assert await page.locator("form[action$='/request']").count() == 0
+    await _shot(page, "06-resident-listing")
+
+    grant = await services.request_access(
+        buyer.ctx, dataset["id"], "按月跟踪本区企业用电变化。", ["api"]
+    )
+    await services.decide_request(provider.ctx, grant["id"], approve=True)
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/grants/{grant['id']}")
+    state = await page.inner_text("#subscription-state")
+    assert "免收费模式" in state
+    assert await page.locator("form[action$='/subscription/cancel']").count() == 0
+    await _shot(page, "07-subscription-grant")
