@@ -1934,6 +1934,16 @@ async def revoke_grant(
             ip=ip,
             data={"buyer": str(row["buyer_tenant_id"])},
         )
+    if row["subscription_id"] and row["subscription_status"] in (*LIVE_SUBSCRIPTION, "past_due"):
+        # A revoked grant must not renew: the buyer's subscription stops at its period end.
+        from canal.platform.billing.services import cancel_item_subscription
+
+        try:
+            await cancel_item_subscription(
+                _system_ctx(row["buyer_tenant_id"], row["requested_by"]), row["subscription_id"]
+            )
+        except Exception:
+            log.exception("subscription of revoked grant %s still renews", grant_id)
 
 
 async def _usable_grant(
@@ -2442,7 +2452,19 @@ def _register_billing_hooks() -> None:
     from canal.platform.billing.services import on_payment_succeeded, on_subscription_changed
 
     on_payment_succeeded("exchange-", _grant_payment_succeeded)
-    on_subscription_changed(SUBSCRIPTION_KIND, _grant_subscription_changed)
+    on_subscription_changed(
+        SUBSCRIPTION_KIND, _grant_subscription_changed, refs=_followed_subscriptions
+    )
+
+
+async def _followed_subscriptions() -> list[str]:
+    """Dataset subscriptions not ended yet (billing's reconciliation re-applies them)."""
+    async with db.platform_scope():
+        rows = await Grant.select(Grant.subscription_id).where(
+            Grant.subscription_id.is_not_null()
+            & Grant.subscription_status.not_in(list(ENDED_SUBSCRIPTION))
+        )
+    return [str(r["subscription_id"]) for r in rows]
 
 
 _register_billing_hooks()

@@ -411,3 +411,62 @@ async def test_per_query_prices_are_billed_per_month_as_an_invoice_item(
     assert "已开具账单" in (await client.get(f"{buyer.web}/usage")).text
     statement = (await client.get(f"{buyer.api}/usage")).json()["statement"]
     assert statement[0]["amount_fen"] == 750 and statement[0]["invoiced"] is True
+
+
+async def _subscribed(client, gateway, standin, buyer: Org, grant_id: str) -> str:
+    """The buyer subscribes (API → Checkout; what Checkout creates at Stripe, made here) and
+    the first webhook is handled. Returns the subscription id."""
+    from canal.platform.billing import services as billing
+    from canal.platform.billing.jobs import process_event
+    from tests.billing.conftest import deliver, event
+
+    await sign_in(client, buyer.owner)
+    assert (await client.post(f"{buyer.api}/grants/{grant_id}/payment")).status_code == 201
+    sent = standin.sent("POST", "/v1/checkout/sessions")[-1].form
+    meta = {
+        k: sent[f"subscription_data[metadata][{k}]"] for k in ("kind", "tenant_id", "reference")
+    }
+    customer = await billing.ensure_customer(buyer.ctx)
+    pm = await gateway.v1.payment_methods.create_async(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    await gateway.v1.payment_methods.attach_async(pm.id, {"customer": customer})
+    await gateway.v1.customers.update_async(
+        customer, {"invoice_settings": {"default_payment_method": pm.id}}
+    )
+    sub = await gateway.v1.subscriptions.create_async(
+        {"customer": customer, "items": [{"plan": sent["line_items[0][price]"]}], "metadata": meta}
+    )
+    created = event("customer.subscription.created", sub.to_dict(recursive=True))
+    await deliver(client, created)
+    assert await process_event(created["id"]) == "active"
+    return str(sub.id)
+
+
+async def test_reconciliation_repairs_a_missed_webhook_and_revocation_stops_renewal(
+    app, client, gateway, standin, op
+):
+    from canal.platform.billing.jobs import reconcile_subscriptions
+
+    _provider, buyer, grant_id = await _paid_grant(client, op, "subscription", "99.00")
+    sub_id = await _subscribed(client, gateway, standin, buyer, grant_id)
+    # The buyer stops renewing in Stripe's portal; that webhook never arrives.
+    await gateway.v1.subscriptions.update_async(sub_id, {"cancel_at_period_end": True})
+    assert (await _grant(grant_id))["cancel_at_period_end"] is False
+    await reconcile_subscriptions({})
+    assert (await _grant(grant_id))["cancel_at_period_end"] is True
+
+    provider2, buyer2, grant2 = await _paid_grant(client, op, "subscription", "99.00")
+    sub2 = await _subscribed(client, gateway, standin, buyer2, grant2)
+    await sign_in(client, provider2.owner)
+    revoked = await client.post(f"{provider2.api}/grants/{grant2}/revoke", json={"reason": "违约"})
+    assert revoked.status_code == 204, revoked.text
+    # A revoked grant does not renew: its subscription stops at the period end.
+    fresh = await gateway.retrieve_subscription(sub2)
+    assert fresh is not None and fresh["cancel_at_period_end"] is True
+    await sign_in(client, buyer2.owner)
+    gone = await client.get(f"{buyer2.api}/grants/{grant2}/rows")
+    assert gone.status_code == 403 and gone.json()["code"] == "grant_inactive"

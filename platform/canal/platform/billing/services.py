@@ -571,15 +571,28 @@ async def apply_subscription(
 # --- a domain's own recurring items (a dataset subscription) ---------------------------------
 
 SubscriptionHook = Callable[[uuid.UUID, dict[str, Any], int], Awaitable[str]]
+SubscriptionRefs = Callable[[], Awaitable[list[str]]]
 _subscription_hooks: dict[str, SubscriptionHook] = {}
+_subscription_refs: dict[str, SubscriptionRefs] = {}
 
 
-def on_subscription_changed(kind: str, hook: SubscriptionHook) -> None:
+def item_subscription_refs() -> list[SubscriptionRefs]:
+    """Each kind's lister of the Stripe subscriptions it still follows (reconciliation)."""
+    return list(_subscription_refs.values())
+
+
+def on_subscription_changed(
+    kind: str, hook: SubscriptionHook, refs: SubscriptionRefs | None = None
+) -> None:
     """Call ``hook(tenant_id, subscription, seen_at)`` for every state of a subscription whose
     ``metadata.kind`` is ``kind`` (started by ``start_item_subscription``), inside the webhook
     job's transaction, after the customer was checked to be the tenant's. The hook owns what
-    the state means (a data grant's expiry) and must be safe in any order and repeated."""
+    the state means (a data grant's expiry) and must be safe in any order and repeated.
+    ``refs()`` lists the subscription ids still followed: ``reconcile_subscriptions``
+    re-fetches and re-applies them, so a missed webhook is repaired."""
     _subscription_hooks[kind] = hook
+    if refs is not None:
+        _subscription_refs[kind] = refs
 
 
 def item_price_id(product_id: str, amount_fen: int) -> str:
