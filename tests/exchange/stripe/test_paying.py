@@ -85,7 +85,12 @@ async def test_grant_page_pays_through_checkout_and_the_webhook_opens_the_grant(
     assert 'id="payment-confirming"' in back.text
     assert (await client.get(rows)).status_code == 402
 
-    completed = {**sent, "status": "complete", "payment_status": "paid", "payment_intent": "pi_x"}
+    completed = {
+        **sent,
+        "status": "complete",
+        "payment_status": "paid",
+        "payment_intent": f"pi_{uuid.uuid4().hex[:16]}",
+    }
     first = event("checkout.session.completed", completed)
     assert (await deliver(client, first)).status_code == 200
     assert await process_event(first["id"]) == "succeeded"
