@@ -178,7 +178,11 @@ async def test_resident_browses_and_a_subscription_grant_shows_its_state(
     grant = await services.request_access(
         buyer.ctx, dataset["id"], "按月跟踪本区企业用电变化。", ["api"]
     )
-    await services.decide_request(provider.ctx, grant["id"], approve=True)
+    # Approved in the browser: the server (no Stripe key) records the payment at once.
+    await _sign_in(page, server, provider.owner)
+    await page.goto(f"{server}{provider.web}/grants/{grant['id']}")
+    await page.click("button[name=decision][value=approve]")
+    await page.wait_for_load_state("networkidle")
     await _sign_in(page, server, buyer.owner)
     await page.goto(f"{server}{buyer.web}/grants/{grant['id']}")
     state = await page.inner_text("#subscription-state")
