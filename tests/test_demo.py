@@ -62,14 +62,21 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
         # Only the welcome (kind "system"): modules' demo data may notify people as well.
         welcomed = await conn.fetchval("SELECT count(*) FROM notifications WHERE kind = 'system'")
         policy_matches = await conn.fetchval(
-            "SELECT count(*) FROM policy_matches m JOIN tenants t ON t.id = m.tenant_id "
-            "WHERE t.slug = 'lc-bearing' AND m.grp = 'eligible'"
+            "SELECT count(*) FROM policy_match_sets m JOIN tenants t ON t.id = m.tenant_id "
+            "JOIN policy_match_columns c ON c.position < length(m.codes) "
+            "WHERE t.slug = 'lc-bearing' AND get_byte(m.codes, c.position) & 127 = 1"
         )
         catalogue = await conn.fetchval("SELECT count(*) FROM policy_catalogue")
+        live_listings = {
+            str(r["id"])
+            for r in await conn.fetch("SELECT id FROM market_listings WHERE status = 'live'")
+        }
+        indexed = await _indexed_ids(runtime, f"{name}_service_listings")
     finally:
         await conn.close()
         await db.drop_database(msgspec_replace(settings, name), runtime.server_url)
         logins_file.unlink()
+        await _drop_indexes(runtime, name)
     assert tenants["szdc"]["kind"] == "operator"
     assert tenants["szdc"]["name"] == "数字东昌大数据有限公司"
     assert tenants["jiaming-park"]["name"] == "嘉明经济开发区"
@@ -81,6 +88,29 @@ async def test_demo_seeds_a_coherent_district(runtime, settings):
     assert catalogue >= 20 and policy_matches >= 1  # the policy module's demo data
     assert all(x["password"] for x in logins) and len({x["password"] for x in logins}) == 1
     assert logins[0]["totp_secret"]
+    # The scratch database got its own search indexes (not the demo's), and the catalogue's
+    # index holds exactly its live listings: nothing twice, nothing from another database.
+    assert live_listings and indexed == live_listings
+
+
+async def _indexed_ids(runtime, uid: str) -> set[str]:
+    import meilisearch
+
+    client = meilisearch.Client(runtime.meili_url, runtime.meili_key)
+    found = await asyncio.to_thread(
+        lambda: client.index(uid).get_documents({"limit": 1000, "fields": ["id"]})
+    )
+    return {str(d.id) for d in found.results}
+
+
+async def _drop_indexes(runtime, prefix: str) -> None:
+    import meilisearch
+
+    client = meilisearch.Client(runtime.meili_url, runtime.meili_key)
+    indexes = await asyncio.to_thread(lambda: client.get_indexes({"limit": 1000})["results"])
+    for index in indexes:
+        if index.uid.startswith(f"{prefix}_"):
+            await asyncio.to_thread(client.delete_index, index.uid)
 
 
 def msgspec_replace(settings, name):

@@ -9,6 +9,7 @@ from canal.platform import db
 from canal.platform.billing import catalogue, services
 from canal.platform.billing.jobs import billing_handle_event, reconcile_subscriptions
 from canal.platform.billing.tables import BillingSubscription, UsageRecord
+from canal.tenants.services import forget_modules
 from canal.tenants.tables import ModuleSubscription
 from tests.billing.conftest import billed_tenant, deliver, event, stripe_subscription
 from tests.factories import sign_in
@@ -68,6 +69,8 @@ async def test_reconciliation_repairs_a_drifted_row(client, gateway):
         await BillingSubscription.update({BillingSubscription.status: "canceled"}).where(
             BillingSubscription.tenant_id == b.tenant.id
         )
+    # A write behind the app's back: forget the cached subscriptions as a notice would.
+    forget_modules(b.tenant.id, broadcast_change=False)
     home = f"/api/v1/t/{b.tenant.slug}/m/smartpark"
     assert (await client.get(home)).status_code == 403
     counts = await reconcile_subscriptions({})

@@ -44,11 +44,28 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(runtime, settings):
-    """The portal as its own process, on the migrated test database."""
+    """The portal as its own process, on the migrated test database and the test run's Redis
+    database. This process publishes invalidation notices too (the in-process app does when it
+    is running; otherwise a publisher is attached here): a change a test makes through the
+    services (a role, a module, an organisation) reaches the portal's caches at once, as it
+    would from another web process."""
+    from redis.asyncio import Redis
+
+    from canal.platform import invalidation
+
+    publisher = None
+    if not invalidation.attached():
+        publisher = Redis.from_url(runtime.redis_url)
+
+        async def publish(message: str) -> None:
+            await publisher.publish(invalidation.CHANNEL, message)
+
+        invalidation.attach(publish)
     port = _free_port()
     env = dict(
         os.environ,
         CANAL_DATABASE_NAME=settings.database_name,
+        CANAL_REDIS_URL=runtime.redis_url,
         CANAL_ACCESS_LOG="false",
         CANAL_S3_BUCKET_PREFIX=settings.s3_bucket_prefix,
         CANAL_MEILI_INDEX_PREFIX=settings.meili_index_prefix,
@@ -82,6 +99,8 @@ def server(runtime, settings):
     yield f"http://localhost:{port}"
     proc.terminate()
     proc.wait(timeout=15)
+    if publisher is not None:
+        invalidation.attach(None)
 
 
 @pytest.fixture

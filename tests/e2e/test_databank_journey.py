@@ -1,7 +1,9 @@
 """The data bank in a real browser: an organisation's admin creates a folder, uploads a file
 twice (two versions), restores the first version, shares it by link (an anonymous visitor
-downloads it; after revoking, the link is dead), deletes it to the recycle bin and restores
-it; then a verified resident does the basics in /me/bank.
+downloads it; after revoking, the link is dead), deletes it to the recycle bin (the page asks
+first) and restores it, downloads the folder as a ZIP; a member uploads but is offered no share
+form; then a verified resident does the basics in /me/bank, cancels a large upload half-way
+(its held space is freed at once) and an unverified one is told where to verify.
 
 Same set-up as test_browser_journey (Debian chromium through Playwright against ``canal
 serve`` on the test database); screenshots in ``test-artifacts/e2e/bank-*.png``.
@@ -35,6 +37,12 @@ async def _sign_in(page, server: str, login: str, password: str) -> None:
     await page.click("form[action='/login'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     assert "/login" not in page.url, await page.inner_text("main")
+
+
+async def _fits_phone(page) -> None:
+    """Nothing pushes a 390 px page sideways."""
+    width = await page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390, f"{page.url} is {width} px wide"
 
 
 async def _upload(page, name: str, data: bytes) -> None:
@@ -98,6 +106,7 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     assert page.url == file_url
     assert "2 个版本" in await page.inner_text("main")
     await _shot(page, "02-two-versions")
+    await _fits_phone(page)
 
     # Restore version 1: it becomes current (as v3) and downloads as the first upload.
     await page.click("text=恢复 v1")
@@ -124,6 +133,7 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     # Revoke: the link stops working.
     await page.goto(file_url)
     assert "1" in await page.inner_text("td[data-label='下载次数']")
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))  # "revoke this link?"
     await page.click("text=撤销链接")
     await page.wait_for_load_state("networkidle")
     assert "已撤销" in await page.inner_text("main")
@@ -132,19 +142,64 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     await _shot(anon, "06-revoked-link")
     await anon_context.close()
 
-    # Delete to the recycle bin, then restore it from there.
+    # Delete to the recycle bin (the page asks first: "no" keeps it), then restore it.
     await page.goto(file_url)
+    questions: list[str] = []
+
+    async def answer(dialog, accept: bool) -> None:
+        questions.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", lambda d: asyncio.ensure_future(answer(d, False)))
+    await page.click("form[action$='/delete'] button[type=submit]")
+    await page.wait_for_timeout(300)
+    assert page.url == file_url and "销售.csv" in questions[0]
+    page.once("dialog", lambda d: asyncio.ensure_future(answer(d, True)))
     await page.click("form[action$='/delete'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
+    assert page.url != file_url
     assert "销售.csv" not in await page.inner_text("main")
     await page.goto(f"{server}/t/{org.slug}/bank/trash")
     assert "销售.csv" in await page.inner_text("main")
     await _shot(page, "07-recycle-bin")
+    await _fits_phone(page)
     await page.click("form[action*='/trash/'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     await page.goto(folder_url)
     assert "销售.csv" in await page.inner_text("main")
     await _shot(page, "08-restored-from-bin")
+    await _fits_phone(page)
+
+    # The folder as one ZIP.
+    import io
+    import zipfile
+
+    zipped = await _download(page, "a[href$='/zip']")
+    assert zipfile.ZipFile(io.BytesIO(zipped)).read("年度报表/销售.csv") == (
+        "月份,金额\n1,100\n".encode()
+    )
+    await context.close()
+
+    # A member: uploads through the page, is offered no share form.
+    from canal.platform import db
+    from canal.platform.access.services import access
+    from canal.tenants.tables import Membership
+    from tests.factories import make_user
+
+    member = await make_user("普通成员")
+    async with db.tenant_scope(org.ctx.tenant_id):
+        await Membership.insert(Membership(tenant_id=org.ctx.tenant_id, user_id=member.user_id))
+        await access().assign_role(member.user_id, "member", org.ctx.tenant_id)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="zh-CN", accept_downloads=True
+    )
+    page = await context.new_page()
+    await _sign_in(page, server, member.login, member.password)
+    await page.goto(folder_url.replace(folder_url.split("/t/")[0], server))
+    await _shot(page, "11-member-folder-desktop")
+    await _upload(page, "会议纪要.txt", "周一例会".encode())
+    assert "/bank/files/" in page.url and "会议纪要.txt" in await page.inner_text("h1")
+    assert await page.locator("form[action$='/shares']").count() == 0
     await context.close()
 
     # A verified resident: their own bank from the account menu.
@@ -162,6 +217,7 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     await _upload(page, "体检.txt", "血压正常".encode())
     assert "/me/bank/files/" in page.url
     assert await _download(page, "a[role=button]:has-text('下载')") == "血压正常".encode()
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
     await page.click("form[action$='/delete'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     await page.goto(f"{server}/me/bank/trash")
@@ -188,4 +244,45 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     assert [u.rsplit("/", 1)[-1] for u in parts] == ["0", "1"]  # two parts, not one post
     assert await _download(page, "a[role=button]:has-text('下载')") == big
     await _shot(page, "10-resident-large-file")
+
+    # Half-way through another large upload, "取消上传": the parts go, the space is free.
+    await page.goto(f"{server}/me/bank")
+    held = asyncio.Event()
+
+    async def slow_second_part(route) -> None:
+        if route.request.url.endswith("/parts/1"):
+            held.set()
+            await asyncio.sleep(10)  # never arrives: the cancel aborts it
+        await route.continue_()
+
+    await page.route("**/parts/*", slow_second_part)
+    await page.set_input_files(
+        "#f-file", files=[{"name": "水表读数.csv", "mimeType": "text/csv", "buffer": big}]
+    )
+    await page.click("form[action$='/upload'] button[type=submit]")
+    await asyncio.wait_for(held.wait(), 30)
+    assert await page.is_visible("[data-bank-cancel]")
+    await _shot(page, "12-resident-uploading")
+    await page.click("[data-bank-cancel]")
+    await page.locator("[data-bank-status]", has_text="已取消上传").wait_for()
+    await page.unroute("**/parts/*")
+    # The DELETE has gone out before the message shows; ask the API with the same session.
+    usage = await (await page.context.request.get(f"{server}/api/v1/me/bank")).json()
+    assert usage["usage"]["reserved_bytes"] == 0
+    uploads = await page.context.request.get(f"{server}/api/v1/me/bank/uploads")
+    assert await uploads.json() == []
+    await page.reload()
+    assert "未完成的上传" not in await page.inner_text("main")
+    await _shot(page, "13-resident-upload-cancelled")
+    await context.close()
+
+    # Someone not yet verified is told what to do, on any bank page.
+    unverified = await make_resident(verified=False)
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    page = await context.new_page()
+    await _sign_in(page, server, unverified.login, unverified.password)
+    await page.goto(f"{server}/me/bank/trash")
+    assert "实名认证" in await page.inner_text("main")
+    assert await page.locator("a[href='/account/real-name']").count() == 1
+    await _shot(page, "14-unverified")
     await context.close()

@@ -97,14 +97,18 @@ async def test_match_apply_accept_in_the_browser(app, page, server, tmp_path):  
     assert "已通过" in main and "50,000.00" in main
     await _shot(page, "04-accepted")
 
-    # The criteria editor: a wrong rule is shown at its path; the live count answers.
+    # The criteria editor's JSON view: a wrong rule is shown at its path; the builder follows
+    # a right one and the live count answers.
     await page.goto(f"{server}/t/{gov.slug}/m/policy/policies/{policy_id}")
+    await page.click("details.criteria-json summary")
     await page.fill(
         "#f-criteria", json.dumps({"all": [{"fact": "employes", "op": "eq", "value": 1}]})
     )
-    await page.wait_for_selector("#live-count .field__error")
-    assert "$.all[0].fact" in await page.inner_text("#live-count")
-    await page.fill("#f-criteria", json.dumps(CRITERIA))
+    await page.wait_for_selector("#criteria-json-errors .field__error")
+    assert "$.all[0].fact" in await page.inner_text("#criteria-json-errors")
+    await page.fill("#f-criteria", json.dumps({"all": CRITERIA["all"][:2]}))
     # (The page's CSP forbids eval, so wait with a locator rather than wait_for_function.)
-    await page.locator("#live-count", has_text="家符合").wait_for()
+    await page.locator("#cb-r-2").wait_for(state="detached")  # the third criterion is gone
+    assert await page.input_value("#cb-r-1-name") == "高新技术企业"
+    await page.locator("#live-count", has_text="符合条件").wait_for()
     await _shot(page, "05-criteria-live-count")

@@ -138,3 +138,79 @@ async def test_find_quote_accept_pay_deliver_confirm_review(app, server, chromiu
             await _shot(buyer_tab, "07-listing-rated")
         finally:
             await browser.close()
+
+
+async def test_options_and_stacked_vouchers_in_the_browser(app, server, chromium):  # noqa: F811
+    """On a phone: the buyer picks a choice and an add-on on the listing, sees the styled price
+    block on the order, pays with two vouchers stacked; the provider sees its payout."""
+    import datetime as dt
+
+    from playwright.async_api import async_playwright
+
+    from canal.marketplace import market
+
+    staff = await operator()
+    provider = await approved_provider(f"选项财税{unique('')}", staff.user_id)
+    listing = await live_listing(
+        provider,
+        staff.user_id,
+        title=f"小规模纳税人代理记账(全年){unique('')}",
+        price="2400",
+        options=[
+            {"group": "发票", "name": "增值税普通发票", "price": "0"},
+            {"group": "发票", "name": "增值税专用发票", "price": "100"},
+            {"name": "加急建账(3 个工作日)", "price": "300"},
+        ],
+    )
+    buyer = await make_side(f"轴承选项{unique('')}")
+    later = (dt.date.today() + dt.timedelta(days=60)).isoformat()
+    for amount, percent in (("500", ""), ("1000", "50")):
+        await market.issue_voucher(
+            staff.user_id,
+            holder_slug=buyer.slug,
+            kind="innovation",
+            amount=amount,
+            percent=percent,
+            categories=["tax"],
+            valid_through=later,
+        )
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        phone = await (
+            await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+        ).new_page()
+        desk = await (
+            await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        ).new_page()
+        try:
+            await _sign_in(phone, server, buyer.person.login)
+            await phone.goto(f"{server}{buyer.pages}/listings/{listing.id}")
+            main = await phone.inner_text("main")
+            assert "增值税专用发票" in main and "+¥300.00" in main
+            await _shot(phone, "10-listing-options")
+            await phone.check("input[name=option_g0][value='1']")
+            await phone.check("input[name=option][value='2']")
+            await _submit(phone, "form.buy-form button[type=submit]")
+            assert "/orders/" in phone.url
+            block = await phone.inner_text(".price-block")
+            assert "¥2,800.00" in block and "+¥100.00" in block and "+¥300.00" in block
+            box = await phone.locator(".price-block").bounding_box()
+            assert box is not None and box["width"] <= 390  # fits the phone
+            await _shot(phone, "11-checkout")
+            for box_ in await phone.locator("input[name=voucher_id]").all():
+                await box_.check()
+            await _submit(phone, "form.pay-form button[type=submit]")
+            assert "已付款" in await phone.inner_text("main")
+            block = await phone.inner_text(".price-block")
+            # 50 % of ¥2,800 = ¥1,400, capped at ¥1,000; plus ¥500: the buyer pays ¥1,300.
+            assert "−¥1,500.00" in block and "¥1,300.00" in block
+            await _shot(phone, "12-order-paid")
+            order_path = phone.url.split("/orders/")[1].split("?")[0]
+
+            await _sign_in(desk, server, provider.person.login)
+            await desk.goto(f"{server}{provider.pages}/orders/{order_path}")
+            block = await desk.inner_text(".price-block")
+            assert "¥2,660.00" in block  # payout: ¥2,800 less 5 % commission
+            await _shot(desk, "13-order-provider")
+        finally:
+            await browser.close()

@@ -18,12 +18,15 @@ from canal.marketplace.money import (
     Voucher,
     VoucherError,
     VoucherKind,
+    apply_vouchers,
     commission_for,
     format_cny,
     parse_price,
+    payout_routes,
     refund,
     round_half_up_div,
     settle,
+    stripe_fee,
 )
 
 CST = timezone(timedelta(hours=8))
@@ -532,5 +535,126 @@ def test_proportional_split_tracks_the_payment_shares(s: Settlement, wish: int) 
     # Within half a fen of the exact proportional share.
     exact2 = 2 * s.voucher_subsidy_fen * amount  # 2 × exact share × list price
     assert abs(2 * r.to_voucher_issuer_fen * s.list_price_fen - exact2) <= s.list_price_fen
+    # The commission follows the money's channels (Stripe's fee refund on the cash, the rest
+    # on the subsidy), each rounded half up: within one fen of the list-price share.
     exact2c = 2 * s.commission_fen * amount
-    assert abs(2 * r.commission_reversed_fen * s.list_price_fen - exact2c) <= s.list_price_fen
+    assert abs(2 * r.commission_reversed_fen * s.list_price_fen - exact2c) <= 2 * s.list_price_fen
+
+
+@given(
+    settlements(),
+    st.lists(st.integers(min_value=1, max_value=10**9), max_size=4),
+    st.booleans(),
+)
+def test_payout_routes_agree_with_stripe_after_any_refunds(
+    s: Settlement, wishes: list[int], connect: bool
+) -> None:
+    """Whatever was refunded, Stripe's transfer plus what the platform forwards is the
+    provider's remaining payout, and the fee still at Stripe plus the commission kept outside
+    it is the remaining commission — to the fen, nothing negative (payout_routes checks)."""
+    routes = payout_routes(s, connect=connect)
+    if connect:  # the platform forwards the subsidy less the commission Stripe could not keep
+        assert routes.forwarded_fen == s.voucher_subsidy_fen - (s.commission_fen - routes.fee_fen)
+    else:  # the platform holds everything and pays the whole payout itself
+        assert (routes.forwarded_fen, routes.through_stripe_fen) == (s.payout_fen, 0)
+    for wish in wishes:
+        if s.remaining_fen == 0:
+            break
+        s = refund(s, 1 + wish % s.remaining_fen).after
+        routes = payout_routes(s, connect=connect)
+        assert routes.through_stripe_fen + routes.forwarded_fen == s.payout_remaining_fen
+        assert routes.fee_kept_fen + routes.commission_outside_fen == s.commission_remaining_fen
+        # The commission given back on the cash is exactly the fee Stripe gave back.
+        if connect:
+            assert routes.fee_refunded_fen <= s.commission_reversed_fen
+    if s.remaining_fen == 0:
+        routes = payout_routes(s, connect=connect)
+        assert routes.through_stripe_fen == routes.forwarded_fen == routes.fee_kept_fen == 0
+
+
+def pct(code: str, percent_bp: int, cap_fen: int, days: int = 30) -> Voucher:
+    return Voucher(
+        code,
+        VoucherKind.INNOVATION,
+        cap_fen,
+        frozenset({"legal"}),
+        NOW + timedelta(days=days),
+        percent_bp=percent_bp,
+    )
+
+
+def fixed(code: str, amount_fen: int, days: int = 30) -> Voucher:
+    return Voucher(
+        code, VoucherKind.SERVICE, amount_fen, frozenset({"legal"}), NOW + timedelta(days=days)
+    )
+
+
+@pytest.mark.parametrize(
+    ("price", "vouchers", "paid"),
+    [
+        # 50 % of ¥1,000.01 rounds half up to ¥500.01 (under the ¥800 cap).
+        (100_001, [pct("P", 5_000, 80_000)], [("P", 50_001)]),
+        # The cap bites: 50 % of ¥2,000 is ¥1,000, capped at ¥800.
+        (200_000, [pct("P", 5_000, 80_000)], [("P", 80_000)]),
+        # Stacking: the voucher lapsing first goes first; each pays at most what is unpaid.
+        (
+            100_000,
+            [fixed("F", 30_000, days=60), pct("P", 8_000, 90_000)],
+            [("P", 80_000), ("F", 20_000)],
+        ),
+        # Same expiry: the one worth more on this order first.
+        (100_000, [fixed("A", 10_000), fixed("B", 30_000)], [("B", 30_000), ("A", 10_000)]),
+        # Two 30 % vouchers on an odd price: 33.33→33.33 each (half up on 3,333.3).
+        (11_111, [pct("X", 3_000, 99_999), pct("Y", 3_000, 99_999)], [("X", 3_333), ("Y", 3_333)]),
+    ],
+)
+def test_voucher_values_and_stacking_order(price, vouchers, paid) -> None:
+    applied = apply_vouchers(price, vouchers, category="legal", at=NOW)
+    assert [(v.code, pays) for v, pays in applied] == paid
+    s = settle(
+        price, commission_rate_bp=500, voucher=None, vouchers=vouchers, category="legal", at=NOW
+    )
+    assert s.voucher_subsidy_fen == sum(p for _, p in paid) <= price
+    assert s.buyer_paid_fen + s.voucher_subsidy_fen == price
+
+
+def test_a_voucher_that_would_pay_nothing_is_refused_and_bad_percentages_are_bugs() -> None:
+    with pytest.raises(VoucherError) as needless:
+        apply_vouchers(
+            10_000, [fixed("A", 10_000), fixed("B", 500, days=60)], category="legal", at=NOW
+        )
+    assert needless.value.code == "voucher_not_needed" and "B" in needless.value.zh
+    with pytest.raises(ValueError):
+        pct("P", 10_001, 100)
+    with pytest.raises(TypeError):
+        pct("P", 50.0, 100)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("price", "rate", "vouchers", "refunds"),
+    [
+        (100_001, 500, [], [40_000]),
+        (100_001, 500, [pct("P", 5_000, 80_000)], [33_333, 1]),
+        (8_888, 500, [fixed("F", 8_800)], [1_001]),  # cash ¥0.88 below the ¥4.44 commission
+        (77_777, 3_000, [pct("P", 3_333, 99_999), fixed("F", 10_000)], [7, 12_345, 3]),
+        (3, 3_334, [], [1, 1, 1]),
+    ],
+)
+def test_stacked_and_percentage_vouchers_with_partial_refunds_add_up(
+    price, rate, vouchers, refunds
+) -> None:
+    s = settle(
+        price, commission_rate_bp=rate, voucher=None, vouchers=vouchers, category="legal", at=NOW
+    )
+    for amount in [*refunds, None]:
+        amount = s.remaining_fen if amount is None else amount
+        if amount == 0:
+            break
+        r = refund(s, amount)
+        s = r.after
+        check_invariants(s)
+        for connect in (True, False):
+            routes = payout_routes(s, connect=connect)
+            assert routes.through_stripe_fen + routes.forwarded_fen == s.payout_remaining_fen
+        assert stripe_fee(s) == min(s.commission_fen, s.buyer_paid_fen)
+    assert s.buyer_refunded_fen == s.buyer_paid_fen and s.commission_remaining_fen == 0

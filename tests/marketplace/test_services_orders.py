@@ -211,3 +211,71 @@ async def test_a_lapsed_quote_cannot_be_countered_and_odd_package_choices_are_42
             data={"_csrf": csrf_from(page.text), "package": choice},
         )
         assert bought.status_code == 422, (choice[:5], bought.status_code)
+
+
+async def test_the_database_ties_history_and_messages_to_their_orders_parties(market_world):
+    """Row-level security checks a row's own columns only; a third tenant writing raw SQL as
+    the app role, naming someone else's order with itself as one of the parties, is refused by
+    the database itself (composite foreign keys, decision 0023) — and so is a row whose author
+    is not a party, or an order naming a listing with another provider."""
+    import uuid
+
+    import asyncpg
+
+    _staff, provider, listing, buyer = market_world
+    third = await make_side(f"第三方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx)
+    message_sql = (
+        "INSERT INTO market_order_messages (id, tenant_id, provider_tenant_id, order_id, "
+        "author_id, author_tenant_id, body, file_name, created_at) "
+        "VALUES ({}, {}, {}, {}, {}, {}, 'hi', '', now())"
+    )
+    event_sql = (
+        "INSERT INTO market_order_events (id, tenant_id, provider_tenant_id, order_id, action, "
+        "party, from_state, to_state, note, created_at) "
+        "VALUES ({}, {}, {}, {}, 'confirm', 'buyer', 'placed', 'confirmed', '', now())"
+    )
+    me, b, p = third.tenant.id, buyer.tenant.id, provider.tenant.id
+    cases = [
+        (me, p),  # the third tenant as the "buyer" of the provider's order
+        (b, me),  # the third tenant as the "provider" of the buyer's order
+    ]
+    for tenant_id, provider_id in cases:
+        for sql, extra in (
+            (message_sql, (third.person.user_id, me)),
+            (event_sql, ()),
+        ):
+            args = [uuid.uuid4(), tenant_id, provider_id, order.id, *extra]
+            with pytest.raises(asyncpg.exceptions.ForeignKeyViolationError):
+                async with db.tenant_scope(me):
+                    await OrderEvent.raw(sql, *args)
+    # Naming the real parties is refused by row-level security (the third tenant is neither).
+    with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+        async with db.tenant_scope(me):
+            await OrderEvent.raw(event_sql, uuid.uuid4(), b, p, order.id)
+    # The buyer cannot post as a third organisation either.
+    with pytest.raises(asyncpg.exceptions.CheckViolationError):
+        async with db.tenant_scope(b):
+            await OrderEvent.raw(
+                message_sql, uuid.uuid4(), b, p, order.id, third.person.user_id, me
+            )
+    # An order (or quote) must name its listing's own provider.
+    with pytest.raises(asyncpg.exceptions.ForeignKeyViolationError):
+        async with db.tenant_scope(me):
+            await Order.raw(
+                "INSERT INTO market_orders (id, tenant_id, provider_tenant_id, listing_id, "
+                "module, title, category, state, list_price_fen, commission_rate_bp, "
+                "commission_fen, payout_fen, buyer_paid_fen, voucher_subsidy_fen, refunded_fen, "
+                "buyer_refunded_fen, voucher_refunded_fen, commission_reversed_fen, "
+                "payout_reversed_fen, payment_key, created_at, updated_at) VALUES "
+                "({}, {}, {}, {}, 'services', 'x', 'tax', 'placed', 100, 500, 5, 95, 100, 0, "
+                "0, 0, 0, 0, 0, '', now(), now())",
+                uuid.uuid4(),
+                b,
+                me,
+                listing.id,
+            )
+    # Nothing was written; the honest paths still work.
+    assert await _events(order.id) == 1
+    await market.post_message(order.id, buyer.ctx, "你好")
+    assert len(await market.list_messages(order.id, provider.ctx)) == 1

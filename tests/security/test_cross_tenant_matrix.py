@@ -50,6 +50,7 @@ async def _build_world(app) -> World:
     from canal.platform.access.services import access
     from canal.platform.identity.secrets import new_api_token, new_token, token_hash
     from canal.platform.identity.tables import ApiToken, Consent, UserSession
+    from canal.tenants.services import forget_modules
     from canal.tenants.tables import Invitation, Membership, ModuleSubscription
 
     marker = unique("甲方机密")
@@ -73,6 +74,7 @@ async def _build_world(app) -> World:
         await ModuleSubscription.insert(
             ModuleSubscription(tenant_id=tenant_a.id, module_key="policy")
         )
+    forget_modules(tenant_a.id, broadcast_change=False)  # written behind the services' back
     consent = Consent(user=alice.user_id, purpose="realname", text_version="matrix")
     async with db.transaction():
         await consent.save()

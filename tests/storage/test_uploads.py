@@ -460,3 +460,13 @@ async def test_personal_photo_is_the_owners_only(store, app):
     # A tenant-only purpose is not a personal one.
     with pytest.raises(CanalError):
         await store.upload_personal(alice.user_id, "document", iterate_bytes(PDF), filename="a")
+
+
+async def test_iter_object_streams_the_bytes_in_chunks(store, org):
+    """``iter_object`` (the data bank's ZIP download) hands the object on in order, no chunk
+    larger than asked."""
+    body = b"%PDF-1.4\n" + bytes(range(256)) * 400  # 102 KB behind a PDF header
+    stored = await store.upload_bytes(org.ctx, "document", body, filename="流.pdf")
+    chunks = [c async for c in store.iter_object(stored, chunk_size=4096)]
+    assert b"".join(chunks) == body
+    assert len(chunks) > 20 and max(len(c) for c in chunks) <= 4096

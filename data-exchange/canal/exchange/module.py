@@ -40,11 +40,11 @@ MODULE = ModuleSpec(
     api_handlers=_API,
     public_handlers=_PUBLIC,
     nav=(
-        NavEntry("/catalogue", "数据目录", "Data catalogue"),
-        NavEntry("/provider", "我的数据集", "My datasets"),
-        NavEntry("/grants", "申请与授权", "Requests & grants"),
-        NavEntry("/usage", "使用审计", "Usage audit"),
-        NavEntry("/review", "合规审核", "Compliance review"),
+        NavEntry("/catalogue", "数据目录", "Data catalogue", permission=("exchange", "read")),
+        NavEntry("/provider", "我的数据集", "My datasets", permission=("exchange", "publish")),
+        NavEntry("/grants", "申请与授权", "Requests & grants", permission=("exchange", "read")),
+        NavEntry("/usage", "使用审计", "Usage audit", permission=("exchange", "read")),
+        NavEntry("/review", "合规审核", "Compliance review", ("exchange", "review"), ("operator",)),
     ),
     permissions=(
         Permission("exchange", "read", "查看数据目录与授权", "View the data catalogue and grants"),

@@ -87,7 +87,8 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         # The header bell: its count comes from a before_request hook
         # (canal.platform.notifications.controllers.populate_unread); None = not counted,
         # and the badge then fetches it on load.
-        "show_inbox": principal is not None,
+        # Not while the TOTP step is pending: that person sees nothing of the account yet.
+        "show_inbox": principal is not None and principal.fully_signed_in,
         "unread_count": state.get("unread_count"),
         "flash": state.get("flash"),
         "request_id": state.get("request_id", ""),

@@ -15,7 +15,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from canal.marketplace import catalogue, money, orders
@@ -23,6 +23,7 @@ from canal.marketplace.orders import Action, OrderState, Party
 from canal.marketplace.tables import (
     CommissionRate,
     Listing,
+    MarketSettings,
     Order,
     OrderEvent,
     OrderMessage,
@@ -445,10 +446,25 @@ class ListingView:
     created_at: dt.datetime
     packages: list[dict[str, Any]]
     image_ids: list[str]
+    options: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def price_text(self) -> str:
         return money.format_cny(self.price_fen)
+
+    @property
+    def addons(self) -> list[tuple[int, dict[str, Any]]]:
+        """The options without a group (each may be added), with their positions."""
+        return [(i, o) for i, o in enumerate(self.options) if not o.get("group")]
+
+    @property
+    def choice_groups(self) -> list[tuple[str, list[tuple[int, dict[str, Any]]]]]:
+        """The choice groups (pick exactly one of each), in order, with positions."""
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for i, o in enumerate(self.options):
+            if o.get("group"):
+                groups.setdefault(str(o["group"]), []).append((i, o))
+        return list(groups.items())
 
 
 LISTING_FIELDS = (
@@ -461,6 +477,7 @@ LISTING_FIELDS = (
     "price_model",
     "price_fen",
     "package_options",
+    "options",
 )
 
 
@@ -486,6 +503,7 @@ def _listing_view(row: dict[str, Any], provider_name: str) -> ListingView:
         created_at=row["created_at"],
         packages=list(_json(row["package_options"]) or []),
         image_ids=[str(i) for i in _json(row["image_file_ids"]) or []],
+        options=list(_json(row.get("options")) or []),
     )
 
 
@@ -558,10 +576,12 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
                 )
             )
     packages = _packages(errors, data.get("packages"), price_model)
+    options = _listing_options(errors, data.get("options"), price_model)
     if errors:
         raise invalid(errors)
     return {
         "package_options": packages,
+        "options": options,
         "category": category,
         "subcategory": subcategory,
         "title": title,
@@ -646,6 +666,128 @@ def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict
             continue
         packages.append({"name": name, "price_fen": fen})
     return packages
+
+
+MAX_OPTIONS = 12
+OPTION_NAME_MAX = 40
+OPTION_GROUP_MAX = 20
+
+
+def _listing_options(errors: list[FieldError], raw: Any, price_model: str) -> list[dict[str, Any]]:
+    """Options the buyer picks at checkout, each with a price added (≥ 0): from the API a list
+    of {group, name, price}, from the form one per line — "name | price" for an add-on,
+    "group: name | price" for one choice of a group (the buyer picks exactly one per group)."""
+    if not raw:
+        return []
+    if isinstance(raw, str):
+        items = []
+        for line in raw.splitlines():
+            if line.strip():
+                text, _, price = line.replace("|", "|").rpartition("|")
+                group, sep, name = text.replace(":", ":").partition(":")
+                if not sep:
+                    group, name = "", text
+                items.append({"group": group, "name": name, "price": price})
+    elif isinstance(raw, list):
+        items = [dict(i) if isinstance(i, dict) else {} for i in raw]
+    else:
+        items = [{}]
+    if price_model != "fixed":
+        errors.append(
+            FieldError(
+                "options",
+                "options_need_fixed_price",
+                "只有固定价格的服务可以设置选项。",
+                "Only fixed-price services have options.",
+            )
+        )
+        return []
+    if len(items) > MAX_OPTIONS:
+        errors.append(
+            FieldError(
+                "options",
+                "too_many_options",
+                f"最多 {MAX_OPTIONS} 个选项。",
+                f"At most {MAX_OPTIONS} options.",
+            )
+        )
+        return []
+    options: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for number, item in enumerate(items, start=1):
+        group = str(item.get("group") or "").strip()
+        name = str(item.get("name") or "").strip()
+        if not name or len(name) > OPTION_NAME_MAX or len(group) > OPTION_GROUP_MAX:
+            errors.append(
+                FieldError(
+                    "options",
+                    "bad_option",
+                    f"第 {number} 个选项:请写“名称 | 加价”或“组名: 名称 | 加价”,"
+                    f"名称不超过 {OPTION_NAME_MAX} 字,组名不超过 {OPTION_GROUP_MAX} 字。",
+                    f"Option {number}: write “name | price” or “group: name | price”; a name "
+                    f"of at most {OPTION_NAME_MAX} characters, a group of at most "
+                    f"{OPTION_GROUP_MAX}.",
+                )
+            )
+            continue
+        if (group, name) in seen:
+            errors.append(
+                FieldError(
+                    "options",
+                    "duplicate_option",
+                    f"第 {number} 个选项与前面的选项重名。",
+                    f"Option {number} has the same name as an earlier one.",
+                )
+            )
+            continue
+        seen.add((group, name))
+        try:
+            fen = money.parse_price(str(item.get("price") if item.get("price") is not None else ""))
+        except money.PriceError as error:
+            errors.append(
+                FieldError(
+                    "options",
+                    error.code,
+                    f"第 {number} 个选项:{error.zh}",
+                    f"Option {number}: {error.en}",
+                )
+            )
+            continue
+        options.append({"group": group, "name": name, "price_fen": fen})
+    return options
+
+
+def choose_options(listing: ListingView, chosen: Sequence[int | str]) -> list[dict[str, Any]]:
+    """The buyer's choice of the listing's options (by position), checked: each known, none
+    twice, exactly one of each choice group. Returns the chosen options as priced now."""
+
+    def refuse(code: str, zh: str, en: str) -> CanalError:
+        return invalid([FieldError("options", code, zh, en)])
+
+    positions: list[int] = []
+    for raw in chosen:
+        text = str(raw).strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 3):
+            raise refuse("option_unknown", "所选选项不存在。", "That option does not exist.")
+        position = int(text)
+        if position >= len(listing.options):
+            raise refuse("option_unknown", "所选选项不存在。", "That option does not exist.")
+        if position in positions:
+            raise refuse("option_twice", "同一选项只能选一次。", "Each option can be chosen once.")
+        positions.append(position)
+    picked = [listing.options[i] for i in sorted(positions)]
+    for group, _members in listing.choice_groups:
+        count = sum(1 for o in picked if o.get("group") == group)
+        if count != 1:
+            raise refuse(
+                "option_group_choice",
+                f"“{group}”请选择且只选择一项。",
+                f"Choose exactly one for “{group}”.",
+            )
+    return [
+        {"group": str(o.get("group") or ""), "name": o["name"], "price_fen": int(o["price_fen"])}
+        for o in picked
+    ]
 
 
 MAX_IMAGES = 4
@@ -938,6 +1080,14 @@ async def sync_search(ids: Sequence[uuid.UUID]) -> None:
         await service.upsert(SEARCH_KIND, docs, wait=True)
     if gone:
         await service.delete(SEARCH_KIND, gone, wait=True)
+
+
+async def rebuild_search() -> int:
+    """Rebuild the catalogue's index from the table (a fresh index swapped in), so it holds
+    exactly the live listings — nothing left from an earlier database."""
+    from canal.platform.search.services import get_service
+
+    return await get_service().reindex(SEARCH_KIND)
 
 
 def _index_after_commit(ids: Sequence[uuid.UUID]) -> None:
@@ -1298,9 +1448,34 @@ class OrderView:
     payment_key: str
     delivered_at: dt.datetime | None
     created_at: dt.datetime
+    options: list[dict[str, Any]] = field(default_factory=list)
+    payout_route: str = ""
+
+    @property
+    def options_fen(self) -> int:
+        return sum(int(o["price_fen"]) for o in self.options)
+
+    @property
+    def base_price_fen(self) -> int:
+        """The listing's (or package's, or quote's) price before the options."""
+        return self.list_price_fen - self.options_fen
 
     def party(self, ctx: TenantContext) -> Party:
         return Party.BUYER if ctx.tenant_id == self.buyer_id else Party.PROVIDER
+
+    def routes(self) -> money.PayoutRoutes:
+        """How the remaining payout travels: Stripe's transfer and the platform's own part.
+
+        Orders paid before the route was recorded (``payout_route`` empty) count as paid to the
+        platform; should a destination charge's split ever not add up (a bug, logged), the
+        statement shows it as the platform's part instead of failing."""
+        settlement = _settlement(self)
+        if self.payout_route == "connect":
+            try:
+                return money.payout_routes(settlement, connect=True)
+            except ValueError:
+                log.error("payout routes of order %s do not add up", self.id)
+        return money.payout_routes(settlement, connect=False)
 
     @property
     def paid(self) -> bool:
@@ -1406,6 +1581,8 @@ def _order_view(row: dict[str, Any], names: dict[uuid.UUID, str]) -> OrderView:
         payment_key=row["payment_key"],
         delivered_at=row["delivered_at"],
         created_at=row["created_at"],
+        options=list(_json(row.get("options")) or []),
+        payout_route=row.get("payout_route") or "",
     )
 
 
@@ -1417,8 +1594,10 @@ async def _place_order(
     quote_id: uuid.UUID | None,
     title: str,
     ip: str,
+    options: Sequence[dict[str, Any]] = (),
 ) -> Order:
-    """Insert the order (inside the caller's buyer-scoped transaction) with its settlement."""
+    """Insert the order (inside the caller's buyer-scoped transaction) with its settlement;
+    ``price_fen`` already includes the chosen ``options``."""
     rate = await commission_rate(listing_row["category"])
     settlement = money.settle(
         price_fen, commission_rate_bp=rate, voucher=None, category=listing_row["category"]
@@ -1438,6 +1617,7 @@ async def _place_order(
         payout_fen=settlement.payout_fen,
         buyer_paid_fen=settlement.buyer_paid_fen,
         voucher_subsidy_fen=settlement.voucher_subsidy_fen,
+        options=list(options),
         placed_by=ctx.user_id,
     )
     await order.save()
@@ -1473,9 +1653,15 @@ async def _place_order(
 
 
 async def buy_listing(
-    listing_id: uuid.UUID, ctx: TenantContext, ip: str = "", *, package: int | None = None
+    listing_id: uuid.UUID,
+    ctx: TenantContext,
+    ip: str = "",
+    *,
+    package: int | None = None,
+    options: Sequence[int | str] = (),
 ) -> OrderView:
-    """Order a fixed-price listing at its list price, or one of its packages (by position)."""
+    """Order a fixed-price listing at its list price, or one of its packages (by position),
+    with the chosen options (by position) added to the price."""
     listing = await get_listing(listing_id, ctx)
     if listing.status != "live":
         raise not_found()
@@ -1501,10 +1687,25 @@ async def buy_listing(
             )
         chosen = listing.packages[package]
         price_fen, title = int(chosen["price_fen"]), f"{listing.title} · {chosen['name']}"
+    picked = choose_options(listing, options)
+    price_fen += sum(o["price_fen"] for o in picked)
+    if price_fen > money.MAX_PRICE_FEN:
+        raise invalid(
+            [
+                FieldError(
+                    "options",
+                    "price_too_large",
+                    "价格不能超过 ¥10,000,000.00",
+                    "Prices cannot exceed ¥10,000,000.00",
+                )
+            ]
+        )
     row = await Listing.select().where(Listing.id == listing_id).first()
     assert row is not None
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        order = await _place_order(ctx, row, price_fen=price_fen, quote_id=None, title=title, ip=ip)
+        order = await _place_order(
+            ctx, row, price_fen=price_fen, quote_id=None, title=title, ip=ip, options=picked
+        )
     return await get_order(order.id, ctx)
 
 
@@ -1577,6 +1778,7 @@ async def pay_order(
     ip: str = "",
     *,
     voucher_id: uuid.UUID | None = None,
+    voucher_ids: Sequence[uuid.UUID] = (),
     checkout: tuple[str, str] | None = None,
 ) -> tuple[OrderView, str | None]:
     """The buyer pays: a CNY PaymentIntent through billing (card, Alipay, WeChat Pay), a
@@ -1608,7 +1810,8 @@ async def pay_order(
             "This order cannot be paid in its current state.",
             status=409,
         )
-    if voucher_id is not None:
+    vouchers = [*([voucher_id] if voucher_id is not None else []), *voucher_ids]
+    if vouchers:
         if order.payment_key:
             raise CanalError(
                 "voucher_after_payment",
@@ -1616,7 +1819,7 @@ async def pay_order(
                 "Payment has started; a voucher can no longer be applied.",
                 status=409,
             )
-        await _apply_voucher(order, ctx, voucher_id)
+        await _apply_vouchers(order, ctx, vouchers)
         order = await get_order(order_id, ctx)
     if order.buyer_paid_fen == 0:
         await _mark_paid_by_voucher(order, ctx)
@@ -1634,10 +1837,7 @@ async def pay_order(
             destination_account=destination,
             application_fee_fen=fee,
         )
-        async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-            await Order.update({Order.payment_key: f"market-order-{order.id}"}).where(
-                Order.id == order.id
-            )
+        await _payment_started(order, destination, ctx)
         return await get_order(order_id, ctx), url
     payment = await create_payment(
         ctx,
@@ -1653,12 +1853,22 @@ async def pay_order(
         if destination
         else None,
     )
-    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        await Order.update({Order.payment_key: f"market-order-{order.id}"}).where(
-            Order.id == order.id
-        )
+    await _payment_started(order, destination, ctx)
     order = await refresh_payment(order_id, ctx, ip=ip)
     return order, None if order.paid else payment.client_secret
+
+
+async def _payment_started(order: OrderView, destination: str | None, ctx: TenantContext) -> None:
+    """Record the payment's key and how the provider will be paid: ``connect`` (a destination
+    charge: Stripe transfers the cash less the fee) or ``platform`` (the platform holds the
+    cash and pays the provider itself) — refunds and statements follow it (0024)."""
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await Order.update(
+            {
+                Order.payment_key: f"market-order-{order.id}",
+                Order.payout_route: "connect" if destination else "platform",
+            }
+        ).where(Order.id == order.id)
 
 
 async def refresh_payment(order_id: uuid.UUID, ctx: TenantContext, ip: str = "") -> OrderView:
@@ -2270,6 +2480,8 @@ class Statement:
     payout_fen: int  # what the provider earns after commission and refunds
     settled_fen: int  # payouts of confirmed / resolved orders (payable)
     pending_fen: int  # payouts of paid orders still in progress
+    through_stripe_fen: int = 0  # of the payout: what Stripe's transfers carry
+    forwarded_fen: int = 0  # of the payout: what the platform pays itself (subsidy, no Connect)
 
 
 SETTLED = {
@@ -2284,8 +2496,11 @@ async def provider_statement(ctx: TenantContext) -> tuple[Statement, list[OrderV
     mine = [o for o in await list_orders(ctx, side="provider") if o.paid]
     settled = sum(o.payout_fen - o.payout_reversed_fen for o in mine if o.state in SETTLED)
     pending = sum(o.payout_fen for o in mine if o.state not in SETTLED and o.state != "cancelled")
+    routes = [o.routes() for o in mine]
     return (
         Statement(
+            through_stripe_fen=sum(r.through_stripe_fen for r in routes),
+            forwarded_fen=sum(r.forwarded_fen for r in routes),
             orders=len(mine),
             gross_fen=sum(o.list_price_fen for o in mine),
             commission_fen=sum(o.commission_fen - o.commission_reversed_fen for o in mine),
@@ -2351,11 +2566,15 @@ class VoucherView:
     holder_name: str
     code: str
     kind: str
-    amount_fen: int
+    amount_fen: int  # the amount, or a percentage voucher's cap
     categories: list[str]
     expires_at: dt.datetime
     order_id: uuid.UUID | None
     redeemed_at: dt.datetime | None
+    percent_bp: int = 0
+    source: str = "operator"
+    source_ref: str = ""
+    applied_fen: int = 0
 
     @property
     def valid_through(self) -> dt.date:
@@ -2363,6 +2582,36 @@ class VoucherView:
 
     def usable(self, at: dt.datetime) -> bool:
         return self.order_id is None and at < self.expires_at
+
+    @property
+    def percent_text(self) -> str:
+        """``50%`` / ``12.5%`` for a percentage voucher, "" for a fixed amount."""
+        if not self.percent_bp:
+            return ""
+        whole, part = divmod(self.percent_bp, 100)
+        return f"{whole}.{part:02d}".rstrip("0").rstrip(".") + "%"
+
+    def value_text(self, locale: str) -> str:
+        """What it is worth, in words: ``¥300.00`` or ``50%, up to ¥800.00``."""
+        if not self.percent_bp:
+            return money.format_cny(self.amount_fen)
+        cap = money.format_cny(self.amount_fen)
+        if locale.startswith("zh"):
+            return f"{self.percent_text},最高 {cap}"
+        return f"{self.percent_text}, up to {cap}"
+
+    def as_money(self) -> money.Voucher:
+        return money.Voucher(
+            code=self.code,
+            kind=money.VoucherKind(self.kind),
+            amount_fen=self.amount_fen,
+            eligible_categories=frozenset(self.categories),
+            expires_at=self.expires_at,
+            percent_bp=self.percent_bp,
+        )
+
+
+VOUCHER_SOURCES = ("operator", "policy")
 
 
 def _voucher_view(row: dict[str, Any], names: dict[uuid.UUID, str]) -> VoucherView:
@@ -2377,26 +2626,59 @@ def _voucher_view(row: dict[str, Any], names: dict[uuid.UUID, str]) -> VoucherVi
         expires_at=row["expires_at"],
         order_id=row["order_id"],
         redeemed_at=row["redeemed_at"],
+        percent_bp=int(row.get("percent_bp") or 0),
+        source=row.get("source") or "operator",
+        source_ref=row.get("source_ref") or "",
+        applied_fen=int(row.get("applied_fen") or 0),
     )
 
 
 async def issue_voucher(
-    operator_id: uuid.UUID,
+    operator_id: uuid.UUID | None,
     *,
-    holder_slug: str,
+    holder_slug: str = "",
+    holder_id: uuid.UUID | None = None,
     kind: str,
     amount: str | int,
     categories: Sequence[str],
     valid_through: str | dt.date,
+    percent: str | int = "",
+    source: str = "operator",
+    source_ref: str = "",
     ip: str = "",
 ) -> VoucherView:
-    """The operator issues a voucher to an enterprise: an amount for the eligible categories,
-    usable until the end of ``valid_through`` (Beijing time)."""
+    """Issue a voucher to an enterprise: a fixed ``amount`` — or, with ``percent`` (0–100, two
+    decimals), that share of the price up to ``amount`` — for the eligible categories, usable
+    until the end of ``valid_through`` (Beijing time).
+
+    The operator's desk calls it with ``operator_id`` and ``holder_slug``. Another module
+    grants one with ``source="policy"``, ``source_ref`` (its own stable id, e.g. the approved
+    application's) and ``holder_id``; ``operator_id`` is then the deciding official or None.
+    A grant is idempotent on ``(source, source_ref)``: calling again (a retried job) returns
+    the voucher already issued and issues nothing. Bad input raises ``invalid`` (bilingual,
+    per field); the caller has authorised the grant (the operator's role, or the policy's
+    approved application)."""
     errors: list[FieldError] = []
+    if source not in VOUCHER_SOURCES:
+        raise ValueError(f"unknown voucher source {source!r}")  # a caller's bug
+    source_ref = (source_ref or "").strip()
+    if source != "operator" and not source_ref:
+        raise ValueError("a voucher granted by another module names its source_ref")
+    if source_ref:
+        async with db.platform_scope(operator_id):
+            existing = (
+                await Voucher.select()
+                .where((Voucher.source == source) & (Voucher.source_ref == source_ref[:120]))
+                .first()
+            )
+            if existing is not None:
+                names = await _tenant_names([existing["tenant_id"]])
+                return _voucher_view(existing, names)
+    query = Tenant.select(Tenant.id, Tenant.kind, Tenant.name)
     holder = (
-        await Tenant.select(Tenant.id, Tenant.kind, Tenant.name)
-        .where(Tenant.slug == (holder_slug or "").strip())
-        .first()
+        await query.where(Tenant.id == holder_id).first()
+        if holder_id is not None
+        else await query.where(Tenant.slug == (holder_slug or "").strip()).first()
     )
     if holder is None or holder["kind"] != "enterprise":
         errors.append(
@@ -2414,6 +2696,23 @@ async def issue_voucher(
         errors.append(
             FieldError("amount", "amount_zero", "面额须大于零。", "The amount is above zero.")
         )
+    percent_bp = 0
+    if str(percent).strip():
+        try:
+            # A percentage has the shape of a price (two decimals): 12.5 % = 1250 bp.
+            percent_bp = money.parse_price(str(percent).removesuffix("%"))
+        except money.PriceError:
+            percent_bp = -1
+        if not 0 < percent_bp <= 10_000:
+            errors.append(
+                FieldError(
+                    "percent",
+                    "bad_percent",
+                    "抵扣比例须为大于 0、不超过 100 的数字,最多两位小数。",
+                    "The percentage is above 0 and at most 100, with at most two decimals.",
+                )
+            )
+            percent_bp = 0
     chosen = [c for c in categories if c]
     if not chosen or any(c not in catalogue.BY_KEY for c in chosen):
         errors.append(
@@ -2456,11 +2755,25 @@ async def issue_voucher(
         code=new_voucher_code(),
         kind=kind,
         amount_fen=amount_fen,
+        percent_bp=percent_bp,
         categories=sorted(set(chosen)),
         expires_at=expires_at,
+        source=source,
+        source_ref=source_ref[:120],
         issued_by=operator_id,
     )
     async with db.platform_scope(operator_id):
+        if source_ref:  # one grant per source reference, even when two jobs race
+            await Voucher.raw(
+                "SELECT pg_advisory_xact_lock(hashtext({}))", f"{source}:{source_ref}"
+            )
+            again = (
+                await Voucher.select()
+                .where((Voucher.source == source) & (Voucher.source_ref == source_ref[:120]))
+                .first()
+            )
+            if again is not None:
+                return _voucher_view(again, {holder["id"]: holder["name"]})
         await voucher.save()
         await record(
             "market.voucher_issued",
@@ -2468,30 +2781,40 @@ async def issue_voucher(
             tenant_id=holder["id"],
             target=voucher.code,
             ip=ip,
-            data={"amount_fen": amount_fen, "categories": sorted(set(chosen))},
+            data={
+                "amount_fen": amount_fen,
+                "percent_bp": percent_bp,
+                "categories": sorted(set(chosen)),
+                "source": source,
+                "source_ref": source_ref[:120],
+            },
         )
         kind_zh, kind_en = money.VOUCHER_KIND_LABELS[money.VoucherKind(kind)]
+        view = _voucher_view(
+            {
+                "id": voucher.id,
+                "tenant_id": holder["id"],
+                "code": voucher.code,
+                "kind": kind,
+                "amount_fen": amount_fen,
+                "percent_bp": percent_bp,
+                "categories": sorted(set(chosen)),
+                "expires_at": expires_at,
+                "order_id": None,
+                "redeemed_at": None,
+                "source": source,
+                "source_ref": source_ref[:120],
+            },
+            {holder["id"]: holder["name"]},
+        )
         await _notify_tenant(
             holder["id"],
-            title_zh=f"您获得一张{kind_zh}:{money.format_cny(amount_fen)}",
-            title_en=f"You received a {kind_en} of {money.format_cny(amount_fen)}",
+            title_zh=f"您获得一张{kind_zh}:{view.value_text('zh')}",
+            title_en=f"You received a {kind_en}: {view.value_text('en')}",
             body_zh=f"有效期至 {through.isoformat()}",
             body_en=f"Valid through {through.isoformat()}",
         )
-    return _voucher_view(
-        {
-            "id": voucher.id,
-            "tenant_id": holder["id"],
-            "code": voucher.code,
-            "kind": kind,
-            "amount_fen": amount_fen,
-            "categories": sorted(set(chosen)),
-            "expires_at": expires_at,
-            "order_id": None,
-            "redeemed_at": None,
-        },
-        {holder["id"]: holder["name"]},
-    )
+    return view
 
 
 async def my_vouchers(ctx: TenantContext) -> list[VoucherView]:
@@ -2505,94 +2828,125 @@ async def my_vouchers(ctx: TenantContext) -> list[VoucherView]:
 
 
 async def _apply_voucher(order: OrderView, ctx: TenantContext, voucher_id: uuid.UUID) -> None:
-    """Re-settle an unpaid order with the buyer's voucher (same transaction as the redemption)."""
+    await _apply_vouchers(order, ctx, [voucher_id])
+
+
+async def _apply_vouchers(
+    order: OrderView, ctx: TenantContext, voucher_ids: Sequence[uuid.UUID]
+) -> None:
+    """Re-settle an unpaid order with more of the buyer's vouchers, stacked with any already on
+    it (``money.apply_vouchers``: the stacking order, each capped by what is still unpaid), in
+    the same transaction as their redemption. Refused, with nothing changed: an unknown or used
+    voucher, an expired or ineligible one, one not needed, a concurrent change of the order."""
     now = _now()
+    wanted = list(dict.fromkeys(voucher_ids))
+    if not wanted:
+        return
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        row = (
-            await Voucher.select()
-            .where((Voucher.id == voucher_id) & (Voucher.tenant_id == ctx.tenant_id))
-            .first()
+        rows = await Voucher.select().where(
+            (Voucher.tenant_id == ctx.tenant_id)
+            & (Voucher.id.is_in(wanted) | (Voucher.order_id == order.id))
         )
-        if row is None:
-            raise invalid(
-                [
-                    FieldError(
-                        "voucher_id", "voucher_unknown", "找不到该服务券。", "No such voucher."
-                    )
-                ]
-            )
-        view = _voucher_view(row, {})
-        if view.order_id is not None:
-            raise CanalError(
-                "voucher_used",
-                "该服务券已使用过。",
-                "This voucher has already been used.",
-                status=409,
-            )
-        if order.voucher_id is not None:
-            raise CanalError(
-                "order_has_voucher",
-                "该订单已使用服务券。",
-                "This order already has a voucher.",
-                status=409,
-            )
-        settlement = money.settle(
+        by_id = {r["id"]: _voucher_view(r, {}) for r in rows}
+        for voucher_id in wanted:
+            view = by_id.get(voucher_id)
+            if view is None:
+                raise invalid(
+                    [
+                        FieldError(
+                            "voucher_id", "voucher_unknown", "找不到该服务券。", "No such voucher."
+                        )
+                    ]
+                )
+            if view.order_id is not None:
+                raise CanalError(
+                    "voucher_used",
+                    "该服务券已使用过。",
+                    "This voucher has already been used.",
+                    status=409,
+                )
+        on_order = [v for v in by_id.values() if v.order_id == order.id]
+        stack = [*on_order, *(by_id[i] for i in wanted)]
+        applied = money.apply_vouchers(
             order.list_price_fen,
-            commission_rate_bp=order.commission_rate_bp,
-            voucher=money.Voucher(
-                code=view.code,
-                kind=money.VoucherKind(view.kind),
-                amount_fen=view.amount_fen,
-                eligible_categories=frozenset(view.categories),
-                expires_at=view.expires_at,
-            ),
+            [v.as_money() for v in stack],
             category=order.category,
             at=now,
         )
-        taken = (
-            await Voucher.update({Voucher.order_id: order.id, Voucher.redeemed_at: now})
-            .where((Voucher.id == voucher_id) & Voucher.order_id.is_null())
-            .returning(Voucher.id)
+        subsidy = sum(pays for _, pays in applied)
+        settlement = money.settle(
+            order.list_price_fen,
+            commission_rate_bp=order.commission_rate_bp,
+            voucher=None,
+            category=order.category,
         )
-        if not taken:
-            raise CanalError(
-                "voucher_used",
-                "该服务券已使用过。",
-                "This voucher has already been used.",
-                status=409,
+        by_code = {v.code: v for v in stack}
+        for voucher, pays in applied:
+            view = by_code[voucher.code]
+            taken = (
+                await Voucher.update(
+                    {
+                        Voucher.order_id: order.id,
+                        Voucher.redeemed_at: view.redeemed_at or now,
+                        Voucher.applied_fen: pays,
+                    }
+                )
+                .where(
+                    (Voucher.id == view.id)
+                    & (Voucher.order_id.is_null() | (Voucher.order_id == order.id))
+                )
+                .returning(Voucher.id)
             )
+            if not taken:
+                raise CanalError(
+                    "voucher_used",
+                    "该服务券已使用过。",
+                    "This voucher has already been used.",
+                    status=409,
+                )
+        first = applied[0][0].code
         settled = (
             await Order.update(
                 {
-                    Order.buyer_paid_fen: settlement.buyer_paid_fen,
-                    Order.voucher_subsidy_fen: settlement.voucher_subsidy_fen,
-                    Order.voucher_id: voucher_id,
+                    Order.buyer_paid_fen: settlement.list_price_fen - subsidy,
+                    Order.voucher_subsidy_fen: subsidy,
+                    Order.voucher_id: order.voucher_id or by_code[first].id,
                     Order.updated_at: now,
                 }
             )
             .where(
                 (Order.id == order.id)
-                & Order.voucher_id.is_null()
+                # Nothing changed the order since it was read: a concurrent request applying
+                # another voucher (or starting the payment) makes this one roll back.
+                & (Order.voucher_subsidy_fen == order.voucher_subsidy_fen)
+                & (
+                    Order.voucher_id.is_null()
+                    if order.voucher_id is None
+                    else Order.voucher_id == order.voucher_id
+                )
                 & Order.paid_at.is_null()
                 & (Order.payment_key == "")
             )
             .returning(Order.id)
         )
         if not settled:
-            # A concurrent request applied another voucher or started the payment: this
-            # voucher's redemption is rolled back with the error (it stays unused).
+            # This voucher's redemption is rolled back with the error (it stays unused).
             raise CanalError(
                 "order_has_voucher",
-                "该订单已使用服务券或已发起付款。",
-                "This order already has a voucher or its payment has started.",
+                "该订单的服务券或付款刚刚发生变化,请刷新后再试。",
+                "This order's vouchers or payment just changed; reload and try again.",
                 status=409,
             )
         await record(
             "market.voucher_redeemed",
             actor_id=ctx.user_id,
             tenant_id=ctx.tenant_id,
-            target=view.code,
-            data={"order": str(order.id), "subsidy_fen": settlement.voucher_subsidy_fen},
+            target=",".join(by_id[i].code for i in wanted),
+            data={
+                "order": str(order.id),
+                "subsidy_fen": subsidy,
+                "stack": [[v.code, pays] for v, pays in applied],
+            },
         )
 
 
@@ -2600,7 +2954,9 @@ async def _mark_paid_by_voucher(order: OrderView, ctx: TenantContext) -> None:
     """A voucher that covers the whole price: nothing to charge, the order is paid."""
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         changed = (
-            await Order.update({Order.paid_at: _now(), Order.updated_at: _now()})
+            await Order.update(
+                {Order.paid_at: _now(), Order.updated_at: _now(), Order.payout_route: "platform"}
+            )
             .where((Order.id == order.id) & Order.paid_at.is_null() & (Order.buyer_paid_fen == 0))
             .returning(Order.id)
         )
@@ -2630,11 +2986,12 @@ async def _mark_paid_by_voucher(order: OrderView, ctx: TenantContext) -> None:
 @dataclass(frozen=True)
 class VoucherReport:
     issued: int
-    issued_fen: int
+    issued_fen: int  # face values (a percentage voucher counts its cap)
     redeemed: int
     subsidy_fen: int  # voucher share of paid orders, net of refunds to the issuer
     expired_unused: int
     vouchers: list[VoucherView]
+    by_source: dict[str, tuple[int, int]] = field(default_factory=dict)  # issued, applied fen
 
 
 async def voucher_report(operator_id: uuid.UUID) -> VoucherReport:
@@ -2654,18 +3011,85 @@ async def voucher_report(operator_id: uuid.UUID) -> VoucherReport:
         subsidy_fen=int(subsidy[0]["s"]) if subsidy else 0,
         expired_unused=sum(1 for v in views if v.order_id is None and v.expires_at <= now),
         vouchers=views,
+        by_source={
+            source: (
+                sum(1 for v in views if v.source == source),
+                sum(v.applied_fen for v in views if v.source == source),
+            )
+            for source in VOUCHER_SOURCES
+        },
     )
 
 
 # --- scheduled ------------------------------------------------------------------------------
 
 
-async def auto_confirm_delivered(
-    *, days: int = orders.DEFAULT_AUTO_CONFIRM_DAYS, now: dt.datetime | None = None
-) -> int:
-    """Confirm (as the system) orders delivered ``days`` ago that the buyer neither confirmed
-    nor disputed; returns how many. Each goes through the state machine like any other move."""
+AUTO_CONFIRM_MIN_DAYS = 1
+AUTO_CONFIRM_MAX_DAYS = 30
+
+
+async def auto_confirm_days() -> int:
+    """The operator's number of days after delivery before the system confirms an order."""
+    row = (
+        await MarketSettings.select(MarketSettings.auto_confirm_days)
+        .where(MarketSettings.module == MODULE)
+        .first()
+    )
+    return int(row["auto_confirm_days"]) if row else orders.DEFAULT_AUTO_CONFIRM_DAYS
+
+
+async def set_auto_confirm_days(operator_id: uuid.UUID, days: str | int, ip: str = "") -> int:
+    """The operator sets the auto-confirm days (whole days, 1–30). Orders already delivered
+    follow the new number from the next run of the daily job."""
+    text = str(days).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 3) or not (
+        AUTO_CONFIRM_MIN_DAYS <= int(text) <= AUTO_CONFIRM_MAX_DAYS
+    ):
+        raise invalid(
+            [
+                FieldError(
+                    "auto_confirm_days",
+                    "bad_auto_confirm_days",
+                    f"自动确认天数须为 {AUTO_CONFIRM_MIN_DAYS}–{AUTO_CONFIRM_MAX_DAYS} "
+                    "之间的整数。",
+                    f"Auto-confirm days are a whole number from {AUTO_CONFIRM_MIN_DAYS} "
+                    f"to {AUTO_CONFIRM_MAX_DAYS}.",
+                )
+            ]
+        )
+    value = int(text)
+    async with db.transaction():
+        old = await auto_confirm_days()
+        await MarketSettings.insert(
+            MarketSettings(
+                module=MODULE, auto_confirm_days=value, updated_by=operator_id, updated_at=_now()
+            )
+        ).on_conflict(
+            target=MarketSettings.module,
+            action="DO UPDATE",
+            values=[
+                MarketSettings.auto_confirm_days,
+                MarketSettings.updated_by,
+                MarketSettings.updated_at,
+            ],
+        )
+        await record(
+            "market.auto_confirm_set",
+            actor_id=operator_id,
+            target=MODULE,
+            ip=ip,
+            data={"from_days": old, "to_days": value},
+        )
+    return value
+
+
+async def auto_confirm_delivered(*, days: int | None = None, now: dt.datetime | None = None) -> int:
+    """Confirm (as the system) orders delivered ``days`` (default: the operator's setting)
+    ago that the buyer neither confirmed nor disputed; returns how many. Each goes through the
+    state machine like any other move."""
     now = now or _now()
+    if days is None:
+        days = await auto_confirm_days()
     async with db.platform_scope():
         rows = await Order.select().where(
             (Order.state == OrderState.DELIVERED.value) & Order.delivered_at.is_not_null()

@@ -14,6 +14,7 @@ and, after any sequence of partial refunds, the same equations hold for what rem
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -162,7 +163,8 @@ VOUCHER_KIND_LABELS: dict[VoucherKind, tuple[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Voucher:
-    """A voucher (服务券 / 创新券) that pays up to ``amount_fen`` of an order's price.
+    """A voucher (服务券 / 创新券) that pays up to ``amount_fen`` of an order's price — or, with
+    ``percent_bp`` > 0, that share of the list price (rounded half up) capped at ``amount_fen``.
 
     The issuer (e.g. the district's science and technology bureau) pays that part to the
     provider. ``expires_at`` is an aware datetime; the voucher is usable strictly before it
@@ -174,11 +176,16 @@ class Voucher:
     amount_fen: int
     eligible_categories: frozenset[str]
     expires_at: datetime
+    percent_bp: int = 0  # 0: a fixed amount; 5000: 50 % of the list price, up to amount_fen
 
     def __post_init__(self) -> None:
         _check_fen(self.amount_fen, "amount_fen")
         if self.amount_fen == 0:
             raise ValueError("a voucher is worth at least one fen")
+        if isinstance(self.percent_bp, bool) or not isinstance(self.percent_bp, int):
+            raise TypeError("percent_bp must be int basis points")
+        if not 0 <= self.percent_bp <= BP_DENOMINATOR:
+            raise ValueError("percent_bp must be between 0 and 10000")
         if not self.eligible_categories:
             raise ValueError("a voucher names at least one eligible category")
         if self.expires_at.tzinfo is None:
@@ -205,6 +212,50 @@ def check_voucher(voucher: Voucher, *, category: str, at: datetime) -> None:
             f"This {kind_en} cannot be used for this kind of service",
             status=409,
         )
+
+
+def voucher_value(voucher: Voucher, list_price_fen: int) -> int:
+    """What ``voucher`` is worth on an order of ``list_price_fen`` on its own: its amount, or
+    its percentage of the list price rounded half up and capped at its amount."""
+    if voucher.percent_bp:
+        share = round_half_up_div(list_price_fen * voucher.percent_bp, BP_DENOMINATOR)
+        return min(share, voucher.amount_fen)
+    return voucher.amount_fen
+
+
+def stacking_order(vouchers: Sequence[Voucher], list_price_fen: int) -> list[Voucher]:
+    """The order in which several vouchers on one order are applied: the one that lapses
+    first, then the one worth more on this order, then by code (so the order is total)."""
+    return sorted(vouchers, key=lambda v: (v.expires_at, -voucher_value(v, list_price_fen), v.code))
+
+
+def apply_vouchers(
+    list_price_fen: int, vouchers: Sequence[Voucher], *, category: str, at: datetime
+) -> list[tuple[Voucher, int]]:
+    """Each voucher with the amount it pays, in stacking order. Every voucher is checked
+    (expiry, category); each pays its value but at most what is still unpaid, so the total
+    subsidy never exceeds the list price. A voucher that would pay nothing (the others already
+    cover the price) is refused with ``voucher_not_needed``: using it would burn it for nothing.
+    """
+    if len({v.code for v in vouchers}) != len(vouchers):
+        raise ValueError("the same voucher twice")
+    applied: list[tuple[Voucher, int]] = []
+    unpaid = list_price_fen
+    for voucher in stacking_order(vouchers, list_price_fen):
+        check_voucher(voucher, category=category, at=at)
+        pays = min(voucher_value(voucher, list_price_fen), unpaid)
+        if pays == 0 and applied:
+            kind_zh, kind_en = VOUCHER_KIND_LABELS[voucher.kind]
+            raise VoucherError(
+                "voucher_not_needed",
+                f"其他券已抵扣全部金额,无需再使用这张{kind_zh}({voucher.code})",
+                f"The other vouchers already cover the price; this {kind_en} "
+                f"({voucher.code}) is not needed",
+                status=409,
+            )
+        applied.append((voucher, pays))
+        unpaid -= pays
+    return applied
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,14 +377,16 @@ def settle(
     category: str,
     at: datetime | None = None,
     refund_policy: RefundPolicy = RefundPolicy.PROPORTIONAL,
+    vouchers: Sequence[Voucher] = (),
 ) -> Settlement:
     """The checkout split of one order.
 
     - ``commission_rate_bp``: the operator's rate for ``category`` (0–10000 bp), applied to the
       full list price — a voucher does not lower the platform's commission.
-    - ``voucher``: pays ``min(voucher.amount_fen, list_price_fen)``; refused with
-      :class:`VoucherError` when expired at ``at`` (required with a voucher) or not valid for
-      ``category``. The buyer pays the rest.
+    - ``voucher`` / ``vouchers``: applied by :func:`apply_vouchers` (stacking order, each
+      capped by what is still unpaid); refused with :class:`VoucherError` when expired at
+      ``at`` (required with a voucher), not valid for ``category`` or not needed. The buyer
+      pays the rest.
     - payout to the provider = list price − commission (of which the voucher issuer pays the
       subsidy part, the buyer the rest).
     """
@@ -343,12 +396,13 @@ def settle(
     _check_rate(commission_rate_bp)
     subsidy = 0
     code = None
-    if voucher is not None:
+    every = [*([voucher] if voucher is not None else []), *vouchers]
+    if every:
         if at is None:
             raise ValueError("settling with a voucher needs the time `at`")
-        check_voucher(voucher, category=category, at=at)
-        subsidy = min(voucher.amount_fen, list_price_fen)
-        code = voucher.code
+        applied = apply_vouchers(list_price_fen, every, category=category, at=at)
+        subsidy = sum(pays for _, pays in applied)
+        code = ",".join(v.code for v, _ in applied)
     commission = commission_for(list_price_fen, commission_rate_bp)
     return Settlement(
         list_price_fen=list_price_fen,
@@ -378,11 +432,72 @@ def _voucher_share(s: Settlement, total_refunded: int) -> int:
     return min(total_refunded, s.voucher_subsidy_fen)  # VOUCHER_FIRST
 
 
-def _commission_share(s: Settlement, total_refunded: int) -> int:
-    """Cumulative commission given back for ``total_refunded``: proportional, half up."""
-    if s.list_price_fen == 0:
+def stripe_fee(s: Settlement) -> int:
+    """The application fee a destination charge carries: the commission, capped at the
+    buyer's cash (Stripe refuses a fee above the charge; the rest of the commission is kept
+    from the voucher subsidy the platform forwards)."""
+    return min(s.commission_fen, s.buyer_paid_fen)
+
+
+def stripe_fee_refund(fee_fen: int, charge_fen: int, cash_refunded_fen: int) -> int:
+    """Cumulative application fee Stripe gives back (``refund_application_fee``) once
+    ``cash_refunded_fen`` of a ``charge_fen`` charge is refunded: in proportion, rounded half
+    up to the fen; the whole fee once the whole charge is refunded."""
+    if charge_fen == 0:
         return 0
-    return round_half_up_div(s.commission_fen * total_refunded, s.list_price_fen)
+    return round_half_up_div(fee_fen * cash_refunded_fen, charge_fen)
+
+
+def _commission_share(s: Settlement, cash_total: int, voucher_total: int) -> int:
+    """Cumulative commission given back, channel by channel so the books agree with Stripe's
+    to the fen: on the cash, the application fee as Stripe refunds it; on the subsidy, the
+    commission kept outside Stripe (commission − fee) in proportion to the subsidy refunded."""
+    fee = stripe_fee(s)
+    back = stripe_fee_refund(fee, s.buyer_paid_fen, cash_total)
+    outside = s.commission_fen - fee
+    if outside and s.voucher_subsidy_fen:
+        back += round_half_up_div(outside * voucher_total, s.voucher_subsidy_fen)
+    return back
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRoutes:
+    """How the remaining payout and commission of an order travel, to the fen.
+
+    ``through_stripe_fen`` reaches the provider by the destination charge's transfer (after
+    Stripe's reversals and fee refunds); ``forwarded_fen`` is what the platform pays the
+    provider itself (the voucher subsidy it holds — and, without Connect, the buyer's cash —
+    less the commission kept outside Stripe). ``fee_kept_fen`` is the application fee still
+    at Stripe, ``commission_outside_fen`` the rest of the commission.
+    """
+
+    connect: bool
+    fee_fen: int
+    fee_refunded_fen: int
+    through_stripe_fen: int
+    forwarded_fen: int
+    fee_kept_fen: int
+    commission_outside_fen: int
+
+
+def payout_routes(s: Settlement, *, connect: bool) -> PayoutRoutes:
+    """The remaining payout split between Stripe's transfer and the platform's own payment.
+
+    Invariants (checked): ``through_stripe + forwarded == payout_remaining``,
+    ``fee_kept + commission_outside == commission_remaining``, every part ≥ 0, and what the
+    platform holds (subsidy, plus the cash without Connect) is exactly forwarded + commission
+    outside."""
+    fee = stripe_fee(s) if connect else 0
+    fee_refunded = stripe_fee_refund(fee, s.buyer_paid_fen, s.buyer_refunded_fen)
+    cash_left = s.buyer_paid_remaining_fen
+    fee_kept = fee - fee_refunded
+    through = cash_left - fee_kept if connect else 0
+    forwarded = s.payout_remaining_fen - through
+    outside = s.commission_remaining_fen - fee_kept
+    held = s.voucher_subsidy_remaining_fen + (0 if connect else cash_left)
+    if min(through, forwarded, fee_kept, outside) < 0 or forwarded + outside != held:
+        raise ValueError("payout routes do not add up")  # a bug in the rules, never input
+    return PayoutRoutes(connect, fee, fee_refunded, through, forwarded, fee_kept, outside)
 
 
 def refund(settlement: Settlement, refund_fen: int) -> RefundSplit:
@@ -414,7 +529,7 @@ def refund(settlement: Settlement, refund_fen: int) -> RefundSplit:
         )
     total = s.refunded_fen + refund_fen
     voucher_total = _voucher_share(s, total)
-    commission_total = _commission_share(s, total)
+    commission_total = _commission_share(s, total - voucher_total, voucher_total)
     to_issuer = voucher_total - s.voucher_refunded_fen
     commission_back = commission_total - s.commission_reversed_fen
     after = Settlement(

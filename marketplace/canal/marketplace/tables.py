@@ -64,6 +64,9 @@ class Listing(Table, tablename="market_listings"):
     price_model = Varchar(length=16)  # fixed|quote|free
     price_fen = BigInt(default=0)
     package_options = JSONB(default=[])  # [{"name": ..., "price_fen": ...}]
+    # Options the buyer picks at checkout: [{"group": "", "name": ..., "price_fen": delta}];
+    # options sharing a non-empty group are a choice (exactly one), the others add-ons.
+    options = JSONB(default=[])
     status = Varchar(length=16, default="pending", index=True)  # pending|live|rejected|suspended
     pending_changes = JSONB(null=True, default=None)
     review_reason = Text(default="")
@@ -115,7 +118,9 @@ class Order(Table, tablename="market_orders"):
     payout_fen = BigInt()
     buyer_paid_fen = BigInt()
     voucher_subsidy_fen = BigInt(default=0)
-    voucher_id = UUID(null=True, default=None)
+    voucher_id = UUID(null=True, default=None)  # the first voucher (all: Voucher.order_id)
+    options = JSONB(default=[])  # the chosen options, as priced at checkout
+    payout_route = Varchar(length=16, default="")  # connect | platform, fixed at payment
     refunded_fen = BigInt(default=0)
     buyer_refunded_fen = BigInt(default=0)
     voucher_refunded_fen = BigInt(default=0)
@@ -194,17 +199,33 @@ class CommissionRate(Table, tablename="market_commission_rates"):
 
 
 class Voucher(Table, tablename="market_vouchers"):
-    """服务券 / 创新券 issued by the operator to an enterprise (the holder, ``tenant_id``):
-    an amount for eligible categories until ``expires_at``; used once, on one order."""
+    """服务券 / 创新券 issued to an enterprise (the holder, ``tenant_id``) by the operator or
+    by a policy's approved application (``source``/``source_ref``): an amount — or a
+    percentage of the price up to ``amount_fen`` — for eligible categories until
+    ``expires_at``; used once, on one order (several may stack on one order)."""
 
     id = UUID(primary_key=True, default=UUID4())
     tenant_id = ForeignKey(references=Tenant, null=False, index=True)
     code = Varchar(length=32, unique=True)
     kind = Varchar(length=16, default="service")  # service (服务券) | innovation (创新券)
-    amount_fen = BigInt()
+    amount_fen = BigInt()  # the amount, or a percentage voucher's cap
+    percent_bp = Integer(default=0)  # 0: a fixed amount; 5000: 50 % of the price
     categories = JSONB(default=[])
     expires_at = Timestamptz()
+    source = Varchar(length=16, default="operator")  # operator | policy
+    source_ref = Varchar(length=120, default="")  # e.g. the policy application's id
     issued_by = UUID(null=True, default=None)
     order_id = UUID(null=True, default=None)
+    applied_fen = BigInt(default=0)  # what it paid of its order
     redeemed_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class MarketSettings(Table, tablename="market_settings"):
+    """The operator's settings of a marketplace module (one row per module)."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    module = Varchar(length=32, unique=True)
+    auto_confirm_days = Integer(default=7)
+    updated_by = UUID(null=True, default=None)
+    updated_at = Timestamptz(default=TimestamptzNow())

@@ -21,6 +21,14 @@ CHANNEL = "canal:invalidate"
 _ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 _publish: Callable[[str], Coroutine[Any, Any, Any]] | None = None
 _pending: set[asyncio.Task[Any]] = set()
+# Caches outside the platform (a domain's own) register the kind they listen to; the platform
+# cannot import them (dependency direction platform <- tenants <- modules).
+_handlers: dict[str, Callable[[str], None]] = {}
+
+
+def register(kind: str, handler: Callable[[str], None]) -> None:
+    """Call ``handler(argument)`` when another process broadcasts ``kind``."""
+    _handlers[kind] = handler
 
 
 def attach(publish: Callable[[str], Coroutine[Any, Any, Any]] | None) -> None:
@@ -63,5 +71,7 @@ async def handle(message: str) -> None:
         from canal.platform.http.auth import forget
 
         forget(argument or None, broadcast_change=False)
+    elif kind in _handlers:
+        _handlers[kind](argument)
     else:
         log.warning("unknown invalidation notice %r", message)

@@ -25,9 +25,27 @@ class Permission:
 
 @dataclass(frozen=True)
 class NavEntry:
+    """One entry of a module's menu, with who sees it.
+
+    ``permission``: shown only to a person holding this (resource, action) in the
+    organisation; ``kinds``: only in organisations of these kinds (empty = every kind the
+    module is offered to). The route's own guard still decides; this only keeps the menu to
+    what the person can use — an authority sees no "my matches", a buyer no provider centre.
+    """
+
     path: str  # relative to /t/{slug}/m/{module_key}
     zh: str
     en: str
+    permission: tuple[str, str] | None = None
+    kinds: Sequence[str] = ()
+
+    def label(self, locale: str) -> str:
+        return self.zh if locale.startswith("zh") else self.en
+
+    def shown_to(self, tenant_kind: str, may: Callable[[str, str], bool]) -> bool:
+        if self.kinds and tenant_kind not in self.kinds:
+            return False
+        return self.permission is None or may(*self.permission)
 
 
 @dataclass(frozen=True)
@@ -112,3 +130,15 @@ def registry() -> dict[str, ModuleSpec]:
 
 def get_module(key: str) -> ModuleSpec | None:
     return registry().get(key)
+
+
+def visible_nav(spec: ModuleSpec, ctx: Any) -> list[NavEntry]:
+    """``spec``'s menu entries the person in ``ctx`` (a TenantContext) should see."""
+    from canal.platform.access.services import access
+
+    enforce = access().enforce
+
+    def may(resource: str, action: str) -> bool:
+        return enforce(ctx.user_id, ctx.tenant_id, resource, action)
+
+    return [e for e in spec.nav if e.shown_to(ctx.tenant.kind, may)]

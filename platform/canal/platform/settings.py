@@ -111,6 +111,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if raw is not None and raw != "":
             values[field.name] = _coerce(raw, field.type)
     settings = Settings(**values)  # type: ignore[arg-type]
+    if "meili_index_prefix" not in values and settings.database_name != "canal":
+        # Another database gets its own search indexes: documents indexed from a database that
+        # is later dropped (a demo seeded into a scratch database) would otherwise stay in the
+        # demo's indexes and show as duplicates of its own rows.
+        settings = msgspec.structs.replace(settings, meili_index_prefix=settings.database_name)
     if not settings.secret_key:
         settings = msgspec.structs.replace(settings, secret_key=_secret_from_var(settings.var_dir))
     return settings

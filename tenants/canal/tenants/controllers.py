@@ -21,7 +21,7 @@ from canal.platform.access.services import access
 from canal.platform.http.context import Principal, TenantContext
 from canal.platform.http.errors import CanalError
 from canal.platform.http.tenancy import current_principal, tenant_context
-from canal.platform.modules import ModuleSpec, get_module
+from canal.platform.modules import ModuleSpec, get_module, visible_nav
 from canal.tenants import services
 from canal.tenants.services import CREATABLE_KINDS, kind_name
 from canal.web.i18n import request_locale
@@ -167,6 +167,12 @@ class ModuleIn(msgspec.Struct, forbid_unknown_fields=True):
     plan: str = "free"
 
 
+class NavOut(msgspec.Struct):
+    href: str
+    label_zh: str
+    label_en: str
+
+
 class ModuleOut(msgspec.Struct):
     key: str
     name_zh: str
@@ -179,6 +185,8 @@ class ModuleOut(msgspec.Struct):
     plan: str | None
     plans: list[str]
     url: str
+    # The module's menu as this person in this organisation sees it (module home only).
+    nav: list[NavOut] = msgspec.field(default_factory=list)
 
 
 class Done(msgspec.Struct):
@@ -902,8 +910,7 @@ async def module_home_page(request: Req, module_key: FromPath[str]) -> Response[
             "base": base,
             "slug": ctx.tenant.slug,
             "nav_entries": [
-                (base + e.path, e.zh if request_locale(request).startswith("zh") else e.en)
-                for e in spec.nav
+                (base + e.path, e.label(request_locale(request))) for e in visible_nav(spec, ctx)
             ],
         },
     )
@@ -925,7 +932,9 @@ async def module_home_api(request: Req, module_key: FromPath[str]) -> ModuleOut:
         plan=None,
         plans=[p.key for p in spec.plans],
     )
-    return _module_out(ctx.tenant.slug, entry)
+    out = _module_out(ctx.tenant.slug, entry)
+    out.nav = [NavOut(out.url + e.path, e.zh, e.en) for e in visible_nav(spec, ctx)]
+    return out
 
 
 # --- operator console ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from canal.platform.http.errors import CanalError, FieldError, invalid, not_foun
 from canal.platform.identity import validators as identity_validators
 from canal.platform.identity.secrets import new_token, token_hash
 from canal.platform.identity.tables import OutboxMessage, User
+from canal.platform.invalidation import register as register_invalidation
 from canal.platform.jobs.outbox import enqueue_after_commit
 from canal.platform.modules import ModuleSpec, get_module, registry
 from canal.tenants import validators
@@ -890,28 +892,79 @@ def _row_entitled(row: dict[str, Any], now: dt.datetime) -> bool:
     return row["status"] == "active" and (until is None or until > now)
 
 
-# The guard asks these on every module request: constant SQL through Piccolo's ``raw`` skips
-# building the query each time (~150 µs of the query builder). Same rule as _entitled().
-_ENTITLED_SQL = "status = 'active' AND (active_until IS NULL OR active_until > now())"
-_MODULE_ENABLED_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM module_subscriptions WHERE tenant_id = {} "
-    f"AND module_key = {{}} AND {_ENTITLED_SQL}) AS enabled"
+# --- which modules a tenant has on: cached per process ------------------------------------
+#
+# The guard asks on every module request and the page shell on every tenant page, so each
+# process keeps every tenant's subscription rows (key, status, paid-until) and decides "on" at
+# read time (a paid period runs out without any write). A change forgets the tenant after
+# commit here and, over ``canal:invalidate``, in every other process; the TTL only bounds the
+# damage of a lost notice. A load that started before a change finished must not store what it
+# read: the generation counter tells (docs/decisions/0003).
+
+_MODULES_TTL = 60.0
+_MODULES_SQL = (
+    "SELECT module_key, status, active_until FROM module_subscriptions WHERE tenant_id = {}"
 )
-_ENABLED_MODULES_SQL = (
-    f"SELECT module_key FROM module_subscriptions WHERE tenant_id = {{}} AND {_ENTITLED_SQL}"
-)
+_modules_cache: dict[uuid.UUID, tuple[float, tuple[tuple[str, str, dt.datetime | None], ...]]] = {}
+_modules_generation = 0
+
+
+def forget_modules(tenant_id: uuid.UUID | None = None, *, broadcast_change: bool = True) -> None:
+    """Drop cached subscriptions (one tenant's, or all) here and in the other processes."""
+    global _modules_generation
+    _modules_generation += 1
+    if tenant_id is None:
+        _modules_cache.clear()
+    else:
+        _modules_cache.pop(tenant_id, None)
+    if broadcast_change:
+        from canal.platform.invalidation import broadcast
+
+        broadcast("modules", str(tenant_id) if tenant_id else "")
+
+
+def _forget_after_commit(tenant_id: uuid.UUID) -> None:
+    db.on_commit(lambda: forget_modules(tenant_id))
+
+
+def _on_modules_notice(argument: str) -> None:
+    forget_modules(uuid.UUID(argument) if argument else None, broadcast_change=False)
+
+
+register_invalidation("modules", _on_modules_notice)
+
+
+async def _subscriptions(tenant_id: uuid.UUID) -> tuple[tuple[str, str, dt.datetime | None], ...]:
+    now = time.monotonic()
+    cached = _modules_cache.get(tenant_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    generation = _modules_generation
+    async with db.tenant_scope(tenant_id):
+        rows = await ModuleSubscription.raw(_MODULES_SQL, tenant_id)
+    found = tuple((r["module_key"], r["status"], r["active_until"]) for r in rows)
+    if generation == _modules_generation:
+        if len(_modules_cache) > 50_000:
+            _modules_cache.clear()
+        _modules_cache[tenant_id] = (now + _MODULES_TTL, found)
+    return found
 
 
 async def module_enabled(tenant_id: uuid.UUID, module_key: str) -> bool:
-    async with db.tenant_scope(tenant_id):
-        rows = await ModuleSubscription.raw(_MODULE_ENABLED_SQL, tenant_id, module_key)
-    return bool(rows and rows[0]["enabled"])
+    now = dt.datetime.now(dt.UTC)
+    return any(
+        key == module_key and (status == "active" and (until is None or until > now))
+        for key, status, until in await _subscriptions(tenant_id)
+    )
 
 
 async def enabled_modules(tenant_id: uuid.UUID) -> set[str]:
-    async with db.tenant_scope(tenant_id):
-        rows = await ModuleSubscription.raw(_ENABLED_MODULES_SQL, tenant_id)
-    return {r["module_key"] for r in rows}
+    now = dt.datetime.now(dt.UTC)
+    return {
+        key
+        for key, status, until in await _subscriptions(tenant_id)
+        if status == "active" and (until is None or until > now)
+    }
 
 
 async def apply_billed_entitlement(
@@ -939,6 +992,7 @@ async def apply_billed_entitlement(
             )
             .first()
         )
+        _forget_after_commit(tenant_id)
         if row is None:
             # Inactive too: the row records that billing ended it, whatever order Stripe's
             # events arrived in.
@@ -1070,6 +1124,7 @@ async def set_module(
                 "through the customer portal.",
                 status=409,
             )
+        _forget_after_commit(ctx.tenant_id)
         if enabled:
             if row is None:
                 await ModuleSubscription.insert(

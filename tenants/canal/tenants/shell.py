@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from canal.platform.access.services import access
 from canal.platform.http.context import Principal, TenantContext
 from canal.platform.http.errors import wants_json
-from canal.platform.modules import registry
+from canal.platform.modules import registry, visible_nav
 from canal.tenants.services import enabled_modules, my_tenants
 from canal.web.i18n import gettext, request_locale
 
@@ -24,29 +25,68 @@ _TENANT_PAGES: tuple[tuple[str, str, tuple[str, str]], ...] = (
 )
 
 
-def tenant_nav(
-    ctx: TenantContext, modules_on: set[str], locale: str, current_path: str
-) -> list[dict[str, Any]]:
+@dataclass
+class MenuEntry:
+    """One entry of an organisation's menu, in both languages; a module's own entries (those
+    the person may use in this kind of organisation: ``NavEntry.permission``/``kinds``)
+    are its ``children``."""
+
+    href: str
+    label_zh: str
+    label_en: str
+    module: str | None = None
+    children: list[MenuEntry] = field(default_factory=list)
+
+    def label(self, locale: str) -> str:
+        return self.label_zh if locale.startswith("zh") else self.label_en
+
+
+def tenant_menu(ctx: TenantContext, modules_on: set[str]) -> list[MenuEntry]:
     """The tenant's menu: its pages the person may open, then each module switched on."""
     base = f"/t/{ctx.tenant.slug}"
     enforce = access().enforce
-    items: list[dict[str, Any]] = []
+    items: list[MenuEntry] = []
     for suffix, label, (resource, action) in _TENANT_PAGES:
-        if not enforce(ctx.user_id, ctx.tenant_id, resource, action):
-            continue
-        href = base + suffix
-        active = current_path == href if not suffix else current_path.startswith(href)
-        items.append({"href": href, "label": gettext(locale, label), "active": active})
+        if enforce(ctx.user_id, ctx.tenant_id, resource, action):
+            items.append(MenuEntry(base + suffix, gettext("zh_CN", label), label))
     for key, spec in registry().items():
         if key in modules_on:
             href = f"{base}/m/{key}"
-            items.append(
-                {
-                    "href": href,
-                    "label": spec.name(locale),
-                    "active": current_path == href or current_path.startswith(href + "/"),
-                }
-            )
+            children = [MenuEntry(href + e.path, e.zh, e.en) for e in visible_nav(spec, ctx)]
+            items.append(MenuEntry(href, spec.name_zh, spec.name_en, key, children))
+    return items
+
+
+def tenant_nav(
+    ctx: TenantContext, modules_on: set[str], locale: str, current_path: str
+) -> list[dict[str, Any]]:
+    """The menu for the page shell; the open module's own entries follow it, indented."""
+    base = f"/t/{ctx.tenant.slug}"
+    items: list[dict[str, Any]] = []
+    for entry in tenant_menu(ctx, modules_on):
+        if entry.module is None:
+            exact = entry.href == base
+            active = current_path == entry.href if exact else current_path.startswith(entry.href)
+            items.append({"href": entry.href, "label": entry.label(locale), "active": active})
+            continue
+        inside = current_path == entry.href or current_path.startswith(entry.href + "/")
+        children = [c for c in entry.children if c.href != entry.href] if inside else []
+        here = next(
+            (
+                c
+                for c in children
+                if current_path == c.href or current_path.startswith(c.href + "/")
+            ),
+            None,
+        )
+        # One current page: the module's entry, unless one of its own entries is open.
+        items.append(
+            {"href": entry.href, "label": entry.label(locale), "active": inside and here is None}
+        )
+        items.extend(
+            {"href": c.href, "label": c.label(locale), "active": c is here, "sub": True}
+            for c in children
+        )
     return items
 
 

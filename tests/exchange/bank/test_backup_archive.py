@@ -155,9 +155,13 @@ async def test_unfinished_chunked_uploads_are_dropped_after_a_day(owner_client, 
             "UPDATE bank_uploads SET created_at = now() - interval '25 hours' WHERE id = {}",
             uuid.UUID(started["id"]),
         )
-    await jobs.bank_purge_trash({})
+    # Past the deadline the reservation no longer counts, even before the clean-up runs.
+    usage = (await owner_client.get(f"{API}{org.base}")).json()["usage"]
+    assert usage["reserved_bytes"] == 0 and usage["open_uploads"] == 0
+    assert await jobs.bank_drop_stale_uploads({}) >= 1
     assert (await owner_client.get(url)).status_code == 404
     assert await object_store().list_keys("bank", prefix) == []
+    assert await jobs.bank_drop_stale_uploads({}) == 0  # a second run finds nothing
 
 
 async def test_retrieval_runs_in_the_real_worker_and_crons_are_registered(
@@ -167,7 +171,11 @@ async def test_retrieval_runs_in_the_real_worker_and_crons_are_registered(
     from canal.platform.jobs.worker import cron_jobs
 
     names = {job.name for job in cron_jobs()}
-    assert {"cron:bank:bank_due_backups", "cron:bank:bank_purge_trash"} <= names
+    assert {
+        "cron:bank:bank_due_backups",
+        "cron:bank:bank_purge_trash",
+        "cron:bank:bank_drop_stale_uploads",
+    } <= names
     # The platform's own crons are still there, each once.
     assert {"cron:cleanup_expired", "cron:reconcile_subscriptions"} <= names
     assert len(names) == len(cron_jobs())

@@ -1,4 +1,4 @@
-"""Attacks and races: a person reaching another's bank by id, a reader changing things, another
+"""Attacks and races: a person reaching another's bank by id, a member sharing or purging, another
 organisation's folder as a move target, bad input answering 500 (or a "0 days" link made for
 7 days), crossing folder moves, a move into a folder being deleted, links revived by a restore."""
 
@@ -118,7 +118,11 @@ async def test_another_organisations_folder_is_no_move_target(owner_client, org)
     assert (await _upload(owner_client, org.base, "b.txt", b"b", theirs)).status_code == 404
 
 
-async def test_a_reader_can_change_nothing(client, owner_client, org):
+async def test_a_member_adds_and_organises_but_does_not_share_archive_or_purge(
+    client, owner_client, org
+):
+    """Decision 0041: ``bank:write`` (members too) adds and organises; sharing outside,
+    the archive, backups and emptying the bin need ``files:write`` (admins, owners)."""
     from canal.platform import db
     from canal.platform.access.services import access
     from canal.tenants.tables import Membership
@@ -128,32 +132,58 @@ async def test_a_reader_can_change_nothing(client, owner_client, org):
     async with db.tenant_scope(org.ctx.tenant_id):
         await Membership.insert(Membership(tenant_id=org.ctx.tenant_id, user_id=member.user_id))
         await access().assign_role(member.user_id, "member", org.ctx.tenant_id)
-    writes = [r for r in _id_routes(ids) if r[0] == "POST"] + [
-        ("POST", "/folders", {"name": "x"}),
-        ("POST", "/uploads", {"name": "x.txt", "size": 3}),
+    fi = ids["file"]
+    managed = [
+        ("POST", f"/files/{fi}/shares", {"days": 1}),
+        ("POST", f"/files/{fi}/shares/{ids['share']}/revoke", None),
         ("POST", "/trash/empty", None),
-        ("POST", f"/files/{ids['file']}/archive", None),
-        ("POST", f"/files/{ids['file']}/retrieve", None),
+        ("POST", f"/files/{fi}/archive", None),
+        ("POST", f"/files/{fi}/retrieve", None),
         ("POST", f"/folders/{ids['folder']}/backup", {"schedule": "daily", "keep": 2}),
         ("POST", f"/folders/{ids['folder']}/backup/run", None),
     ]
     async with _other(client) as colleague:
         await sign_in(colleague, member)
-        for method, path, body in writes:
+        for method, path, body in managed:
             answer = await colleague.request(method, f"{API}{org.base}{path}", json=body)
             assert answer.status_code == 403, (path, answer.status_code)
-        assert (await _upload(colleague, org.base, "m.txt", b"m")).status_code == 403
-        part = await colleague.put(
-            f"{API}{org.base}/uploads/{ids['upload']}/parts/0", content=b"12345"
-        )
-        assert part.status_code == 403
-        # The page forms too (with the reader's own CSRF token).
         token = csrf_from((await colleague.get(org.base)).text)
-        form = await colleague.post(f"{org.base}/files/{ids['file']}/delete", data={"_csrf": token})
+        form = await colleague.post(f"{org.base}/trash/empty", data={"_csrf": token})
         assert form.status_code == 403
-    detail = (await owner_client.get(f"{API}{org.base}/files/{ids['file']}")).json()
-    assert detail["file"]["name"] == "病历.txt" and len(detail["versions"]) == 2
-    assert len((await owner_client.get(f"{API}{org.base}/trash")).json()) == 1
+        # What a member may do: upload (a new version of a colleague's file too), make a
+        # folder, rename, move to the bin and back, start and cancel a resumable upload.
+        made = await _upload(colleague, org.base, "周报.txt", "第一周".encode())
+        assert made.status_code == 201, made.text
+        again = await _upload(colleague, org.base, "病历.txt", b"v3", ids["folder"])
+        assert again.status_code == 201 and again.json()["versions"] == 3
+        folder = await colleague.post(f"{API}{org.base}/folders", json={"name": "成员的"})
+        assert folder.status_code == 201
+        renamed = await colleague.post(
+            f"{API}{org.base}/files/{made.json()['id']}/rename", json={"name": "周报-1.txt"}
+        )
+        assert renamed.status_code == 200
+        assert (
+            await colleague.post(f"{API}{org.base}/files/{made.json()['id']}/delete")
+        ).status_code == 204
+        restored = await colleague.post(f"{API}{org.base}/trash/{ids['trash']}/restore")
+        assert restored.status_code == 204
+        started = await colleague.post(
+            f"{API}{org.base}/uploads", json={"name": "大.csv", "size": 10}
+        )
+        assert started.status_code == 201
+        gone = await colleague.delete(f"{API}{org.base}/uploads/{started.json()['id']}")
+        assert gone.status_code == 204
+        # The pages offer exactly that: upload and folder forms, no share or empty-bin form.
+        home = (await colleague.get(org.base)).text
+        assert 'name="file"' in home and 'action="/t/' in home
+        file_page = (await colleague.get(f"{org.base}/files/{fi}")).text
+        assert '/shares"' not in file_page and '/archive"' not in file_page
+        assert f"/files/{fi}/upload" in file_page
+        trash_page = (await colleague.get(f"{org.base}/trash")).text
+        assert "/trash/empty" not in trash_page
+    detail = (await owner_client.get(f"{API}{org.base}/files/{fi}")).json()
+    assert detail["shares"][0]["revoked_at"] is None
+    assert detail["file"]["storage_class"] == "standard"
 
 
 @pytest.mark.parametrize("space", ["tenant", "personal"])

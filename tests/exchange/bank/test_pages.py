@@ -55,7 +55,7 @@ async def test_a_guessed_share_link_finds_nothing(client):
         assert (await client.get(f"/api/v1/bank/s/{token}/download")).status_code == 404
 
 
-async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_client, org):
+async def test_a_member_uploads_through_the_page_but_makes_no_share_link(client, owner_client, org):
     from canal.platform import db
     from canal.platform.access.services import access
     from canal.tenants.tables import Membership
@@ -77,16 +77,27 @@ async def test_a_member_browses_and_downloads_but_changes_nothing(client, owner_
         await sign_in(colleague, member)
         home = await colleague.get(org.base)
         assert home.status_code == 200 and "制度.txt" in home.text
-        assert 'name="file"' not in home.text  # no upload form for a reader
         download = await colleague.get(f"{org.base}/files/{file_id}/download")
         assert download.status_code == 302
+        # The upload form is there for a member, and works.
+        token = csrf_from(home.text)
+        posted = await colleague.post(
+            f"{org.base}/upload",
+            data={"_csrf": token, "folder": ""},
+            files={"file": ("会议纪要.txt", "周一例会".encode(), "text/plain")},
+        )
+        assert posted.status_code in (302, 303), posted.text
+        made_by_member = posted.headers["location"].rsplit("/", 1)[-1]
+        page = await colleague.get(f"{org.base}/files/{made_by_member}")
+        assert "会议纪要.txt" in page.text
+        assert 'action="/t/' + org.slug + f'/bank/files/{made_by_member}/shares"' not in page.text
+        # Sharing outside the organisation is an admin's call.
         refused = await colleague.post(
-            f"/api/v1{org.base}/files/{file_id}/delete",
-            headers={"content-type": "application/json"},
+            f"{org.base}/files/{made_by_member}/shares", data={"_csrf": token, "days": "3"}
         )
         assert refused.status_code == 403
-    still = await owner_client.get(f"/api/v1{org.base}/files/{file_id}")
-    assert still.status_code == 200
+    mine = await owner_client.get(f"/api/v1{org.base}/files/{made_by_member}")
+    assert mine.status_code == 200 and mine.json()["shares"] == []
 
 
 async def test_listing_comes_first_and_phone_cards_keep_each_name_in_one_cell(owner_client, org):
@@ -111,3 +122,33 @@ async def test_one_version_is_singular_in_english(owner_client, org):
     assert "1 version" in page.text and "1 versions" not in page.text
     zh = await owner_client.get(f"{org.base}/files/{made.json()['id']}?lang=zh-CN")
     assert "1 个版本" in zh.text
+
+
+async def test_destructive_forms_ask_first(owner_client, org):
+    """Emptying the bin, moving to the bin, revoking, archiving and restoring a backup copy
+    carry a question the page's script asks before posting."""
+    folder = (await owner_client.post(f"/api/v1{org.base}/folders", json={"name": "问"})).json()
+    made = await owner_client.post(
+        f"/api/v1{org.base}/upload",
+        params={"name": "确认.txt", "folder": folder["id"]},
+        content=b"sure",
+    )
+    file_id = made.json()["id"]
+    await owner_client.post(f"/api/v1{org.base}/files/{file_id}/shares", json={"days": 1})
+    await owner_client.post(f"/api/v1{org.base}/folders/{folder['id']}/backup/run")
+    listing = (await owner_client.get(f"{org.base}/folders/{folder['id']}?lang=zh-CN")).text
+    assert "确定从此备份恢复全部文件吗" in listing
+    top = (await owner_client.get(f"{org.base}?lang=zh-CN")).text
+    assert "确定将文件夹「问」及其中的全部内容移到回收站吗" in top
+    page = (await owner_client.get(f"{org.base}/files/{file_id}?lang=zh-CN")).text
+    for question in ("确定将「确认.txt」移到回收站吗", "确定撤销此链接吗", "确定归档此文件吗"):
+        assert question in page, question
+    await owner_client.post(f"/api/v1{org.base}/files/{file_id}/delete")
+    trash = await owner_client.get(f"{org.base}/trash?lang=zh-CN")
+    assert trash.status_code == 200 and "确定永久删除回收站中的全部内容吗" in trash.text
+    assert '<script src="/static/bank-upload.js"' in trash.text
+
+
+async def test_an_empty_bank_says_how_to_start(owner_client, org):
+    home = await owner_client.get(f"{org.base}?lang=zh-CN")
+    assert "这里还没有文件。 可在下方上传文件或新建文件夹。" in home.text

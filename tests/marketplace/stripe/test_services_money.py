@@ -343,3 +343,173 @@ async def billing_account(provider):
     from canal.platform.billing import services as billing
 
     return await billing.create_connected_account(provider.ctx)
+
+
+async def _paid_through_stripe(gateway, buyer, order_id, *, connect: bool) -> str:
+    """The buyer completes the order's payment at Stripe (the stand-in for a destination
+    charge; localstripe itself, with a test card, for a plain PaymentIntent); billing applies
+    Stripe's own object, which marks the order paid. Returns the PaymentIntent's id."""
+    from canal.platform import db
+    from canal.platform.billing import services as billing
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(buyer.tenant.id):
+        row = (
+            await Payment.select()
+            .where(Payment.idempotency_key == f"market-order-{order_id}")
+            .first()
+        )
+    assert row is not None
+    pi_id = row["stripe_payment_intent_id"]
+    if connect:
+        await gateway.v1.payment_intents.confirm_async(pi_id)
+    else:
+        card = await gateway.v1.payment_methods.create_async(
+            {
+                "type": "card",
+                "card": {
+                    "number": "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "cvc": "123",
+                },
+            }
+        )
+        # localstripe confirms a PaymentIntent that already names its payment method.
+        await gateway.v1.payment_intents.update_async(pi_id, {"payment_method": card.id})
+        await gateway.v1.payment_intents.confirm_async(pi_id)
+    intent = await gateway.retrieve_payment_intent(pi_id)
+    assert intent is not None and intent["status"] == "succeeded"
+    await billing.apply_payment_intent(intent)
+    return str(pi_id)
+
+
+@pytest.mark.parametrize(
+    ("connect", "price", "options", "vouchers", "refund"),
+    [
+        # No Connect account: a plain PaymentIntent at localstripe, refunded there; the
+        # platform holds the cash and pays the provider the whole remaining payout itself.
+        (False, "1000.01", [], [], "333.33"),
+        (False, "777.77", [], [("fixed", "100", "")], "full"),
+        (False, "1000.01", [], [("pct", "300", "50")], "0.01"),
+        # Connect: a destination charge; Stripe's fee refund is the commission reversed on
+        # the cash, to the fen, whatever the vouchers.
+        (True, "1000.01", [], [], "1.01"),
+        (True, "999.99", [1], [("pct", "200", "33.33"), ("fixed", "100", "")], "123.45"),
+        (True, "88.88", [], [("pct", "80", "99"), ("fixed", "8", "")], "10.01"),
+        (True, "1234.56", [0, 2], [("pct", "5000", "12.5")], "full"),
+    ],
+)
+async def test_refunds_reconcile_with_stripe_to_the_fen(
+    app, gateway, standin, connect, price, options, vouchers, refund
+):
+    """Table-driven: price (+ options) × stacked fixed/percentage vouchers × partial or full
+    refund, with and without a Connect account. After the ruling, the order's books agree with
+    what Stripe (localstripe / the stand-in) recorded: the cash refunded, the fee refunded, the
+    transfer kept, and the platform's forwarded part — to the fen."""
+    from canal.platform.billing import services as billing
+
+    staff = await operator()
+    provider = await approved_provider(f"对账财税{unique('')}", staff.user_id)
+    account = await billing.create_connected_account(provider.ctx) if connect else None
+    listing = await live_listing(
+        provider,
+        staff.user_id,
+        price=price,
+        options=[
+            {"group": "发票", "name": "普票", "price": "0"},
+            {"group": "发票", "name": "专票", "price": "12.34"},
+            {"name": "加急", "price": "100.01"},
+        ],
+    )
+    buyer = await make_side(f"对账买方{unique('')}")
+    order = await market.buy_listing(listing.id, buyer.ctx, options=options or [0])
+    deltas = {0: 0, 1: 1234, 2: 10001}
+    list_fen = money.parse_price(price) + sum(deltas[i] for i in (options or [0]))
+    assert order.list_price_fen == list_fen
+    valid = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    issued = [
+        await market.issue_voucher(
+            staff.user_id,
+            holder_slug=buyer.slug,
+            kind="innovation",
+            amount=amount,
+            percent=percent if kind == "pct" else "",
+            categories=["tax"],
+            valid_through=valid,
+        )
+        for kind, amount, percent in vouchers
+    ]
+    order, secret = await market.pay_order(order.id, buyer.ctx, voucher_ids=[v.id for v in issued])
+    expected = money.settle(
+        list_fen,
+        commission_rate_bp=500,
+        voucher=None,
+        vouchers=[v.as_money() for v in issued],
+        category="tax",
+        at=dt.datetime.now(dt.UTC),
+    )
+    assert (order.buyer_paid_fen, order.voucher_subsidy_fen) == (
+        expected.buyer_paid_fen,
+        expected.voucher_subsidy_fen,
+    )
+    # Each voucher records what it paid; together they are the order's subsidy.
+    mine = {v.id: v for v in await market.my_vouchers(buyer.ctx)}
+    assert sum(mine[v.id].applied_fen for v in issued) == order.voucher_subsidy_fen
+    assert all(mine[v.id].order_id == order.id for v in issued)
+    assert secret
+    sent = standin.sent("POST", "/v1/payment_intents")[-1]
+    assert int(sent.form["amount"]) == order.buyer_paid_fen
+    if connect:
+        assert sent.form["transfer_data[destination]"] == account
+        assert sent.answered_by == "standin"
+    else:
+        assert "transfer_data[destination]" not in sent.form
+        assert sent.answered_by == "localstripe"  # a plain PaymentIntent, Stripe's own shape
+    pi_id = await _paid_through_stripe(gateway, buyer, order.id, connect=connect)
+    order = await market.refresh_payment(order.id, buyer.ctx)
+    assert order.paid and order.payout_route == ("connect" if connect else "platform")
+
+    for action in ("accept", "start", "deliver"):
+        await market.transition_order(order.id, provider.ctx, action)
+    await market.transition_order(order.id, buyer.ctx, "dispute")
+    if refund == "full":
+        done = await market.resolve_dispute(staff.user_id, order.id, "full")
+    else:
+        done = await market.resolve_dispute(staff.user_id, order.id, "partial", refund=refund)
+    routes = done.routes()
+
+    # What Stripe recorded for the refund, read back from Stripe's side.
+    posted = [r for r in standin.sent("POST", "/v1/refunds") if r.form["payment_intent"] == pi_id]
+    assert len(posted) == 1 and int(posted[0].form["amount"]) == done.buyer_refunded_fen
+    if connect:
+        charge = standin.objects[pi_id]
+        [stripe_refund] = charge["refunds"]
+        assert stripe_refund["transfer_reversed"] == done.buyer_refunded_fen
+        # The fee Stripe gave back is what our books reversed on the cash, to the fen.
+        assert stripe_refund["fee_refunded"] == routes.fee_refunded_fen
+        fee_left = int(charge["application_fee_amount"]) - stripe_refund["fee_refunded"]
+        cash_left = charge["amount"] - charge["amount_refunded"]
+        assert (routes.fee_kept_fen, routes.through_stripe_fen) == (fee_left, cash_left - fee_left)
+    else:
+        assert "reverse_transfer" not in posted[0].form
+        intent = await gateway.retrieve_payment_intent(pi_id)
+        charge_id = intent["latest_charge"]
+        charge_id = charge_id if isinstance(charge_id, str) else charge_id["id"]
+        charge = (await gateway.v1.charges.retrieve_async(charge_id)).to_dict(recursive=True)
+        assert charge["amount"] == done.buyer_paid_fen
+        assert charge["amount_refunded"] == done.buyer_refunded_fen
+        assert routes.through_stripe_fen == routes.fee_kept_fen == 0
+    # The books add up, to the fen, on every side.
+    assert routes.through_stripe_fen + routes.forwarded_fen == (
+        done.payout_fen - done.payout_reversed_fen
+    )
+    assert routes.fee_kept_fen + routes.commission_outside_fen == (
+        done.commission_fen - done.commission_reversed_fen
+    )
+    assert done.buyer_refunded_fen + done.voucher_refunded_fen == done.refunded_fen
+    assert done.commission_reversed_fen + done.payout_reversed_fen == done.refunded_fen
+    if refund == "full":
+        assert routes.through_stripe_fen == routes.forwarded_fen == routes.fee_kept_fen == 0
+    statement, _ = await market.provider_statement(provider.ctx)
+    assert statement.through_stripe_fen + statement.forwarded_fen == statement.payout_fen

@@ -83,6 +83,13 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
                 **common,
             )
         )
+    # A's owner's saved catalogue search (a person's own: anyone else gets 404).
+    from canal.park.policy import saved_searches
+
+    saved = await saved_searches.save_search(
+        world.alice.user_id, f"{marker}的搜索", saved_searches.SearchParams(query=marker)
+    )
+    world.samples["saved_search_id"] = str(saved)
     world.samples["policy_id"] = str(published)
     world.samples["public_policy_id"] = str(draft)
     world.samples["application_id"] = str(app_id)

@@ -11,6 +11,8 @@ AUDIT_LABELS: dict[str, str] = {
     "bank.share_created": "Data bank share link created",
     "bank.share_revoked": "Data bank share link revoked",
     "bank.share_downloaded": "Data bank file downloaded through a share link",
+    "bank.downloaded": "Data bank file downloaded",
+    "bank.folder_downloaded": "Data bank folder downloaded as a ZIP",
     "bank.archived": "Data bank file archived to cold storage",
     "bank.retrieval_requested": "Data bank file retrieval from the archive requested",
     "bank.backup_scheduled": "Data bank folder backup schedule changed",

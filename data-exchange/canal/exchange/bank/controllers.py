@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post, put
-from litestar.response import Redirect
+from litestar import Request, Response, delete, get, post, put
+from litestar.response import Redirect, Stream
 from litestar.status_codes import HTTP_201_CREATED
 
 from canal.platform.http.errors import CanalError, FieldError, invalid
@@ -133,13 +133,19 @@ def _share_url(request: Req, token: str) -> str:
 # --- page rendering ---------------------------------------------------------------------------
 
 
-def _can_write(space: Space) -> bool:
-    """Members may browse and download; the forms that change things are for writers."""
+def _may(space: Space, resource: str, action: str) -> bool:
+    """Which forms to show: in an organisation ``bank:write`` (members too) adds and
+    organises files, ``files:write`` (admins, owners) shares, archives, backs up and empties
+    the bin (decision 0041). A person may do everything in their own bank."""
     if space.ctx is None:
         return True
     from canal.platform.access.services import access
 
-    return bool(access().enforce(space.user_id, space.ctx.tenant_id, "files", "write"))
+    return bool(access().enforce(space.user_id, space.ctx.tenant_id, resource, action))
+
+
+def _rights(space: Space) -> dict[str, bool]:
+    return {"can_add": _may(space, "bank", "write"), "can_manage": _may(space, "files", "write")}
 
 
 def _errors(request: Req, error: CanalError) -> list[dict[str, str]]:
@@ -158,6 +164,8 @@ async def _listing_page(
     listing = await services.list_folder(space, folder_id)
     usage = await services.usage(space)
     backups = await services.list_backups(space, folder_id) if folder_id else []
+    uploads = await services.list_uploads(space) if _may(space, "bank", "write") else []
+    zip_plan = await services.plan_folder_zip(space, folder_id) if folder_id else None
     return page(
         request,
         "bank/index.html",
@@ -167,12 +175,16 @@ async def _listing_page(
             "listing": listing,
             "usage": usage,
             "backups": backups,
+            "uploads": uploads,
+            "zip_plan": zip_plan,
+            "zip_refusal": services.zip_refusal(zip_plan) if zip_plan else None,
+            "locale": request_locale(request),
             "human": validation.human_size,
             "errors": errors or [],
             "form": form or {},
             "trash_days": services.TRASH_DAYS,
             "chunk_above": services.PART_SIZE,
-            "can_write": _can_write(space),
+            **_rights(space),
         },
         status=status,
     )
@@ -200,7 +212,7 @@ async def _file_page(
             "new_link": new_link,
             "max_days": services.SHARE_MAX_DAYS,
             "chunk_above": services.PART_SIZE,
-            "can_write": _can_write(space),
+            **_rights(space),
         },
         status=status,
     )
@@ -226,8 +238,8 @@ async def verified_guard(connection: Any, _handler: Any) -> None:
     principal = connection.scope.get("user")
     if principal is None:
         return  # the access guard (which runs first) has already refused
-    if connection.scope.get("method") == "GET" and connection.url.path == "/me/bank":
-        return  # the home page explains how to get verified (``home_page``)
+    if connection.scope.get("method") == "GET" and not connection.url.path.startswith("/api/"):
+        return  # a page explains how to get verified instead (``page_space``)
     connection.state.bank_space = await services.personal_space(principal.user_id)
 
 
@@ -240,6 +252,7 @@ def _routes(kind: str) -> list[Any]:
     api = "/api/v1" + prefix
     read = {"access": "tenant", "permission": ("files", "read")} if tenant else {"access": "user"}
     write = {"access": "tenant", "permission": ("files", "write")} if tenant else {"access": "user"}
+    add = {"access": "tenant", "permission": ("bank", "write")} if tenant else {"access": "user"}
     folder = "/folders/{bank_folder_id:uuid}"
     file = "/files/{bank_file_id:uuid}"
 
@@ -257,6 +270,15 @@ def _routes(kind: str) -> list[Any]:
     def file_id(request: Req) -> uuid.UUID:
         return uuid.UUID(str(request.path_params["bank_file_id"]))
 
+    async def page_space(request: Req) -> Space | Response[str]:
+        """The space, or for an unverified person the page that says how to get verified."""
+        try:
+            return await space_of(request)
+        except CanalError as error:
+            if error.code != "realname_required":
+                raise
+            return page(request, "bank/verify.html", {}, status=403)
+
     handlers: list[Any] = []
 
     def route(handler: Any) -> Any:
@@ -270,12 +292,9 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix, opt=read, include_in_schema=False, name=f"bank-{kind}-home")
     async def home_page(request: Req) -> Response[str]:
-        try:
-            space = await space_of(request)
-        except CanalError as error:
-            if error.code != "realname_required":
-                raise
-            return page(request, "bank/verify.html", {}, status=403)
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
         return await _listing_page(request, space, None)
 
     @route
@@ -288,7 +307,10 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix + folder, opt=read, include_in_schema=False, name=f"bank-{kind}-folder")
     async def folder_page(request: Req) -> Response[str]:
-        return await _listing_page(request, await space_of(request), folder_id(request))
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
+        return await _listing_page(request, space, folder_id(request))
 
     @route
     @get(api + folder, opt=read, tags=TAGS, name=f"bank-{kind}-folder-api")
@@ -302,10 +324,42 @@ def _routes(kind: str) -> list[Any]:
             await services.list_backups(space, fid),
         )
 
+    async def zip_response(request: Req) -> Stream:
+        name, chunks = await services.folder_zip(
+            await space_of(request), folder_id(request), ip=_ip(request)
+        )
+        return Stream(
+            chunks,
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": validation.content_disposition(name),
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @route
+    @get(prefix + folder + "/zip", opt=read, include_in_schema=False, name=f"bank-{kind}-zip")
+    async def folder_zip_download(request: Req) -> Stream:
+        return await zip_response(request)
+
+    @route
+    @get(
+        api + folder + "/zip",
+        opt=read,
+        tags=TAGS,
+        name=f"bank-{kind}-zip-api",
+        media_type="application/zip",
+    )
+    async def folder_zip_api(request: Req) -> Stream:
+        """The folder with everything under it as one ZIP (current versions; archived files
+        are left out and listed in a note). Streamed. Refused with 413 ``zip_too_large``
+        above 1,000 files or 1 GB, 409 ``folder_empty`` when there is nothing to download."""
+        return await zip_response(request)
+
     # --- folders ------------------------------------------------------------------------------
 
     @route
-    @post(prefix + "/folders", opt=write, include_in_schema=False, name=f"bank-{kind}-mkdir")
+    @post(prefix + "/folders", opt=add, include_in_schema=False, name=f"bank-{kind}-mkdir")
     async def create_folder_form(request: Req) -> Response[Any]:
         space = await space_of(request)
         form = await _form(request)
@@ -326,7 +380,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + "/folders",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         name=f"bank-{kind}-mkdir-api",
@@ -338,7 +392,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + folder + "/rename",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-rename-folder",
     )
@@ -360,7 +414,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + folder + "/rename",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-rename-folder-api",
@@ -372,7 +426,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + folder + "/move",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-move-folder",
     )
@@ -394,7 +448,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + folder + "/move",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-move-folder-api",
@@ -408,7 +462,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + folder + "/delete",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-delete-folder",
     )
@@ -422,7 +476,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + folder + "/delete",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=204,
         name=f"bank-{kind}-delete-folder-api",
@@ -436,7 +490,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + "/upload",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         request_max_body_size=BODY_LIMIT,
         name=f"bank-{kind}-upload",
@@ -468,7 +522,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + "/upload",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         request_max_body_size=BODY_LIMIT,
@@ -494,7 +548,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + "/uploads",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         name=f"bank-{kind}-chunked-start-api",
@@ -512,7 +566,7 @@ def _routes(kind: str) -> list[Any]:
         )
 
     @route
-    @get(api + chunked, opt=write, tags=TAGS, name=f"bank-{kind}-chunked-status-api")
+    @get(api + chunked, opt=add, tags=TAGS, name=f"bank-{kind}-chunked-status-api")
     async def chunked_status_api(request: Req) -> services.ChunkedUpload:
         """Which parts of a resumable upload have arrived."""
         return await services.upload_status(await space_of(request), upload_id(request))
@@ -520,7 +574,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @put(
         api + chunked + "/parts/{part:int}",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=204,
         request_max_body_size=services.PART_SIZE + 1024,
@@ -537,7 +591,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + chunked + "/complete",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         name=f"bank-{kind}-chunked-complete-api",
@@ -549,9 +603,52 @@ def _routes(kind: str) -> list[Any]:
         )
 
     @route
+    @get(api + "/uploads", opt=add, tags=TAGS, name=f"bank-{kind}-chunked-list-api")
+    async def chunked_list_api(request: Req) -> list[services.ChunkedUpload]:
+        """Resumable uploads started and not finished: each holds its declared size back
+        from the quota until it completes, is cancelled, or expires after a day."""
+        return await services.list_uploads(await space_of(request))
+
+    @route
+    @delete(api + chunked, opt=add, tags=TAGS, status_code=204, name=f"bank-{kind}-cancel-api")
+    async def chunked_cancel_api(request: Req) -> None:
+        """Cancel a resumable upload: its parts are discarded and its reserved space is
+        free at once."""
+        await services.cancel_upload(await space_of(request), upload_id(request))
+
+    @route
+    @post(
+        api + chunked + "/cancel",
+        opt=add,
+        tags=TAGS,
+        status_code=204,
+        name=f"bank-{kind}-cancel-post-api",
+    )
+    async def chunked_cancel_post_api(request: Req) -> None:
+        """The same as ``DELETE …/uploads/{id}``, for the page form's twin."""
+        await services.cancel_upload(await space_of(request), upload_id(request))
+
+    @route
+    @post(
+        prefix + chunked + "/cancel",
+        opt=add,
+        include_in_schema=False,
+        name=f"bank-{kind}-cancel",
+    )
+    async def chunked_cancel_form(request: Req) -> Response[Any]:
+        space = await space_of(request)
+        form = await _form(request)
+        await services.cancel_upload(space, upload_id(request))
+        back = _uuid_or_none(form.get("folder"), "folder")
+        return redirect(request, space.base_url + (f"/folders/{back}" if back else ""))
+
+    @route
     @get(prefix + file, opt=read, include_in_schema=False, name=f"bank-{kind}-file")
     async def file_page(request: Req) -> Response[str]:
-        return await _file_page(request, await space_of(request), file_id(request))
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
+        return await _file_page(request, space, file_id(request))
 
     @route
     @get(api + file, opt=read, tags=TAGS, name=f"bank-{kind}-file-api")
@@ -562,7 +659,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + file + "/upload",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         request_max_body_size=BODY_LIMIT,
         name=f"bank-{kind}-new-version",
@@ -593,7 +690,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/upload",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=HTTP_201_CREATED,
         request_max_body_size=BODY_LIMIT,
@@ -616,14 +713,18 @@ def _routes(kind: str) -> list[Any]:
     @route
     @get(prefix + file + "/download", opt=read, include_in_schema=False, name=f"bank-{kind}-dl")
     async def download(request: Req) -> Redirect:
-        url = await services.download_url(await space_of(request), file_id(request))
+        url = await services.download_url(
+            await space_of(request), file_id(request), ip=_ip(request)
+        )
         return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
 
     @route
     @get(api + file + "/download", opt=read, tags=TAGS, name=f"bank-{kind}-dl-api")
     async def download_api(request: Req) -> DownloadOut:
         """A five-minute download URL of the current version (409 while archived)."""
-        url = await services.download_url(await space_of(request), file_id(request))
+        url = await services.download_url(
+            await space_of(request), file_id(request), ip=_ip(request)
+        )
         return DownloadOut(url, EXPIRES_IN)
 
     version = file + "/versions/{version_id:uuid}"
@@ -640,7 +741,7 @@ def _routes(kind: str) -> list[Any]:
     )
     async def version_download(request: Req) -> Redirect:
         url = await services.download_url(
-            await space_of(request), file_id(request), version_id(request)
+            await space_of(request), file_id(request), version_id(request), ip=_ip(request)
         )
         return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
 
@@ -649,14 +750,14 @@ def _routes(kind: str) -> list[Any]:
     async def version_download_api(request: Req) -> DownloadOut:
         """A five-minute download URL of one version."""
         url = await services.download_url(
-            await space_of(request), file_id(request), version_id(request)
+            await space_of(request), file_id(request), version_id(request), ip=_ip(request)
         )
         return DownloadOut(url, EXPIRES_IN)
 
     @route
     @post(
         prefix + version + "/restore",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-version-restore",
     )
@@ -669,7 +770,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + version + "/restore",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-version-restore-api",
@@ -683,7 +784,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + file + "/rename",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-rename-file",
     )
@@ -705,7 +806,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/rename",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-rename-file-api",
@@ -715,9 +816,7 @@ def _routes(kind: str) -> list[Any]:
         return await services.rename_file(await space_of(request), file_id(request), data.name)
 
     @route
-    @post(
-        prefix + file + "/move", opt=write, include_in_schema=False, name=f"bank-{kind}-move-file"
-    )
+    @post(prefix + file + "/move", opt=add, include_in_schema=False, name=f"bank-{kind}-move-file")
     async def move_file_form(request: Req) -> Response[Any]:
         space = await space_of(request)
         fid = file_id(request)
@@ -736,7 +835,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/move",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=200,
         name=f"bank-{kind}-move-file-api",
@@ -748,7 +847,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         prefix + file + "/delete",
-        opt=write,
+        opt=add,
         include_in_schema=False,
         name=f"bank-{kind}-delete-file",
     )
@@ -762,7 +861,7 @@ def _routes(kind: str) -> list[Any]:
     @route
     @post(
         api + file + "/delete",
-        opt=write,
+        opt=add,
         tags=TAGS,
         status_code=204,
         name=f"bank-{kind}-delete-file-api",
@@ -850,14 +949,17 @@ def _routes(kind: str) -> list[Any]:
                 "items": await services.list_trash(space),
                 "trash_days": services.TRASH_DAYS,
                 "errors": errors or [],
-                "can_write": _can_write(space),
+                **_rights(space),
             },
         )
 
     @route
     @get(prefix + "/trash", opt=read, include_in_schema=False, name=f"bank-{kind}-trash")
     async def trash_page(request: Req) -> Response[str]:
-        return await trash_page_for(request, await space_of(request))
+        space = await page_space(request)
+        if not isinstance(space, Space):
+            return space
+        return await trash_page_for(request, space)
 
     @route
     @get(api + "/trash", opt=read, tags=TAGS, name=f"bank-{kind}-trash-api")
@@ -871,14 +973,14 @@ def _routes(kind: str) -> list[Any]:
         return uuid.UUID(str(request.path_params["trash_id"]))
 
     @route
-    @post(prefix + restore, opt=write, include_in_schema=False, name=f"bank-{kind}-untrash")
+    @post(prefix + restore, opt=add, include_in_schema=False, name=f"bank-{kind}-untrash")
     async def untrash_form(request: Req) -> Response[Any]:
         space = await space_of(request)
         await services.restore_trash(space, trash_id(request), ip=_ip(request))
         return redirect(request, f"{space.base_url}/trash")
 
     @route
-    @post(api + restore, opt=write, tags=TAGS, status_code=204, name=f"bank-{kind}-untrash-api")
+    @post(api + restore, opt=add, tags=TAGS, status_code=204, name=f"bank-{kind}-untrash-api")
     async def untrash_api(request: Req) -> None:
         """Put a bin item back where it was (renamed " (2)" if its name was taken since)."""
         await services.restore_trash(await space_of(request), trash_id(request), ip=_ip(request))

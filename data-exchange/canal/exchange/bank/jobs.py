@@ -58,17 +58,33 @@ async def bank_due_backups(ctx: dict[str, Any]) -> int:
 
 
 async def bank_purge_trash(ctx: dict[str, Any]) -> int:
-    """Nightly: empty what has been in any recycle bin for longer than the retention, and
-    drop chunked uploads never completed."""
+    """Nightly: empty what has been in any recycle bin for longer than the retention."""
     purged = await services.purge_expired()
-    await services.drop_stale_uploads()
     if purged:
         log.info("purged %d files from recycle bins", purged)
     return purged
 
 
-JOBS: list[JobFunction] = [bank_retrieve, bank_backup_folder, bank_due_backups, bank_purge_trash]
+async def bank_drop_stale_uploads(ctx: dict[str, Any]) -> int:
+    """Hourly: resumable uploads nobody finished within ``UPLOAD_TTL`` lose their record and
+    staged parts. (Their reservation already stopped counting at the deadline; this frees
+    the staging area, so abandoned parts wait at most an hour past it.) Idempotent: a
+    second run finds nothing."""
+    dropped = await services.drop_stale_uploads()
+    if dropped:
+        log.info("dropped %d abandoned resumable uploads", dropped)
+    return dropped
+
+
+JOBS: list[JobFunction] = [
+    bank_retrieve,
+    bank_backup_folder,
+    bank_due_backups,
+    bank_purge_trash,
+    bank_drop_stale_uploads,
+]
 CRON = [
     ScheduledJob(bank_due_backups, minute={23}),
     ScheduledJob(bank_purge_trash, hour={3}, minute={41}),
+    ScheduledJob(bank_drop_stale_uploads, minute={53}),
 ]

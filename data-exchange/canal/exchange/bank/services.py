@@ -14,14 +14,17 @@ this module keeps only rows that point at stored objects. One code path serves b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import io
 import secrets
 import unicodedata
 import uuid
-from collections.abc import AsyncIterable, Sequence
+import zipfile
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from canal.platform import db
 from canal.platform.audit.services import record
@@ -117,9 +120,10 @@ async def personal_space(user_id: uuid.UUID) -> Space:
     if row is None or row["verified_at"] is None:
         raise CanalError(
             "realname_required",
-            "个人数据银行需先完成实名认证,请在「账户与安全」中认证后再使用。",
-            "Your personal data bank needs real-name verification first: verify in "
-            "Account and security, then come back.",
+            "个人数据银行需先完成实名认证:请到「账户 › 实名认证」(/account/real-name)"
+            "认证后再使用。",
+            "Your personal data bank needs real-name verification first: verify under "
+            "Account › Real-name verification (/account/real-name), then come back.",
             status=403,
         )
     return Space(user_id)
@@ -833,23 +837,219 @@ async def _stored_for(space: Space, version: Version) -> StoredFile:
 
 
 async def download_url(
-    space: Space, file_id: uuid.UUID, version_id: uuid.UUID | None = None
+    space: Space, file_id: uuid.UUID, version_id: uuid.UUID | None = None, *, ip: str = ""
 ) -> str:
     """A five-minute presigned URL for the current (or a given) version, under the file's
-    current name."""
+    current name. Audited (``bank.downloaded``) like share-link and folder downloads."""
     async with space.scope():
         file = await _file_row(space, file_id)
         target = version_id or file.current_version_id
         if target is None:
             raise not_found()
         version = await _version_row(space, file_id, target)
-    if version.storage_class != "standard":
-        raise archived_error()
+        if version.storage_class != "standard":
+            raise archived_error()
+        await record(
+            "bank.downloaded",
+            actor_id=space.user_id,
+            tenant_id=space.tenant_id,
+            target=space.target("file", file_id),
+            ip=ip,
+            data={"version": version.number},
+        )
     stored = dataclasses.replace(await _stored_for(space, version), original_name=file.name)
     store = object_store()
     if space.ctx is not None:
         return await store.presigned_get(stored, space.ctx)
     return await store.presigned_get_personal(stored, space.user_id)
+
+
+# --- a folder as one ZIP ----------------------------------------------------------------------
+# Streamed: each file is read from storage a chunk at a time and written through zipfile into
+# a small buffer that is handed on at once, so memory stays flat whatever the folder's size
+# (the entries use data descriptors, which need no seeking back). Limits keep one request
+# from tying a worker up for long; above them the page says what to download instead.
+
+ZIP_MAX_FILES = 1000
+ZIP_MAX_BYTES = 1024 * MB
+_COMPRESSIBLE = ("text/", "application/json")  # everything else we accept is compressed
+_CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ZipEntry:
+    path: str  # inside the ZIP: "年报/2026/一月.csv" (the folder's own name first)
+    object_id: uuid.UUID
+    size: int
+    content_type: str
+    changed: dt.datetime
+
+
+@dataclass(frozen=True)
+class ZipPlan:
+    folder: Folder
+    entries: list[ZipEntry]
+    archived: list[str]  # in the cold class: left out, listed in a note inside the ZIP
+
+    @property
+    def files(self) -> int:
+        return len(self.entries)
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    @property
+    def within_limits(self) -> bool:
+        return 0 < self.files <= ZIP_MAX_FILES and self.bytes <= ZIP_MAX_BYTES
+
+
+async def plan_folder_zip(space: Space, folder_id: uuid.UUID) -> ZipPlan:
+    """What a ZIP of the folder would hold: the current version of every file under it."""
+    async with space.scope():
+        folder = await _folder_row(space, folder_id)
+        ids = await _subtree(space, folder_id)
+        rows = await _q(
+            space,
+            "SELECT f.folder_id, f.name, f.updated_at, v.object_id, v.size, v.content_type, "
+            "v.storage_class FROM @files f JOIN @versions v ON v.id = f.current_version_id "
+            "AND v.@owner = f.@owner WHERE f.@owner = {} AND f.folder_id = ANY({}::uuid[]) "
+            "AND f.deleted_at IS NULL",
+            space.owner_id,
+            ids,
+        )
+        paths = dict(await _all_folder_paths(space))
+    # Paths are made relative to the chosen folder, which becomes the ZIP's top directory.
+    cut = len(paths[folder_id]) - len(folder.name)
+    entries: list[ZipEntry] = []
+    archived: list[str] = []
+    for row in rows:
+        path = f"{paths.get(row['folder_id'], paths[folder_id])[cut:]}/{row['name']}"
+        if row["storage_class"] != "standard":
+            archived.append(path)
+            continue
+        entries.append(
+            ZipEntry(
+                path,
+                row["object_id"],
+                int(row["size"]),
+                row["content_type"],
+                row["updated_at"],
+            )
+        )
+    return ZipPlan(folder, sorted(entries, key=lambda e: e.path), sorted(archived))
+
+
+def zip_refusal(plan: ZipPlan) -> CanalError | None:
+    """Why this folder cannot go out as one ZIP, or None."""
+    if plan.files == 0:
+        return CanalError(
+            "folder_empty",
+            "该文件夹(含子文件夹)中没有可下载的文件。",
+            "There are no files to download in this folder or its subfolders.",
+            status=409,
+        )
+    if plan.files > ZIP_MAX_FILES or plan.bytes > ZIP_MAX_BYTES:
+        return CanalError(
+            "zip_too_large",
+            f"该文件夹有 {plan.files} 个文件,共 {human_size(plan.bytes)},超过打包下载的上限"
+            f"({ZIP_MAX_FILES} 个文件、{human_size(ZIP_MAX_BYTES)}),请分别下载其中的子文件夹。",
+            f"This folder holds {plan.files} files, {human_size(plan.bytes)}: more than one ZIP "
+            f"may hold ({ZIP_MAX_FILES} files, {human_size(ZIP_MAX_BYTES)}). Download its "
+            "subfolders one by one instead.",
+            status=413,
+        )
+    return None
+
+
+class _Sink(io.RawIOBase):
+    """Where zipfile writes: collects what was written until it is handed on."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+async def _object_for(space: Space, object_id: uuid.UUID) -> StoredFile:
+    if space.ctx is not None:
+        return await storage.get_object_in_tenant(object_id, space.ctx)
+    return await storage.get_personal_object(object_id, space.user_id)
+
+
+async def _zip_stream(space: Space, plan: ZipPlan) -> AsyncIterator[bytes]:
+    store = object_store()
+    sink = _Sink()
+    archive = zipfile.ZipFile(sink, mode="w")
+    writer: IO[bytes] | None = None
+    try:
+        for entry in plan.entries:
+            info = zipfile.ZipInfo(
+                entry.path, date_time=entry.changed.astimezone(_CHINA).timetuple()[:6]
+            )
+            info.external_attr = 0o644 << 16
+            info.file_size = entry.size  # lets zipfile choose ZIP64 up front when needed
+            info.compress_type = (
+                zipfile.ZIP_DEFLATED
+                if entry.content_type.startswith(_COMPRESSIBLE)
+                else zipfile.ZIP_STORED
+            )
+            stored = await _object_for(space, entry.object_id)
+            writer = archive.open(info, mode="w")
+            async for chunk in store.iter_object(stored):
+                await asyncio.to_thread(writer.write, chunk)  # deflate off the event loop
+                if sink.parts:
+                    yield sink.drain()
+            await asyncio.to_thread(writer.close)
+            writer = None
+            yield sink.drain()
+        if plan.archived:
+            note = "以下文件在冷存储归档中,未包含在本压缩包内;请先取回再下载。\n"
+            note += "These files are in the cold archive, not in this ZIP: retrieve them first.\n"
+            archive.writestr(
+                f"{plan.folder.name}/未包含的归档文件 (archived, not included).txt",
+                note + "\n" + "\n".join(plan.archived) + "\n",
+            )
+        archive.close()
+        yield sink.drain()
+    finally:
+        # A client that went away mid-file leaves a writer open; closing it (and the archive)
+        # only writes into the sink, which nobody reads any more.
+        with contextlib.suppress(Exception):
+            if writer is not None:
+                writer.close()
+            archive.close()
+
+
+async def folder_zip(
+    space: Space, folder_id: uuid.UUID, *, ip: str = ""
+) -> tuple[str, AsyncIterator[bytes]]:
+    """The folder as a ZIP stream and its download name; refused (nothing sent) when empty
+    or above the limits. Audited like the other downloads."""
+    plan = await plan_folder_zip(space, folder_id)
+    refusal = zip_refusal(plan)
+    if refusal is not None:
+        raise refusal
+    async with space.scope():
+        await record(
+            "bank.folder_downloaded",
+            actor_id=space.user_id,
+            tenant_id=space.tenant_id,
+            target=space.target("folder", folder_id),
+            ip=ip,
+            data={"files": plan.files, "bytes": plan.bytes, "left_out": len(plan.archived)},
+        )
+    return f"{plan.folder.name}.zip", _zip_stream(space, plan)
 
 
 # --- files: rename, move ----------------------------------------------------------------------
@@ -1155,6 +1355,10 @@ class ChunkedUpload:
     received: list[int]
     created_at: dt.datetime
 
+    @property
+    def expires_at(self) -> dt.datetime:
+        return self.created_at + UPLOAD_TTL
+
 
 def _parts(size: int, part_size: int) -> int:
     return max(1, -(-size // part_size))
@@ -1224,14 +1428,7 @@ async def start_upload(
             f"uploads/{space.owner_id}",
         )
         usage_now = await usage(space)
-        pending = await _q(
-            space,
-            "SELECT coalesce(sum(size), 0) AS bytes FROM @uploads WHERE @owner = {} "
-            "AND created_at > {}",
-            space.owner_id,
-            _now() - UPLOAD_TTL,
-        )
-        used = usage_now.used_bytes + int(pending[0]["bytes"])
+        used = usage_now.used_bytes + usage_now.reserved_bytes
         if used + size > usage_now.quota_bytes:
             if space.personal:
                 raise _quota_full(usage_now.quota_bytes, used)
@@ -1341,6 +1538,35 @@ async def complete_upload(space: Space, upload_id: uuid.UUID, *, ip: str = "") -
         raise
     await store.drop_staged(PURPOSE, space.storage_owner, upload_id)
     return made
+
+
+async def list_uploads(space: Space) -> list[ChunkedUpload]:
+    """Resumable uploads started and not yet completed (each reserves its size)."""
+    async with space.scope():
+        rows = await _q(
+            space,
+            "SELECT * FROM @uploads WHERE @owner = {} AND created_at > {} ORDER BY created_at",
+            space.owner_id,
+            _now() - UPLOAD_TTL,
+        )
+    return [await _chunked(space, row) for row in rows]
+
+
+async def cancel_upload(space: Space, upload_id: uuid.UUID) -> None:
+    """Give up a resumable upload: its staged parts go and its reserved space is free at
+    once (the record goes in the same statement that finds it, so a ``complete`` racing
+    with the cancel either claims the upload first or finds nothing)."""
+    async with space.scope():
+        dropped = await _q(
+            space,
+            "DELETE FROM @uploads WHERE id = {} AND @owner = {} AND created_at > {} RETURNING id",
+            upload_id,
+            space.owner_id,
+            _now() - UPLOAD_TTL,
+        )
+    if not dropped:
+        raise not_found()
+    await object_store().drop_staged(PURPOSE, space.storage_owner, upload_id)
 
 
 async def drop_stale_uploads(now: dt.datetime | None = None) -> int:
@@ -1581,6 +1807,10 @@ class BankUsage:
     trash_bytes: int
     files: int
     versions: int
+    # Declared sizes of resumable uploads still open: held back from the quota (not yet
+    # in ``used_bytes``) until they complete, are cancelled or expire.
+    reserved_bytes: int = 0
+    open_uploads: int = 0
 
     @property
     def percent(self) -> float:
@@ -1612,6 +1842,13 @@ async def usage(space: Space) -> BankUsage:
             space.owner_id,
             space.owner_id,
         )
+        pending = await _q(
+            space,
+            "SELECT coalesce(sum(size), 0) AS bytes, count(*) AS n FROM @uploads "
+            "WHERE @owner = {} AND created_at > {}",
+            space.owner_id,
+            _now() - UPLOAD_TTL,
+        )
         backup = 0
         if space.ctx is not None:
             backup_rows = await BankBackup.raw(
@@ -1633,6 +1870,8 @@ async def usage(space: Space) -> BankUsage:
         int(trash[0]["bytes"]),
         int(counts[0]["files"]),
         int(counts[0]["versions"]),
+        int(pending[0]["bytes"]),
+        int(pending[0]["n"]),
     )
 
 

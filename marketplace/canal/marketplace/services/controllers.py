@@ -56,6 +56,12 @@ async def _form(request: Req) -> dict[str, Any]:
     return {k: v for k, v in form.items() if k != "_csrf"}
 
 
+async def _form_lists(request: Req) -> dict[str, list[str]]:
+    """Every value of every field (checkboxes and multi-selects send a name several times)."""
+    form = await request.form()
+    return {k: [str(v) for v in form.getall(k)] for k in form if k != "_csrf"}
+
+
 def _require(ctx: TenantContext, action: str) -> None:
     if not access().enforce(ctx.user_id, ctx.tenant_id, MODULE, action):
         raise CanalError(
@@ -89,6 +95,9 @@ class ListingOut(msgspec.Struct):
     rating_count: int
     packages: list[dict[str, Any]]
     image_ids: list[str]
+    # Options picked at checkout: {"group": "" (an add-on) or a choice group's name, "name",
+    # "price_fen" added}; buy with their positions in this list.
+    options: list[dict[str, Any]] = []
 
 
 def listing_out(v: market.ListingView) -> ListingOut:
@@ -112,6 +121,7 @@ def listing_out(v: market.ListingView) -> ListingOut:
         v.rating_count,
         v.packages,
         v.image_ids,
+        v.options,
     )
 
 
@@ -126,6 +136,10 @@ class ListingIn(msgspec.Struct, forbid_unknown_fields=True):
     subcategory: str = ""
     # Extra fixed-price packages: [{"name": "季度版", "price": "800"}, …]
     packages: list[dict[str, str]] = []
+    # Options the buyer picks at checkout: [{"name": "加急", "price": "200"},
+    # {"group": "发票", "name": "专票", "price": "0"}, …] — the options of one group are a
+    # choice (exactly one), the others add-ons; prices are added (≥ 0, two decimals).
+    options: list[dict[str, str]] = []
     # Pictures uploaded first through POST /api/v1/t/{slug}/files (JPEG or PNG), up to four.
     image_file_ids: list[uuid.UUID] = []
 
@@ -230,6 +244,9 @@ class OrderOut(msgspec.Struct):
     commission_reversed_fen: int
     payout_reversed_fen: int
     allowed_actions: list[str]
+    options: list[dict[str, Any]] = []  # the chosen options as priced at checkout
+    voucher_refunded_fen: int = 0
+    payout_route: str = ""  # connect (Stripe transfer) | platform (paid by the platform)
 
 
 def order_out(v: market.OrderView, ctx: TenantContext) -> OrderOut:
@@ -256,6 +273,9 @@ def order_out(v: market.OrderView, ctx: TenantContext) -> OrderOut:
         v.commission_reversed_fen,
         v.payout_reversed_fen,
         [a.value for a in orders.allowed_actions(v.state, v.party(ctx))],
+        v.options,
+        v.voucher_refunded_fen,
+        v.payout_route,
     )
 
 
@@ -508,6 +528,7 @@ def _listing_context(request: Req, slug: str) -> dict[str, Any]:
         "area_name": lambda k: catalogue.area_name(k, locale),
         "cny": money.format_cny,
         "zh": locale.startswith("zh"),
+        "locale": locale,
     }
 
 
@@ -519,6 +540,7 @@ async def _listing_page(
     errors: list[dict[str, str]] | None = None,
     values: dict[str, Any] | None = None,
     status: int = 200,
+    buy_errors: list[dict[str, str]] | None = None,
 ) -> Response[str]:
     ctx = tenant_context(request)
     listing = await market.get_listing(listing_id, ctx)
@@ -533,6 +555,7 @@ async def _listing_page(
             "own": listing.provider_id == ctx.tenant_id,
             "errors": errors or [],
             "values": values or {},
+            "buy_errors": buy_errors or [],
         },
         status=status,
     )
@@ -618,6 +641,14 @@ def _package_lines(packages: list[dict[str, Any]]) -> str:
     return "\n".join(f"{p['name']} | {int(p['price_fen']) / 100:.2f}" for p in packages)
 
 
+def _option_lines(options: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        (f"{o['group']}: " if o.get("group") else "")
+        + f"{o['name']} | {int(o['price_fen']) / 100:.2f}"
+        for o in options
+    )
+
+
 def _listing_values(listing: market.ListingView) -> dict[str, Any]:
     data = {
         "category": listing.category,
@@ -629,11 +660,13 @@ def _listing_values(listing: market.ListingView) -> dict[str, Any]:
         "price_model": listing.price_model,
         "price": f"{listing.price_fen / 100:.2f}" if listing.price_model == "fixed" else "",
         "packages": _package_lines(listing.packages),
+        "options": _option_lines(listing.options),
     }
     if listing.pending_changes:
         changes = dict(listing.pending_changes)
         fen = int(changes.pop("price_fen", 0))
         data["packages"] = _package_lines(changes.pop("package_options", []))
+        data["options"] = _option_lines(changes.pop("options", []))
         data.update(changes)
         data["price"] = f"{fen / 100:.2f}" if changes.get("price_model") == "fixed" else ""
     return data
@@ -1077,14 +1110,32 @@ async def buy_form(
                 [FieldError("package", "bad_package_choice", "请选择套餐。", "Choose a package.")]
             )
         package = int(choice)
-    order = await market.buy_listing(
-        listing_id, tenant_context(request), ip=_ip(request), package=package
-    )
-    return redirect(request, f"{_base(tenant_slug)}/orders/{order.id}")
+    # Add-ons are checkboxes named "option"; each choice group is a radio set "option_g<n>".
+    lists = await _form_lists(request)
+    chosen = [
+        value
+        for key, values in lists.items()
+        if key == "option" or key.startswith("option_g")
+        for value in values
+    ]
+
+    async def act() -> Response[Any]:
+        order = await market.buy_listing(
+            listing_id, tenant_context(request), ip=_ip(request), package=package, options=chosen
+        )
+        return redirect(request, f"{_base(tenant_slug)}/orders/{order.id}")
+
+    async def again(errors: list[dict[str, str]], status: int) -> Response[Any]:
+        return await _listing_page(
+            request, tenant_slug, listing_id, buy_errors=errors, status=status
+        )
+
+    return await _form_errors(request, act, again)
 
 
 class BuyIn(msgspec.Struct, forbid_unknown_fields=True):
     package: int | None = None
+    options: list[int] = []  # positions in the listing's ``options``
 
 
 @post("/listings/{listing_id:uuid}/buy", opt=BUY, tags=TAGS, status_code=HTTP_201_CREATED)
@@ -1095,10 +1146,14 @@ async def buy_api(
     data: JSONBody[BuyIn | None] = None,
 ) -> OrderOut:
     """Order a fixed-price listing at its list price, or one of its ``packages`` (its
-    position in the listing's list), then pay it."""
+    position in the listing's list), with the chosen ``options`` (positions; exactly one of
+    each choice group) added to the price; then pay it."""
     ctx = tenant_context(request)
     package = data.package if data else None
-    view = await market.buy_listing(listing_id, ctx, ip=_ip(request), package=package)
+    options = data.options if data else []
+    view = await market.buy_listing(
+        listing_id, ctx, ip=_ip(request), package=package, options=options
+    )
     return order_out(view, ctx)
 
 
@@ -1190,7 +1245,7 @@ async def _order_page(
             "messages": await market.list_messages(order_id, ctx),
             "reviews": await market.reviews_for_order(order_id),
             "voucher_options": [
-                (str(v.id), f"{v.code} · {money.format_cny(v.amount_fen)}")
+                (str(v.id), f"{v.code} · {v.value_text(locale)}")
                 for v in (await market.my_vouchers(ctx) if party.value == "buyer" else [])
                 if v.usable(dt.datetime.now(dt.UTC)) and order.category in v.categories
             ],
@@ -1229,11 +1284,9 @@ async def order_api(
     return order_out(await market.refresh_payment(order_id, ctx), ctx)
 
 
-def _voucher_choice(raw: Any) -> uuid.UUID | None:
-    if not raw:
-        return None
+def _voucher_choices(raw: list[Any]) -> list[uuid.UUID]:
     try:
-        return uuid.UUID(str(raw))
+        return [uuid.UUID(str(r)) for r in raw if r]
     except ValueError:
         raise invalid(
             [FieldError("voucher_id", "voucher_unknown", "找不到该服务券。", "No such voucher.")]
@@ -1246,6 +1299,7 @@ async def pay_form(
 ) -> Response[Any]:
     ctx = tenant_context(request)
     data = await _form(request)
+    vouchers = (await _form_lists(request)).get("voucher_id", [])
 
     async def act() -> Response[Any]:
         here = f"{str(request.base_url).rstrip('/')}{_base(tenant_slug)}/orders/{order_id}"
@@ -1253,7 +1307,7 @@ async def pay_form(
             order_id,
             ctx,
             ip=_ip(request),
-            voucher_id=_voucher_choice(data.get("voucher_id")),
+            voucher_ids=_voucher_choices(vouchers),
             checkout=(here + "?paid=1", here),
         )
         if checkout_url:  # Stripe's hosted page (card, Alipay, WeChat Pay)
@@ -1270,20 +1324,35 @@ async def pay_form(
 
 class PayIn(msgspec.Struct, forbid_unknown_fields=True):
     voucher_id: uuid.UUID | None = None
+    voucher_ids: list[uuid.UUID] = []  # several vouchers stack (money.apply_vouchers)
 
 
 class VoucherOut(msgspec.Struct):
     id: uuid.UUID
     code: str
     kind: str
-    amount_fen: int
+    amount_fen: int  # the amount, or a percentage voucher's cap
     categories: list[str]
     valid_through: dt.date
     order_id: uuid.UUID | None
+    percent_bp: int = 0  # 0: a fixed amount
+    source: str = "operator"  # operator | policy
+    applied_fen: int = 0  # what it paid of its order
 
 
 def voucher_out(v: market.VoucherView) -> VoucherOut:
-    return VoucherOut(v.id, v.code, v.kind, v.amount_fen, v.categories, v.valid_through, v.order_id)
+    return VoucherOut(
+        v.id,
+        v.code,
+        v.kind,
+        v.amount_fen,
+        v.categories,
+        v.valid_through,
+        v.order_id,
+        v.percent_bp,
+        v.source,
+        v.applied_fen,
+    )
 
 
 @get("/vouchers", opt=BUY, tags=TAGS)
@@ -1318,10 +1387,14 @@ async def pay_api(
 ) -> PayOut:
     """Pay the order (CNY; card, Alipay or WeChat Pay). Returns the PaymentIntent's client
     secret to confirm with Stripe.js, or null once paid. Paying a paid order is refused
-    (409 ``order_already_paid``). ``voucher_id`` applies one of the buyer's vouchers first."""
+    (409 ``order_already_paid``). ``voucher_id`` / ``voucher_ids`` apply the buyer's vouchers
+    first; several stack (the one lapsing first first; the subsidy never exceeds the price)."""
     ctx = tenant_context(request)
     voucher = data.voucher_id if data else None
-    order, secret = await market.pay_order(order_id, ctx, ip=_ip(request), voucher_id=voucher)
+    more = data.voucher_ids if data else []
+    order, secret = await market.pay_order(
+        order_id, ctx, ip=_ip(request), voucher_id=voucher, voucher_ids=more
+    )
     return PayOut(order_out(order, ctx), secret)
 
 

@@ -23,6 +23,11 @@ LISTINGS: dict[str, list[dict[str, Any]]] = {
             "delivery_days": 365,
             "price_model": "fixed",
             "price": "2400",
+            "options": [
+                {"group": "发票", "name": "增值税普通发票", "price": "0"},
+                {"group": "发票", "name": "增值税专用发票", "price": "100"},
+                {"name": "加急建账(3 个工作日)", "price": "300"},
+            ],
         },
         {
             "category": "startup",
@@ -83,6 +88,9 @@ async def seed(world: Any) -> None:
         opened = True
     try:
         await _seed(world)
+        # Rebuild the catalogue's index from the table: documents left in it by an earlier
+        # database (dropped and seeded again) would show as duplicates of the new listings.
+        await market.rebuild_search()
     finally:
         if opened:
             close_services()
@@ -109,10 +117,22 @@ async def _seed(world: Any) -> None:
             listing = await market.create_listing(ctx, item)
             listings[slug].append(await market.review_listing(operator_id, listing.id, "approve"))
     await market.set_commission_rate(operator_id, "technology", "8")
+    # An innovation voucher for the bearing maker: half of a service's price, up to ¥1,000.
+    import datetime as dt
+
+    await market.issue_voucher(
+        operator_id,
+        holder_slug="lc-bearing",
+        kind="innovation",
+        amount="1000",
+        percent="50",
+        categories=["tax", "technology", "exchange"],
+        valid_through=(market._today() + dt.timedelta(days=180)).isoformat(),
+    )
 
     # A completed order with a review and the provider's answer.
     buyer, seller = world.ctx("lc-bearing"), world.ctx("lc-mingde")
-    order = await market.buy_listing(listings["lc-mingde"][0].id, buyer)
+    order = await market.buy_listing(listings["lc-mingde"][0].id, buyer, options=[1])
     order, _ = await market.pay_order(order.id, buyer)
     if order.paid:
         for action in ("accept", "start", "deliver"):
@@ -128,8 +148,6 @@ async def _seed(world: Any) -> None:
         world.ctx("dc-steelpipe"),
         "两条焊管生产线,约 40 台设备,希望实现产量与能耗实时看板。",
     )
-    import datetime as dt
-
     await market.answer_quote(
         quote.id,
         world.ctx("shuzhi-soft"),

@@ -48,8 +48,8 @@ MODULE = ModuleSpec(
         NavEntry("", "找服务", "Find services"),
         NavEntry("/quotes", "询价", "Quotes"),
         NavEntry("/orders", "订单", "Orders"),
-        NavEntry("/vouchers", "服务券", "Vouchers"),
-        NavEntry("/provider", "服务商中心", "Provider centre"),
+        NavEntry("/vouchers", "服务券", "Vouchers", permission=("services", "buy")),
+        NavEntry("/provider", "服务商中心", "Provider centre", permission=("services", "sell")),
     ),
     permissions=(
         Permission("services", "buy", "采购服务:询价、下单、付款、评价", "Buy services"),
@@ -95,6 +95,7 @@ MODULE = ModuleSpec(
         "market.order_reviewed": "Reviewed a service order",
         "market.review_answered": "Answered a review",
         "market.commission_set": "Set a commission rate",
+        "market.auto_confirm_set": "Set the days before automatic confirmation",
         "market.voucher_issued": "Issued a service voucher",
         "market.voucher_redeemed": "Redeemed a service voucher",
     },

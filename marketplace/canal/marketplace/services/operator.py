@@ -73,6 +73,27 @@ class VoucherRow(msgspec.Struct):
     categories: list[str]
     valid_through: str
     redeemed: bool
+    percent_bp: int = 0  # 0: a fixed amount; else amount_fen is the cap
+    source: str = "operator"  # operator | policy (granted by an approved policy application)
+    source_ref: str = ""
+    applied_fen: int = 0
+
+
+def voucher_row(v: market.VoucherView) -> VoucherRow:
+    return VoucherRow(
+        v.id,
+        v.holder_name,
+        v.code,
+        v.kind,
+        v.amount_fen,
+        v.categories,
+        v.valid_through.isoformat(),
+        v.order_id is not None,
+        v.percent_bp,
+        v.source,
+        v.source_ref,
+        v.applied_fen,
+    )
 
 
 class VoucherReportOut(msgspec.Struct):
@@ -82,14 +103,16 @@ class VoucherReportOut(msgspec.Struct):
     subsidy_fen: int
     expired_unused: int
     vouchers: list[VoucherRow]
+    by_source: dict[str, list[int]] = {}  # source → [issued, applied fen]
 
 
 class VoucherIn(msgspec.Struct, forbid_unknown_fields=True):
     holder: str
     kind: str
-    amount: str
+    amount: str  # the amount, or with ``percent`` the cap, in yuan
     categories: list[str]
     valid_through: str
+    percent: str = ""  # e.g. "50" or "12.5": a share of the price up to ``amount``
 
 
 class DashboardOut(msgspec.Struct):
@@ -99,6 +122,11 @@ class DashboardOut(msgspec.Struct):
     disputes: list[DisputeOut]
     commission_bp: dict[str, int]
     months: list[MonthOut]
+    auto_confirm_days: int = 7
+
+
+class SettingsIn(msgspec.Struct, forbid_unknown_fields=True):
+    auto_confirm_days: str
 
 
 class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,19 +157,8 @@ async def _dashboard(operator_id: uuid.UUID) -> DashboardOut:
             report.redeemed,
             report.subsidy_fen,
             report.expired_unused,
-            [
-                VoucherRow(
-                    v.id,
-                    v.holder_name,
-                    v.code,
-                    v.kind,
-                    v.amount_fen,
-                    v.categories,
-                    v.valid_through.isoformat(),
-                    v.order_id is not None,
-                )
-                for v in report.vouchers[:100]
-            ],
+            [voucher_row(v) for v in report.vouchers[:100]],
+            {k: list(v) for k, v in report.by_source.items()},
         ),
         providers=[
             ProviderRow(
@@ -169,6 +186,7 @@ async def _dashboard(operator_id: uuid.UUID) -> DashboardOut:
         ],
         commission_bp=await market.commission_rates(),
         months=[MonthOut(**m.__dict__) for m in await market.monthly_figures(operator_id)],
+        auto_confirm_days=await market.auto_confirm_days(),
     )
 
 
@@ -414,6 +432,7 @@ async def voucher_form(request: Req) -> Response[Any]:
             holder_slug=str(form.get("holder") or ""),
             kind=str(form.get("kind") or ""),
             amount=str(form.get("amount") or ""),
+            percent=str(form.get("percent") or ""),
             categories=[str(c) for c in form.getall("categories", [])],
             valid_through=str(form.get("valid_through") or ""),
             ip=_ip(request),
@@ -424,27 +443,39 @@ async def voucher_form(request: Req) -> Response[Any]:
 @post("/vouchers", opt=MANAGE, tags=TAGS, status_code=201)
 async def voucher_api(request: Req, data: JSONBody[VoucherIn]) -> VoucherRow:
     """Issue a voucher (``kind``: service 服务券 or innovation 创新券) to an enterprise
-    (``holder`` = its identifier): an amount in yuan for the eligible categories, valid
-    through a date (Beijing time)."""
+    (``holder`` = its identifier): an amount in yuan — or with ``percent`` that share of the
+    price, capped at ``amount`` — for the eligible categories, valid through a date (Beijing
+    time)."""
     v = await market.issue_voucher(
         _me(request),
         holder_slug=data.holder,
         kind=data.kind,
         amount=data.amount,
+        percent=data.percent,
         categories=data.categories,
         valid_through=data.valid_through,
         ip=_ip(request),
     )
-    return VoucherRow(
-        v.id,
-        v.holder_name,
-        v.code,
-        v.kind,
-        v.amount_fen,
-        v.categories,
-        v.valid_through.isoformat(),
-        False,
+    return voucher_row(v)
+
+
+@post("/settings", opt=MANAGE, include_in_schema=False)
+async def settings_form(request: Req) -> Response[Any]:
+    data = await _form(request)
+    return await _or_again(
+        request,
+        market.set_auto_confirm_days(
+            _me(request), data.get("auto_confirm_days", ""), ip=_ip(request)
+        ),
     )
+
+
+@post("/settings", opt=MANAGE, tags=TAGS, status_code=200)
+async def settings_api(request: Req, data: JSONBody[SettingsIn]) -> dict[str, int]:
+    """Set the days after delivery before an order the buyer neither confirmed nor disputed
+    is confirmed by the system (whole days, 1–30)."""
+    days = await market.set_auto_confirm_days(_me(request), data.auto_confirm_days, ip=_ip(request))
+    return {"auto_confirm_days": days}
 
 
 PAGES = [
@@ -455,6 +486,7 @@ PAGES = [
     review_listing_form,
     resolve_form,
     commission_form,
+    settings_form,
 ]
 API = [
     voucher_api,
@@ -464,4 +496,5 @@ API = [
     review_listing_api,
     resolve_api,
     commission_api,
+    settings_api,
 ]

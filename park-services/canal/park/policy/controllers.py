@@ -20,9 +20,8 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from canal.park.policy import services
+from canal.park.policy import builder, criteria, services
 from canal.park.policy.facts import FACTS, KNOWN_CERTIFICATIONS, FactType
-from canal.park.policy.rules import parse_rule
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.http.tenancy import tenant_context
 from canal.platform.storage.services import DEFAULT_GET_EXPIRY, PURPOSES, object_store
@@ -182,14 +181,6 @@ class PolicyDetail(msgspec.Struct):
 class CreatedOut(msgspec.Struct):
     id: uuid.UUID
     status: str
-
-
-class CountOut(msgspec.Struct):
-    valid: bool
-    eligible: int
-    nearly: int
-    enterprises: int
-    errors: list[dict[str, str]]
 
 
 class CriterionOut(msgspec.Struct):
@@ -910,12 +901,21 @@ def _policy_form_page(
     policy: services.PolicyView | None = None,
     errors: list[dict[str, str]] | None = None,
     status: int = 200,
+    tree: builder.Node | None = None,
 ) -> Response[str]:
+    from_json = tree is None
+    tree = tree or criteria.tree_from({}, values["criteria"])
+    # A rule too deep for the builder: JSON only (no builder fields, so the JSON is saved).
+    view = criteria.view_of(tree, request_locale(request)) if tree is not None else None
+    if view is not None and from_json:  # the JSON as it was written (also when unreadable)
+        view.rule_text = values["criteria"]
     return page(
         request,
         "policy/policy_form.html",
         {
             **_common(request),
+            **criteria.template_context(request, view),
+            "too_deep": criteria.too_deep_message(request_locale(request)),
             "values": values,
             "policy": policy,
             "errors": errors or [],
@@ -923,6 +923,36 @@ def _policy_form_page(
         },
         status=status,
     )
+
+
+async def _policy_form_input(
+    request: Req,
+) -> tuple[dict[str, str], builder.Node | None, list[FieldError]]:
+    """The posted policy form: its values (the criteria taken from the builder when the
+    builder was posted), the builder's tree and the problems only the builder sees."""
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    values = {k: form.get(k, "") for k in _policy_values(None)}
+    tree = builder.form_to_tree(criteria.form_state(raw))
+    problems: list[FieldError] = []
+    if tree is not None:
+        rule, _ = builder.tree_to_rule(tree)
+        values["criteria"] = json.dumps(rule, ensure_ascii=False, indent=2)
+        problems = criteria.problems_as_field_errors(tree)
+    values["publish"] = form.get("publish", "")
+    return values, tree, problems
+
+
+def _parse_policy_form(values: dict[str, str], problems: list[FieldError]) -> Any:
+    try:
+        data = services.parse_policy(values)
+    except CanalError as exc:
+        if exc.status >= 500 or not exc.errors:
+            raise
+        raise invalid([*exc.errors, *problems]) from None
+    if problems:
+        raise invalid(problems)
+    return data
 
 
 @get("/policies/new", opt=PUBLISH, include_in_schema=False)
@@ -933,17 +963,18 @@ async def new_policy_page(request: Req) -> Response[str]:
 @post("/policies", opt=PUBLISH, include_in_schema=False)
 async def create_policy_form(request: Req) -> Response[Any]:
     ctx = tenant_context(request)
-    form = await _form(request)
-    values = {k: form.get(k, "") for k in _policy_values(None)}
+    values, tree, problems = await _policy_form_input(request)
     try:
-        data = services.parse_policy(values)
+        data = _parse_policy_form(values, problems)
         policy_id = await services.create_policy(
-            ctx, data, ip=_ip(request), publish=form.get("publish") == "1"
+            ctx, data, ip=_ip(request), publish=values.pop("publish") == "1"
         )
     except CanalError as exc:
         if exc.status >= 500:
             raise
-        return _policy_form_page(request, values, errors=_errors(request, exc), status=exc.status)
+        return _policy_form_page(
+            request, values, errors=_errors(request, exc), status=exc.status, tree=tree
+        )
     return redirect(request, f"{_base(request)}/policies/{policy_id}")
 
 
@@ -1047,42 +1078,6 @@ async def import_form(request: Req) -> Response[Any]:
     return redirect(request, f"{_base(request)}/policies")
 
 
-def _criteria_count_ctx(request: Req, raw: str) -> dict[str, Any]:
-    return {"raw": raw}
-
-
-@get("/criteria/count", opt=PUBLISH, tags=TAGS, summary="Live count for a draft rule")
-async def count_api(request: Req, criteria: str = "") -> CountOut:
-    """How many subscribed enterprises the rule matches today (eligible / nearly)."""
-    return await _count(request, criteria)
-
-
-async def _count(request: Req, criteria: str) -> CountOut:
-    # Only an authority counts: to an enterprise the count would be an oracle over the other
-    # enterprises' facts (a rule naming one credit code and a revenue threshold).
-    services.require_authority(tenant_context(request))
-    errors: list[FieldError] = []
-    rule_json = services.parse_criteria(criteria, errors)
-    if errors or rule_json is None:
-        return CountOut(False, 0, 0, 0, [e.for_locale(request_locale(request)) for e in errors])
-    eligible, nearly, total = await services.count_matches(
-        parse_rule(services.bind_refs(rule_json, {"window_open": services.today()}))
-    )
-    return CountOut(True, eligible, nearly, total, [])
-
-
-@get("/criteria/count", opt=PUBLISH, include_in_schema=False)
-async def count_fragment(request: Req) -> Response[str]:
-    criteria = request.query_params.get("criteria", "")
-    count = await _count(request, criteria)
-    return page(
-        request,
-        "policy/_count.html",
-        {**_common(request), "count": count},
-        block="count",
-    )
-
-
 @get("/policies/{policy_id:uuid}", opt=READ, include_in_schema=False)
 async def policy_page(request: Req, policy_id: FromPath[uuid.UUID]) -> Response[str]:
     view = await services.get_policy(tenant_context(request), policy_id)
@@ -1103,17 +1098,17 @@ async def policy_api(request: Req, policy_id: FromPath[uuid.UUID]) -> PolicyDeta
 @post("/policies/{policy_id:uuid}", opt=PUBLISH, include_in_schema=False)
 async def edit_policy_form(request: Req, policy_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
-    form = await _form(request)
-    values = {k: form.get(k, "") for k in _policy_values(None)}
+    values, tree, problems = await _policy_form_input(request)
+    values.pop("publish")
     view = await services.get_policy(ctx, policy_id)
     try:
-        data = services.parse_policy(values)
+        data = _parse_policy_form(values, problems)
         await services.update_policy(ctx, policy_id, data, ip=_ip(request))
     except CanalError as exc:
         if exc.status >= 500:
             raise
         return _policy_form_page(
-            request, values, policy=view, errors=_errors(request, exc), status=exc.status
+            request, values, policy=view, errors=_errors(request, exc), status=exc.status, tree=tree
         )
     return redirect(request, f"{_base(request)}/policies/{policy_id}")
 
@@ -1523,7 +1518,7 @@ PAGE_ROUTES = [
     create_policy_form,
     export_page,
     import_form,
-    count_fragment,
+    *criteria.PAGE_ROUTES,
     policy_page,
     edit_policy_form,
     publish_form,
@@ -1553,7 +1548,7 @@ API_ROUTES = [
     create_policy_api,
     export_api,
     import_api,
-    count_api,
+    *criteria.API_ROUTES,
     policy_api,
     edit_policy_api,
     publish_api,

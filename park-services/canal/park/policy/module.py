@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from canal.park.policy import controllers, jobs
+from canal.park.policy import controllers, jobs, saved_search_routes, saved_searches
 from canal.park.policy.demo_data import seed_demo
 from canal.platform.modules import ModuleSpec, NavEntry, Permission, ScheduledJob
 from canal.platform.search.indexes import SearchIndex
@@ -17,7 +17,8 @@ def _load_policies() -> Any:
 POLICIES_INDEX = SearchIndex(
     kind="policies",
     searchable=("title", "summary", "issuer", "authority", "doc_number"),
-    filters=("level", "support_type", "issuer", "authority"),
+    # "id": a saved search is checked against one newly published policy (saved_searches).
+    filters=("level", "support_type", "issuer", "authority", "id"),
     ranges=("window_opens_day", "window_closes_day"),
     facets=("level", "support_type", "issuer"),
     sortable=("window_closes_day",),
@@ -40,14 +41,18 @@ MODULE = ModuleSpec(
     tenant_kinds=("enterprise", "government", "operator"),
     route_handlers=controllers.PAGE_ROUTES,
     api_handlers=controllers.API_ROUTES,
-    public_handlers=controllers.PUBLIC_ROUTES,
+    public_handlers=[*controllers.PUBLIC_ROUTES, *saved_search_routes.ROUTES],
     nav=(
-        NavEntry("/matches", "政策匹配", "Matches"),
-        NavEntry("/portrait", "企业画像", "Portrait"),
-        NavEntry("/applications", "我的申报", "Applications"),
-        NavEntry("/policies", "政策管理", "Policies"),
-        NavEntry("/queue", "申报审核", "Review queue"),
-        NavEntry("/stats", "统计", "Statistics"),
+        NavEntry("/matches", "政策匹配", "Matches", ("policy", "read"), ("enterprise",)),
+        NavEntry("/portrait", "企业画像", "Portrait", ("policy", "read"), ("enterprise",)),
+        NavEntry("/applications", "我的申报", "Applications", ("policy", "read"), ("enterprise",)),
+        NavEntry(
+            "/policies", "政策管理", "Policies", ("policy", "publish"), ("government", "operator")
+        ),
+        NavEntry(
+            "/queue", "申报审核", "Review queue", ("policy", "review"), ("government", "operator")
+        ),
+        NavEntry("/stats", "统计", "Statistics", ("policy", "review"), ("government", "operator")),
     ),
     permissions=(
         Permission("policy", "read", "查看政策匹配", "View policy matches"),
@@ -64,8 +69,9 @@ MODULE = ModuleSpec(
         "policy_officer": ("政策审核员", "Policy officer"),
     },
     piccolo_apps=("canal.park.policy.piccolo_app",),
-    jobs=jobs.JOBS,
+    jobs=(*jobs.JOBS, *saved_searches.JOBS),
     cron=(
+        ScheduledJob(jobs.policy_match_all, minute={35}, hour={0}),
         ScheduledJob(jobs.policy_window_reminders, minute={5}, hour={1}),
         ScheduledJob(jobs.policy_weekly_digest, minute={15}, hour={1}, weekday={0}),
     ),

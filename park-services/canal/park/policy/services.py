@@ -21,9 +21,12 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from canal.park.policy import store
 from canal.park.policy.facts import FACTS, Certification, FactType
-from canal.park.policy.matcher import CompiledPolicies, code_to_group
-from canal.park.policy.rules import AS_OF, Group, Result, RuleError, evaluate, parse_rule
+from canal.park.policy.matcher import CompiledPolicies
+from canal.park.policy.rules import AS_OF, Result, RuleError, evaluate, parse_rule
 from canal.platform import db
 from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext
@@ -32,7 +35,16 @@ from canal.platform.jobs.outbox import enqueue_after_commit
 from canal.platform.notifications.services import notify
 from canal.tenants.tables import Membership, ModuleSubscription, Tenant
 
-from .tables import Application, CataloguePolicy, Fact, Match, Policy, PolicyVersion, Review
+from .tables import (
+    Application,
+    CataloguePolicy,
+    Dismissal,
+    Fact,
+    MatchSet,
+    Policy,
+    PolicyVersion,
+    Review,
+)
 
 MODULE = "policy"
 SEARCH_KIND = "policies"
@@ -169,6 +181,9 @@ def parse_criteria(raw: object, errors: list[FieldError], name: str = "criteria"
             return None
         try:
             raw = json.loads(raw)
+        except RecursionError:
+            errors.append(_too_deep(name))
+            return None
         except json.JSONDecodeError as exc:
             errors.append(
                 FieldError(
@@ -186,7 +201,16 @@ def parse_criteria(raw: object, errors: list[FieldError], name: str = "criteria"
             FieldError(name, f"rule_{exc.code}", f"{exc.path}:{exc.zh}", f"{exc.path}: {exc.en}")
         )
         return None
+    except RecursionError:
+        errors.append(_too_deep(name))
+        return None
     return raw
+
+
+def _too_deep(name: str) -> FieldError:
+    return FieldError(
+        name, "criteria_too_deep", "申报条件嵌套层数过多。", "The criteria are nested too deeply."
+    )
 
 
 @dataclasses.dataclass
@@ -444,6 +468,13 @@ async def _publish(
         str(policy_id),
         key=f"policy-match:{policy_id}:{version['number']}",
     )
+    # Saved catalogue searches that find this version alert their owners (saved_searches).
+    await enqueue_after_commit(
+        "policy_saved_search_alerts",
+        str(policy_id),
+        version["number"],
+        key=f"policy-search-alerts:{policy_id}:{version['number']}",
+    )
     if audit:
         await record(
             "policy.published",
@@ -628,6 +659,24 @@ def window_state(row: Mapping[str, Any], day: dt.date) -> str:
     return "open"
 
 
+def catalogue_filters(
+    *, level: str = "", support_type: str = "", open_now: bool = False, closing_days: int | None
+) -> dict[str, Any]:
+    """The catalogue's filters as search-service filters (saved searches reuse them)."""
+    filters: dict[str, Any] = {}
+    if level:
+        filters["level"] = level
+    if support_type:
+        filters["support_type"] = support_type
+    day = today().toordinal()
+    if open_now or closing_days is not None:
+        filters["window_opens_day"] = {"lte": day}
+        filters["window_closes_day"] = {"gte": day}
+        if closing_days is not None:
+            filters["window_closes_day"]["lte"] = day + closing_days
+    return filters
+
+
 async def catalogue_search(
     query: str,
     *,
@@ -640,17 +689,9 @@ async def catalogue_search(
     """Search the public catalogue through Meilisearch (public documents only)."""
     from canal.platform.search.services import get_service
 
-    filters: dict[str, Any] = {}
-    if level:
-        filters["level"] = level
-    if support_type:
-        filters["support_type"] = support_type
-    day = today().toordinal()
-    if open_now or closing_days is not None:
-        filters["window_opens_day"] = {"lte": day}
-        filters["window_closes_day"] = {"gte": day}
-        if closing_days is not None:
-            filters["window_closes_day"]["lte"] = day + closing_days
+    filters = catalogue_filters(
+        level=level, support_type=support_type, open_now=open_now, closing_days=closing_days
+    )
     result = await get_service().search(
         SEARCH_KIND,
         query,
@@ -949,81 +990,6 @@ async def _subscribed_enterprises() -> list[uuid.UUID]:
     return [r["tenant_id"] for r in rows]
 
 
-async def _store_codes(
-    tenant_id: uuid.UUID,
-    results: Sequence[tuple[Mapping[str, Any], int]],
-    day: dt.date,
-    *,
-    only_policies: set[uuid.UUID] | None = None,
-) -> int:
-    """Write one enterprise's groups; notify its members of newly eligible policies."""
-    new_eligible: list[Mapping[str, Any]] = []
-    async with db.tenant_scope(tenant_id):
-        existing = {
-            r["policy_id"]: r for r in await Match.select().where(Match.tenant_id == tenant_id)
-        }
-        for policy, code in results:
-            group, missing = code_to_group(int(code))
-            old = existing.get(policy["id"])
-            values = {
-                "version_id": policy["version_id"],
-                "version_number": policy["version_number"],
-                "grp": group.value,
-                "missing_index": missing,
-                "as_of": day,
-            }
-            eligible_now = group is Group.ELIGIBLE
-            if old is None and group is Group.NOT_ELIGIBLE:
-                # Not eligible is the default: no row (the page derives it from the catalogue).
-                continue
-            if old is None:
-                await Match.insert(Match(tenant_id=tenant_id, policy_id=policy["id"], **values))
-            elif any(old[k] != v for k, v in values.items() if k != "as_of"):
-                await Match.update({getattr(Match, k): v for k, v in values.items()}).where(
-                    Match.id == old["id"]
-                )
-            else:
-                await Match.update({Match.as_of: day}).where(Match.id == old["id"])
-            was_notified = old is not None and old["notified_version"] == policy["version_number"]
-            dismissed = old is not None and old["dismissed"]
-            if eligible_now and not was_notified and not dismissed:
-                new_eligible.append(policy)
-        # Policies no longer open drop out of the list.
-        live = {p["id"] for p, _ in results}
-        stale = [
-            pid
-            for pid in existing
-            if pid not in live and (only_policies is None or pid in only_policies)
-        ]
-        if stale and only_policies is None:
-            await Match.delete().where(
-                (Match.tenant_id == tenant_id) & Match.policy_id.is_in(stale)
-            )
-        if new_eligible:
-            members = await Membership.select(Membership.user_id).where(
-                Membership.tenant_id == tenant_id
-            )
-            tenant = await Tenant.select(Tenant.slug).where(Tenant.id == tenant_id).first()
-            slug = tenant["slug"] if tenant else ""
-            titles = "、".join(p["title"] for p in new_eligible[:3])
-            more = len(new_eligible)
-            await notify(
-                [m["user_id"] for m in members],
-                "policy_match",
-                title_zh=f"有 {more} 项惠企政策符合贵企业条件",
-                title_en=f"{more} support {'policy' if more == 1 else 'policies'} match you now",
-                body_zh=titles,
-                body_en=titles,
-                link=f"/t/{slug}/m/policy/matches",
-                tenant_id=tenant_id,
-            )
-            for p in new_eligible:
-                await Match.update({Match.notified_version: p["version_number"]}).where(
-                    (Match.tenant_id == tenant_id) & (Match.policy_id == p["id"])
-                )
-    return len(new_eligible)
-
-
 async def open_catalogue(day: dt.date) -> list[dict[str, Any]]:
     async with db.transaction():
         rows = await CataloguePolicy.select()
@@ -1040,41 +1006,43 @@ async def rematch_enterprise(tenant_id: uuid.UUID, day: dt.date | None = None) -
         )
     compiled = CompiledPolicies([policy_rule(p) for p in policies], day)
     codes: list[int] = [int(c) for c in compiled.enterprise(portrait)] if policies else []
-    return await _store_codes(tenant_id, list(zip(policies, codes, strict=True)), day)
+    return await store.store_enterprise(tenant_id, policies, codes, day)
 
 
 async def rematch_policy(policy_id: uuid.UUID, day: dt.date | None = None) -> int:
     """One (new or changed) policy against every subscribed enterprise."""
-    from canal.park.policy.matcher import NOT_ELIGIBLE, PortraitTable, match_policy
+    from canal.park.policy.matcher import PortraitTable, match_policy
 
     day = day or today()
     async with db.transaction():
         policy = await CataloguePolicy.select().where(CataloguePolicy.id == policy_id).first()
-    if policy is None:
+    if policy is None or not is_open(_decode(policy), day):
+        # Withdrawn from the catalogue or closed: it leaves everyone's matches.
+        await store.drop_policy(policy_id)
         return 0
     policy = _decode(policy)
     tenants, portraits = await _all_portraits()
-    async with db.platform_scope():
-        touched = {
-            r["tenant_id"]
-            for r in await Match.select(Match.tenant_id).where(Match.policy_id == policy_id)
-        }
-    if not is_open(policy, day):
-        if touched:
-            async with db.platform_scope():
-                await Match.delete().where(Match.policy_id == policy_id)
-        return 0
     if not tenants:
         return 0
     codes = match_policy(PortraitTable(portraits), policy_rule(policy), day)
-    notified = 0
-    for i, tenant_id in enumerate(tenants):
-        code = int(codes[i])
-        # Most enterprises are simply not eligible and never were: nothing to write for them.
-        if code == NOT_ELIGIBLE and tenant_id not in touched:
-            continue
-        notified += await _store_codes(tenant_id, [(policy, code)], day, only_policies={policy_id})
-    return notified
+    return await store.store_policy(policy, tenants, codes, day)
+
+
+async def rematch_all(day: dt.date | None = None) -> int:
+    """Every subscribed enterprise against every open policy (nightly: criteria such as
+    "established 3 years before" or a certificate's validity change with the date alone)."""
+    from canal.park.policy.matcher import PortraitTable, match_matrix
+
+    day = day or today()
+    async with store.lock_for_full_run():
+        policies = await open_catalogue(day)
+        tenants, portraits = await _all_portraits()
+        if policies and tenants:
+            rules = [policy_rule(p) for p in policies]
+            matrix = match_matrix(PortraitTable(portraits), rules, day)
+        else:
+            matrix = np.empty((len(policies), len(tenants)), dtype=np.int8)
+        return await store.store_matrix(tenants, policies, matrix, day)
 
 
 @dataclasses.dataclass
@@ -1092,8 +1060,8 @@ async def matches_view(ctx: TenantContext, day: dt.date | None = None) -> list[M
     """The enterprise's matches, each re-explained from the current portrait; ``day``
     evaluates "as of" another date (policies open then, certificates valid then)."""
     day = day or today()
+    stored = await store.read_enterprise(ctx.tenant_id)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        matches = await Match.select().where(Match.tenant_id == ctx.tenant_id)
         facts = {
             r["fact"]: _decode(r)
             for r in await Fact.select().where(Fact.tenant_id == ctx.tenant_id)
@@ -1105,20 +1073,19 @@ async def matches_view(ctx: TenantContext, day: dt.date | None = None) -> list[M
             )
         }
     portrait = portrait_of(facts.values())
-    rows = {m["policy_id"]: m for m in matches}
     out = []
-    # Every open policy is shown: stored rows carry the version matched against and the
-    # dismissal; a policy without a row is one the enterprise has never been eligible for.
+    # Every open policy is shown: a stored pair carries the version matched against; a
+    # policy without one is one the enterprise is not (nearly) eligible for.
     for policy in await open_catalogue(day):
-        m = rows.get(policy["id"])
+        m = stored.codes.get(policy["id"])
         result = evaluate(policy_rule(policy), portrait, day)
         out.append(
             MatchView(
                 policy,
                 result.group.value,
                 result,
-                bool(m and m["dismissed"]),
-                m["version_number"] if m else policy["version_number"],
+                policy["id"] in stored.dismissed,
+                m[1] if m else policy["version_number"],
                 facts,
                 applied.get(policy["id"]),
             )
@@ -1129,28 +1096,20 @@ async def matches_view(ctx: TenantContext, day: dt.date | None = None) -> list[M
 
 
 async def set_dismissed(ctx: TenantContext, policy_id: uuid.UUID, dismissed: bool) -> None:
+    await catalogue_get(policy_id)  # a policy that is not in the catalogue answers 404
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        row = (
-            await Match.select(Match.id)
-            .where((Match.tenant_id == ctx.tenant_id) & (Match.policy_id == policy_id))
-            .first()
-        )
-        if row is None:
-            # A never-eligible policy has no row yet: dismissing it makes one.
-            policy = await catalogue_get(policy_id)
-            await Match.insert(
-                Match(
-                    tenant_id=ctx.tenant_id,
-                    policy_id=policy_id,
-                    version_id=policy["version_id"],
-                    version_number=policy["version_number"],
-                    grp=Group.NOT_ELIGIBLE.value,
-                    as_of=today(),
-                    dismissed=dismissed,
-                )
+        if not dismissed:
+            await Dismissal.delete().where(
+                (Dismissal.tenant_id == ctx.tenant_id) & (Dismissal.policy_id == policy_id)
             )
             return
-        await Match.update({Match.dismissed: dismissed}).where(Match.id == row["id"])
+        await Dismissal.raw(
+            "INSERT INTO policy_dismissals (id, tenant_id, policy_id, created_at) "
+            "VALUES ({}, {}, {}, now()) ON CONFLICT (tenant_id, policy_id) DO NOTHING",
+            uuid.uuid4(),
+            ctx.tenant_id,
+            policy_id,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1568,11 +1527,12 @@ async def authority_stats(ctx: TenantContext) -> dict[str, Any]:
     if ids:
         # Counts only, across enterprises: no enterprise's row leaves this function.
         async with db.platform_scope(ctx.user_id):
-            rows = await Match.raw(
-                "SELECT c.title, count(*) FILTER (WHERE m.grp = 'eligible') AS n "
-                "FROM policy_matches m JOIN policy_catalogue c ON c.id = m.policy_id "
-                "WHERE m.policy_id = ANY({}::uuid[]) GROUP BY c.title",
-                [str(i) for i in ids],
+            rows = await MatchSet.raw(
+                "SELECT p.title, count(*) FILTER (WHERE get_byte(s.codes, c.position) & 127 = 1) "
+                "AS n FROM policy_match_columns c JOIN policy_catalogue p ON p.id = c.policy_id "
+                "JOIN policy_match_sets s ON length(s.codes) > c.position "
+                "WHERE c.policy_id = ANY({}::uuid[]) GROUP BY p.title",
+                ids,
             )
         matches = {r["title"]: int(r["n"]) for r in rows}
     decided = sum(1 for r in reviews if r["status"] in ("accepted", "rejected", "disbursed"))
@@ -1640,15 +1600,16 @@ async def _all_portraits() -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
     return tenants, [portrait_of(by_tenant[t]) for t in tenants]
 
 
-async def count_matches(rule: Any) -> tuple[int, int, int]:
-    """The criteria builder's live count: (eligible, nearly, enterprises) today. Only
-    numbers leave this function, never which enterprise matched."""
+async def count_matches(rule: Any, as_of: dt.date | None = None) -> tuple[int, int, int]:
+    """The criteria builder's live count: (eligible, nearly, enterprises) on ``as_of``
+    (today by default). Only numbers leave this function, never which enterprise matched;
+    ``criteria.reportable`` hides the small ones."""
     from canal.park.policy.matcher import ELIGIBLE, PortraitTable, match_policy
 
     _, portraits = await _all_portraits()
     if not portraits:
         return 0, 0, 0
-    codes = match_policy(PortraitTable(portraits), rule, today())
+    codes = match_policy(PortraitTable(portraits), rule, as_of or today())
     return int((codes == ELIGIBLE).sum()), int((codes >= 0).sum()), len(portraits)
 
 

@@ -3,7 +3,8 @@
 * ``policy_policies`` / ``policy_versions`` belong to the authority that wrote them;
 * ``policy_catalogue`` is the public projection of published policies (no ``tenant_id``: it is
   readable by everyone by design, and written only by ``services.publish_policy``);
-* ``policy_facts`` / ``policy_matches`` / ``policy_applications`` belong to the enterprise;
+* ``policy_facts`` / ``policy_match_sets`` / ``policy_dismissals`` / ``policy_applications``
+  belong to the enterprise;
 * ``policy_reviews`` is the authority's queue row of an application (same id), so each side
   reads its own row under its own tenant's RLS — see docs/decisions/0010-policy-applications.md.
 """
@@ -12,7 +13,7 @@ from piccolo.columns import (
     JSONB,
     UUID,
     BigInt,
-    Boolean,
+    Bytea,
     Date,
     ForeignKey,
     Integer,
@@ -23,6 +24,7 @@ from piccolo.columns import (
 )
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
+from piccolo.constraints import Unique
 from piccolo.table import Table
 
 from canal.tenants.tables import Tenant
@@ -105,20 +107,45 @@ class Fact(Table, tablename="policy_facts"):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-class Match(Table, tablename="policy_matches"):
-    """The latest group of (enterprise, policy); reasons are re-derived when shown."""
+class MatchColumn(Table, tablename="policy_match_columns"):
+    """Which policy byte ``position`` of every ``policy_match_sets.codes`` stands for.
+
+    Policy ids and version numbers only (public in the catalogue anyway), so no ``tenant_id``.
+    ``version_number`` is the version the column was last matched at: the "announced" bits of
+    its bytes record announcements of that version. See docs/decisions/0015."""
 
     id = UUID(primary_key=True, default=UUID4())
-    tenant_id = ForeignKey(references=Tenant, null=False, index=True)
-    policy_id = UUID(index=True)
-    version_id = UUID()
+    policy_id = UUID(unique=True)
+    position = Integer(unique=True)
     version_number = Integer()
-    grp = Varchar(length=16)  # eligible | nearly | not_eligible
-    missing_index = SmallInt(null=True, default=None)
+
+
+class MatchSet(Table, tablename="policy_match_sets"):
+    """One enterprise's latest group for every policy column, one byte each.
+
+    A full re-match writes 100,000 rows of ~1,000 bytes by binary COPY instead of 11.7 million
+    pair rows (docs/decisions/0015-policy-match-sets.md). Byte ``k`` of ``codes`` is the pair
+    with the policy of column ``k``: the low seven bits are 0 not eligible (also any byte past
+    the end), 1 eligible, 2 + i nearly eligible with criterion i missing; the high bit says the
+    pair was announced at the column's version. Reasons are re-derived when a page shows them."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    tenant_id = ForeignKey(references=Tenant, null=False, unique=True)
+    codes = Bytea(default=b"")
     as_of = Date()
-    dismissed = Boolean(default=False)
-    notified_version = Integer(null=True, default=None)
     updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Dismissal(Table, tablename="policy_dismissals"):
+    """An enterprise marked a policy "not relevant": it stays dismissed across re-matching
+    (and is not announced) until the enterprise shows it again or the policy closes."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    tenant_id = ForeignKey(references=Tenant, null=False)
+    policy_id = UUID()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    policy_dismissals_once = Unique([tenant_id, policy_id])
 
 
 class Application(Table, tablename="policy_applications"):

@@ -24,6 +24,14 @@ PLATFORM_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "files", "write", "上传与删除文件、查看存储用量", "Upload and delete files, see storage use"
     ),
+    # The data bank's everyday work (docs/decisions/0041): add and organise files; sharing
+    # outside, archive, backups and emptying the bin stay with ``files:write``.
+    Permission(
+        "bank",
+        "write",
+        "在数据银行中上传、整理文件(新建文件夹、新版本、重命名、移动、移入回收站)",
+        "Add and organise data bank files (folders, uploads, versions, rename, move, recycle bin)",
+    ),
 )
 
 # Held by the operator company's staff, in the operator tenant's domain.
@@ -72,7 +80,13 @@ def role_catalog(tenant_kind: str) -> dict[str, RoleDef]:
             "成员",
             "Member",
             frozenset(
-                {("tenant", "read"), ("members", "read"), ("modules", "read"), ("files", "read")}
+                {
+                    ("tenant", "read"),
+                    ("members", "read"),
+                    ("modules", "read"),
+                    ("files", "read"),
+                    ("bank", "write"),
+                }
             ),
         ),
     }

@@ -98,6 +98,31 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
     )
 
 
+def navigation_path(request: Request[Any, Any, Any]) -> str | None:
+    """The path (with query) to come back to after signing in, or None.
+
+    Only a page the person navigated to may become ``next``: a GET that is not an API call, not
+    an htmx fragment request (a boosted link is a navigation), not a browser fetch/XHR
+    (``Sec-Fetch-Mode``), and not a route marked ``opt["fragment"]`` (a piece of a page such as
+    the header's unread badge). Otherwise a background poll that met an expired session or the
+    TOTP step would send the person to a bare fragment afterwards.
+    """
+    if request.method != "GET" or wants_json(request):
+        return None
+    headers = request.headers
+    if headers.get("hx-boosted") != "true":
+        if headers.get("hx-request") == "true":
+            return None
+        mode = headers.get("sec-fetch-mode")
+        if mode is not None and mode != "navigate":
+            return None
+    handler = request.scope.get("route_handler")
+    if handler is not None and handler.opt.get("fragment"):
+        return None
+    path = "/" + request.url.path.lstrip("/")
+    return f"{path}?{request.url.query}" if request.url.query else path
+
+
 def render_error(request: Request[Any, Any, Any], error: CanalError) -> Response[Any]:
     if error.code == "mfa_required" and not wants_json(request):
         # A page that needs two-factor: go to the TOTP step (or its set-up) instead.
@@ -158,9 +183,11 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     if isinstance(exc, NotAuthorizedException) and not wants_json(request):
         from urllib.parse import quote
 
-        from litestar.response import Redirect
+        from canal.web.render import redirect
 
-        return Redirect(f"/login?next={quote(request.url.path)}")
+        here = navigation_path(request)
+        # htmx follows HX-Redirect with a full page load; a plain redirect would be swapped in.
+        return redirect(request, f"/login?next={quote(here, safe='/')}" if here else "/login")
     return render_error(request, standard_error(exc.status_code))
 
 

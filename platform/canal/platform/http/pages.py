@@ -96,6 +96,21 @@ async def tenant_context_api(request: Request[Any, Any, Any]) -> dict[str, Any]:
     }
 
 
+@get("/api/v1/t/{tenant_slug:str}/nav", opt={"access": "tenant"}, tags=["tenancy"])
+async def tenant_nav_api(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    """The organisation's menu as I see it (the page shell's twin): its pages I may open and
+    each module switched on with the module's own entries for my permissions and this kind
+    of organisation."""
+    import msgspec
+
+    from canal.platform.http.tenancy import tenant_context
+    from canal.tenants.services import enabled_modules
+    from canal.tenants.shell import tenant_menu
+
+    ctx = tenant_context(request)
+    return [msgspec.to_builtins(e) for e in tenant_menu(ctx, await enabled_modules(ctx.tenant_id))]
+
+
 @get("/metrics", opt={"access": "public"}, include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus: request counts and latency by route, and the background jobs."""
@@ -144,4 +159,5 @@ ROUTES = [
     metrics,
     toggle_care_mode,
     tenant_context_api,
+    tenant_nav_api,
 ]

@@ -20,7 +20,12 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from canal.platform.http.auth import session_cookie_name
 from canal.platform.http.context import Principal
-from canal.platform.http.errors import CanalError, canal_error_handler, wants_json
+from canal.platform.http.errors import (
+    CanalError,
+    canal_error_handler,
+    navigation_path,
+    wants_json,
+)
 from canal.platform.identity import services
 from canal.platform.identity.schemas import (
     CodeIn,
@@ -145,12 +150,12 @@ def mfa_redirect(request: Request[Any, Any, Any], error: CanalError) -> Response
     principal = principal_or_none(request)
     if principal is None:
         return None
-    here = request.url.path
-    if request.method == "GET" and request.url.query:
-        here = f"{here}?{request.url.query}"
+    here = navigation_path(request)
     from urllib.parse import quote
 
     if principal.totp_enabled:
+        if here is None:  # a poll, a fragment, a form post: not a place to come back to
+            return redirect(request, "/login/totp")
         return redirect(request, f"/login/totp?next={quote(safe_next(here), safe='/')}")
     return redirect(request, "/account/security?required=1")
 

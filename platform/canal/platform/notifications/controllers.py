@@ -120,7 +120,8 @@ async def inbox_api(
     return InboxOut([_out(v) for v in result.items], result.unread, result.next_before)
 
 
-@get("/notifications/unread-count", opt=USER, include_in_schema=False)
+# A piece of the header, polled by htmx: never a page to return to after signing in.
+@get("/notifications/unread-count", opt={**USER, "fragment": True}, include_in_schema=False)
 async def unread_badge(request: Req) -> Response[str]:
     count = await services.unread_count(current_principal(request).user_id)
     return _html(render_html(request, BADGE, {"unread_count": count}))

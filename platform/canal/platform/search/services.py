@@ -8,7 +8,8 @@ key (created once with the master key); the master key never leaves the server.
 
 The ``meilisearch`` client is synchronous (``requests``), and its request method mutates a
 shared header dict, so each worker thread gets its own client and calls run in
-``asyncio.to_thread``.
+``asyncio.to_thread``. Searches — the call on the request path — skip it: they go through
+``search.http.MeiliHttp`` (kept-alive asyncio connections, msgspec), see docs/decisions/0004.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from meilisearch.errors import MeilisearchApiError
 
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid
+from canal.platform.search.http import MeiliHttp
 from canal.platform.search.indexes import (
     VISIBILITY_PUBLIC,
     ZH_CHARS_FIELD,
@@ -164,6 +166,15 @@ def filter_clauses(index: SearchIndex, filters: Mapping[str, Any] | None) -> lis
     return clauses
 
 
+def search_unavailable() -> CanalError:
+    return CanalError(
+        "search_unavailable",
+        "搜索服务暂时无法访问,请稍后再试。",
+        "The search service cannot be reached just now; please try again shortly.",
+        status=503,
+    )
+
+
 class SearchService:
     """One deployment's indexes (``<prefix>_<kind>``) on one Meilisearch server."""
 
@@ -184,6 +195,7 @@ class SearchService:
         }
         self._timeout = timeout
         self._local = threading.local()
+        self._http = MeiliHttp(self.url, master_key, timeout=timeout)
         self._search_key: tuple[str, str] | None = None
         self._ready: set[str] = set()
         self._lock = asyncio.Lock()
@@ -412,6 +424,7 @@ class SearchService:
         page = max(1, int(page))
         per_page = min(max(1, int(per_page)), MAX_PER_PAGE)
         params: dict[str, Any] = {
+            "q": query,
             "filter": clauses,
             "page": page,
             "hitsPerPage": per_page,
@@ -421,7 +434,10 @@ class SearchService:
         if sort:
             params["sort"] = list(sort)
         uid = self.uid(kind)
-        answer = await self._run(lambda c: c.index(uid).search(query, params))
+        try:
+            answer = await self._http.search(uid, params)
+        except (OSError, TimeoutError) as error:  # ConnectionError is an OSError
+            raise search_unavailable() from error
         hits = answer.get("hits", [])
         for hit in hits:
             hit.pop(ZH_CHARS_FIELD, None)
