@@ -17,6 +17,7 @@ from canal.exchange import masking, services
 from canal.exchange.pii import KIND_LABELS
 from canal.platform.http.errors import CanalError
 from canal.platform.http.tenancy import current_principal, tenant_context
+from canal.platform.modules import visible_nav
 from canal.platform.storage.controllers import _body_source
 from canal.platform.storage.services import PURPOSES, object_store
 from canal.web.i18n import request_locale
@@ -66,6 +67,23 @@ def _labels(request: Req) -> dict[str, Any]:
     }
 
 
+def _subnav(request: Req, base: str) -> list[dict[str, Any]]:
+    """The exchange's own menu: only the entries this person may use here (the module's
+    ``nav``, as the shell's menu shows them), the one being viewed marked."""
+    from canal.exchange.module import MODULE
+
+    locale = request_locale(request)
+    here = request.url.path
+    return [
+        {
+            "href": base + entry.path,
+            "label": entry.label(locale),
+            "current": here == base + entry.path or here.startswith(base + entry.path + "/"),
+        }
+        for entry in visible_nav(MODULE, tenant_context(request))
+    ]
+
+
 def _page(request: Req, template: str, ctx: dict[str, Any], status: int = 200) -> Response[str]:
     slug = tenant_context(request).tenant.slug
     return page(
@@ -73,6 +91,7 @@ def _page(request: Req, template: str, ctx: dict[str, Any], status: int = 200) -
         f"exchange/{template}",
         {
             "base": _base(slug),
+            "subnav": _subnav(request, _base(slug)),
             "slug": slug,
             "public": False,
             "L": _labels(request),

@@ -1034,15 +1034,15 @@ class CatalogueFilter:
     provider: str = ""
 
 
-async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dict[str, Any]]:
-    ids: list[uuid.UUID] | None = None
-    if flt.q.strip():
-        from canal.exchange.search import search_ids
+# Meilisearch pages read for one full-text search at most (100 hits each): hits whose listing
+# PostgreSQL filters out (the provider filter, a listing withdrawn since) do not use up the
+# page, the next one is read until the page is full.
+SEARCH_PAGES = 10
 
-        ids = await search_ids(flt.q.strip(), limit=200)
+
+def _catalogue_query(flt: CatalogueFilter) -> Any:
+    """A fresh query each time (piccolo's ``where`` adds to the query it is called on)."""
     query = Listing.select().output(load_json=True).where(Listing.withdrawn == False)  # noqa: E712
-    if ids is not None:
-        query = query.where(Listing.id.is_in(ids or [uuid.uuid4()]))
     if flt.category:
         query = query.where(Listing.category == flt.category)
     if flt.sensitivity:
@@ -1051,12 +1051,35 @@ async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dic
         query = query.where(Listing.price_model == flt.price_model)
     if flt.provider:
         query = query.where(Listing.provider_name.ilike(f"%{_like(flt.provider)}%"))
-    async with db.transaction():
-        rows = await query.order_by(Listing.published_at, ascending=False).limit(limit)
-    if ids:
-        order = {i: n for n, i in enumerate(ids)}
-        rows.sort(key=lambda r: order.get(r["id"], len(order)))
-    return rows
+    return query
+
+
+async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dict[str, Any]]:
+    if not flt.q.strip():
+        async with db.transaction():
+            return (
+                await _catalogue_query(flt)
+                .order_by(Listing.published_at, ascending=False)
+                .limit(limit)
+            )
+    from canal.exchange.search import search_ids
+
+    filters = {
+        "category": flt.category,
+        "sensitivity": flt.sensitivity,
+        "price_model": flt.price_model,
+    }
+    found: list[dict[str, Any]] = []
+    for page in range(1, SEARCH_PAGES + 1):
+        ids, pages = await search_ids(flt.q.strip(), filters=filters, page=page)
+        if ids:
+            async with db.transaction():
+                rows = await _catalogue_query(flt).where(Listing.id.is_in(ids))
+            order = {i: n for n, i in enumerate(ids)}
+            found.extend(sorted(rows, key=lambda r: order[r["id"]]))
+        if len(found) >= limit or page >= pages:
+            break
+    return found[:limit]
 
 
 def _like(text: str) -> str:
