@@ -51,3 +51,14 @@ async def test_a_resident_browses_and_filters_but_cannot_request(client, op):
         )
     assert len(seen) == 2 and {s["side"] for s in seen} == {"viewer"}
     assert all(s["buyer_tenant_id"] is None and s["action"] == "sample" for s in seen)
+
+
+async def test_the_shell_links_the_catalogue_for_a_person_without_an_organisation(client):
+    resident = await make_user("居民王五")
+    await sign_in(client, resident)
+    for path in ("/", "/account"):
+        page = await client.get(path)
+        assert page.status_code == 200, page.text
+        assert 'class="site-nav__links"' in page.text and 'href="/exchange/catalogue"' in page.text
+    here = await client.get("/exchange/catalogue")
+    assert '<a href="/exchange/catalogue" aria-current="page">数据目录</a>' in here.text

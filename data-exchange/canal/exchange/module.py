@@ -39,6 +39,7 @@ MODULE = ModuleSpec(
     route_handlers=_PAGES,
     api_handlers=_API,
     public_handlers=_PUBLIC,
+    person_nav=(NavEntry("/exchange/catalogue", "数据目录", "Data catalogue"),),
     nav=(
         NavEntry("/catalogue", "数据目录", "Data catalogue", permission=("exchange", "read")),
         NavEntry("/provider", "我的数据集", "My datasets", permission=("exchange", "publish")),
