@@ -129,6 +129,33 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     assert "机械制造" in table and "平均用电" in table
     await _shot(page, "05-answer")
 
+    # 6. The catalogue's filters in the browser, then the usage audit with its chart and the
+    # listing, on a phone and on a desktop screen.
+    await page.goto(f"{server}{buyer.web}/catalogue")
+    await page.fill("#f-q", "用电")
+    await page.select_option("#f-category", "energy")
+    await page.select_option("#f-sensitivity", "internal")
+    await page.fill("#f-provider", "数智")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "category=energy" in page.url
+    assert await page.locator(f"a[href$='/catalogue/{dataset_id}']").count() == 1
+    await page.select_option("#f-category", "transport")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator(f"a[href$='/catalogue/{dataset_id}']").count() == 0
+    for width, name in ((390, "08-usage-phone"), (1280, "09-usage-desktop")):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.goto(f"{server}{buyer.web}/usage")
+        assert await page.locator("#usage-chart").count() == 1
+        main = await page.inner_text("main")
+        assert "查询" in main and "查看样本" in main
+        await _shot(page, name)
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.goto(f"{server}{buyer.web}/catalogue/{dataset_id}")
+    await _shot(page, "10-listing-desktop")
+    await page.set_viewport_size({"width": 390, "height": 844})
+
 
 async def test_resident_browses_and_a_subscription_grant_shows_its_state(
     page,  # noqa: F811

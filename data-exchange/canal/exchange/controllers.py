@@ -1093,7 +1093,7 @@ async def usage_page(request: Req) -> Response[str]:
     zh = _zh(request)
     s = view["series"]
     names = {
-        "sample": ("样本查看", "Sample views"),
+        "sample": ("查看样本", "Sample views"),
         "download": ("下载", "Downloads"),
         "query": ("查询", "Queries"),
         "api_page": ("接口分页", "API pages"),
