@@ -62,3 +62,47 @@ async def test_search_reads_past_hits_without_a_listing(client, op):
         assert dataset_id not in {r["id"] for r in other.json()}
     finally:
         await get_service().delete(KIND, [d["id"] for d in stale], wait=True)
+
+
+async def test_price_range_filter_in_the_page_and_the_api(client, op):
+    from tests.factories import sign_in
+
+    provider = await approved_provider("价格数据")
+    cheap = await published_dataset(client, provider, op, price_model="one_off", price_yuan="80")
+    dear = await published_dataset(client, provider, op, price_model="one_off", price_yuan="500")
+    buyer = await make_org("比价公司")
+    await sign_in(client, buyer.owner)
+    base = {"provider": "价格数据"}
+
+    async def found(**params: str) -> set[str]:
+        api = await client.get(f"{buyer.api}/catalogue", params={**base, **params})
+        assert api.status_code == 200, api.text
+        return {r["id"] for r in api.json()} & {cheap, dear}
+
+    assert await found() == {cheap, dear}
+    assert await found(price_max="100") == {cheap}
+    assert await found(price_min="80.00", price_max="500") == {cheap, dear}
+    assert await found(price_min="100.5") == {dear}
+    assert await found(q="用电", price_max="80") == {cheap}
+    public = await client.get("/api/v1/exchange/catalogue", params={**base, "price_min": "81"})
+    assert {r["id"] for r in public.json()} & {cheap, dear} == {dear}
+    page = await client.get(f"{buyer.web}/catalogue", params={**base, "price_max": "100"})
+    assert f"/catalogue/{cheap}" in page.text and f"/catalogue/{dear}" not in page.text
+
+    # Bad input: a clear reason per field, in both languages, nothing searched.
+    bad = await client.get(f"{buyer.api}/catalogue", params={"price_min": "abc"})
+    assert bad.status_code == 422 and "price_filter_invalid" in bad.text
+    reversed_ = await client.get(
+        f"{buyer.api}/catalogue", params={"price_min": "9", "price_max": "1"}
+    )
+    assert reversed_.status_code == 422 and "price_range_reversed" in reversed_.text
+    form = await client.get(
+        f"{buyer.web}/catalogue", params={"price_min": "-1", "price_max": "1.234"}
+    )
+    assert form.status_code == 422
+    assert 'id="f-price_min-error"' in form.text and 'id="f-price_max-error"' in form.text
+    assert "价格须为不小于 0 的金额" in form.text and 'value="-1"' in form.text
+    english = await client.get(
+        f"{buyer.api}/catalogue", params={"price_min": "x"}, headers={"Accept-Language": "en"}
+    )
+    assert "at most two decimals" in english.text or "不小于" in english.text

@@ -199,15 +199,41 @@ def _listing_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filter(
-    q: str, category: str, sensitivity: str, price_model: str, provider: str
+    q: str,
+    category: str,
+    sensitivity: str,
+    price_model: str,
+    provider: str,
+    price_min: str = "",
+    price_max: str = "",
 ) -> services.CatalogueFilter:
-    return services.CatalogueFilter(
+    flt = services.CatalogueFilter(
         q=q[:100],
         category=category if category in services.CATEGORIES else "",
         sensitivity=sensitivity if sensitivity in services.SENSITIVITIES else "",
         price_model=price_model if price_model in services.PRICE_MODELS else "",
         provider=provider[:100],
     )
+    return services.price_range(flt, price_min, price_max)
+
+
+async def _catalogue(
+    request: Req, render: Any, args: tuple[str, ...], price_min: str, price_max: str
+) -> Response[str]:
+    """The catalogue page; a bad price range re-renders the form (422) with the reasons."""
+    try:
+        flt = _filter(*args, price_min, price_max)
+    except CanalError as error:
+        flt = _filter(*args)
+        flt.price_min, flt.price_max = price_min[:20], price_max[:20]
+        return render(
+            request,
+            "catalogue.html",
+            {"rows": [], "flt": flt, "yuan": _yuan, "errors": _errors(request, error)},
+            status=error.status,
+        )
+    rows = await services.search_catalogue(flt)
+    return render(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
 
 
 @get("/catalogue", opt=READ, include_in_schema=False)
@@ -218,10 +244,11 @@ async def catalogue_page(
     sensitivity: FromQuery[str] = "",
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
 ) -> Response[str]:
-    flt = _filter(q, category, sensitivity, price_model, provider)
-    rows = await services.search_catalogue(flt)
-    return _page(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
+    args = (q, category, sensitivity, price_model, provider)
+    return await _catalogue(request, _page, args, price_min, price_max)
 
 
 @get("/catalogue", opt=READ, tags=TAGS)
@@ -232,9 +259,12 @@ async def catalogue_api(
     sensitivity: FromQuery[str] = "",
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
 ) -> list[dict[str, Any]]:
-    """Approved listings, by Chinese full text (``q``), category, sensitivity, price, provider."""
-    flt = _filter(q, category, sensitivity, price_model, provider)
+    """Approved listings, by Chinese full text (``q``), category, sensitivity, price model,
+    provider and price range in yuan (``price_min``/``price_max``, inclusive)."""
+    flt = _filter(q, category, sensitivity, price_model, provider, price_min, price_max)
     return [
         {k: v for k, v in r.items() if k not in ("sample", "columns")}
         for r in await services.search_catalogue(flt)
@@ -260,11 +290,14 @@ PERSON = {"access": "user"}
 PUBLIC_BASE = "/exchange"
 
 
-def _person_page(request: Req, template: str, ctx: dict[str, Any]) -> Response[str]:
+def _person_page(
+    request: Req, template: str, ctx: dict[str, Any], status: int = 200
+) -> Response[str]:
     return page(
         request,
         f"exchange/{template}",
         {"base": PUBLIC_BASE, "public": True, "L": _labels(request), "errors": [], **ctx},
+        status=status,
     )
 
 
@@ -276,10 +309,11 @@ async def public_catalogue_page(
     sensitivity: FromQuery[str] = "",
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
 ) -> Response[str]:
-    flt = _filter(q, category, sensitivity, price_model, provider)
-    rows = await services.search_catalogue(flt)
-    return _person_page(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
+    args = (q, category, sensitivity, price_model, provider)
+    return await _catalogue(request, _person_page, args, price_min, price_max)
 
 
 @get(f"/api/v1{PUBLIC_BASE}/catalogue", opt=PERSON, tags=TAGS)
@@ -290,10 +324,12 @@ async def public_catalogue_api(
     sensitivity: FromQuery[str] = "",
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
 ) -> list[dict[str, Any]]:
     """The data catalogue for any signed-in person, read-only (no organisation needed);
     the same filters as the organisation's catalogue. Requesting data needs an organisation."""
-    flt = _filter(q, category, sensitivity, price_model, provider)
+    flt = _filter(q, category, sensitivity, price_model, provider, price_min, price_max)
     return [
         {k: v for k, v in r.items() if k not in ("sample", "columns")}
         for r in await services.search_catalogue(flt)

@@ -1032,6 +1032,46 @@ class CatalogueFilter:
     sensitivity: str = ""
     price_model: str = ""
     provider: str = ""
+    # Price range in fen, inclusive (None = open); the form and the API take yuan.
+    price_min_fen: int | None = None
+    price_max_fen: int | None = None
+    price_min: str = ""
+    price_max: str = ""
+
+
+def price_range(flt: CatalogueFilter, price_min: str, price_max: str) -> CatalogueFilter:
+    """``flt`` with the price range from the yuan the person typed (blank = open);
+    refused field by field if either is not an amount or the range is upside down."""
+    errors = []
+    bounds: dict[str, int | None] = {}
+    for field, value in (("price_min", price_min), ("price_max", price_max)):
+        text = value.strip()[:20]
+        fen = _fen(text) if text else None
+        if text and (fen is None or fen < 0):
+            errors.append(
+                _err(
+                    field,
+                    "price_filter_invalid",
+                    "价格须为不小于 0 的金额(元,最多两位小数)。",
+                    "A price must be an amount of 0 or more (yuan, at most two decimals).",
+                )
+            )
+        bounds[field] = fen
+    low, high = bounds["price_min"], bounds["price_max"]
+    if not errors and low is not None and high is not None and low > high:
+        errors.append(
+            _err(
+                "price_max",
+                "price_range_reversed",
+                "最高价不能低于最低价。",
+                "The highest price cannot be below the lowest.",
+            )
+        )
+    if errors:
+        raise invalid(errors)
+    flt.price_min_fen, flt.price_max_fen = low, high
+    flt.price_min, flt.price_max = price_min.strip()[:20], price_max.strip()[:20]
+    return flt
 
 
 # Meilisearch pages read for one full-text search at most (100 hits each): hits whose listing
@@ -1051,6 +1091,10 @@ def _catalogue_query(flt: CatalogueFilter) -> Any:
         query = query.where(Listing.price_model == flt.price_model)
     if flt.provider:
         query = query.where(Listing.provider_name.ilike(f"%{_like(flt.provider)}%"))
+    if flt.price_min_fen is not None:
+        query = query.where(Listing.price_fen >= flt.price_min_fen)
+    if flt.price_max_fen is not None:
+        query = query.where(Listing.price_fen <= flt.price_max_fen)
     return query
 
 
