@@ -136,10 +136,17 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     await page.select_option("#f-category", "energy")
     await page.select_option("#f-sensitivity", "internal")
     await page.fill("#f-provider", "数智")
+    await page.fill("#f-price_max", "abc")
     await page.click("form.filters button[type=submit]")
     await page.wait_for_load_state("networkidle")
-    assert "category=energy" in page.url
+    assert "不小于 0" in await page.inner_text("#f-price_max-error")
+    await _shot(page, "11-catalogue-bad-price")
+    await page.fill("#f-price_max", "100")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "category=energy" in page.url and "price_max=100" in page.url
     assert await page.locator(f"a[href$='/catalogue/{dataset_id}']").count() == 1
+    await _shot(page, "12-catalogue-filtered")
     await page.select_option("#f-category", "transport")
     await page.click("form.filters button[type=submit]")
     await page.wait_for_load_state("networkidle")
