@@ -218,7 +218,7 @@ def _filter(
 
 
 async def _catalogue(
-    request: Req, render: Any, args: tuple[str, ...], price_min: str, price_max: str
+    request: Req, render: Any, args: tuple[str, str, str, str, str], price_min: str, price_max: str
 ) -> Response[str]:
     """The catalogue page; a bad price range re-renders the form (422) with the reasons."""
     try:
