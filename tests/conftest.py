@@ -64,6 +64,17 @@ def settings() -> Settings:
     )
 
 
+async def _drop_search_indexes(rt) -> None:
+    """The run's indexes go with its database: documents a previous run indexed would
+    otherwise still be found (ids no row answers any more), crowding this run's own out of
+    a page of hits once enough runs have left theirs."""
+    from canal.platform.search.services import SearchService
+
+    service = SearchService(rt.meili_url, rt.meili_key, prefix=rt.settings.meili_index_prefix)
+    for kind in service.indexes:
+        await service.drop(kind)
+
+
 @pytest.fixture(scope="session")
 async def runtime(settings: Settings):
     from canal.platform import db
@@ -76,6 +87,7 @@ async def runtime(settings: Settings):
         # demo's), so no worker picks up another run's jobs.
         rt = dataclasses.replace(rt, redis_url=rt.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}")
     await db.drop_database(settings, rt.server_url)
+    await _drop_search_indexes(rt)
     await migrate(rt)
     yield rt
     if os.environ.get("CI"):

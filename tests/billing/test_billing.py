@@ -332,3 +332,87 @@ async def test_non_ascii_digits_in_forms_are_refused_not_500(client, gateway):
             "/account/tokens", data={"name": "脚本", "tenant_id": "", "expires_in_days": days}
         )
         assert response.status_code == 422, (days, response.status_code)
+
+
+async def test_item_subscriptions_reach_their_hook_and_only_their_owner_cancels(
+    app, gateway, standin
+):
+    """A domain's own recurring item (a dataset subscription): its states go to the kind's
+    hook, never to module entitlements; a forged customer is unmatched; only the customer's
+    tenant can cancel it (at period end)."""
+    from canal.platform.http.errors import CanalError
+
+    seen: list[tuple[uuid.UUID, str, str]] = []
+
+    async def hook(tenant_id: uuid.UUID, sub: dict, seen_at: int) -> str:
+        seen.append((tenant_id, sub["id"], str(sub.get("status"))))
+        return "hooked"
+
+    services.on_subscription_changed("test_item", hook)
+    b = await billed_tenant()
+    url = await services.start_item_subscription(
+        b.ctx,
+        kind="test_item",
+        reference="ref-1",
+        product_id=f"canal_test_item_{uuid.uuid4().hex[:8]}",
+        product_name="测试订阅项",
+        amount_fen=1234,
+        success_url="https://canal.example/ok",
+        cancel_url="https://canal.example/back",
+    )
+    assert url.startswith(standin.base_url)
+    form = standin.sent("POST", "/v1/checkout/sessions")[-1].form
+    assert form["mode"] == "subscription" and form["line_items[0][price]"].endswith(
+        "_cny_1234_month"
+    )
+    customer = await services.ensure_customer(b.ctx)
+    pm = await gateway.v1.payment_methods.create_async(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    await gateway.v1.payment_methods.attach_async(pm.id, {"customer": customer})
+    await gateway.v1.customers.update_async(
+        customer, {"invoice_settings": {"default_payment_method": pm.id}}
+    )
+    meta = {"kind": "test_item", "tenant_id": str(b.tenant.id), "reference": "ref-1"}
+    sub = (
+        await gateway.v1.subscriptions.create_async(
+            {
+                "customer": customer,
+                "items": [{"plan": form["line_items[0][price]"]}],
+                "metadata": meta,
+            }
+        )
+    ).to_dict(recursive=True)
+    async with db.transaction():
+        assert await services.apply_subscription(sub, seen_at=1) == "hooked"
+    assert seen == [(b.tenant.id, sub["id"], "active")]
+    async with db.tenant_scope(b.tenant.id):
+        assert not await BillingSubscription.exists().where(
+            BillingSubscription.stripe_subscription_id == sub["id"]
+        )
+    other = await billed_tenant()
+    forged = {**sub, "metadata": {**meta, "tenant_id": str(other.tenant.id)}}
+    async with db.transaction():
+        assert await services.apply_subscription(forged, seen_at=2) == "unmatched"
+    await services.ensure_customer(other.ctx)
+    try:
+        await services.cancel_item_subscription(other.ctx, sub["id"])
+        raise AssertionError("another tenant cancelled the subscription")
+    except CanalError as error:
+        assert error.status == 404
+    cancelled = await services.cancel_item_subscription(b.ctx, sub["id"])
+    assert cancelled["cancel_at_period_end"] is True and cancelled["status"] == "active"
+
+
+async def test_priced_usage_is_stored_not_metered(app, gateway, standin):
+    b = await billed_tenant()
+    await services.ensure_customer(b.ctx)
+    before = len(standin.sent("POST", "/v1/billing/meter_events"))
+    assert await services.record_usage(b.ctx, "exchange_query", 250, "q-1") is True
+    assert await services.record_usage(b.ctx, "exchange_query", 250, "q-1") is False
+    assert len(standin.sent("POST", "/v1/billing/meter_events")) == before
+    assert await services.send_pending_usage() >= 0
+    assert len(standin.sent("POST", "/v1/billing/meter_events")) == before

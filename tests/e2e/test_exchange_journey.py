@@ -128,3 +128,98 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     table = await page.inner_text("#query-result")
     assert "机械制造" in table and "平均用电" in table
     await _shot(page, "05-answer")
+
+    # 6. The catalogue's filters in the browser, then the usage audit with its chart and the
+    # listing, on a phone and on a desktop screen.
+    await page.goto(f"{server}{buyer.web}/catalogue")
+    await page.fill("#f-q", "用电")
+    await page.select_option("#f-category", "energy")
+    await page.select_option("#f-sensitivity", "internal")
+    await page.fill("#f-provider", "数智")
+    await page.fill("#f-price_max", "abc")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "不小于 0" in await page.inner_text("#f-price_max-error")
+    await _shot(page, "11-catalogue-bad-price")
+    await page.fill("#f-price_max", "100")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "category=energy" in page.url and "price_max=100" in page.url
+    assert await page.locator(f"a[href$='/catalogue/{dataset_id}']").count() == 1
+    await _shot(page, "12-catalogue-filtered")
+    await page.select_option("#f-category", "transport")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator(f"a[href$='/catalogue/{dataset_id}']").count() == 0
+    for width, name in ((390, "08-usage-phone"), (1280, "09-usage-desktop")):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.goto(f"{server}{buyer.web}/usage")
+        assert await page.locator("#usage-chart").count() == 1
+        main = await page.inner_text("main")
+        assert "查询" in main and "查看样本" in main
+        await _shot(page, name)
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.goto(f"{server}{buyer.web}/catalogue/{dataset_id}")
+    await _shot(page, "10-listing-desktop")
+    await page.set_viewport_size({"width": 390, "height": 844})
+
+
+async def test_resident_browses_and_a_subscription_grant_shows_its_state(
+    page,  # noqa: F811
+    server,
+    people,
+):
+    """A resident without an organisation browses the catalogue read-only and is told buying
+    needs an organisation; a buyer's subscription grant (no-charge mode) shows its state and
+    the button to stop renewing is absent (nothing recurs without Stripe)."""
+    from canal.platform.storage.services import object_store
+    from tests.factories import make_user
+
+    provider, buyer = people
+    operator = await _operator_ctx()
+    dataset = await services.create_dataset(
+        provider.ctx,
+        services.DatasetInput(
+            title="聊城市企业月度用电订阅",
+            description="按月更新的企业用电数据,订阅后每月自动续订。",
+            category="energy",
+            update_frequency="monthly",
+            source_statement="本公司能源管理平台采集的企业电表数据,经企业授权。",
+            sensitivity="internal",
+            licence_purpose="产业分析",
+            delivery_modes=["api"],
+            price_model="subscription",
+            price_yuan="99",
+        ),
+    )
+    stored = await object_store().upload_bytes(
+        provider.ctx, "dataset", electricity_csv(), filename="电量.csv"
+    )
+    await services.add_version(provider.ctx, dataset["id"], stored.id)
+    await services.submit_for_review(provider.ctx, dataset["id"])
+    await services.review_dataset(operator, dataset["id"], approve=True, reason="")
+
+    resident = await make_user("居民李四")
+    await _sign_in(page, server, resident)
+    await page.goto(f"{server}/exchange/catalogue?q=订阅")
+    await page.click(f"a[href='/exchange/catalogue/{dataset['id']}']")
+    await page.wait_for_load_state("networkidle")
+    main = await page.inner_text("main")
+    assert "购买数据需要以单位身份进行" in main and "****" in main
+    assert await page.locator("form[action$='/request']").count() == 0
+    await _shot(page, "06-resident-listing")
+
+    grant = await services.request_access(
+        buyer.ctx, dataset["id"], "按月跟踪本区企业用电变化。", ["api"]
+    )
+    # Approved in the browser: the server (no Stripe key) records the payment at once.
+    await _sign_in(page, server, provider.owner)
+    await page.goto(f"{server}{provider.web}/grants/{grant['id']}")
+    await page.click("button[name=decision][value=approve]")
+    await page.wait_for_load_state("networkidle")
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/grants/{grant['id']}")
+    state = await page.inner_text("#subscription-state")
+    assert "免收费模式" in state
+    assert await page.locator("form[action$='/subscription/cancel']").count() == 0
+    await _shot(page, "07-subscription-grant")

@@ -19,7 +19,7 @@ from tests.exchange.helpers import (
     published_dataset,
     upload_version,
 )
-from tests.factories import sign_in
+from tests.factories import csrf_from, sign_in
 
 
 async def _versions(dataset_id: str) -> int:
@@ -274,3 +274,36 @@ async def test_large_files_are_profiled_by_the_job(client, monkeypatch):
     by_number = {v["number"]: v for v in detail["versions"]}
     assert by_number[1]["status"] == "ready" and by_number[1]["rows"] == 24
     assert by_number[2]["status"] == "failed" and "第 3 行" in by_number[2]["error_zh"]
+
+
+async def test_paying_and_cancelling_what_cannot_be_paid_or_cancelled(client, op):
+    """Free grants have nothing to pay; a grant without a subscription has nothing to
+    cancel; another organisation's grant is not found — each refused in both languages,
+    nothing changed."""
+    from canal.exchange.tables import Grant
+
+    provider = await approved_provider()
+    buyer = await make_org("退款买方")
+    dataset_id = await published_dataset(client, provider, op)
+    grant_id = await active_grant(client, provider, buyer, dataset_id)
+    await sign_in(client, buyer.owner)
+    pay = await client.post(f"{buyer.api}/grants/{grant_id}/payment")
+    assert pay.status_code == 409 and pay.json()["code"] == "nothing_to_pay"
+    assert "该授权无需付款" in pay.text or "nothing to pay" in pay.text
+    cancel = await client.post(f"{buyer.api}/grants/{grant_id}/subscription/cancel")
+    assert cancel.status_code == 409 and cancel.json()["code"] == "no_subscription"
+    page = await client.get(f"{buyer.web}/grants/{grant_id}")
+    shown = await client.post(
+        f"{buyer.web}/grants/{grant_id}/subscription/cancel",
+        data={"_csrf": csrf_from(page.text)},
+    )
+    assert shown.status_code == 409 and "该授权没有可取消的订阅" in shown.text
+    stranger = await make_org("无关单位")
+    await sign_in(client, stranger.owner)
+    assert (
+        await client.post(f"{stranger.api}/grants/{grant_id}/subscription/cancel")
+    ).status_code == 404
+    assert (await client.post(f"{stranger.api}/grants/{grant_id}/payment")).status_code == 404
+    async with db.platform_scope():
+        row = await Grant.select().where(Grant.id == grant_id).first()
+    assert row["paid_at"] is None and row["subscription_status"] == ""

@@ -1,11 +1,15 @@
 """A grant names its versions (issue 5: "who, which dataset and versions, which delivery
 modes, purpose, expiry"): a provider can pin the versions at approval, and every mode then
 delivers only those; without a pin the newest reviewed version is delivered. A version added
-after the operator's review is delivered only once the dataset is reviewed again."""
+after the operator's review is delivered only once the operator reviews that version; the
+dataset stays listed, and grants on the approved version, meanwhile."""
 
 from __future__ import annotations
 
+import uuid
+
 from tests.exchange.helpers import (
+    active_grant,
     approved_provider,
     electricity_csv,
     make_org,
@@ -61,6 +65,10 @@ async def test_pinned_versions_are_the_only_ones_delivered(client, op):
     await sign_in(client, provider.owner)
     resubmitted = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
     assert resubmitted.status_code == 204, resubmitted.text
+    # Waiting for review takes nothing offline: v1 is still delivered and still listed.
+    await sign_in(client, other.owner)
+    assert (await client.get(follow)).json()["total"] == 240
+    assert (await client.get(f"{other.api}/catalogue/{dataset_id}")).status_code == 200
     await sign_in(client, op.owner)
     reviewed = await client.post(f"{op.api}/review/{dataset_id}", json={"approve": True})
     assert reviewed.status_code == 204, reviewed.text
@@ -105,3 +113,70 @@ async def test_decision_form_pins_versions_and_rerenders_bad_input(client, op):
     assert good.status_code in (302, 303), good.text
     shown = await client.get(f"{provider.web}/grants/{grant_id}")
     assert "v1" in shown.text
+
+
+async def test_a_new_version_is_reviewed_on_its_own_and_rejection_keeps_the_old_one(client, op):
+    provider = await approved_provider()
+    buyer = await make_org("买方企业")
+    dataset_id = await published_dataset(client, provider, op)  # v1 approved: 240 rows
+    grant = await active_grant(client, provider, buyer, dataset_id)
+    await sign_in(client, provider.owner)
+    nothing = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
+    assert nothing.status_code == 409 and nothing.json()["code"] == "nothing_to_review"
+    v2 = await upload_version(client, provider, dataset_id, electricity_csv(rows=120, seed=3))
+    assert v2.status_code == 201, v2.text
+    page = await client.get(f"{provider.web}/datasets/{dataset_id}")
+    assert "提交新版本进行合规审核" in page.text
+    submitted = await client.post(
+        f"{provider.web}/datasets/{dataset_id}/submit", data={"_csrf": csrf_from(page.text)}
+    )
+    assert submitted.status_code == 303, submitted.text
+    again = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
+    assert again.status_code == 409 and again.json()["code"] == "already_pending"
+    shown = (await client.get(f"{provider.api}/datasets/{dataset_id}")).json()
+    assert shown["dataset"]["status"] == "approved"  # still listed
+    assert shown["pending_version"]["number"] == 2
+
+    await sign_in(client, op.owner)
+    queue = (await client.get(f"{op.api}/review")).json()["datasets"]
+    [entry] = [d for d in queue if d["id"] == dataset_id]
+    assert entry["review_version"] == 2
+    review = await client.get(f"{op.web}/datasets/{dataset_id}")
+    # The operator sees the version under review: its profile and the personal data found.
+    assert "v2" in review.text and "身份证号" in review.text and "/review/" in review.text
+    bare = await client.post(f"{op.api}/review/{dataset_id}", json={"approve": False})
+    assert bare.status_code == 422 and "reason_required" in bare.text
+    rejected = await client.post(
+        f"{op.api}/review/{dataset_id}",
+        json={"approve": False, "reason": "第 2 版来源说明与文件内容不符。"},
+    )
+    assert rejected.status_code == 204, rejected.text
+    # Rejecting the version leaves the dataset listed and the grant on v1.
+    await sign_in(client, buyer.owner)
+    rows = f"{buyer.api}/grants/{grant}/rows"
+    assert (await client.get(rows)).json()["total"] == 240
+    assert (await client.get(rows, params={"version": 2})).status_code == 403
+    await sign_in(client, provider.owner)
+    shown = (await client.get(f"{provider.api}/datasets/{dataset_id}")).json()
+    assert shown["dataset"]["status"] == "approved" and shown["pending_version"] is None
+    versions = {v["number"]: v for v in await _versions(dataset_id, provider)}
+    assert versions[2]["review_status"] == "rejected" and versions[1]["review_status"] == "approved"
+    # Sent again (e.g. with tighter masking) and approved: v2 becomes the current version.
+    assert (await client.post(f"{provider.api}/datasets/{dataset_id}/submit")).status_code == 204
+    await sign_in(client, op.owner)
+    approved = await client.post(f"{op.api}/review/{dataset_id}", json={"approve": True})
+    assert approved.status_code == 204, approved.text
+    await sign_in(client, buyer.owner)
+    assert (await client.get(rows)).json()["total"] == 120
+    listing = (await client.get(f"{buyer.api}/catalogue/{dataset_id}")).json()
+    assert listing["rows"] == 120
+
+
+async def _versions(dataset_id: str, org) -> list[dict]:
+    from canal.exchange.tables import DatasetVersion
+    from canal.platform import db
+
+    async with db.tenant_scope(org.tenant.id):
+        return await DatasetVersion.select().where(
+            DatasetVersion.dataset_id == uuid.UUID(dataset_id)
+        )

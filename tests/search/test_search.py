@@ -66,9 +66,9 @@ DATASET = [
 
 
 @pytest.fixture(scope="module")
-async def listings(search: SearchService) -> SearchService:
-    await search.upsert("listings", DATASET, wait=True)
-    return search
+async def listings(search_service: SearchService) -> SearchService:
+    await search_service.upsert("listings", DATASET, wait=True)
+    return search_service
 
 
 async def ids(

@@ -93,7 +93,9 @@ async def test_populate_shell_fills_switcher_and_nav(app, owner_and_tenant):
 
     plain = _request("/", principal, None)
     await populate_shell(plain)
-    assert "nav" not in plain.scope["state"] and len(plain.scope["state"]["my_tenants"]) == 2
+    assert len(plain.scope["state"]["my_tenants"]) == 2
+    # Outside an organisation: only the person's own menu (modules' ``person_nav``).
+    assert {n["href"] for n in plain.scope["state"]["nav"]} == {"/exchange/catalogue"}
     anonymous = _request("/", None, None)
     await populate_shell(anonymous)
     assert "my_tenants" not in anonymous.scope["state"]

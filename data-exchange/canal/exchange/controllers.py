@@ -11,12 +11,13 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.exchange import masking, services
 from canal.exchange.pii import KIND_LABELS
 from canal.platform.http.errors import CanalError
-from canal.platform.http.tenancy import tenant_context
+from canal.platform.http.tenancy import current_principal, tenant_context
+from canal.platform.modules import visible_nav
 from canal.platform.storage.controllers import _body_source
 from canal.platform.storage.services import PURPOSES, object_store
 from canal.web.i18n import request_locale
@@ -66,12 +67,37 @@ def _labels(request: Req) -> dict[str, Any]:
     }
 
 
+def _subnav(request: Req, base: str) -> list[dict[str, Any]]:
+    """The exchange's own menu: only the entries this person may use here (the module's
+    ``nav``, as the shell's menu shows them), the one being viewed marked."""
+    from canal.exchange.module import MODULE
+
+    locale = request_locale(request)
+    here = request.url.path
+    return [
+        {
+            "href": base + entry.path,
+            "label": entry.label(locale),
+            "current": here == base + entry.path or here.startswith(base + entry.path + "/"),
+        }
+        for entry in visible_nav(MODULE, tenant_context(request))
+    ]
+
+
 def _page(request: Req, template: str, ctx: dict[str, Any], status: int = 200) -> Response[str]:
     slug = tenant_context(request).tenant.slug
     return page(
         request,
         f"exchange/{template}",
-        {"base": _base(slug), "slug": slug, "L": _labels(request), "errors": [], **ctx},
+        {
+            "base": _base(slug),
+            "subnav": _subnav(request, _base(slug)),
+            "slug": slug,
+            "public": False,
+            "L": _labels(request),
+            "errors": [],
+            **ctx,
+        },
         status=status,
     )
 
@@ -173,15 +199,41 @@ def _listing_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filter(
-    q: str, category: str, sensitivity: str, price_model: str, provider: str
+    q: str,
+    category: str,
+    sensitivity: str,
+    price_model: str,
+    provider: str,
+    price_min: str = "",
+    price_max: str = "",
 ) -> services.CatalogueFilter:
-    return services.CatalogueFilter(
+    flt = services.CatalogueFilter(
         q=q[:100],
         category=category if category in services.CATEGORIES else "",
         sensitivity=sensitivity if sensitivity in services.SENSITIVITIES else "",
         price_model=price_model if price_model in services.PRICE_MODELS else "",
         provider=provider[:100],
     )
+    return services.price_range(flt, price_min, price_max)
+
+
+async def _catalogue(
+    request: Req, render: Any, args: tuple[str, str, str, str, str], price_min: str, price_max: str
+) -> Response[str]:
+    """The catalogue page; a bad price range re-renders the form (422) with the reasons."""
+    try:
+        flt = _filter(*args, price_min, price_max)
+    except CanalError as error:
+        flt = _filter(*args)
+        flt.price_min, flt.price_max = price_min[:20], price_max[:20]
+        return render(
+            request,
+            "catalogue.html",
+            {"rows": [], "flt": flt, "yuan": _yuan, "errors": _errors(request, error)},
+            status=error.status,
+        )
+    rows = await services.search_catalogue(flt)
+    return render(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
 
 
 @get("/catalogue", opt=READ, include_in_schema=False)
@@ -192,10 +244,11 @@ async def catalogue_page(
     sensitivity: FromQuery[str] = "",
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
 ) -> Response[str]:
-    flt = _filter(q, category, sensitivity, price_model, provider)
-    rows = await services.search_catalogue(flt)
-    return _page(request, "catalogue.html", {"rows": rows, "flt": flt, "yuan": _yuan})
+    args = (q, category, sensitivity, price_model, provider)
+    return await _catalogue(request, _page, args, price_min, price_max)
 
 
 @get("/catalogue", opt=READ, tags=TAGS)
@@ -206,9 +259,12 @@ async def catalogue_api(
     sensitivity: FromQuery[str] = "",
     price_model: FromQuery[str] = "",
     provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
 ) -> list[dict[str, Any]]:
-    """Approved listings, by Chinese full text (``q``), category, sensitivity, price, provider."""
-    flt = _filter(q, category, sensitivity, price_model, provider)
+    """Approved listings, by Chinese full text (``q``), category, sensitivity, price model,
+    provider and price range in yuan (``price_min``/``price_max``, inclusive)."""
+    flt = _filter(q, category, sensitivity, price_model, provider, price_min, price_max)
     return [
         {k: v for k, v in r.items() if k not in ("sample", "columns")}
         for r in await services.search_catalogue(flt)
@@ -226,6 +282,73 @@ async def listing_page(request: Req, dataset_id: FromPath[uuid.UUID]) -> Respons
 async def listing_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str, Any]:
     """A listing: terms, schema and profile (with masking actions) and the masked sample."""
     return _listing_out(await services.view_listing(tenant_context(request), dataset_id))
+
+
+# --- the read-only catalogue for any signed-in person (residents without an organisation) ----
+
+PERSON = {"access": "user"}
+PUBLIC_BASE = "/exchange"
+
+
+def _person_page(
+    request: Req, template: str, ctx: dict[str, Any], status: int = 200
+) -> Response[str]:
+    return page(
+        request,
+        f"exchange/{template}",
+        {"base": PUBLIC_BASE, "public": True, "L": _labels(request), "errors": [], **ctx},
+        status=status,
+    )
+
+
+@get(f"{PUBLIC_BASE}/catalogue", opt=PERSON, include_in_schema=False)
+async def public_catalogue_page(
+    request: Req,
+    q: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    sensitivity: FromQuery[str] = "",
+    price_model: FromQuery[str] = "",
+    provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
+) -> Response[str]:
+    args = (q, category, sensitivity, price_model, provider)
+    return await _catalogue(request, _person_page, args, price_min, price_max)
+
+
+@get(f"/api/v1{PUBLIC_BASE}/catalogue", opt=PERSON, tags=TAGS)
+async def public_catalogue_api(
+    request: Req,
+    q: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    sensitivity: FromQuery[str] = "",
+    price_model: FromQuery[str] = "",
+    provider: FromQuery[str] = "",
+    price_min: FromQuery[str] = "",
+    price_max: FromQuery[str] = "",
+) -> list[dict[str, Any]]:
+    """The data catalogue for any signed-in person, read-only (no organisation needed);
+    the same filters as the organisation's catalogue. Requesting data needs an organisation."""
+    flt = _filter(q, category, sensitivity, price_model, provider, price_min, price_max)
+    return [
+        {k: v for k, v in r.items() if k not in ("sample", "columns")}
+        for r in await services.search_catalogue(flt)
+    ]
+
+
+@get(f"{PUBLIC_BASE}/catalogue/{{dataset_id:uuid}}", opt=PERSON, include_in_schema=False)
+async def public_listing_page(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[str]:
+    person = current_principal(request)
+    listing = await services.view_listing_as_person(person.user_id, dataset_id)
+    return _person_page(request, "listing.html", {"l": listing, "yuan": _yuan, "form": {}})
+
+
+@get(f"/api/v1{PUBLIC_BASE}/catalogue/{{dataset_id:uuid}}", opt=PERSON, tags=TAGS)
+async def public_listing_api(request: Req, dataset_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """A listing (terms, schema, profile, masked sample) for any signed-in person; the view
+    is recorded in the provider's usage audit."""
+    person = current_principal(request)
+    return _listing_out(await services.view_listing_as_person(person.user_id, dataset_id))
 
 
 @post("/catalogue/{dataset_id:uuid}/request", opt=TRADE, include_in_schema=False)
@@ -413,11 +536,22 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
     ctx = tenant_context(request)
     dataset = await services.get_dataset(dataset_id, ctx)
     versions = await services.versions_of(dataset, ctx)
+    waiting = services.pending_version(versions)
+    newest = services.latest_ready(versions)
+    operator = services.is_operator(ctx)
     return {
         "dataset": _dataset_out(dataset),
         "versions": versions,
-        "latest": services.latest_ready(versions),
-        "is_operator": services.is_operator(ctx),
+        # The operator sees the profile of the version under review.
+        "latest": waiting if operator and waiting else newest,
+        "pending_version": waiting,
+        "can_submit": newest is not None
+        and waiting is None
+        and (
+            dataset["status"] in ("draft", "rejected")
+            or (dataset["status"] == "approved" and newest["review_status"] != "approved")
+        ),
+        "is_operator": operator,
         "own": dataset["tenant_id"] == ctx.tenant_id,
     }
 
@@ -688,12 +822,10 @@ async def _grant_page(
             for c in (listing or {}).get("columns") or []
             if c.get("action") == "keep" and not c.get("pii")
         ]
-        if listing and listing["price_model"] in services.PAID_UP_FRONT:
-            price = {
-                "amount": _yuan(listing["price_fen"]),
-                "status": await services.payment_status(ctx, grant_id),
-            }
-            usable = usable and price["status"] == "succeeded"
+        price = await services.grant_payment(ctx, grant)
+        if price is not None:
+            price["amount"] = _yuan(price["amount_fen"])
+            usable = usable and price["paid"]
     return _page(
         request,
         "grant.html",
@@ -705,6 +837,7 @@ async def _grant_page(
             "sql": sql,
             "usable": usable,
             "price": price,
+            "just_paid": request.query_params.get("paid") == "1",
             "compute_columns": compute_columns,
         },
         status=status,
@@ -721,7 +854,12 @@ async def grant_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, An
     """A request or grant as either party sees it, with its recent queries."""
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
-    return {**grant, "queries": await services.grant_queries(ctx, grant_id)}
+    payment = await services.grant_payment(ctx, grant) if grant["side"] == "buyer" else None
+    return {
+        **grant,
+        "payment": payment,
+        "queries": await services.grant_queries(ctx, grant_id),
+    }
 
 
 @post("/grants/{grant_id:uuid}/decision", opt=TRADE, include_in_schema=False)
@@ -799,11 +937,58 @@ async def revoke_api(request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody
     )
 
 
+def _grant_here(request: Req, grant_id: uuid.UUID) -> tuple[str, str]:
+    """Where Stripe sends the buyer back: the grant page (from the settings, never the Host
+    header), marked so the page says the payment is being confirmed."""
+    base = str(request.app.state.settings.base_url).rstrip("/")
+    here = f"{base}{_base(tenant_context(request).tenant.slug)}/grants/{grant_id}"
+    return here + "?paid=1", here
+
+
 @post("/grants/{grant_id:uuid}/payment", opt=TRADE, include_in_schema=False)
 async def payment_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
     try:
-        await services.pay_for_grant(ctx, grant_id)
+        started = await services.pay_for_grant(
+            ctx, grant_id, checkout=_grant_here(request, grant_id), hosted=True
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _grant_page(
+            request, grant_id, errors=_errors(request, error), status=error.status
+        )
+    if started.checkout_url:  # Stripe's hosted page (card, Alipay, WeChat Pay)
+        return redirect(request, started.checkout_url)
+    return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
+
+
+class PaymentOut(msgspec.Struct):
+    status: str
+    amount_fen: int
+    client_secret: str | None = None
+    checkout_url: str | None = None
+
+
+@post("/grants/{grant_id:uuid}/payment", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def payment_api(request: Req, grant_id: FromPath[uuid.UUID]) -> PaymentOut:
+    """Pay for an approved grant on a paid dataset through the shared billing (idempotent:
+    one payment per grant). A one-off price answers a PaymentIntent ``client_secret`` to
+    confirm with Stripe.js; a subscription answers a Checkout ``checkout_url`` (subscription
+    mode). The webhook opens the grant. No-charge mode: ``status`` "succeeded" at once."""
+    started = await services.pay_for_grant(
+        tenant_context(request), grant_id, checkout=_grant_here(request, grant_id)
+    )
+    return PaymentOut(
+        started.status, started.amount_fen, started.client_secret, started.checkout_url
+    )
+
+
+@post("/grants/{grant_id:uuid}/subscription/cancel", opt=TRADE, include_in_schema=False)
+async def cancel_subscription_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    try:
+        await services.cancel_subscription(ctx, grant_id, ip=_ip(request))
     except CanalError as error:
         if error.status >= 500 or error.status == 404:
             raise
@@ -813,11 +998,14 @@ async def payment_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[
     return redirect(request, f"{_base(ctx.tenant.slug)}/grants/{grant_id}")
 
 
-@post("/grants/{grant_id:uuid}/payment", opt=TRADE, tags=TAGS, status_code=HTTP_201_CREATED)
-async def payment_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, str]:
-    """Pay for an approved grant on a paid dataset through the shared billing (idempotent:
-    one payment per grant). Answers the payment's status."""
-    return {"status": await services.pay_for_grant(tenant_context(request), grant_id)}
+@post("/grants/{grant_id:uuid}/subscription/cancel", opt=TRADE, tags=TAGS, status_code=HTTP_200_OK)
+async def cancel_subscription_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+    """Stop renewing the dataset subscription: the grant stays usable until the paid period
+    ends (``expires_at``), then ends. Answers the grant with its payment state."""
+    ctx = tenant_context(request)
+    await services.cancel_subscription(ctx, grant_id, ip=_ip(request))
+    grant = await services.grant_for_party(ctx, grant_id)
+    return {**grant, "payment": await services.grant_payment(ctx, grant)}
 
 
 @post("/grants/{grant_id:uuid}/download", opt=USE, include_in_schema=False)
@@ -875,7 +1063,6 @@ async def query_api(
         "columns": answer.columns,
         "rows": answer.rows,
         "suppressed_groups": answer.suppressed_groups,
-        "elapsed_ms": answer.elapsed_ms,
         "remaining_today": answer.remaining_today,
     }
 
@@ -929,6 +1116,8 @@ async def _usage_view(request: Req) -> dict[str, Any]:
     events = await services.usage_events(ctx)
     return {
         "events": events,
+        # What per-query prices cost us, month by month, as billing will invoice it.
+        "statement": await services.query_statement(ctx),
         "series": services.usage_series(events),
         "is_operator": services.is_operator(ctx),
     }
@@ -940,7 +1129,7 @@ async def usage_page(request: Req) -> Response[str]:
     zh = _zh(request)
     s = view["series"]
     names = {
-        "sample": ("样本查看", "Sample views"),
+        "sample": ("查看样本", "Sample views"),
         "download": ("下载", "Downloads"),
         "query": ("查询", "Queries"),
         "api_page": ("接口分页", "API pages"),
@@ -1019,6 +1208,7 @@ PAGES = [
     decision_form,
     revoke_form,
     payment_form,
+    cancel_subscription_form,
     download_form,
     query_form,
     rows_page,
@@ -1045,8 +1235,12 @@ API = [
     decision_api,
     revoke_api,
     payment_api,
+    cancel_subscription_api,
     download_api,
     query_api,
     rows_api,
     usage_api,
 ]
+
+# Any signed-in person's read-only catalogue (ModuleSpec.public_handlers: own paths).
+PUBLIC = [public_catalogue_page, public_catalogue_api, public_listing_page, public_listing_api]

@@ -8,10 +8,10 @@ from canal.platform.notifications.kinds import NotificationKind, register_kind
 register_kind(NotificationKind("exchange", "数据交易", "Data trading"))
 
 
-def _routes() -> tuple[list[object], list[object]]:
-    from canal.exchange.controllers import API, PAGES
+def _routes() -> tuple[list[object], list[object], list[object]]:
+    from canal.exchange.controllers import API, PAGES, PUBLIC
 
-    return list(PAGES), list(API)
+    return list(PAGES), list(API), list(PUBLIC)
 
 
 def _search_indexes() -> tuple[object, ...]:
@@ -26,7 +26,7 @@ async def _seed_demo(world: object) -> None:
     await seed(world)
 
 
-_PAGES, _API = _routes()
+_PAGES, _API, _PUBLIC = _routes()
 
 MODULE = ModuleSpec(
     key="exchange",
@@ -38,6 +38,8 @@ MODULE = ModuleSpec(
     tenant_kinds=("enterprise", "park", "community", "government", "operator"),
     route_handlers=_PAGES,
     api_handlers=_API,
+    public_handlers=_PUBLIC,
+    person_nav=(NavEntry("/exchange/catalogue", "数据目录", "Data catalogue"),),
     nav=(
         NavEntry("/catalogue", "数据目录", "Data catalogue", permission=("exchange", "read")),
         NavEntry("/provider", "我的数据集", "My datasets", permission=("exchange", "publish")),
@@ -78,6 +80,11 @@ MODULE = ModuleSpec(
         "exchange.grant_revoked": "Data grant revoked",
         "exchange.download": "Masked dataset downloaded",
         "exchange.query_refused": "Compute-to-data query refused",
+        "exchange.grant_paid": "Data grant paid",
+        "exchange.subscription_cancelled": "Dataset subscription set to end",
+        "exchange.subscription_ended": "Dataset subscription ended",
+        "exchange.version_submitted": "Dataset version sent for compliance review",
+        "exchange.version_reviewed": "Dataset version compliance review",
     },
     seed_demo=_seed_demo,
 )

@@ -73,8 +73,20 @@ async def index_listing(dataset_id: uuid.UUID) -> None:
             await index_documents(KIND, [listing_document(row)])
 
 
-async def search_ids(query: str, *, limit: int = 100) -> list[uuid.UUID]:
+async def search_ids(
+    query: str, *, filters: dict[str, str] | None = None, page: int = 1, per_page: int = 100
+) -> tuple[list[uuid.UUID], int]:
+    """One page of matching listing ids, best first, and how many pages there are. The
+    category, sensitivity and price filters go to Meilisearch too, so a filtered search is
+    not cut short by unfiltered hits (PostgreSQL still applies them, and the provider)."""
     from canal.platform.search.services import get_service
 
-    result = await get_service().search(KIND, query, caller=None, per_page=limit)
-    return [uuid.UUID(h["id"]) for h in result.hits]
+    result = await get_service().search(
+        KIND,
+        query,
+        caller=None,
+        filters={k: v for k, v in (filters or {}).items() if v},
+        page=page,
+        per_page=per_page,
+    )
+    return [uuid.UUID(h["id"]) for h in result.hits], result.pages

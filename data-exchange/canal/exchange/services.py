@@ -79,8 +79,12 @@ API_RATE_PER_MINUTE = 60
 INLINE_PROFILE_BYTES = 16 * 1024 * 1024  # smaller files are profiled in the request
 QUERY_TIMEOUT = 10.0
 IDENTIFYING_RATIO = 0.5
-# Paid before use: one payment per grant (a "subscription" is paid per grant period).
+# Paid before use: one payment per grant (one_off), or a Stripe subscription per grant whose
+# paid periods set the grant's expiry (subscription; in no-charge mode one grant period).
 PAID_UP_FRONT = ("one_off", "subscription")
+SUBSCRIPTION_KIND = "exchange_grant"  # billing's metadata.kind for dataset subscriptions
+LIVE_SUBSCRIPTION = ("active", "trialing")
+ENDED_SUBSCRIPTION = ("canceled", "unpaid", "incomplete_expired")
 
 
 def _now() -> dt.datetime:
@@ -693,46 +697,79 @@ async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
     return "ready"
 
 
+def pending_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((v for v in versions if v["review_status"] == "pending"), None)
+
+
 async def submit_for_review(ctx: TenantContext, dataset_id: uuid.UUID, *, ip: str = "") -> None:
+    """Send the newest ready version for the operator's review. A listed (approved) dataset
+    stays listed meanwhile: grants keep the version last approved until this one is (the
+    per-version review); an unlisted one waits for its first review as a whole."""
     dataset = await get_dataset(dataset_id, ctx)
     if dataset["tenant_id"] != ctx.tenant_id:
         raise not_found()
-    if latest_ready(await versions_of(dataset, ctx)) is None:
+    versions = await versions_of(dataset, ctx)
+    newest = latest_ready(versions)
+    if newest is None:
         raise CanalError(
             "no_ready_version",
             "请先上传并完成分析至少一个数据版本。",
             "Upload at least one version and let its profiling finish first.",
             status=409,
         )
-    if dataset["status"] == "pending":
+    if dataset["status"] == "pending" or pending_version(versions) is not None:
         raise CanalError(
             "already_pending",
             "该数据集已在审核中。",
             "This dataset is already under review.",
             status=409,
         )
-    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        await Dataset.update({Dataset.status: "pending", Dataset.review_reason: ""}).where(
-            Dataset.id == dataset_id
+    listed = dataset["status"] == "approved"
+    if listed and newest["review_status"] == "approved":
+        raise CanalError(
+            "nothing_to_review",
+            f"没有待审核的新版本:最新的第 {newest['number']} 版已通过审核。",
+            f"There is no new version to review: the newest, version {newest['number']}, "
+            "is already approved.",
+            status=409,
         )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await DatasetVersion.update(
+            {DatasetVersion.review_status: "pending", DatasetVersion.review_reason: ""}
+        ).where(DatasetVersion.id == newest["id"])
+        if not listed:
+            await Dataset.update({Dataset.status: "pending", Dataset.review_reason: ""}).where(
+                Dataset.id == dataset_id
+            )
         await record(
-            "exchange.dataset_submitted",
+            "exchange.version_submitted" if listed else "exchange.dataset_submitted",
             actor_id=ctx.user_id,
             tenant_id=ctx.tenant_id,
             target=str(dataset_id),
             ip=ip,
+            data={"version": newest["number"]},
         )
 
 
 async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
+    """Datasets waiting for their first review, and listed ones with a new version waiting
+    (``review_version``: the number under review)."""
     _require_operator(ctx)
     from canal.tenants.tables import Tenant
 
     async with db.platform_scope(ctx.user_id):
+        waiting = {
+            v["dataset_id"]: v["number"]
+            for v in await DatasetVersion.select(
+                DatasetVersion.dataset_id, DatasetVersion.number
+            ).where(DatasetVersion.review_status == "pending")
+        }
         rows = (
             await Dataset.select()
             .output(load_json=True)
-            .where(Dataset.status == "pending")
+            .where(
+                (Dataset.status == "pending") | Dataset.id.is_in(list(waiting) or [uuid.uuid4()])
+            )
             .order_by(Dataset.updated_at)
         )
         names = {
@@ -743,12 +780,16 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
         }
     for r in rows:
         r["provider_name"] = names.get(r["tenant_id"], "")
+        r["review_version"] = waiting.get(r["id"])
     return rows
 
 
 async def review_dataset(
     ctx: TenantContext, dataset_id: uuid.UUID, *, approve: bool, reason: str, ip: str = ""
 ) -> None:
+    """The operator's decision on what waits: a dataset's first review (approval lists it),
+    or a listed dataset's new version (approval makes it the current one; rejection leaves
+    the listing and every grant on the version approved before)."""
     _require_operator(ctx)
     reason = reason.strip()
     if not approve and not reason:
@@ -763,45 +804,68 @@ async def review_dataset(
             ]
         )
     dataset = await get_dataset(dataset_id, ctx)
-    if dataset["status"] != "pending":
+    versions = await versions_of(dataset, ctx)
+    waiting = pending_version(versions)
+    version_only = dataset["status"] == "approved" and waiting is not None
+    if dataset["status"] != "pending" and not version_only:
         raise CanalError(
             "not_pending",
             "该数据集不在待审状态。",
             "This dataset is not awaiting review.",
             status=409,
         )
-    version = latest_ready(await versions_of(dataset, ctx))
+    version = waiting or latest_ready(versions)
     sample: list[list[Any]] = []
     if approve and version is not None:
         sample = await _masked_sample(dataset, version)
+    what_zh = (
+        f"「{dataset['title']}」第 {version['number']} 版"
+        if version_only and version
+        else (f"数据集「{dataset['title']}」")
+    )
+    what_en = (
+        f"Version {version['number']} of '{dataset['title']}'"
+        if version_only and version
+        else f"Dataset '{dataset['title']}'"
+    )
     async with db.platform_scope(ctx.user_id):
-        await Dataset.update(
-            {
-                Dataset.status: "approved" if approve else "rejected",
-                Dataset.review_reason: reason,
-                Dataset.reviewed_by: ctx.user_id,
-            }
-        ).where(Dataset.id == dataset_id)
+        if not version_only:
+            await Dataset.update(
+                {
+                    Dataset.status: "approved" if approve else "rejected",
+                    Dataset.review_reason: reason,
+                    Dataset.reviewed_by: ctx.user_id,
+                }
+            ).where(Dataset.id == dataset_id)
+        if version is not None:
+            await DatasetVersion.update(
+                {
+                    DatasetVersion.review_status: "approved" if approve else "rejected",
+                    DatasetVersion.review_reason: reason,
+                }
+            ).where(DatasetVersion.id == version["id"])
         if approve and version is not None:
             await _publish(dataset, version, sample)
         await _tell(
             dataset["created_by"],
             dataset["tenant_id"],
             f"/datasets/{dataset_id}",
-            f"数据集「{dataset['title']}」"
-            + ("已通过合规审核并发布" if approve else "未通过合规审核"),
-            f"Dataset '{dataset['title']}' was "
-            + ("approved and published" if approve else "rejected in compliance review"),
+            what_zh + ("已通过合规审核并发布" if approve else "未通过合规审核"),
+            what_en + (" was approved and published" if approve else " was rejected in review"),
             reason,
             reason,
         )
         await record(
-            "exchange.dataset_reviewed",
+            "exchange.version_reviewed" if version_only else "exchange.dataset_reviewed",
             actor_id=ctx.user_id,
             tenant_id=dataset["tenant_id"],
             target=str(dataset_id),
             ip=ip,
-            data={"approved": approve, "reason": reason},
+            data={
+                "approved": approve,
+                "reason": reason,
+                "version": version["number"] if version else None,
+            },
         )
     if approve:
         await _index_listing(dataset_id)
@@ -936,12 +1000,26 @@ async def set_masking(
             ip=ip,
             data={"rules": new},
         )
-    if dataset["status"] == "approved":
+    listed = await _listed_version(dataset, ctx) if dataset["status"] == "approved" else None
+    if listed is not None:
+        # The listing keeps showing the approved version (a newer one waits for review).
         dataset["masking_rules"] = new
-        sample = await _masked_sample(dataset, version)
+        sample = await _masked_sample(dataset, listed)
         async with db.platform_scope(ctx.user_id):
-            await _publish(dataset, version, sample)
+            await _publish(dataset, listed, sample)
     return new
+
+
+async def _listed_version(dataset: dict[str, Any], ctx: TenantContext) -> dict[str, Any] | None:
+    async with db.transaction():
+        listing = (
+            await Listing.select(Listing.version_id).where(Listing.id == dataset["id"]).first()
+        )
+    if listing is None:
+        return None
+    return next(
+        (v for v in await versions_of(dataset, ctx) if v["id"] == listing["version_id"]), None
+    )
 
 
 # --- catalogue ------------------------------------------------------------------------------
@@ -954,17 +1032,57 @@ class CatalogueFilter:
     sensitivity: str = ""
     price_model: str = ""
     provider: str = ""
+    # Price range in fen, inclusive (None = open); the form and the API take yuan.
+    price_min_fen: int | None = None
+    price_max_fen: int | None = None
+    price_min: str = ""
+    price_max: str = ""
 
 
-async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dict[str, Any]]:
-    ids: list[uuid.UUID] | None = None
-    if flt.q.strip():
-        from canal.exchange.search import search_ids
+def price_range(flt: CatalogueFilter, price_min: str, price_max: str) -> CatalogueFilter:
+    """``flt`` with the price range from the yuan the person typed (blank = open);
+    refused field by field if either is not an amount or the range is upside down."""
+    errors = []
+    bounds: dict[str, int | None] = {}
+    for field, value in (("price_min", price_min), ("price_max", price_max)):
+        text = value.strip()[:20]
+        fen = _fen(text) if text else None
+        if text and (fen is None or fen < 0):
+            errors.append(
+                _err(
+                    field,
+                    "price_filter_invalid",
+                    "价格须为不小于 0 的金额(元,最多两位小数)。",
+                    "A price must be an amount of 0 or more (yuan, at most two decimals).",
+                )
+            )
+        bounds[field] = fen
+    low, high = bounds["price_min"], bounds["price_max"]
+    if not errors and low is not None and high is not None and low > high:
+        errors.append(
+            _err(
+                "price_max",
+                "price_range_reversed",
+                "最高价不能低于最低价。",
+                "The highest price cannot be below the lowest.",
+            )
+        )
+    if errors:
+        raise invalid(errors)
+    flt.price_min_fen, flt.price_max_fen = low, high
+    flt.price_min, flt.price_max = price_min.strip()[:20], price_max.strip()[:20]
+    return flt
 
-        ids = await search_ids(flt.q.strip(), limit=200)
+
+# Meilisearch pages read for one full-text search at most (100 hits each): hits whose listing
+# PostgreSQL filters out (the provider filter, a listing withdrawn since) do not use up the
+# page, the next one is read until the page is full.
+SEARCH_PAGES = 10
+
+
+def _catalogue_query(flt: CatalogueFilter) -> Any:
+    """A fresh query each time (piccolo's ``where`` adds to the query it is called on)."""
     query = Listing.select().output(load_json=True).where(Listing.withdrawn == False)  # noqa: E712
-    if ids is not None:
-        query = query.where(Listing.id.is_in(ids or [uuid.uuid4()]))
     if flt.category:
         query = query.where(Listing.category == flt.category)
     if flt.sensitivity:
@@ -973,12 +1091,39 @@ async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dic
         query = query.where(Listing.price_model == flt.price_model)
     if flt.provider:
         query = query.where(Listing.provider_name.ilike(f"%{_like(flt.provider)}%"))
-    async with db.transaction():
-        rows = await query.order_by(Listing.published_at, ascending=False).limit(limit)
-    if ids:
-        order = {i: n for n, i in enumerate(ids)}
-        rows.sort(key=lambda r: order.get(r["id"], len(order)))
-    return rows
+    if flt.price_min_fen is not None:
+        query = query.where(Listing.price_fen >= flt.price_min_fen)
+    if flt.price_max_fen is not None:
+        query = query.where(Listing.price_fen <= flt.price_max_fen)
+    return query
+
+
+async def search_catalogue(flt: CatalogueFilter, *, limit: int = 50) -> list[dict[str, Any]]:
+    if not flt.q.strip():
+        async with db.transaction():
+            return (
+                await _catalogue_query(flt)
+                .order_by(Listing.published_at, ascending=False)
+                .limit(limit)
+            )
+    from canal.exchange.search import search_ids
+
+    filters = {
+        "category": flt.category,
+        "sensitivity": flt.sensitivity,
+        "price_model": flt.price_model,
+    }
+    found: list[dict[str, Any]] = []
+    for page in range(1, SEARCH_PAGES + 1):
+        ids, pages = await search_ids(flt.q.strip(), filters=filters, page=page)
+        if ids:
+            async with db.transaction():
+                rows = await _catalogue_query(flt).where(Listing.id.is_in(ids))
+            order = {i: n for n, i in enumerate(ids)}
+            found.extend(sorted(rows, key=lambda r: order[r["id"]]))
+        if len(found) >= limit or page >= pages:
+            break
+    return found[:limit]
 
 
 def _like(text: str) -> str:
@@ -1012,6 +1157,30 @@ async def view_listing(ctx: TenantContext, dataset_id: uuid.UUID) -> dict[str, A
         action="sample",
         rows=len(listing["sample"] or []),
     )
+    return listing
+
+
+async def view_listing_as_person(user_id: uuid.UUID, dataset_id: uuid.UUID) -> dict[str, Any]:
+    """A listing as a signed-in person outside any organisation sees it (the public,
+    read-only catalogue). The view of the masked sample is recorded on the provider's side
+    (``side = viewer``, no buyer organisation) with the person as the user."""
+    listing = await get_listing(dataset_id)
+    provider = listing["provider_tenant_id"]
+    async with db.tenant_scope(provider, user_id):
+        await UsageEvent.insert(
+            UsageEvent(
+                tenant_id=provider,
+                side="viewer",
+                provider_tenant_id=provider,
+                buyer_tenant_id=None,
+                dataset_id=dataset_id,
+                grant_id=None,
+                user_id=user_id,
+                action="sample",
+                rows=len(listing["sample"] or []),
+                detail="public catalogue",
+            )
+        )
     return listing
 
 
@@ -1340,6 +1509,8 @@ async def decide_request(
                         )
                     ]
                 )
+        # A Stripe subscription's paid periods set the expiry (none until the first is paid).
+        billed_periods = dataset["price_model"] == "subscription" and not _no_charge()
         await Grant.update(
             {
                 Grant.versions: pinned if approve else [],
@@ -1347,7 +1518,9 @@ async def decide_request(
                 Grant.reason: reason,
                 Grant.decided_by: ctx.user_id,
                 Grant.decided_at: _now(),
-                Grant.expires_at: _now() + dt.timedelta(days=days) if approve else None,
+                Grant.expires_at: _now() + dt.timedelta(days=days)
+                if approve and not billed_periods
+                else None,
             }
         ).where(Grant.id == grant_id)
         await _tell(
@@ -1367,46 +1540,341 @@ async def decide_request(
             ip=ip,
             data={"buyer": str(row["buyer_tenant_id"]), "days": days, "reason": reason},
         )
-    if approve and dataset["price_model"] in PAID_UP_FRONT:
-        # After the commit: a payment provider call never holds a database transaction open.
-        # If it fails the grant stays unusable until the buyer retries the payment.
+    if approve and dataset["price_model"] in PAID_UP_FRONT and _no_charge():
+        # No-charge mode (demo): recorded as paid at once. With Stripe the buyer pays from
+        # the grant page (Checkout) or the API (a PaymentIntent / subscription Checkout).
+        # After the commit: a payment call never holds a database transaction open.
         try:
             await request_payment(grant_id, row, dataset)
         except CanalError:
             log.warning("payment for grant %s not created yet", grant_id, exc_info=True)
 
 
+def _no_charge() -> bool:
+    from canal.platform.billing.services import no_charge
+
+    return no_charge()
+
+
 def _payment_key(grant_id: uuid.UUID) -> str:
     return f"exchange-{grant_id}"
 
 
+def _payment_label(dataset: dict[str, Any]) -> str:
+    return f"数据集「{dataset['title'][:80]}」使用授权"
+
+
+@dataclass(frozen=True)
+class PaymentStart:
+    status: str  # the payment's status, "open" while a Checkout page waits, "" before any
+    client_secret: str | None = None  # a one-off PaymentIntent, for Stripe.js (API)
+    checkout_url: str | None = None  # Stripe-hosted Checkout (page; subscriptions also API)
+    amount_fen: int = 0
+
+
 async def request_payment(
-    grant_id: uuid.UUID, grant: dict[str, Any], dataset: dict[str, Any]
-) -> str:
-    """The buyer's payment for a paid grant through the shared billing (idempotent by grant);
-    returns its status ("succeeded" at once in no-charge mode)."""
-    from canal.platform.billing.services import create_payment
+    grant_id: uuid.UUID,
+    grant: dict[str, Any],
+    dataset: dict[str, Any],
+    *,
+    checkout: tuple[str, str] | None = None,
+    hosted: bool = False,
+) -> PaymentStart:
+    """The buyer's payment for a paid grant through the shared billing, idempotent by grant.
+
+    No-charge mode: recorded as paid at once (a subscription: one grant period). With
+    Stripe, a one-off price is a CNY PaymentIntent (its client secret for Stripe.js), or with
+    ``hosted`` a Checkout page; a subscription is always a Checkout page in subscription
+    mode. ``checkout=(success_url, cancel_url)`` is where Stripe sends the buyer back.
+    The webhook (billing's hooks below) opens the grant."""
+    from canal.platform.billing import services as billing
 
     buyer = _system_ctx(grant["buyer_tenant_id"], grant["requested_by"])
-    payment = await create_payment(
-        buyer,
-        int(dataset["price_fen"]),
-        f"数据集「{dataset['title'][:80]}」使用授权",
-        _payment_key(grant_id),
-    )
-    if payment.status == "succeeded":
-        await _usage(
+    amount = int(dataset["price_fen"])
+    if not billing.no_charge() and dataset["price_model"] == "subscription":
+        here = _return_urls(checkout)
+        url = await billing.start_item_subscription(
             buyer,
-            provider_id=grant["tenant_id"],
-            buyer_id=grant["buyer_tenant_id"],
-            dataset_id=dataset["id"],
-            grant_id=grant_id,
-            action="purchase",
-            rows=0,
-            amount_fen=int(dataset["price_fen"]),
-            detail=dataset["price_model"],
+            kind=SUBSCRIPTION_KIND,
+            reference=str(grant_id),
+            product_id=f"canal_exchange_{dataset['id'].hex}",
+            product_name=f"数据集订阅 {dataset['title']}",
+            amount_fen=amount,
+            success_url=here[0],
+            cancel_url=here[1],
         )
-    return payment.status
+        return PaymentStart("open", checkout_url=url, amount_fen=amount)
+    if not billing.no_charge() and hosted:
+        here = _return_urls(checkout)
+        url = await billing.start_payment_checkout(
+            buyer,
+            amount,
+            _payment_label(dataset),
+            _payment_key(grant_id),
+            success_url=here[0],
+            cancel_url=here[1],
+        )
+        return PaymentStart("open", checkout_url=url, amount_fen=amount)
+    payment = await billing.create_payment(
+        buyer, amount, _payment_label(dataset), _payment_key(grant_id)
+    )
+    if payment.status == "succeeded" and payment.no_charge:
+        async with db.tenant_scope(grant["tenant_id"]):
+            await _mark_paid(grant, dataset, amount, by_subscription=False)
+            if dataset["price_model"] == "subscription":
+                # One grant period, paid at once (no recurring charge without Stripe).
+                await Grant.update({Grant.subscription_status: "no_charge"}).where(
+                    Grant.id == grant_id
+                )
+    return PaymentStart(payment.status, payment.client_secret, amount_fen=amount)
+
+
+def _return_urls(checkout: tuple[str, str] | None) -> tuple[str, str]:
+    if checkout is None:
+        raise CanalError(
+            "return_url_required",
+            "缺少付款完成后的返回地址。",
+            "A return address for after the payment is required.",
+            status=422,
+        )
+    return checkout
+
+
+async def _mark_paid(
+    grant: dict[str, Any], dataset: dict[str, Any], amount_fen: int, *, by_subscription: bool
+) -> bool:
+    """Inside the caller's transaction (the provider's scope): the grant's first payment
+    succeeded — once only (``paid_at``); the purchase is a usage event (the revenue chart),
+    the buyer's requester and the dataset's owner are told, and the audit has it."""
+    claimed = (
+        await Grant.update({Grant.paid_at: _now()})
+        .where((Grant.id == grant["id"]) & Grant.paid_at.is_null())
+        .returning(Grant.id)
+    )
+    if not claimed:
+        return False
+    buyer = _system_ctx(grant["buyer_tenant_id"], grant["requested_by"])
+    await _usage(
+        buyer,
+        provider_id=grant["tenant_id"],
+        buyer_id=grant["buyer_tenant_id"],
+        dataset_id=dataset["id"],
+        grant_id=grant["id"],
+        action="purchase",
+        rows=0,
+        amount_fen=amount_fen,
+        detail=dataset["price_model"],
+    )
+    title = dataset["title"]
+    await _tell(
+        grant["requested_by"],
+        grant["buyer_tenant_id"],
+        f"/grants/{grant['id']}",
+        f"「{title}」已付款,数据已开通",
+        f"Payment for '{title}' succeeded; the data is open to you",
+    )
+    await _tell(
+        dataset["created_by"],
+        grant["tenant_id"],
+        f"/grants/{grant['id']}",
+        f"{grant['buyer_name']}已为「{title}」付款 ¥{amount_fen / 100:.2f}",
+        f"{grant['buyer_name']} paid ¥{amount_fen / 100:.2f} for '{title}'",
+    )
+    await record(
+        "exchange.grant_paid",
+        tenant_id=grant["tenant_id"],
+        target=str(grant["id"]),
+        data={
+            "buyer": str(grant["buyer_tenant_id"]),
+            "amount_fen": amount_fen,
+            "subscription": by_subscription,
+        },
+    )
+    return True
+
+
+async def _grant_payment_succeeded(tenant_id: uuid.UUID, key: str) -> None:
+    """billing's hook (webhook job, in its transaction): the buyer ``tenant_id`` paid a
+    one-off grant — open it and tell both parties now, not on the next read."""
+    try:
+        grant_id = uuid.UUID(key.removeprefix("exchange-"))
+    except ValueError:
+        return
+    found = await _locked_grant(tenant_id, grant_id)
+    if found is None:
+        return
+    provider_id, grant, dataset = found
+    async with db.tenant_scope(provider_id):
+        amount = await _payment_amount(tenant_id, key)
+        await _mark_paid(grant, dataset, amount, by_subscription=False)
+
+
+async def _payment_amount(buyer_id: uuid.UUID, key: str) -> int:
+    from canal.platform.billing.tables import Payment
+
+    async with db.tenant_scope(buyer_id):
+        row = (
+            await Payment.select(Payment.amount_fen)
+            .where((Payment.tenant_id == buyer_id) & (Payment.idempotency_key == key))
+            .first()
+        )
+    return int(row["amount_fen"]) if row else 0
+
+
+async def _locked_grant(
+    buyer_id: uuid.UUID, grant_id: uuid.UUID
+) -> tuple[uuid.UUID, dict[str, Any], dict[str, Any]] | None:
+    """(provider, grant locked FOR UPDATE, dataset) reached from the buyer's holding, for
+    billing's hooks; None if the buyer holds no such grant."""
+    async with db.tenant_scope(buyer_id):
+        holding = (
+            await GrantHolding.select(GrantHolding.provider_tenant_id)
+            .where((GrantHolding.grant_id == grant_id) & (GrantHolding.tenant_id == buyer_id))
+            .first()
+        )
+        if holding is None:
+            return None
+        provider_id = holding["provider_tenant_id"]
+        async with db.tenant_scope(provider_id):
+            rows = await Grant.raw(
+                "SELECT * FROM exchange_grants WHERE id = {} AND buyer_tenant_id = {} FOR UPDATE",
+                grant_id,
+                buyer_id,
+            )
+            if not rows:
+                return None
+            grant = rows[0]
+            for key in ("modes", "versions", "fingerprint_columns"):
+                if isinstance(grant[key], str):
+                    grant[key] = json.loads(grant[key])
+            dataset = (
+                await Dataset.select()
+                .output(load_json=True)
+                .where(Dataset.id == grant["dataset_id"])
+                .first()
+            )
+    if dataset is None:
+        return None
+    return provider_id, grant, dataset
+
+
+async def _grant_subscription_changed(
+    tenant_id: uuid.UUID, sub: dict[str, Any], seen_at: int
+) -> str:
+    """billing's hook for a dataset subscription's state (any order, any number of times):
+    an active period sets the grant's expiry to the period's end (a renewal extends it);
+    failed payment (past_due) or cancellation never extends it, so the grant ends when the
+    last paid period does; a subscription ended early ends the grant then. An older state
+    never overwrites a newer one and a cancelled subscription never comes back."""
+    from canal.platform.billing.services import _period
+
+    try:
+        grant_id = uuid.UUID(str((sub.get("metadata") or {}).get("reference", "")))
+    except ValueError:
+        return "unmatched"
+    found = await _locked_grant(tenant_id, grant_id)
+    if found is None:
+        return "unmatched"
+    provider_id, grant, dataset = found
+    status = str(sub.get("status", ""))
+    if grant["subscription_id"] and grant["subscription_id"] != sub.get("id"):
+        return "superseded"  # one subscription per grant
+    if grant["subscription_status"] in ENDED_SUBSCRIPTION and status not in ENDED_SUBSCRIPTION:
+        return "terminal"
+    if int(grant["billing_seen_at"] or 0) > seen_at:
+        return "stale"
+    _start, end = _period(sub)
+    values: dict[Any, Any] = {
+        Grant.subscription_id: sub.get("id"),
+        Grant.subscription_status: status,
+        Grant.cancel_at_period_end: bool(sub.get("cancel_at_period_end")),
+        Grant.billing_seen_at: seen_at,
+    }
+    expires = grant["expires_at"]
+    renewed = False
+    if status in LIVE_SUBSCRIPTION and end and grant["status"] == "active":
+        period_end = dt.datetime.fromtimestamp(int(end), dt.UTC)
+        if expires is None or period_end > expires:
+            values[Grant.expires_at] = period_end
+            renewed = expires is not None
+    elif status in ENDED_SUBSCRIPTION:
+        ended = sub.get("ended_at") or sub.get("canceled_at")
+        if ended and expires is not None:
+            values[Grant.expires_at] = min(expires, dt.datetime.fromtimestamp(int(ended), dt.UTC))
+    amount = _subscription_amount(sub, dataset)
+    title = dataset["title"]
+    async with db.tenant_scope(tenant_id), db.tenant_scope(provider_id):
+        await Grant.update(values).where(Grant.id == grant_id)
+        live = status in LIVE_SUBSCRIPTION and grant["status"] == "active"
+        first = live and await _mark_paid(grant, dataset, amount, by_subscription=True)
+        if live and renewed and not first:
+            await _usage(
+                _system_ctx(grant["buyer_tenant_id"], grant["requested_by"]),
+                provider_id=provider_id,
+                buyer_id=grant["buyer_tenant_id"],
+                dataset_id=dataset["id"],
+                grant_id=grant_id,
+                action="purchase",
+                rows=0,
+                amount_fen=amount,
+                detail="renewal",
+            )
+        if status in ENDED_SUBSCRIPTION and grant["subscription_status"] not in ENDED_SUBSCRIPTION:
+            for user, tenant in (
+                (grant["requested_by"], grant["buyer_tenant_id"]),
+                (dataset["created_by"], provider_id),
+            ):
+                await _tell(
+                    user,
+                    tenant,
+                    f"/grants/{grant_id}",
+                    f"「{title}」的订阅已结束,授权随已付周期结束",
+                    f"The subscription to '{title}' ended; the grant ends with the paid period",
+                )
+            await record(
+                "exchange.subscription_ended",
+                tenant_id=provider_id,
+                target=str(grant_id),
+                data={"status": status, "subscription": sub.get("id")},
+            )
+    return status
+
+
+def _subscription_amount(sub: dict[str, Any], dataset: dict[str, Any]) -> int:
+    items = ((sub.get("items") or {}).get("data")) or []
+    if items:
+        price = items[0].get("price") or items[0].get("plan") or {}
+        amount = price.get("unit_amount") or price.get("amount")
+        if amount:
+            return int(amount)
+    return int(dataset["price_fen"])
+
+
+async def cancel_subscription(ctx: TenantContext, grant_id: uuid.UUID, *, ip: str = "") -> None:
+    """The buyer stops renewing its dataset subscription: the grant stays usable until the
+    paid period ends, then ends (Stripe cancels the subscription and tells us by webhook)."""
+    from canal.platform.billing.services import cancel_item_subscription, now_epoch
+
+    grant = await _grant_row_for_buyer(ctx, grant_id)
+    if not grant["subscription_id"] or grant["subscription_status"] in ENDED_SUBSCRIPTION:
+        raise CanalError(
+            "no_subscription",
+            "该授权没有可取消的订阅。",
+            "This grant has no subscription to cancel.",
+            status=409,
+        )
+    sub = await cancel_item_subscription(ctx, grant["subscription_id"])
+    async with db.transaction():
+        await _grant_subscription_changed(ctx.tenant_id, sub, now_epoch())
+        async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+            await record(
+                "exchange.subscription_cancelled",
+                actor_id=ctx.user_id,
+                tenant_id=ctx.tenant_id,
+                target=str(grant_id),
+                ip=ip,
+                data={"subscription": grant["subscription_id"]},
+            )
 
 
 async def payment_status(ctx: TenantContext, grant_id: uuid.UUID) -> str | None:
@@ -1425,8 +1893,42 @@ async def payment_status(ctx: TenantContext, grant_id: uuid.UUID) -> str | None:
     return str(row["status"]) if row else None
 
 
-async def pay_for_grant(ctx: TenantContext, grant_id: uuid.UUID) -> str:
-    """The buyer (re)requests the payment of an approved paid grant."""
+async def grant_payment(ctx: TenantContext, grant: dict[str, Any]) -> dict[str, Any] | None:
+    """What the buyer owes for a grant and whether it is paid; None for free / per-query
+    datasets. ``status`` is the one-off payment's (billing) or the subscription's (Stripe)."""
+    try:
+        listing = await get_listing(grant["dataset_id"])
+    except CanalError:
+        return None
+    model = listing["price_model"]
+    if model not in PAID_UP_FRONT:
+        return None
+    if model == "one_off":
+        status = await payment_status(ctx, grant["id"]) or ""
+        paid = status == "succeeded"
+    else:
+        status = grant.get("subscription_status") or ""
+        paid = grant.get("paid_at") is not None
+    return {
+        "model": model,
+        "amount_fen": int(listing["price_fen"]),
+        "paid": paid,
+        "status": status,
+        "cancel_at_period_end": bool(grant.get("cancel_at_period_end")),
+        "renews": model == "subscription"
+        and status in LIVE_SUBSCRIPTION
+        and not grant.get("cancel_at_period_end"),
+    }
+
+
+async def pay_for_grant(
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    *,
+    checkout: tuple[str, str] | None = None,
+    hosted: bool = False,
+) -> PaymentStart:
+    """The buyer pays (or retries paying) an approved paid grant; see ``request_payment``."""
     grant = await _grant_row_for_buyer(ctx, grant_id)
     async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
         dataset = (
@@ -1446,7 +1948,18 @@ async def pay_for_grant(ctx: TenantContext, grant_id: uuid.UUID) -> str:
             "There is nothing to pay for this grant.",
             status=409,
         )
-    return await request_payment(grant_id, grant, dataset)
+    # Billing's payment is the truth for a one-off price; a subscription already paying (or
+    # its no-charge period) shows on the grant.
+    if (grant["paid_at"] is not None and dataset["price_model"] == "subscription") or (
+        dataset["price_model"] == "one_off" and await payment_status(ctx, grant_id) == "succeeded"
+    ):
+        raise CanalError(
+            "already_paid",
+            "该授权已付款。",
+            "This grant has already been paid for.",
+            status=409,
+        )
+    return await request_payment(grant_id, grant, dataset, checkout=checkout, hosted=hosted)
 
 
 async def revoke_grant(
@@ -1488,6 +2001,16 @@ async def revoke_grant(
             ip=ip,
             data={"buyer": str(row["buyer_tenant_id"])},
         )
+    if row["subscription_id"] and row["subscription_status"] in (*LIVE_SUBSCRIPTION, "past_due"):
+        # A revoked grant must not renew: the buyer's subscription stops at its period end.
+        from canal.platform.billing.services import cancel_item_subscription
+
+        try:
+            await cancel_item_subscription(
+                _system_ctx(row["buyer_tenant_id"], row["requested_by"]), row["subscription_id"]
+            )
+        except Exception:
+            log.exception("subscription of revoked grant %s still renews", grant_id)
 
 
 async def _usable_grant(
@@ -1560,9 +2083,8 @@ async def _usable_grant(
             status=409,
         )
     if (
-        dataset["price_model"] in PAID_UP_FRONT
-        and await payment_status(ctx, grant_id) != "succeeded"
-    ):
+        dataset["price_model"] == "one_off" and await payment_status(ctx, grant_id) != "succeeded"
+    ) or (dataset["price_model"] == "subscription" and grant["paid_at"] is None):
         raise CanalError(
             "payment_pending",
             "该数据集需付费,付款完成后即可使用。",
@@ -1682,7 +2204,6 @@ class QueryAnswer:
     columns: list[str]
     rows: list[list[Any]]
     suppressed_groups: int
-    elapsed_ms: int
     remaining_today: int
 
 
@@ -1802,26 +2323,77 @@ async def run_compute(
             amount_fen=price,
             detail=f"{result.suppressed_groups} suppressed",
         )
+    if price > 0:
+        await _meter_query(ctx, run.id, price)
     return QueryAnswer(
         run.id,
         result.columns,
         result.rows,
         result.suppressed_groups,
-        run.elapsed_ms,
         budget - used - 1,
     )
 
 
+QUERY_METER = "exchange_query"  # billing's priced meter: quantity = fen
+
+
+async def _meter_query(ctx: TenantContext, run_id: uuid.UUID, price_fen: int) -> None:
+    """A per-query price goes to the buyer's billing as priced usage (once per query: the
+    run id names it); billing invoices each month's total as one Stripe invoice item
+    (decision 0035). After the query's commit; a failure here is logged, never shown as a
+    failed query (the usage event already holds the amount, so it can be re-billed)."""
+    from canal.platform.billing.services import ensure_customer, no_charge, record_usage
+
+    try:
+        await record_usage(ctx, QUERY_METER, price_fen, f"exq-{run_id}")
+        if not no_charge():
+            await ensure_customer(ctx)  # so the month's invoice item has someone to bill
+    except Exception:
+        log.exception("per-query usage of run %s not recorded in billing", run_id)
+
+
+async def query_statement(ctx: TenantContext) -> list[dict[str, Any]]:
+    """The buyer's per-query charges by month (Beijing time), from billing's usage rows:
+    total, number of queries and whether the month has been invoiced."""
+    from canal.platform.billing.tables import UsageRecord
+
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        rows = await UsageRecord.raw(
+            "SELECT to_char(created_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM') AS month, "
+            "sum(quantity) AS amount_fen, count(*) AS queries, "
+            "bool_and(invoice_item_id IS NOT NULL) AS invoiced "
+            "FROM billing_usage WHERE tenant_id = {} AND meter = {} "
+            "GROUP BY 1 ORDER BY 1 DESC LIMIT 24",
+            ctx.tenant_id,
+            QUERY_METER,
+        )
+    return [
+        {
+            "month": r["month"],
+            "amount_fen": int(r["amount_fen"]),
+            "queries": int(r["queries"]),
+            "invoiced": bool(r["invoiced"]),
+        }
+        for r in rows
+    ]
+
+
 async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Recent queries of a grant. The run time is kept for the operator's audit but never
+    shown: how long a query took says how much data it touched before suppression (see
+    docs/exchange.md, "Timing")."""
     grant = await grant_for_party(ctx, grant_id)
     async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
-        return (
-            await QueryRun.select()
+        rows = (
+            await QueryRun.select(
+                *[c for c in QueryRun.all_columns() if c._meta.name != "elapsed_ms"]
+            )
             .output(load_json=True)
             .where(QueryRun.grant_id == grant_id)
             .order_by(QueryRun.created_at, ascending=False)
             .limit(50)
         )
+    return list(rows)
 
 
 # --- delivery 3: paged, masked API ----------------------------------------------------------
@@ -1941,3 +2513,25 @@ def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
             for k in ("sample", "download", "query", "api_page", "purchase", "revenue")
         },
     }
+
+
+def _register_billing_hooks() -> None:
+    from canal.platform.billing.services import on_payment_succeeded, on_subscription_changed
+
+    on_payment_succeeded("exchange-", _grant_payment_succeeded)
+    on_subscription_changed(
+        SUBSCRIPTION_KIND, _grant_subscription_changed, refs=_followed_subscriptions
+    )
+
+
+async def _followed_subscriptions() -> list[str]:
+    """Dataset subscriptions not ended yet (billing's reconciliation re-applies them)."""
+    async with db.platform_scope():
+        rows = await Grant.select(Grant.subscription_id).where(
+            Grant.subscription_id.is_not_null()
+            & Grant.subscription_status.not_in(list(ENDED_SUBSCRIPTION))
+        )
+    return [str(r["subscription_id"]) for r in rows]
+
+
+_register_billing_hooks()

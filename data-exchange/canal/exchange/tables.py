@@ -86,6 +86,9 @@ class DatasetVersion(Table, tablename="exchange_versions"):
     profile = JSONB(default={})
     error_zh = Text(default="")
     error_en = Text(default="")
+    # Per-version compliance review: "" (not submitted) | pending | approved | rejected.
+    review_status = Varchar(length=16, default="")
+    review_reason = Text(default="")
     created_by = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 
@@ -139,6 +142,13 @@ class Grant(Table, tablename="exchange_grants"):
     versions = JSONB(default=[])
     created_at = Timestamptz(default=TimestamptzNow())
     decided_at = Timestamptz(null=True, default=None)
+    # Paid datasets: when the (first) payment succeeded — set once, by billing's hook or at
+    # once in no-charge mode. A subscription's periods move ``expires_at`` (billing webhooks).
+    paid_at = Timestamptz(null=True, default=None)
+    subscription_id = Varchar(length=64, null=True, default=None)
+    subscription_status = Varchar(length=24, default="")
+    cancel_at_period_end = Boolean(default=False)
+    billing_seen_at = BigInt(default=0)  # when the applied subscription state was true (epoch)
 
 
 class GrantHolding(Table, tablename="exchange_holdings"):

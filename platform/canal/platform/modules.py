@@ -91,6 +91,9 @@ class ModuleSpec:
     # each still declares its access in ``opt``.
     public_handlers: Sequence[Any] = ()
     nav: Sequence[NavEntry] = ()
+    # The signed-in person's own menu outside any organisation (a resident without one too):
+    # entries at absolute paths, usually pages among ``public_handlers`` with access "user".
+    person_nav: Sequence[NavEntry] = ()
     permissions: Sequence[Permission] = ()
     # role key -> (resource, action) pairs; module roles appear on the roles page.
     roles: dict[str, Sequence[tuple[str, str]]] = field(default_factory=dict)

@@ -108,6 +108,23 @@ async def populate_shell(request: Any) -> None:
         state["nav"] = tenant_nav(ctx, modules_on, request_locale(request), request.url.path)
     elif request.url.path.startswith("/operator"):
         state["nav"] = operator_nav(request_locale(request), request.url.path)
+    else:
+        state["nav"] = person_nav(request_locale(request), request.url.path)
+
+
+def person_nav(locale: str, path: str) -> list[dict[str, Any]]:
+    """Outside an organisation: the pages any signed-in person may use (the modules'
+    ``person_nav``, e.g. the data catalogue residents browse read-only)."""
+    return [
+        {
+            "href": entry.path,
+            "label": entry.label(locale),
+            "active": path == entry.path or path.startswith(entry.path + "/"),
+        }
+        for spec in registry().values()
+        if spec.status == "available"
+        for entry in spec.person_nav
+    ]
 
 
 def operator_nav(locale: str, path: str) -> list[dict[str, Any]]:

@@ -66,3 +66,11 @@ async def add_samples(world: Any, ctx_a: TenantContext) -> None:
     world.samples["dataset_id"] = str(mine["id"])
     world.samples["grant_id"] = str(grant["id"])
     world.samples["provider_id"] = str(provider["id"])
+    # A's approved listing is published to every signed-in person (the read-only catalogue
+    # for residents): another tenant's owner may read it; nothing else of A may appear.
+    world.samples["published"] = (
+        "/exchange/catalogue",
+        "/api/v1/exchange/catalogue",
+        "/exchange/catalogue/{dataset_id:uuid}",
+        "/api/v1/exchange/catalogue/{dataset_id:uuid}",
+    )

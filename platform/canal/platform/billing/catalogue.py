@@ -31,6 +31,11 @@ METERS: dict[str, tuple[str, str]] = {
     "model_inference": ("模型调用次数", "Model inference calls"),
     "compute_seconds": ("数据计算秒数", "Compute-to-data seconds"),
 }
+# Usage already priced by the module that records it (quantity = fen). Not sent to a Stripe
+# meter: each period's total is billed as an invoice item (``invoice_priced_usage``).
+PRICED_METERS: dict[str, tuple[str, str]] = {
+    "exchange_query": ("数据按次查询费", "Per-query data charges"),
+}
 
 
 def paid_plans(module_key: str) -> tuple[Plan, ...]:

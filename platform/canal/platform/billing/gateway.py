@@ -189,6 +189,48 @@ class StripeGateway:
                 return None
             raise
 
+    async def cancel_subscription_at_period_end(
+        self, subscription_id: str, *, idempotency_key: str
+    ) -> Params:
+        """Stop renewing: the subscription stays active until its period ends, then Stripe
+        cancels it (``customer.subscription.deleted``)."""
+        sub = await self.v1.subscriptions.update_async(
+            subscription_id, {"cancel_at_period_end": True}, self._options(idempotency_key)
+        )
+        return _plain(sub)
+
+    async def invoice_charge(
+        self,
+        *,
+        customer: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> Params:
+        """An invoice item for ``amount`` and an invoice that bills it (and any other pending
+        items) — what is left after a period of usage priced by the caller."""
+        item = await self.v1.invoice_items.create_async(
+            {
+                "customer": customer,
+                "amount": amount,
+                "currency": currency,
+                "description": description,
+                "metadata": dict(metadata),
+            },
+            self._options(f"{idempotency_key}:item"),
+        )
+        invoice = await self.v1.invoices.create_async(
+            {
+                "customer": customer,
+                "pending_invoice_items_behavior": "include",
+                "metadata": dict(metadata),
+            },
+            self._options(f"{idempotency_key}:invoice"),
+        )
+        return {"item": _plain(item), "invoice": _plain(invoice)}
+
     async def list_invoices(self, customer: str, *, limit: int = 24) -> list[Params]:
         page = await self.v1.invoices.list_async({"customer": customer, "limit": limit})
         return [_plain(i) for i in page.data]

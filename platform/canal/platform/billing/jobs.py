@@ -195,7 +195,9 @@ async def reconcile_subscriptions(ctx: dict[str, Any]) -> dict[str, int]:
     counts = {"checked": 0, "missing": 0, "failed": 0}
     if not gateway().enabled:
         return counts
-    for _tenant_id, sub_id in await services.stripe_subscription_refs():
+    item_refs = [ref for lister in services.item_subscription_refs() for ref in await lister()]
+    refs = [sub_id for _tenant_id, sub_id in await services.stripe_subscription_refs()]
+    for sub_id in refs + item_refs:
         try:
             fresh = await gateway().retrieve_subscription(sub_id)
             if fresh is None:
@@ -211,6 +213,8 @@ async def reconcile_subscriptions(ctx: dict[str, Any]) -> dict[str, int]:
             log.exception("reconciling %s failed", sub_id)
     await process_pending()
     await services.send_pending_usage()
+    # Priced usage of finished months (an hourly run bills each month once, early in the next).
+    await services.invoice_priced_usage()
     return counts
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger("canal.billing")
 # past_due: the renewal invoice failed and Stripe is retrying it. The module stays usable for
 # GRACE after the unpaid period began; Stripe's retries end in canceled/unpaid, which ends it.
 GRACE = dt.timedelta(days=7)
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 ENTITLED_STATES = {"active", "trialing"}
 GRACE_STATES = {"past_due"}
 # incomplete: the first payment has not gone through yet — nothing granted until it does.
@@ -490,6 +491,15 @@ async def apply_subscription(
         tenant_id = uuid.UUID(str(meta.get("tenant_id", "")))
     except ValueError:
         return "unmatched"
+    item_hook = _subscription_hooks.get(str(meta.get("kind", "")))
+    if item_hook is not None:
+        owner = sub.get("customer")
+        if isinstance(owner, dict):
+            owner = owner.get("id")
+        if not owner or await _tenant_for_customer(str(owner)) != tenant_id:
+            return "unmatched"
+        async with db.tenant_scope(tenant_id):
+            return await item_hook(tenant_id, sub, seen_at)
     if catalogue.paid_plan(module_key, plan_key) is None:
         return "unmatched"
     customer = sub.get("customer")
@@ -556,6 +566,113 @@ async def apply_subscription(
                 data={"plan": plan_key, "subscription": sub["id"], "status": status},
             )
     return status
+
+
+# --- a domain's own recurring items (a dataset subscription) ---------------------------------
+
+SubscriptionHook = Callable[[uuid.UUID, dict[str, Any], int], Awaitable[str]]
+SubscriptionRefs = Callable[[], Awaitable[list[str]]]
+_subscription_hooks: dict[str, SubscriptionHook] = {}
+_subscription_refs: dict[str, SubscriptionRefs] = {}
+
+
+def item_subscription_refs() -> list[SubscriptionRefs]:
+    """Each kind's lister of the Stripe subscriptions it still follows (reconciliation)."""
+    return list(_subscription_refs.values())
+
+
+def on_subscription_changed(
+    kind: str, hook: SubscriptionHook, refs: SubscriptionRefs | None = None
+) -> None:
+    """Call ``hook(tenant_id, subscription, seen_at)`` for every state of a subscription whose
+    ``metadata.kind`` is ``kind`` (started by ``start_item_subscription``), inside the webhook
+    job's transaction, after the customer was checked to be the tenant's. The hook owns what
+    the state means (a data grant's expiry) and must be safe in any order and repeated.
+    ``refs()`` lists the subscription ids still followed: ``reconcile_subscriptions``
+    re-fetches and re-applies them, so a missed webhook is repaired."""
+    _subscription_hooks[kind] = hook
+    if refs is not None:
+        _subscription_refs[kind] = refs
+
+
+def item_price_id(product_id: str, amount_fen: int) -> str:
+    return f"{product_id}_cny_{amount_fen}_{catalogue.INTERVAL}"
+
+
+async def start_item_subscription(
+    ctx: TenantContext,
+    *,
+    kind: str,
+    reference: str,
+    product_id: str,
+    product_name: str,
+    amount_fen: int,
+    success_url: str,
+    cancel_url: str,
+) -> str:
+    """Checkout (subscription mode, card: Stripe has no recurring Alipay / WeChat Pay) for
+    something a domain sells per period — not a module plan. The product and its monthly
+    price get deterministic ids (``product_id``, ``item_price_id``), so a new price is a new
+    plan and existing subscribers keep theirs. ``metadata = {kind, tenant_id, reference}`` on
+    the subscription routes its webhooks to the ``on_subscription_changed(kind)`` hook.
+    One reference and amount = one session (Stripe idempotency). Returns the Checkout URL."""
+    if no_charge():
+        raise _not_in_no_charge()
+    if amount_fen <= 0 or kind not in _subscription_hooks or not reference:
+        raise invalid([FieldError("amount_fen", "amount_invalid", "金额须大于零。", "Amount > 0.")])
+    gw = gateway()
+    product = await gw.ensure_product(product_id, product_name[:200], {"kind": kind})
+    price = await gw.ensure_price(
+        item_price_id(product_id, amount_fen),
+        product_id=product,
+        unit_amount=amount_fen,
+        currency=catalogue.CURRENCY,
+        interval=catalogue.INTERVAL,
+        nickname=f"{kind}:{reference}"[:64],
+        metadata={"kind": kind},
+    )
+    customer = await ensure_customer(ctx)
+    meta = {
+        "kind": kind,
+        "tenant_id": str(ctx.tenant_id),
+        "reference": reference,
+        "requested_by": str(ctx.user_id),
+    }
+    session = await gw.create_checkout_session(
+        {
+            "customer": customer,
+            "client_reference_id": str(ctx.tenant_id),
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "locale": "zh",
+            "metadata": meta,
+            "mode": "subscription",
+            "payment_method_types": ["card"],
+            "line_items": [{"price": price, "quantity": 1}],
+            "subscription_data": {"metadata": meta},
+        },
+        idempotency_key=f"canal:item-sub:{ctx.tenant_id}:{reference}:{amount_fen}",
+    )
+    return str(session.get("url") or "")
+
+
+async def cancel_item_subscription(ctx: TenantContext, subscription_id: str) -> dict[str, Any]:
+    """Stop renewing one of this tenant's item subscriptions at the end of the paid period.
+    Another tenant's (or an unknown) subscription answers 404. Returns Stripe's new state,
+    which the caller may apply at once (the webhook brings the same state again)."""
+    if no_charge():
+        raise _not_in_no_charge()
+    sub = await gateway().retrieve_subscription(subscription_id)
+    owner = (sub or {}).get("customer")
+    if isinstance(owner, dict):
+        owner = owner.get("id")
+    if sub is None or not owner or owner != await _customer_id(ctx.tenant_id):
+        raise not_found()
+    if sub.get("status") in CANCELLED_STATES or sub.get("cancel_at_period_end"):
+        return sub
+    return await gateway().cancel_subscription_at_period_end(
+        subscription_id, idempotency_key=f"canal:cancel-item:{subscription_id}"
+    )
 
 
 def _row_active(row: dict[str, Any]) -> bool:
@@ -1118,7 +1235,7 @@ async def record_usage(ctx: TenantContext, meter: str, quantity: int, identifier
     accepted yet is re-sent by ``send_pending_usage`` (the same Stripe identifier, so Stripe
     counts it once).
     """
-    if meter not in catalogue.METERS:
+    if meter not in catalogue.METERS and meter not in catalogue.PRICED_METERS:
         raise invalid([FieldError("meter", "meter_unknown", "计量项未知。", "Unknown meter.")])
     if quantity <= 0 or not identifier or len(identifier) > 64:
         raise invalid(
@@ -1150,6 +1267,12 @@ def stripe_identifier(tenant_id: uuid.UUID, identifier: str) -> str:
 async def _send_usage(tenant_id: uuid.UUID, usage_id: uuid.UUID) -> None:
     if no_charge():
         return
+    async with db.tenant_scope(tenant_id):
+        meter = (
+            await UsageRecord.select(UsageRecord.meter).where(UsageRecord.id == usage_id).first()
+        )
+    if meter is not None and meter["meter"] in catalogue.PRICED_METERS:
+        return  # billed per period as an invoice item, not through a Stripe meter
     customer = await _customer_id(tenant_id)
     if customer is None:
         log.warning("usage for tenant %s without a billing customer; kept unsent", tenant_id)
@@ -1174,12 +1297,73 @@ async def send_pending_usage(limit: int = 500) -> int:
     async with db.platform_scope():
         rows = await (
             UsageRecord.select(UsageRecord.id, UsageRecord.tenant_id)
-            .where(UsageRecord.sent_at.is_null())
+            .where(
+                UsageRecord.sent_at.is_null()
+                & UsageRecord.meter.not_in(list(catalogue.PRICED_METERS))
+            )
             .limit(limit)
         )
     for r in rows:
         await _send_usage(r["tenant_id"], r["id"])
     return len(rows)
+
+
+def usage_period_start(moment: dt.datetime) -> dt.datetime:
+    """The start of the calendar month (Beijing time) holding ``moment``: usage periods."""
+    local = moment.astimezone(BEIJING)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+async def invoice_priced_usage(now: dt.datetime | None = None) -> int:
+    """Bill every finished month of priced usage (``catalogue.PRICED_METERS``): per tenant
+    and meter, one Stripe invoice item for the month's total in fen, and an invoice that
+    collects it. The rows are marked with the item id in the same transaction as the call's
+    outcome; the idempotency key is the tenant, meter and month, so a retry after a crash
+    replays the same item rather than billing twice. Returns how many items were made."""
+    if no_charge():
+        return 0
+    before = usage_period_start(now or _now())
+    async with db.platform_scope():
+        rows = await UsageRecord.raw(
+            "SELECT tenant_id, meter, date_trunc('month', created_at AT TIME ZONE 'Asia/Shanghai')"
+            " AS month, sum(quantity) AS total FROM billing_usage WHERE invoice_item_id IS NULL"
+            " AND meter = ANY({}) AND created_at < {} GROUP BY 1, 2, 3 ORDER BY 3",
+            list(catalogue.PRICED_METERS),
+            before,
+        )
+    made = 0
+    for r in rows:
+        customer = await _customer_id(r["tenant_id"])
+        if customer is None or int(r["total"]) <= 0:
+            continue
+        month = r["month"].strftime("%Y-%m")
+        zh, en = catalogue.PRICED_METERS[r["meter"]]
+        billed = await gateway().invoice_charge(
+            customer=customer,
+            amount=int(r["total"]),
+            currency=catalogue.CURRENCY,
+            description=f"{zh} {month} / {en}",
+            metadata={"tenant_id": str(r["tenant_id"]), "meter": r["meter"], "month": month},
+            idempotency_key=f"canal:usage:{r['tenant_id']}:{r['meter']}:{month}",
+        )
+        start = r["month"].replace(tzinfo=BEIJING)
+        end = (start + dt.timedelta(days=32)).replace(day=1)
+        async with db.tenant_scope(r["tenant_id"]):
+            await UsageRecord.update({UsageRecord.invoice_item_id: billed["item"]["id"]}).where(
+                (UsageRecord.tenant_id == r["tenant_id"])
+                & (UsageRecord.meter == r["meter"])
+                & UsageRecord.invoice_item_id.is_null()
+                & (UsageRecord.created_at >= start)
+                & (UsageRecord.created_at < end)
+            )
+            await record(
+                "billing.usage_invoiced",
+                tenant_id=r["tenant_id"],
+                target=str(billed["invoice"].get("id", "")),
+                data={"meter": r["meter"], "month": month, "amount_fen": int(r["total"])},
+            )
+        made += 1
+    return made
 
 
 def now_epoch() -> int:

@@ -69,6 +69,7 @@ class StripeStandIn:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     _replay: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
     _meter_identifiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _invoiced_items: set[str] = field(default_factory=set)
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _session: ClientSession | None = None
@@ -128,10 +129,62 @@ class StripeStandIn:
                 Recorded(request.method, request.path, headers, form, "localstripe")
             )
             status, payload, ctype = await self._forward(request, body)
+            if request.path == "/v1/invoices":
+                status, payload = await self._invoices(request, form, status, payload)
             response = web.Response(status=status, body=payload, content_type=ctype)
         if request.method == "POST" and replay_key and status < 500:
             self._replay[replay_key] = (status, payload, ctype)
         return response
+
+    async def _invoices(
+        self, request: web.Request, form: dict[str, str], status: int, payload: bytes
+    ) -> tuple[int, bytes]:
+        """localstripe invoices only a customer's subscription ("No upcoming invoices" without
+        one); Stripe also invoices pending invoice items on their own. Create such an invoice
+        here from the customer's pending items in localstripe, and list it with theirs."""
+        customer = form.get("customer", "")
+        if request.method == "POST" and status == 404 and "subscription" not in form:
+            ls_status, raw, _ = await self._get(request, f"/v1/invoiceitems?customer={customer}")
+            items = [
+                i
+                for i in (json.loads(raw).get("data") or [] if ls_status == 200 else [])
+                if not i.get("invoice") and i["id"] not in self._invoiced_items
+            ]
+            if not items:
+                return status, payload
+            self._invoiced_items.update(i["id"] for i in items)
+            total = sum(int(i["amount"]) for i in items)
+            iid = _id("in")
+            self.objects[iid] = {
+                "id": iid,
+                "object": "invoice",
+                "customer": customer,
+                "created": int(time.time()),
+                "currency": "cny",
+                "status": "open",
+                "total": total,
+                "amount_due": total,
+                "amount_paid": 0,
+                "subscription": None,
+                "metadata": unflatten(form).get("metadata", {}),
+                "lines": {"object": "list", "data": items},
+            }
+            return 200, json.dumps(self.objects[iid]).encode()
+        if request.method == "GET" and status == 200 and customer:
+            listed = json.loads(payload)
+            listed["data"] = [
+                o
+                for o in self.objects.values()
+                if o.get("object") == "invoice" and o.get("customer") == customer
+            ] + list(listed.get("data") or [])
+            return status, json.dumps(listed).encode()
+        return status, payload
+
+    async def _get(self, request: web.Request, path_qs: str) -> tuple[int, bytes, str]:
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+        async with self._session.get(self.localstripe_url + path_qs, headers=headers) as up:
+            return up.status, await up.read(), "application/json"
 
     async def _forward(self, request: web.Request, body: bytes) -> tuple[int, bytes, str]:
         assert self._session is not None

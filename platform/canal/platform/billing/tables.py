@@ -83,6 +83,8 @@ class UsageRecord(Table, tablename="billing_usage"):
     quantity = BigInt()
     identifier = Varchar(length=64)
     sent_at = Timestamptz(null=True, default=None)
+    # Priced meters (catalogue.PRICED_METERS): the Stripe invoice item that billed this row.
+    invoice_item_id = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

@@ -479,10 +479,12 @@ class SearchService:
 _service: SearchService | None = None
 
 
-def configure(service: SearchService | None) -> None:
-    """Install the process's service (the app's lifespan, the worker's start-up, tests)."""
+def configure(service: SearchService | None) -> SearchService | None:
+    """Install the process's service (the app's lifespan, the worker's start-up, tests);
+    returns the one it replaces, for a caller that installs its own only for a while."""
     global _service
-    _service = service
+    previous, _service = _service, service
+    return previous
 
 
 def get_service() -> SearchService:
