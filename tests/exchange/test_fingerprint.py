@@ -103,3 +103,17 @@ async def test_marks_change_values_by_at_most_one_unit_and_unmarked_files_match_
     out = io.StringIO()
     csv.writer(out).writerows([header, *rows])
     assert await identify(out.getvalue().encode()) is None
+
+
+def test_hashed_values_that_read_as_huge_numbers_stay_text():
+    """A per-grant hash such as "5e1234567" parses as a number whose normalisation overflows:
+    it must be keyed as text, not answer 500 for one buyer in many (the salt decides)."""
+    from canal.exchange import fingerprint
+
+    columns = ["id", "amount"]
+    rows = [["5e1234567", "12.50"], ["8E9999999", "3.25"], ["a1", "7.00"]]
+    marked = fingerprint.embed(b"grant-secret", columns, rows, {"amount": 2})
+    assert [r[0] for r in marked] == ["5e1234567", "8E9999999", "a1"]
+    assert all(abs(float(m[1]) - float(r[1])) <= 0.01 for m, r in zip(marked, rows, strict=True))
+    assert fingerprint._norm("5e1234567") == "5e1234567"
+    assert fingerprint._norm("1.50") == "1.5"

@@ -23,6 +23,9 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+# Numbers beyond 10^±60 are treated as text (see _decimal).
+_MAX_EXPONENT = 60
+
 NUMERIC_TYPES = ("DECIMAL", "DOUBLE", "FLOAT", "INTEGER", "BIGINT", "HUGEINT", "SMALLINT", "REAL")
 MAX_COLUMNS = 2
 MIN_ROWS = 16
@@ -36,7 +39,11 @@ def _decimal(value: Any) -> Decimal | None:
         number = Decimal(str(value).strip())
     except InvalidOperation:
         return None
-    return number if number.is_finite() else None
+    # A masked or hashed value can read as a number with a huge exponent ("5e1234567"):
+    # normalising it overflows, and it is not a quantity anyone re-saves — it stays text.
+    if not number.is_finite() or abs(number.adjusted()) > _MAX_EXPONENT:
+        return None
+    return number
 
 
 def _norm(value: Any) -> str:
