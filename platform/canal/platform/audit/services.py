@@ -68,6 +68,7 @@ ACTION_LABELS: dict[str, str] = {
     "billing.cancelled": "Paid plan ended",
     "billing.past_due": "Payment overdue (grace period)",
     "billing.invoice_paid": "Invoice paid",
+    "billing.usage_invoiced": "Metered usage invoiced",
     "billing.payment_failed": "Payment failed",
     "billing.payment_created": "Payment started",
     "billing.payment_succeeded": "Payment succeeded",
