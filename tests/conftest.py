@@ -22,6 +22,9 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # noqa: S108 - embedded-postgr
 from canal.platform.settings import Settings, load_settings
 
 # Separate names let several test runs share one embedded server at once.
+# One localstripe, stand-in, gateway and Stripe-wired app per session, whichever directory asks.
+pytest_plugins = ["tests.stripe_fixtures"]
+
 TEST_DATABASE = os.environ.get("CANAL_TEST_DATABASE", "canal_test")
 REDIS_DB = 1 + zlib.crc32(TEST_DATABASE.encode()) % 15
 

@@ -1,122 +1,26 @@
-"""Billing fixtures: localstripe (a real, stateful fake Stripe server) on loopback, the
-stand-in in front of it for the endpoints localstripe lacks, and the gateway pointed at them.
-
-The app is the real one plus billing's routes (registered here until the lead wires
-``canal.platform.billing.controllers.ROUTES`` into ``app.py``)."""
+"""Billing's tests use the session's Stripe (tests/stripe_fixtures.py: localstripe, the
+stand-in, the gateway and the app wired to them); helpers to sign and deliver webhooks."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar import Litestar
 
-from tests.conftest import lifespan
 from tests.factories import Person, make_tenant, make_user, sign_in, unique
-
-WEBHOOK_SECRET = "whsec_canal_test_" + uuid.uuid4().hex
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# localstripe's own start() binds every interface and loads its state from a file shared by
-# every run on the machine (/tmp/localstripe.pickle); serve its app on loopback, from scratch.
-_LOCALSTRIPE = (
-    "import sys; from aiohttp import web; from localstripe.server import app; "
-    "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)"
-)
-
-
-def _start_localstripe(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # our own venv's interpreter, fixed arguments
-        [sys.executable, "-c", _LOCALSTRIPE, str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+from tests.stripe_fixtures import WEBHOOK_SECRET
 
 
 @pytest.fixture(scope="session")
-async def localstripe_url() -> AsyncIterator[str]:
-    port = _free_port()
-    process = _start_localstripe(port)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # a fresh venv compiles aiohttp on first import
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("localstripe did not start") from None
-            await asyncio.sleep(0.1)
-    try:
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-@pytest.fixture(scope="session")
-async def standin(localstripe_url: str):
-    from canal.platform.billing.standin import StripeStandIn
-
-    stand = StripeStandIn(localstripe_url=localstripe_url)
-    await stand.start()
-    try:
-        yield stand
-    finally:
-        await stand.stop()
-
-
-@pytest.fixture(scope="session")
-async def gateway(standin):
-    from canal.platform.billing.gateway import GatewayConfig, StripeGateway, use_gateway
-
-    gw = StripeGateway(
-        GatewayConfig(
-            api_key="sk_test_canal",
-            api_base=standin.base_url,
-            webhook_secret=WEBHOOK_SECRET,
-            platform_fee_percent=10,
-        )
-    )
-    use_gateway(gw)
-    try:
-        yield gw
-    finally:
-        use_gateway(None)
-
-
-@pytest.fixture(scope="session")
-async def app(runtime, gateway) -> AsyncIterator[Litestar]:
-    from canal.platform.app import create_app
-    from canal.platform.billing.controllers import ROUTES
-
-    application = create_app(runtime, pool_size=10)
-    wired = {r.path for r in application.routes}
-    for handler in ROUTES:
-        if not set(handler.paths) & wired:
-            application.register(handler)
-    async with lifespan(application):
-        yield application
+def app(stripe_app: Litestar) -> Litestar:
+    """Billing's tests run against the app wired to the session's Stripe (tests/stripe_fixtures)."""
+    return stripe_app
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""The billing tests' Stripe fixtures (localstripe behind the stand-in, the gateway pointed at
-them, an app that uses it) for paid datasets."""
+"""The session's Stripe (tests/stripe_fixtures.py: localstripe behind the stand-in, the gateway
+pointed at them, an app that uses it) for paid datasets."""
 
-from tests.billing.conftest import app, gateway, localstripe_url, standin  # noqa: F401
+import pytest
+from litestar import Litestar
+
+
+@pytest.fixture(scope="session")
+def app(stripe_app: Litestar) -> Litestar:
+    return stripe_app
