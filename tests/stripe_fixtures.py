@@ -97,9 +97,23 @@ async def gateway(standin):
             platform_fee_percent=10,
         )
     )
-    use_gateway(gw)
+    use_gateway(gw)  # until the first Stripe test ends; then only inside them (stripe_on)
     try:
         yield gw
+    finally:
+        use_gateway(None)
+
+
+@pytest.fixture
+def stripe_on(gateway):
+    """The gateway for one test only. Left on for the session, it made every later test's
+    in-process payments go to Stripe (orders stayed unpaid where a test expected the no-charge
+    path) — so the Stripe directories switch it on per test (autouse in their conftests)."""
+    from canal.platform.billing.gateway import use_gateway
+
+    use_gateway(gateway)
+    try:
+        yield gateway
     finally:
         use_gateway(None)
 
