@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from canal.exchange import pii
 from canal.exchange.masking import generalise, mask_rows, spreadsheet_safe
 from canal.exchange.tables import DatasetVersion
 from canal.platform import db
+from canal.platform.http.errors import CanalError
 from tests.exchange.helpers import (
     DATASET,
     active_grant,
@@ -307,3 +310,25 @@ async def test_paying_and_cancelling_what_cannot_be_paid_or_cancelled(client, op
     async with db.platform_scope():
         row = await Grant.select().where(Grant.id == grant_id).first()
     assert row["paid_at"] is None and row["subscription_status"] == ""
+
+
+async def test_the_api_rate_is_per_sixty_seconds_not_per_clock_minute(app, monkeypatch):
+    """A burst either side of a minute boundary was let through at twice the rate."""
+    import types
+    import uuid
+
+    from canal.exchange import services
+    from canal.exchange.services import API_RATE_PER_MINUTE, rate_limit
+
+    redis = app.state.redis
+    grant_id = uuid.uuid4()
+    clock = [1_800_000_059.5]  # half a second before a minute turns
+    monkeypatch.setattr(services, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    for _ in range(API_RATE_PER_MINUTE):
+        await rate_limit(redis, grant_id)
+    clock[0] += 1.0  # the next clock minute
+    with pytest.raises(CanalError) as refused:
+        await rate_limit(redis, grant_id)
+    assert refused.value.status == 429
+    clock[0] += 59.0  # sixty seconds after the burst, the allowance is back
+    await rate_limit(redis, grant_id)
