@@ -341,6 +341,7 @@ async def test_masking_review_download_rows_and_revocation_in_the_browser(
     usage = await page.inner_text("main")
     assert "下载" in usage and "第 1 页" in usage
     await page.goto(f"{server}{provider.web}/grants/{grant_id}")
+    await page.fill("#f-reason", "对方超出约定用途使用数据。")
     await page.click("form[action$='/revoke'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     assert "已撤销" in await page.inner_text("main")
@@ -348,6 +349,7 @@ async def test_masking_review_download_rows_and_revocation_in_the_browser(
     # 6. The buyer: no mode offered any more, and the rows page is refused.
     await _sign_in(page, server, buyer.owner)
     await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    assert "超出约定用途" in await page.inner_text("main")
     assert await page.locator("form[action$='/download']").count() == 0
     assert await page.locator(f"a[href$='/grants/{grant_id}/rows']").count() == 0
     refused = await page.goto(f"{server}{buyer.web}/grants/{grant_id}/rows")
