@@ -286,3 +286,62 @@ async def test_admin_and_resident_use_the_data_bank(app, server, browser):
     assert await page.locator("a[href='/account/real-name']").count() == 1
     await _shot(page, "14-unverified")
     await context.close()
+
+
+async def test_backup_move_and_cold_archive_in_the_browser(app, server, browser):
+    """An admin schedules a folder's backup and backs it up by hand (a kept copy is listed),
+    moves a file into another folder, archives it (asked first) and asks for it back: the
+    page shows the retrieval as pending."""
+    org = await make_org()
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    page = await context.new_page()
+    await _sign_in(page, server, org.owner.login, org.owner.password)
+    for name in ("合同", "归档"):
+        await page.goto(f"{server}/t/{org.slug}/bank")
+        await page.fill("#f-name", name)
+        await page.click("form[action$='/folders'] button[type=submit]")
+        await page.wait_for_load_state("networkidle")
+    archive_folder = page.url.split(server, 1)[1]
+    await page.goto(f"{server}/t/{org.slug}/bank")
+    await page.click("a:text-is('合同')")
+    await page.wait_for_load_state("networkidle")
+    contracts = page.url
+    await _upload(page, "租赁合同.csv", "甲方,乙方\n园区,企业\n".encode())
+    file_url = page.url
+
+    # Backup: daily, keep 3, then one copy by hand.
+    await page.goto(contracts)
+    await page.select_option("#f-schedule", "daily")
+    await page.fill("#f-keep", "3")
+    await page.click("form[action$='/backup'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "保留最新的 3 份" in await page.inner_text("main")
+    await page.click("form[action$='/backup/run'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator("form[action*='/backups/'][action$='/restore']").count() == 1
+    await _shot(page, "15-backup-copy")
+    await _fits_phone(page)
+
+    # Move the file into the other folder.
+    await page.goto(file_url)
+    folder_id = archive_folder.rsplit("/", 1)[1]
+    await page.select_option("#f-target", folder_id)
+    await page.click("form[action$='/move'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    await page.goto(f"{server}{archive_folder}")
+    assert "租赁合同.csv" in await page.inner_text("main")
+
+    # Archive (confirmed), then retrieve: pending until the job has run.
+    await page.goto(file_url)
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+    await page.click("form[action$='/archive'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    await page.goto(file_url)
+    assert await page.locator("form[action$='/retrieve']").count() == 1
+    await page.click("form[action$='/retrieve'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    await page.goto(file_url)
+    assert "正在从冷存储取回此文件" in await page.inner_text("main")
+    await _shot(page, "16-retrieving")
+    await _fits_phone(page)
+    await context.close()

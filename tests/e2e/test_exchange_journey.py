@@ -52,7 +52,17 @@ async def people(app):
 
 
 @pytest.fixture(scope="module")
-def server(people, runtime, settings):
+async def staff(app):
+    """Operator staff made (and the module turned on for the operator) before the server
+    starts, for the same reason."""
+    from tests.exchange.helpers import operator_org
+
+    made = await make_operator_staff()
+    return made["admin"], await operator_org(made["admin"])
+
+
+@pytest.fixture(scope="module")
+def server(people, staff, runtime, settings):
     yield from journey.server.__wrapped__(runtime, settings)  # type: ignore[attr-defined]
 
 
@@ -223,3 +233,125 @@ async def test_resident_browses_and_a_subscription_grant_shows_its_state(
     assert "免收费模式" in state
     assert await page.locator("form[action$='/subscription/cancel']").count() == 0
     await _shot(page, "07-subscription-grant")
+
+
+async def test_masking_review_download_rows_and_revocation_in_the_browser(
+    page,  # noqa: F811
+    server,
+    people,
+    staff,
+):
+    """The rest of the journey by hand: the provider tightens a masking rule, the operator
+    rejects without a reason (told why) then approves on its own review page, the buyer is
+    granted download and API modes, downloads the masked file (a presigned link) and pages
+    masked rows; the provider sees that use on its usage page and revokes — the buyer's page
+    then offers neither mode and the rows page is refused."""
+    from canal.platform.storage.services import object_store
+    from tests.e2e.test_services_desk import _as_operator
+
+    provider, buyer = people
+    dataset = await services.create_dataset(
+        provider.ctx,
+        services.DatasetInput(
+            title="东昌府区企业用电明细(接口)",
+            description="各企业按月的用电明细,供授权单位分页读取。",
+            category="energy",
+            update_frequency="monthly",
+            source_statement="本公司能源管理平台采集的企业电表数据,经企业授权。",
+            sensitivity="internal",
+            licence_purpose="产业分析",
+            delivery_modes=["download", "api"],
+        ),
+    )
+    stored = await object_store().upload_bytes(
+        provider.ctx, "dataset", electricity_csv(), filename="明细.csv"
+    )
+    await services.add_version(provider.ctx, dataset["id"], stored.id)
+    dataset_path = f"/datasets/{dataset['id']}"
+
+    # 1. The provider drops the contact column on the page, then submits.
+    await _sign_in(page, server, provider.owner)
+    await page.goto(f"{server}{provider.web}{dataset_path}")
+    await page.select_option("#f-rule-联系人", "drop")
+    await page.click("form[action$='/masking'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator("#f-rule-联系人").input_value() == "drop"
+    await page.click("form[action$='/submit'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+
+    # 2. The operator's review page: rejecting needs a reason; approving publishes.
+    operator, op = staff
+    await page.context.clear_cookies()
+    await _as_operator(page.context, server, operator)
+    op_web = op.web
+    await page.goto(f"{server}{op_web}/review")
+    assert await page.locator(f"a[href$='{dataset_path}']").count() == 1, await page.inner_text(
+        "main"
+    )
+    await page.click(f"a[href$='{dataset_path}']")
+    await page.wait_for_load_state("networkidle")
+    main = await page.inner_text("main")
+    assert "手机号" in main and "身份证号" in main
+    await page.click("button[name=decision][value=reject]")
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator("#f-reason-error").count() == 1
+    await _shot(page, "13-review-needs-reason")
+    await page.click("button[name=decision][value=approve]")
+    await page.wait_for_load_state("networkidle")
+
+    # 3. The buyer requests download + API; the provider approves.
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/catalogue/{dataset['id']}")
+    listing = await page.inner_text("main")
+    assert "****" in listing and "联系人" not in listing
+    await page.fill("#f-purpose", "分析本区企业用电结构,支持招商决策。")
+    await page.check("input[name=modes][value=download]")
+    await page.check("input[name=modes][value=api]")
+    await page.click("form[action$='/request'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    grant_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    await _sign_in(page, server, provider.owner)
+    await page.goto(f"{server}{provider.web}/grants/{grant_id}")
+    await page.click("button[name=decision][value=approve]")
+    await page.wait_for_load_state("networkidle")
+
+    # 4. The buyer downloads (the page offers a presigned link) and pages masked rows.
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    await _shot(page, "14-grant-download-api")
+    await page.click("form[action$='/download'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    link = await page.get_attribute("#download-link", "href")
+    assert link is not None and "X-Amz-Signature" in link, await page.inner_text("main")
+    await _shot(page, "14b-download-ready")
+    delivered = await page.request.get(link)
+    assert delivered.ok
+    text = (await delivered.body()).decode("utf-8-sig")
+    assert "****" in text and "联系人" not in text
+    await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    await page.click(f"a[href$='/grants/{grant_id}/rows']")
+    await page.wait_for_load_state("networkidle")
+    rows = await page.inner_text("main")
+    assert "****" in rows and "联系人" not in rows and "240" in rows
+    await _shot(page, "15-rows-phone")
+
+    # 5. The provider sees the download and the page on its usage page, and revokes.
+    await _sign_in(page, server, provider.owner)
+    await page.goto(f"{server}{provider.web}/usage")
+    usage = await page.inner_text("main")
+    assert "下载" in usage and "第 1 页" in usage
+    await page.goto(f"{server}{provider.web}/grants/{grant_id}")
+    await page.fill("#f-reason", "对方超出约定用途使用数据。")
+    await page.click("form[action$='/revoke'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "已撤销" in await page.inner_text("main")
+
+    # 6. The buyer: no mode offered any more, and the rows page is refused.
+    await _sign_in(page, server, buyer.owner)
+    await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    assert "超出约定用途" in await page.inner_text("main")
+    assert await page.locator("form[action$='/download']").count() == 0
+    assert await page.locator(f"a[href$='/grants/{grant_id}/rows']").count() == 0
+    refused = await page.goto(f"{server}{buyer.web}/grants/{grant_id}/rows")
+    assert refused is not None and refused.status == 403
+    await _shot(page, "16-revoked-rows-refused")

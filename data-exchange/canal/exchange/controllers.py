@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
-from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.exchange import masking, services
@@ -801,6 +800,7 @@ async def _grant_page(
     result: Any = None,
     sql: str = "",
     status: int = 200,
+    download_url: str | None = None,
 ) -> Response[str]:
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
@@ -839,6 +839,7 @@ async def _grant_page(
             "price": price,
             "just_paid": request.query_params.get("paid") == "1",
             "compute_columns": compute_columns,
+            "download_url": download_url,
         },
         status=status,
     )
@@ -1018,7 +1019,11 @@ async def download_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response
         return await _grant_page(
             request, grant_id, errors=_errors(request, error), status=error.status
         )
-    return Redirect(url, status_code=303, headers={"Cache-Control": "no-store"})
+    # A link, not a redirect: the page's CSP (form-action 'self') makes the browser refuse a
+    # form post that redirects to the object store's origin.
+    page = await _grant_page(request, grant_id, download_url=url)
+    page.headers["Cache-Control"] = "no-store"
+    return page
 
 
 @post("/grants/{grant_id:uuid}/download", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
