@@ -106,10 +106,18 @@ async def test_full_trade_over_the_api(client, op):
     await sign_in(client, provider.owner)
     events = (await client.get(f"{provider.api}/usage")).json()["events"]
     assert {"sample", "download", "query", "api_page"} <= {e["action"] for e in events}
+    # Who and what, by name: the buyer organisation, never a person of another organisation.
+    used = [e for e in events if e["grant_id"] == grant_id]
+    assert used and all(e["buyer_name"] == buyer.tenant.name for e in used)
+    assert all(e["dataset_title"] == "东昌府区企业月度用电量" for e in used)
+    assert all(e["user_name"] == "" for e in used)
+    page = await client.get(f"{provider.web}/usage")
+    assert buyer.tenant.name in page.text and "使用方" in page.text
     await sign_in(client, buyer.owner)
     mine = (await client.get(f"{buyer.api}/usage")).json()["events"]
     assert {e["action"] for e in mine} >= {"download", "query", "api_page"}
     assert all(e["buyer_tenant_id"] == str(buyer.tenant.id) for e in mine)
+    assert all(e["user_name"] for e in mine)  # its own people, by name
     await sign_in(client, op.owner)
     everything = (await client.get(f"{op.api}/usage")).json()["events"]
     assert any(e["grant_id"] == grant_id for e in everything)

@@ -2482,22 +2482,74 @@ async def api_rows(
 
 
 async def usage_events(ctx: TenantContext, *, limit: int = 200) -> list[dict[str, Any]]:
-    """The operator sees every party's events; anyone else its own tenant's."""
+    """The operator sees every party's events; anyone else its own tenant's. Each event also
+    names who and what (``dataset_title``, ``buyer_name``, ``user_name``)."""
     if is_operator(ctx):
         async with db.platform_scope(ctx.user_id):
-            return (
+            events = (
                 await UsageEvent.select()
                 .where(UsageEvent.side == "provider")
                 .order_by(UsageEvent.created_at, ascending=False)
                 .limit(limit)
             )
+            await _name_usage(ctx, events, everyone=True)
+        return events
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
-        return (
+        events = (
             await UsageEvent.select()
             .where(UsageEvent.tenant_id == ctx.tenant_id)
             .order_by(UsageEvent.created_at, ascending=False)
             .limit(limit)
         )
+        await _name_usage(ctx, events, everyone=False)
+    return events
+
+
+async def _name_usage(ctx: TenantContext, events: list[dict[str, Any]], *, everyone: bool) -> None:
+    """Titles from the listing (or the provider's own dataset), the buyer organisation from the
+    grant both parties hold, and a person's name only to their own organisation (or the
+    operator): a provider learns which organisation used its data, not who works there."""
+    from canal.platform.identity.tables import User
+    from canal.tenants.tables import Membership, Tenant
+
+    dataset_ids = list({e["dataset_id"] for e in events})
+    grant_ids = list({e["grant_id"] for e in events if e["grant_id"]})
+    user_ids = list({e["user_id"] for e in events})
+    titles: dict[Any, str] = {}
+    buyers: dict[Any, str] = {}
+    names: dict[Any, str] = {}
+    if dataset_ids:
+        own = await Dataset.select(Dataset.id, Dataset.title).where(Dataset.id.is_in(dataset_ids))
+        listed = await Listing.select(Listing.id, Listing.title).where(
+            Listing.id.is_in(dataset_ids)
+        )
+        titles = {r["id"]: r["title"] for r in [*own, *listed]}
+    if grant_ids:
+        rows = await Grant.select(Grant.id, Grant.buyer_name).where(Grant.id.is_in(grant_ids))
+        buyers = {r["id"]: r["buyer_name"] for r in rows}
+    # A sample view has no grant: name the viewing organisation (tenants is a global table).
+    orgs = list(
+        {e["buyer_tenant_id"] for e in events if e["buyer_tenant_id"] and not e["grant_id"]}
+    )
+    if orgs:
+        rows = await Tenant.select(Tenant.id, Tenant.name).where(Tenant.id.is_in(orgs))
+        org_names = {r["id"]: r["name"] for r in rows}
+    else:
+        org_names = {}
+    if user_ids:
+        visible = user_ids
+        if not everyone:
+            members = await Membership.select(Membership.user_id).where(
+                (Membership.tenant_id == ctx.tenant_id) & Membership.user_id.is_in(user_ids)
+            )
+            visible = [m["user_id"] for m in members]
+        if visible:  # users is a global table: readable in this scope
+            people = await User.select(User.id, User.display_name).where(User.id.is_in(visible))
+            names = {p["id"]: p["display_name"] for p in people}
+    for e in events:
+        e["dataset_title"] = titles.get(e["dataset_id"], "")
+        e["buyer_name"] = buyers.get(e["grant_id"]) or org_names.get(e["buyer_tenant_id"], "")
+        e["user_name"] = names.get(e["user_id"], "")
 
 
 def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
