@@ -1,12 +1,12 @@
 """Stripe for the tests, once per session: localstripe (a real, stateful fake Stripe server) on
 loopback, the stand-in in front of it for the endpoints localstripe lacks, the gateway pointed at
-them, and the real app plus billing's routes using it (``stripe_app``).
+them. Tests use the session's one app (billing reads the gateway per request).
 
 A plugin (``pytest_plugins`` in tests/conftest.py), not a directory's conftest: fixtures that
 several directories import from a conftest are instantiated once per directory — a second
 localstripe and gateway then replaced the first mid-run, and a customer made at one localstripe
-was invoiced at the other (404). The billing, supermarket and data-exchange Stripe tests select
-this app with ``app = stripe_app`` overrides in their conftests."""
+was invoiced at the other (404). The billing, supermarket and data-exchange Stripe tests switch
+the gateway on per test (``stripe_on``, autouse in their conftests)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from litestar import Litestar
-
-from tests.conftest import lifespan
 
 WEBHOOK_SECRET = "whsec_canal_test_" + uuid.uuid4().hex
 
@@ -87,7 +84,7 @@ async def standin(localstripe_url: str):
 
 @pytest.fixture(scope="session")
 async def gateway(standin):
-    from canal.platform.billing.gateway import GatewayConfig, StripeGateway, use_gateway
+    from canal.platform.billing.gateway import GatewayConfig, StripeGateway
 
     gw = StripeGateway(
         GatewayConfig(
@@ -97,11 +94,7 @@ async def gateway(standin):
             platform_fee_percent=10,
         )
     )
-    use_gateway(gw)  # until the first Stripe test ends; then only inside them (stripe_on)
-    try:
-        yield gw
-    finally:
-        use_gateway(None)
+    return gw  # switched on per test by stripe_on
 
 
 @pytest.fixture
@@ -116,17 +109,3 @@ def stripe_on(gateway):
         yield gateway
     finally:
         use_gateway(None)
-
-
-@pytest.fixture(scope="session")
-async def stripe_app(runtime, gateway) -> AsyncIterator[Litestar]:
-    from canal.platform.app import create_app
-    from canal.platform.billing.controllers import ROUTES
-
-    application = create_app(runtime, pool_size=10)
-    wired = {r.path for r in application.routes}
-    for handler in ROUTES:
-        if not set(handler.paths) & wired:
-            application.register(handler)
-    async with lifespan(application):
-        yield application

@@ -1,5 +1,5 @@
 """Billing's tests use the session's Stripe (tests/stripe_fixtures.py: localstripe, the
-stand-in, the gateway and the app wired to them); helpers to sign and deliver webhooks."""
+stand-in and the gateway, on during each test); helpers to sign and deliver webhooks."""
 
 from __future__ import annotations
 
@@ -11,16 +11,9 @@ import uuid
 from typing import Any
 
 import pytest
-from litestar import Litestar
 
 from tests.factories import Person, make_tenant, make_user, sign_in, unique
 from tests.stripe_fixtures import WEBHOOK_SECRET
-
-
-@pytest.fixture(scope="session")
-def app(stripe_app: Litestar) -> Litestar:
-    """Billing's tests run against the app wired to the session's Stripe (tests/stripe_fixtures)."""
-    return stripe_app
 
 
 @pytest.fixture(autouse=True)

@@ -1,13 +1,7 @@
 """The session's Stripe (tests/stripe_fixtures.py: localstripe behind the stand-in, the gateway
-pointed at them, an app that uses it) for the supermarket's money tests."""
+pointed at them) for the supermarket's money tests."""
 
 import pytest
-from litestar import Litestar
-
-
-@pytest.fixture(scope="session")
-def app(stripe_app: Litestar) -> Litestar:
-    return stripe_app
 
 
 @pytest.fixture(autouse=True)
