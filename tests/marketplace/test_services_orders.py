@@ -194,9 +194,9 @@ async def test_two_vouchers_racing_for_one_order_burn_neither_twice(market_world
         for amount in ("100", "200")
     ]
     stale = await market.get_order(order.id, buyer.ctx)  # what both requests read
-    await market._apply_voucher(stale, buyer.ctx, vouchers[0].id)
+    await market._apply_vouchers(stale, buyer.ctx, [vouchers[0].id])
     with pytest.raises(CanalError) as second:
-        await market._apply_voucher(stale, buyer.ctx, vouchers[1].id)
+        await market._apply_vouchers(stale, buyer.ctx, [vouchers[1].id])
     assert second.value.code == "order_has_voucher"
     mine = {v.id: v.order_id for v in await market.my_vouchers(buyer.ctx)}
     assert mine[vouchers[0].id] == order.id and mine[vouchers[1].id] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 
 from canal.park.policy.builder import (
@@ -146,10 +147,10 @@ def test_an_empty_group_error_belongs_to_the_group():
     tree = rule_to_tree({"all": [{"any": [{"fact": "employees", "op": "eq", "value": 1}]}]})
     tree, _ = apply_action(tree, "remove:r-0-0")
     rule, _ = tree_to_rule(tree)
-    try:
+    with pytest.raises(RuleError) as refused:
         parse_rule(rule)
-    except RuleError as exc:
-        assert exc.code == "empty_group" and error_owner(tree, exc.path).id == "r-0"
+    assert refused.value.code == "empty_group"
+    assert error_owner(tree, refused.value.path).id == "r-0"
 
 
 def test_depth_counts_group_levels():

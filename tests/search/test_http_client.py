@@ -36,6 +36,8 @@ class _Server:
                     if line.lower().startswith(b"content-length")
                 )
                 self.bodies.append(await reader.readexactly(length))
+                if not self.replies:  # nothing left to say: hang up without answering
+                    break
                 status, body, headers = self.replies.pop(0)
                 extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
                 if "Transfer-Encoding" not in headers:
@@ -76,6 +78,22 @@ async def test_kept_alive_and_a_connection_closed_by_the_server():
             await client.search("idx", {"q": "x"})
         await client.close()
     assert server.connections == 1  # one kept-alive connection for all three
+
+
+async def test_a_retry_that_also_fails_is_a_connection_error():
+    """The kept-alive connection is stale and the fresh one hangs up too: callers must get a
+    ConnectionError (search unavailable, 503), and neither socket may stay open."""
+    body = msgspec.json.encode({"hits": [], "totalHits": 0})
+    server = _Server([(200, body, {})], close_after=1)
+    listener, url = await _serve(server)
+    async with listener:
+        client = MeiliHttp(url, "key")
+        await client.search("idx", {"q": "税"})
+        await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionError):
+            await client.search("idx", {"q": "税"})
+        assert client._idle == []
+    assert server.connections == 2
 
 
 async def test_chunked_bodies_and_error_answers():

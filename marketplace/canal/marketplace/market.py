@@ -1869,7 +1869,11 @@ async def pay_order(
         await _mark_paid_by_voucher(order, ctx)
         return await get_order(order_id, ctx), None
     destination = await _provider_account(order.provider_id)
-    fee = min(order.commission_fen, order.buyer_paid_fen) if destination else None
+    # The commission is on the list price; when a voucher pays most of it, the buyer's cash may
+    # be less than the commission: Stripe keeps what it can (the fee cannot exceed the charge)
+    # and the rest is kept from the voucher subsidy the platform forwards to the provider
+    # (docs/marketplace.md, "Money").
+    fee = money.stripe_fee(_settlement(order)) if destination else None
     if checkout is not None and not no_charge():
         url = await start_payment_checkout(
             ctx,
@@ -1889,13 +1893,7 @@ async def pay_order(
         f"企业服务超市订单 {order.title}",
         f"market-order-{order.id}",
         destination_account=destination,
-        # The commission is on the list price; when a voucher pays most of it, the buyer's
-        # cash may be less than the commission: Stripe keeps what it can (the fee cannot
-        # exceed the charge) and the rest is kept from the voucher subsidy the platform
-        # forwards to the provider (docs/marketplace.md, "Money").
-        application_fee_fen=min(order.commission_fen, order.buyer_paid_fen)
-        if destination
-        else None,
+        application_fee_fen=fee,
     )
     await _payment_started(order, destination, ctx)
     order = await refresh_payment(order_id, ctx, ip=ip)
@@ -2878,10 +2876,6 @@ async def my_vouchers(ctx: TenantContext) -> list[VoucherView]:
     return [_voucher_view(r, {ctx.tenant_id: ctx.tenant.name}) for r in rows]
 
 
-async def _apply_voucher(order: OrderView, ctx: TenantContext, voucher_id: uuid.UUID) -> None:
-    await _apply_vouchers(order, ctx, [voucher_id])
-
-
 async def _apply_vouchers(
     order: OrderView, ctx: TenantContext, voucher_ids: Sequence[uuid.UUID]
 ) -> None:
@@ -2925,12 +2919,6 @@ async def _apply_vouchers(
             at=now,
         )
         subsidy = sum(pays for _, pays in applied)
-        settlement = money.settle(
-            order.list_price_fen,
-            commission_rate_bp=order.commission_rate_bp,
-            voucher=None,
-            category=order.category,
-        )
         by_code = {v.code: v for v in stack}
         for voucher, pays in applied:
             view = by_code[voucher.code]
@@ -2959,7 +2947,7 @@ async def _apply_vouchers(
         settled = (
             await Order.update(
                 {
-                    Order.buyer_paid_fen: settlement.list_price_fen - subsidy,
+                    Order.buyer_paid_fen: order.list_price_fen - subsidy,
                     Order.voucher_subsidy_fen: subsidy,
                     Order.voucher_id: order.voucher_id or by_code[first].id,
                     Order.updated_at: now,

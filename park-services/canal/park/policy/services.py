@@ -1507,7 +1507,7 @@ async def _grant_service_voucher(
                     "amount_yuan",
                     "voucher_amount_zero",
                     "创新券的核定金额须大于零。",
-                    "A voucher's approved amount is above zero.",
+                    "A voucher's approved amount must be above zero.",
                 )
             ]
         )

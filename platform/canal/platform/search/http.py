@@ -38,8 +38,9 @@ class SearchHttpError(Exception):
         super().__init__(f"Meilisearch answered {status}: {body!r}")
 
 
-class _Stale(Exception):
-    """The server closed a kept-alive connection before answering."""
+class _Stale(ConnectionError):
+    """The server closed a kept-alive connection before answering (a ConnectionError, so a
+    failed retry reaches callers as "search unavailable", not a 500)."""
 
 
 class MeiliHttp:
@@ -77,12 +78,16 @@ class MeiliHttp:
             connection, reused = await self._connection()
             try:
                 status, data, keep = await self._exchange(connection, request)
-            except (_Stale, ConnectionError) as error:
+            except ConnectionError as error:  # _Stale included
                 self._discard(connection)
                 if not reused:
                     raise ConnectionError(f"Meilisearch closed the connection: {error}") from None
                 connection = await self._open()
-                status, data, keep = await self._exchange(connection, request)
+                try:
+                    status, data, keep = await self._exchange(connection, request)
+                except BaseException:
+                    self._discard(connection)  # the fresh one too: no socket left open
+                    raise
             except BaseException:
                 self._discard(connection)
                 raise
