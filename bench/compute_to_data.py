@@ -30,6 +30,8 @@ from pathlib import Path
 import duckdb
 import msgspec
 
+from canal.platform import clock
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROWS = int(os.environ.get("BENCH_ROWS", "10000000"))
@@ -150,7 +152,7 @@ async def main() -> None:
             file=sys.stderr,
         )
         async with lifespan(application):
-            stamp = str(int(time.time()))
+            stamp = str(int(clock.timestamp()))
 
             async def org(kind: str, name: str) -> TenantContext:
                 user = await create_user(

@@ -4,9 +4,9 @@ without audit:read are refused; pages page with htmx and without."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.access.services import access
 from canal.platform.audit.services import record
 from tests.factories import make_tenant, make_user, sign_in, unique
@@ -174,7 +174,7 @@ async def test_date_filters(client):
     tenant = await make_tenant(owner)
     target = await _event(tenant, owner)
     await sign_in(client, owner)
-    today = date.today()
+    today = clock.today()
     url = f"/api/v1/t/{tenant.slug}/audit"
     around = {
         "date_from": (today - timedelta(days=1)).isoformat(),

@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from canal.platform import clock
 from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page, server  # noqa: F401
 from tests.factories import PASSWORD, unique
 from tests.policy.helpers import CRITERIA, org, policy_json
@@ -191,7 +192,7 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
     await _sign_in(page, server, ent_owner)
     await page.goto(f"{server}/t/{ent.slug}/m/policy/applications/{first}")
     main = await page.inner_text("main")
-    assert "120,000.00" in main and dt.date.today().isoformat() in main
+    assert "120,000.00" in main and clock.today().isoformat() in main
     assert "拨付凭证号: LC-ZJZD-2026-0042" in main
     await page.check("input[name=rating][value='4']")
     await page.fill("#f-comment", "办理很快")
@@ -216,7 +217,7 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
         publish=True,
     )
     late = await services.apply(ectx, late_policy, contact="王", note="", materials=[])
-    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=11)
+    old = clock.now() - dt.timedelta(days=11)
     async with db.tenant_scope(gov.id):
         await Review.update({Review.submitted_at: old}).where(Review.id == late)
     # A fresh staff member (the session's shared one may have two-step sign-in on already).

@@ -16,6 +16,7 @@ import re
 
 import pytest
 
+from canal.platform import clock
 from tests.e2e.test_browser_journey import ARTIFACTS, CHROMIUM_FLAGS, chromium, server  # noqa: F401
 from tests.e2e.test_services_journey import _sign_in, _submit
 from tests.factories import unique
@@ -115,7 +116,7 @@ async def test_apply_review_list_approve_browse_compare_in_chinese(app, server, 
         kind="service",
         amount="800",
         categories=["legal"],
-        valid_through=dt.date.today() + dt.timedelta(days=90),
+        valid_through=clock.today() + dt.timedelta(days=90),
     )
     title = f"知识产权合规体检 {tag}"
     # A paid order with a voucher, so the operator's charts have something to draw.

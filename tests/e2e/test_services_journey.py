@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from canal.platform import clock
 from tests.e2e.test_browser_journey import ARTIFACTS, CHROMIUM_FLAGS, chromium, server  # noqa: F401
 from tests.factories import PASSWORD, unique
 from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
@@ -188,7 +189,7 @@ async def test_options_and_stacked_vouchers_in_the_browser(app, server, chromium
         ],
     )
     buyer = await make_side(f"轴承选项{unique('')}")
-    later = (dt.date.today() + dt.timedelta(days=60)).isoformat()
+    later = (clock.today() + dt.timedelta(days=60)).isoformat()
     for amount, percent in (("500", ""), ("1000", "50")):
         await market.issue_voucher(
             staff.user_id,

@@ -10,7 +10,7 @@ import pytest
 from canal.exchange import pii
 from canal.exchange.masking import generalise, mask_rows, spreadsheet_safe
 from canal.exchange.tables import DatasetVersion
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.http.errors import CanalError
 from tests.exchange.helpers import (
     DATASET,
@@ -239,9 +239,9 @@ async def test_expiry_stops_every_mode_and_the_api_is_rate_limited(client, op):
     assert statuses[:-1] == [200] * API_RATE_PER_MINUTE
     assert statuses[-1] == 429
     async with db.platform_scope():
-        await Grant.update(
-            {Grant.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}
-        ).where(Grant.id == grant_id)
+        await Grant.update({Grant.expires_at: clock.now() - dt.timedelta(seconds=1)}).where(
+            Grant.id == grant_id
+        )
     answers = [
         await client.post(f"{buyer.api}/grants/{grant_id}/download"),
         await client.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from canal.platform import clock
 from canal.platform.identity.secrets import token_hash
 from canal.platform.identity.tables import User, UserSession
 from tests.factories import make_user
@@ -99,7 +100,7 @@ async def test_lockout_after_five_failures_and_expiry(client):
     assert fifth.status_code == 429
     assert "账号已锁定 15 分钟" in fifth.text
     row = await user_row(person.user_id)
-    assert row["locked_until"] is not None and row["locked_until"] > dt.datetime.now(dt.UTC)
+    assert row["locked_until"] is not None and row["locked_until"] > clock.now()
     # Even the right password is refused while locked, in English too.
     locked = await client.post(
         "/api/v1/auth/login",
@@ -111,7 +112,7 @@ async def test_lockout_after_five_failures_and_expiry(client):
     actions = await audit_actions(person.user_id)
     assert actions.count("auth.login_failed") >= 6 and "auth.locked" in actions
     # Time passes: the lock expires and the right password works again.
-    await User.update({User.locked_until: dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}).where(
+    await User.update({User.locked_until: clock.now() - dt.timedelta(seconds=1)}).where(
         User.id == person.user_id
     )
     ok = await form_login(client, person.login, person.password)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from canal.platform import clock
 from canal.platform.identity.tables import OutboxMessage, PasswordReset, UserSession
 from tests.factories import make_user, sign_in
 from tests.identity.helpers import api_csrf, audit_actions, form_login, page_csrf
@@ -77,7 +78,7 @@ async def test_expired_link_refused_and_changes_nothing(client):
     await _request(client, person.login)
     link = await _link_for(person.login)
     await PasswordReset.update(
-        {PasswordReset.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)}
+        {PasswordReset.expires_at: clock.now() - dt.timedelta(minutes=1)}
     ).where(PasswordReset.user == person.user_id)
     page = await client.get(link, headers={"Accept-Language": "en"})
     assert page.status_code == 400 and "has expired" in page.text

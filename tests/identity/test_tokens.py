@@ -7,6 +7,7 @@ import re
 
 from httpx import ASGITransport, AsyncClient
 
+from canal.platform import clock
 from canal.platform.http.auth import forget
 from canal.platform.identity.secrets import token_hash
 from canal.platform.identity.tables import ApiToken
@@ -120,9 +121,9 @@ async def test_expired_token_refused(client, app):
     person = await make_user()
     csrf = await sign_in(client, person)
     created = await _create(client, csrf, expires_in_days=1)
-    await ApiToken.update(
-        {ApiToken.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}
-    ).where(ApiToken.id == created["info"]["id"])
+    await ApiToken.update({ApiToken.expires_at: clock.now() - dt.timedelta(seconds=1)}).where(
+        ApiToken.id == created["info"]["id"]
+    )
     forget()
     async with bearer_client(app, created["token"]) as machine:
         assert (await machine.get("/api/v1/account")).status_code == 401

@@ -13,9 +13,8 @@ import re
 import uuid
 
 from canal.marketplace import catalogue
-from canal.marketplace.market import CHINA
 from canal.marketplace.tables import Voucher
-from canal.platform import db
+from canal.platform import clock, db
 from tests.factories import sign_in, unique
 from tests.marketplace.helpers import (
     approved_provider,
@@ -132,7 +131,7 @@ async def test_an_approved_voucher_application_grants_a_voucher_spent_at_checkou
         for key, raw in re.findall(r'id="chart-(\w+)"[^>]*data-chart="([^"]*)"', desk.text)
     }
     assert set(charts) == {"orders", "turnover", "vouchers"}
-    month = charts["vouchers"]["xAxis"]["data"].index(dt.datetime.now(CHINA).strftime("%Y-%m"))
+    month = charts["vouchers"]["xAxis"]["data"].index(clock.local_now().strftime("%Y-%m"))
     [tax_vouchers] = [s for s in charts["vouchers"]["series"] if s["name"] == "财税服务"]
     assert tax_vouchers["data"][month] >= 3000
     [tax_orders] = [s for s in charts["orders"]["series"] if s["name"] == "财税服务"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from canal.platform import clock
 from tests.factories import sign_in, unique
 from tests.marketplace.helpers import (
     PDF,
@@ -244,13 +245,13 @@ async def test_quote_order_pay_deliver_confirm_review(app, client):
     async with app_client(app) as seller:
         await sign_in(seller, provider.person)
         assert [q["id"] for q in (await seller.get(f"{provider.api}/quotes")).json()] == [quote_id]
-        past = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+        past = (clock.today() - dt.timedelta(days=2)).isoformat()
         late = await seller.post(
             f"{provider.api}/quotes/{quote_id}/answer",
             json={"price": "3000", "scope": "全年记账", "valid_until": past},
         )
         assert late.status_code == 422 and late.json()["errors"][0]["code"] == "date_past"
-        future = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+        future = (clock.today() + dt.timedelta(days=10)).isoformat()
         answered = await seller.post(
             f"{provider.api}/quotes/{quote_id}/answer",
             json={"price": "3600.50", "scope": "全年记账报税", "valid_until": future},

@@ -9,7 +9,7 @@ import pytest
 
 from canal.marketplace import market
 from canal.marketplace.tables import Order
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.http.errors import CanalError
 from tests.factories import csrf_from, sign_in, unique
 from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
@@ -176,8 +176,8 @@ async def test_stacked_percentage_and_policy_vouchers(app, client):
     provider = await approved_provider(f"券财税{unique('')}", staff.user_id)
     listing = await live_listing(provider, staff.user_id, price="1000.01")
     buyer = await make_side(f"券买方{unique('')}")
-    soon = (dt.date.today() + dt.timedelta(days=5)).isoformat()
-    later = (dt.date.today() + dt.timedelta(days=50)).isoformat()
+    soon = (clock.today() + dt.timedelta(days=5)).isoformat()
+    later = (clock.today() + dt.timedelta(days=50)).isoformat()
     await sign_in(client, staff)
     api = "/api/v1/operator/m/services/vouchers"
     base = {"holder": buyer.slug, "kind": "innovation", "categories": ["tax"]}
@@ -327,7 +327,7 @@ async def test_auto_confirm_days_set_by_the_operator(app, client):
     assert 'value="3"' in (await client.get("/operator/m/services/")).text
 
     order = await _order_in(OrderState.DELIVERED, world)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     async with db.platform_scope():
         await Order.update({Order.delivered_at: now - dt.timedelta(days=2)}).where(
             Order.id == order.id

@@ -9,7 +9,7 @@ import pytest
 from canal.marketplace import market, orders
 from canal.marketplace.orders import Action, OrderState, Party
 from canal.marketplace.tables import Order, OrderEvent, Quote
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.http.errors import CanalError
 from tests.factories import sign_in, unique
 from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
@@ -35,9 +35,8 @@ async def _order_in(state: OrderState, world) -> market.OrderView:
 
 
 def db_now():
-    import datetime as dt
 
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 async def _told(person, order_id) -> int:
@@ -159,7 +158,7 @@ async def test_auto_confirm_after_seven_days_delivered(market_world):
     _, provider, _, buyer = market_world
     old = await _order_in(OrderState.DELIVERED, market_world)
     fresh = await _order_in(OrderState.DELIVERED, market_world)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     async with db.platform_scope():
         await Order.update({Order.delivered_at: now - dt.timedelta(days=8)}).where(
             Order.id == old.id
@@ -189,7 +188,7 @@ async def test_two_vouchers_racing_for_one_order_burn_neither_twice(market_world
             kind="innovation",
             amount=amount,
             categories=["tax"],
-            valid_through=(dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            valid_through=(clock.today() + dt.timedelta(days=3)).isoformat(),
         )
         for amount in ("100", "200")
     ]
@@ -215,10 +214,10 @@ async def test_a_lapsed_quote_cannot_be_countered_and_odd_package_choices_are_42
     staff, provider, fixed, buyer = market_world
     listing = await live_listing(provider, staff.user_id, price_model="quote", price="")
     quote = await market.request_quote(listing.id, buyer.ctx, "每月记账")
-    future = (dt.date.today() + dt.timedelta(days=5)).isoformat()
+    future = (clock.today() + dt.timedelta(days=5)).isoformat()
     await market.answer_quote(quote.id, provider.ctx, price="100", scope="记账", valid_until=future)
     async with db.platform_scope():  # the deadline passes
-        await Quote.update({Quote.valid_until: dt.date.today() - dt.timedelta(days=1)}).where(
+        await Quote.update({Quote.valid_until: clock.today() - dt.timedelta(days=1)}).where(
             Quote.id == quote.id
         )
     with pytest.raises(CanalError) as late:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from canal.platform import clock
 from canal.platform.http.context import TenantContext, TenantRef
 from tests.factories import make_tenant, make_user, unique
 
@@ -29,7 +30,7 @@ async def org(kind: str, name: str | None = None) -> tuple[Any, Any, TenantConte
 
 
 def policy_json(criteria: dict[str, Any], **over: Any) -> dict[str, Any]:
-    today = dt.date.today()
+    today = clock.today()
     data = {
         "title": unique("测试政策"),
         "issuer": "东昌府区科学技术局",

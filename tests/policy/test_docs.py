@@ -57,4 +57,4 @@ def test_validate_portrait_rejects_unknown_and_mistyped_facts() -> None:
     with pytest.raises(ValueError, match="employees"):
         validate_portrait({"employees": "50"})
     with pytest.raises(ValueError, match="established_on"):
-        validate_portrait({"established_on": dt.datetime(2020, 1, 1)})
+        validate_portrait({"established_on": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)})

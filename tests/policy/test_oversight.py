@@ -7,7 +7,7 @@ import datetime as dt
 
 from canal.park.policy import services
 from canal.park.policy.tables import Application, Review
-from canal.platform import db
+from canal.platform import clock, db
 from canal.tenants.tables import Tenant
 from tests.factories import sign_in
 from tests.policy.helpers import CRITERIA, ctx_of, org, policy_json
@@ -37,7 +37,7 @@ async def test_operator_sees_and_reminds_overdue_applications(client, operator):
     policy_id = await _applied(gctx, ectx)
     app_id = await services.apply(ectx, policy_id, contact="李", note="", materials=[])
     # Eleven days pass without a decision.
-    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=11)
+    old = clock.now() - dt.timedelta(days=11)
     async with db.tenant_scope(gov.id):
         await Review.update({Review.submitted_at: old}).where(Review.id == app_id)
     op = await Tenant.select().where(Tenant.kind == "operator").first()
@@ -62,7 +62,7 @@ async def test_operator_sees_and_reminds_overdue_applications(client, operator):
 async def test_applying_outside_the_window_is_refused_and_nothing_saved():
     _, _, gctx = await org("government")
     _, ent, ectx = await org("enterprise")
-    today = dt.date.today()
+    today = clock.today()
     policy_id = await _applied(
         gctx,
         ectx,
@@ -83,7 +83,7 @@ async def test_applying_outside_the_window_is_refused_and_nothing_saved():
 async def test_matches_as_of_a_later_date_see_the_certificate_expire(client):
     owner, ent, ectx = await org("enterprise")
     _, _, gctx = await org("government")
-    today = dt.date.today()
+    today = clock.today()
     policy_id = await services.create_policy(
         gctx,
         services.parse_policy(

@@ -9,7 +9,7 @@ import json
 from canal.park.policy import services
 from canal.park.policy.demo_data import load_policies
 from canal.park.policy.tables import Fact
-from canal.platform import db
+from canal.platform import clock, db
 from tests.factories import csrf_from, sign_in, unique
 from tests.policy.helpers import CRITERIA, org, policy_json
 
@@ -66,7 +66,7 @@ async def test_portrait_form_refuses_bad_facts_and_saves_good_ones(client):
     await sign_in(client, owner)
     base = f"/t/{ent.slug}/m/policy"
     csrf = csrf_from((await client.get(f"{base}/portrait")).text)
-    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    tomorrow = (clock.today() + dt.timedelta(days=1)).isoformat()
     r = await client.post(
         f"{base}/portrait",
         data={
@@ -168,7 +168,7 @@ async def test_catalogue_search_in_chinese_with_filters(client):
     _owner, _gov, ctx = await org("government")
     # A Latin token unique to this run (Chinese words would also find earlier runs' policies).
     word = unique("zc")
-    today = dt.date.today()
+    today = clock.today()
     open_id = await services.create_policy(
         ctx,
         services.parse_policy(

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 
 from canal.park.policy import jobs, services
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.notifications.tables import Notification
 from tests.policy.helpers import CRITERIA, org, policy_json
 
@@ -31,7 +31,7 @@ async def test_window_closing_reminder_only_for_unapplied_eligible_matches():
     _, _, gctx = await org("government")
     owner, _ent, ectx = await org("enterprise")
     applied_owner, _applied, actx = await org("enterprise")
-    today = dt.date.today()
+    today = clock.today()
     closes = today + dt.timedelta(days=jobs.CLOSING_SOON_DAYS)
     title = f"即将截止的政策{uuid.uuid4().hex[:6]}"
     policy_id = await services.create_policy(

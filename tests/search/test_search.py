@@ -7,12 +7,12 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import time
 import uuid
 
 import httpx
 import pytest
 
+from canal.platform import clock
 from canal.platform.http.context import TenantContext, TenantRef
 from canal.platform.http.errors import CanalError
 from canal.platform.search.services import SearchService, quote
@@ -267,16 +267,20 @@ async def test_expired_or_forged_tenant_token_is_refused(listings):
     key_uid, key = await listings.search_key()
     index = listings.uid("listings")
     rules = {index: {"filter": 'visibility = "public"'}}
-    fresh = _jwt({"apiKeyUid": key_uid, "searchRules": rules, "exp": int(time.time()) + 60}, key)
+    fresh = _jwt(
+        {"apiKeyUid": key_uid, "searchRules": rules, "exp": int(clock.timestamp()) + 60}, key
+    )
     assert (await _direct(listings, fresh, index, {"q": ""})).status_code == 200
-    expired = _jwt({"apiKeyUid": key_uid, "searchRules": rules, "exp": int(time.time()) - 5}, key)
+    expired = _jwt(
+        {"apiKeyUid": key_uid, "searchRules": rules, "exp": int(clock.timestamp()) - 5}, key
+    )
     answer = await _direct(listings, expired, index, {"q": ""})
     assert answer.status_code == 403, answer.text
     forged = _jwt({"apiKeyUid": key_uid, "searchRules": {"*": {}}}, "not-the-key-" + key)
     assert (await _direct(listings, forged, index, {"q": ""})).status_code == 403
     # A short-lived token made by the service really expires.
     short = await listings.tenant_token("listings", A, dt.timedelta(seconds=1))
-    assert short.expires_at <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1, seconds=1)
+    assert short.expires_at <= clock.now() + dt.timedelta(minutes=1, seconds=1)
 
 
 async def test_search_only_key_cannot_write_or_read_keys(listings):
@@ -310,4 +314,4 @@ async def test_search_only_key_cannot_write_or_read_keys(listings):
     assert claims["searchRules"] == {
         token.index: {"filter": f'(visibility = "public" OR tenant_id = "{A.tenant_id}")'}
     }
-    assert claims["exp"] > time.time()
+    assert claims["exp"] > clock.timestamp()

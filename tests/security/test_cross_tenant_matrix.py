@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from httpx import ASGITransport, AsyncClient
 
-from canal.platform import db
+from canal.platform import clock, db
 from tests.factories import Person, make_tenant, make_user, sign_in, unique
 
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
@@ -65,7 +65,7 @@ async def _build_world(app) -> World:
         role="member",
         token_hash=token_hash(new_token()),
         invited_by=alice.user_id,
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=7),
+        expires_at=clock.now() + dt.timedelta(days=7),
     )
     async with db.tenant_scope(tenant_a.id, alice.user_id):
         await Membership.insert(Membership(tenant_id=tenant_a.id, user_id=amy.user_id))

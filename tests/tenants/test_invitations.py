@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.access.services import access
 from canal.platform.identity.tables import OutboxMessage
 from canal.tenants.tables import Invitation
@@ -130,7 +130,7 @@ async def test_expired_invitation_is_refused(client, owner_and_tenant):
     created = await _invite(client, tenant.slug, invitee.login)
     async with db.tenant_scope(tenant.id):
         await Invitation.update(
-            {Invitation.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)}
+            {Invitation.expires_at: clock.now() - dt.timedelta(minutes=1)}
         ).where(Invitation.id == created["invitation"]["id"])
     tenant_id, token = token_from(created["link"])
     await sign_in(client, invitee)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canal.platform import invalidation
+from canal.platform import clock, invalidation
 from canal.tenants import services as tenant_services
 from tests.factories import make_tenant, make_user, sign_in
 
@@ -113,7 +113,7 @@ async def test_a_paid_period_ends_without_any_write(client):
     await sign_in(client, owner)
     import datetime as dt
 
-    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    soon = clock.now() + dt.timedelta(seconds=1)
     from canal.platform import db
 
     async with db.transaction():
@@ -122,7 +122,7 @@ async def test_a_paid_period_ends_without_any_write(client):
         )
     home = f"/api/v1/t/{tenant.slug}/m/policy"
     assert (await client.get(home)).status_code == 200
-    await asyncio.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
+    await asyncio.sleep(max(0.0, (soon - clock.now()).total_seconds()) + 0.05)
     assert (await client.get(home)).status_code == 403
 
 

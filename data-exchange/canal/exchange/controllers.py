@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -14,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from canal.exchange import masking, services
 from canal.exchange.pii import KIND_LABELS
+from canal.platform import clock
 from canal.platform.http.errors import CanalError
 from canal.platform.http.tenancy import current_principal, tenant_context
 from canal.platform.modules import visible_nav
@@ -805,7 +805,7 @@ async def _grant_page(
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
     queries = await services.grant_queries(ctx, grant_id)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     usable = grant["status"] == "active" and (
         grant["expires_at"] is None or grant["expires_at"] > now
     )

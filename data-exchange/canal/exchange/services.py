@@ -29,7 +29,7 @@ from canal.exchange.tables import (
     QueryRun,
     UsageEvent,
 )
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext, TenantRef
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
@@ -88,7 +88,7 @@ ENDED_SUBSCRIPTION = ("canceled", "unpaid", "incomplete_expired")
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def _err(field: str, code: str, zh: str, en: str) -> FieldError:
@@ -2359,11 +2359,12 @@ async def query_statement(ctx: TenantContext) -> list[dict[str, Any]]:
 
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         rows = await UsageRecord.raw(
-            "SELECT to_char(created_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM') AS month, "
+            "SELECT to_char(created_at AT TIME ZONE {}, 'YYYY-MM') AS month, "
             "sum(quantity) AS amount_fen, count(*) AS queries, "
             "bool_and(invoice_item_id IS NOT NULL) AS invoiced "
             "FROM billing_usage WHERE tenant_id = {} AND meter = {} "
             "GROUP BY 1 ORDER BY 1 DESC LIMIT 24",
+            clock.zone_name(),
             ctx.tenant_id,
             QUERY_METER,
         )
@@ -2402,7 +2403,7 @@ async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[st
 async def rate_limit(redis: Any, grant_id: uuid.UUID) -> None:
     """At most API_RATE_PER_MINUTE pages in any 60 seconds (a sliding log, not per clock
     minute: a fixed window let a burst across a minute boundary through at twice the rate)."""
-    now = time.time()
+    now = clock.timestamp()
     key = f"canal:exchange:rate:{grant_id}"
     member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
     async with redis.pipeline(transaction=True) as pipe:
@@ -2554,10 +2555,9 @@ async def _name_usage(ctx: TenantContext, events: list[dict[str, Any]], *, every
 
 def usage_series(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Per day (Beijing time): uses by action, and revenue in yuan."""
-    tz = dt.timezone(dt.timedelta(hours=8))
     days: dict[str, dict[str, float]] = {}
     for e in events:
-        day = e["created_at"].astimezone(tz).date().isoformat()
+        day = clock.local_date(e["created_at"]).isoformat()
         bucket = days.setdefault(
             day,
             {"sample": 0, "download": 0, "query": 0, "api_page": 0, "purchase": 0, "revenue": 0.0},

@@ -44,11 +44,18 @@ def environment() -> Environment:
         enable_async=False,
     )
     env.filters["beijing_time"] = beijing_time
+    env.filters["local_date"] = local_date
     return env
 
 
-# China has one time zone and no daylight saving: UTC+8 needs no tz database.
-BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
+# The display time zone. The web layer imports nothing of the platform, so the platform hands it
+# over at start-up (``use_display_timezone(clock.display_tz())``); until then, China's UTC+8.
+_display_tz: dt.tzinfo = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def use_display_timezone(tz: dt.tzinfo) -> None:
+    global _display_tz
+    _display_tz = tz
 
 
 def beijing_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -57,7 +64,17 @@ def beijing_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(BEIJING).strftime(fmt)
+    return value.astimezone(_display_tz).strftime(fmt)
+
+
+def local_date(value: dt.datetime | dt.date | None) -> str:
+    """The day a stored (UTC) moment fell on here: ``{{ row.submitted_at | local_date }}``. A
+    plain date is already a local day and is shown as it is."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return beijing_time(value, "%Y-%m-%d")
+    return value.isoformat()
 
 
 def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:

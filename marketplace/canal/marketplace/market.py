@@ -32,7 +32,7 @@ from canal.marketplace.tables import (
     Review,
     Voucher,
 )
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
@@ -54,7 +54,7 @@ def _json(value: Any) -> Any:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def _text(
@@ -1353,7 +1353,7 @@ async def answer_quote(
 
 def _today() -> dt.date:
     # Deadlines are dates in China's time zone (a quote valid "until 3 December" means there).
-    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    return clock.today()
 
 
 def _refuse_expired(quote: QuoteView) -> None:
@@ -2577,13 +2577,14 @@ class MonthRow:
 async def monthly_figures(operator_id: uuid.UUID) -> list[MonthRow]:
     async with db.platform_scope(operator_id):
         rows = await Order.raw(
-            "SELECT to_char(created_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM') AS month, "
+            "SELECT to_char(created_at AT TIME ZONE {}, 'YYYY-MM') AS month, "
             "category, "
             "count(*) AS orders, coalesce(sum(list_price_fen - refunded_fen), 0) AS turnover, "
             "coalesce(sum(commission_fen - commission_reversed_fen), 0) AS commission, "
             "coalesce(sum(voucher_subsidy_fen - voucher_refunded_fen), 0) AS voucher "
             "FROM market_orders WHERE paid_at IS NOT NULL AND module = {} "
             "GROUP BY 1, 2 ORDER BY 1, 2",
+            clock.zone_name(),
             MODULE,
         )
     return [
@@ -2605,8 +2606,6 @@ def new_voucher_code() -> str:
 
 # --- vouchers (服务券 / 创新券) ---------------------------------------------------------------
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
-
 
 @dataclass(frozen=True)
 class VoucherView:
@@ -2627,7 +2626,7 @@ class VoucherView:
 
     @property
     def valid_through(self) -> dt.date:
-        return (self.expires_at.astimezone(CHINA) - dt.timedelta(seconds=1)).date()
+        return clock.local_date(self.expires_at - dt.timedelta(seconds=1))
 
     def usable(self, at: dt.datetime) -> bool:
         return self.order_id is None and at < self.expires_at
@@ -2798,7 +2797,7 @@ async def issue_voucher(
         raise invalid(errors)
     assert holder is not None
     # "Valid through 31 December" in China ends at midnight starting 1 January, +08:00.
-    expires_at = dt.datetime.combine(through + dt.timedelta(days=1), dt.time(), CHINA)
+    expires_at = clock.end_of_day(through)
     voucher = Voucher(
         tenant_id=holder["id"],
         code=new_voucher_code(),

@@ -18,7 +18,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
-from canal.platform import db, invalidation, jobs
+from canal.platform import clock, db, invalidation, jobs
 from canal.platform.access.services import access
 from canal.platform.http.auth import AuthenticationMiddleware
 from canal.platform.http.csrf import CSRFMiddleware
@@ -34,7 +34,7 @@ from canal.platform.modules import registry
 from canal.platform.notifications.controllers import populate_unread
 from canal.platform.runtime import Runtime, close_services, open_services
 from canal.tenants.shell import populate_shell
-from canal.web.render import STATIC_DIR, add_template_dir
+from canal.web.render import STATIC_DIR, add_template_dir, use_display_timezone
 
 log = logging.getLogger("canal.app")
 
@@ -135,6 +135,7 @@ async def _shell_data(request: Any) -> None:
 def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
     settings = runtime.settings
     configure_logging(settings.log_json)
+    use_display_timezone(clock.display_tz())
     for path in _template_dirs():
         add_template_dir(path)
 

@@ -18,14 +18,25 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.table import Table
 
+from canal.platform import clock
 from canal.platform.settings import Settings
 
 log = logging.getLogger("canal.db")
 
 PLATFORM_SCOPE = "platform"
+
+
+def _clock_now(_: TimestamptzNow) -> Any:
+    return clock.now()
+
+
+# Piccolo fills ``default=TimestamptzNow()`` columns in Python when a row is saved: let them read
+# the one clock too, so a ``created_at`` agrees with the rules that compare it with ``now()``.
+setattr(TimestamptzNow, "python", _clock_now)  # noqa: B010
 
 
 def engine() -> PostgresEngine:

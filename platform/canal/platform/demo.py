@@ -1,12 +1,19 @@
 """Demo data in Chinese that feels real: the operator, a park, enterprises, a community, a resident.
 
-Idempotent: a second run finds the operator and changes nothing. Passwords are random per
-checkout (kept in ``var/demo-logins.json``), so no credential ever sits in the repository.
+Idempotent: a second run finds the operator and changes nothing. All or nothing: a seeding that
+stops half-way (an error, Ctrl-C, a killed process) leaves no half-made district behind — the
+demo database and its search indexes are made afresh, on the spot or at the next start. Dated
+from the day it is seeded: modules write their dates as of ``DEMO_WRITTEN_ON`` and move them by
+``shift_dates`` to today, so ``canal demo`` tells the same story on any day. Passwords are random
+per checkout (kept in ``var/demo-logins.json``), so no credential ever sits in the repository.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import re
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
@@ -15,7 +22,7 @@ from typing import Any
 
 import pyotp
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.http.context import TenantContext
 from canal.platform.runtime import Runtime
 
@@ -173,6 +180,32 @@ DEMO_MODULES = {
 }
 
 
+log = logging.getLogger("canal.demo")
+
+# The day the demo's fixed dates (policy windows, certificates, founding dates) were written for.
+DEMO_WRITTEN_ON = dt.date(2026, 11, 24)
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def shift_dates(value: Any, days: int | None = None) -> Any:
+    """``value`` (JSON-like) with every ISO date string moved by ``days`` — by default from
+    ``DEMO_WRITTEN_ON`` to today (Beijing), so windows that were open on that day are open today
+    and a certificate that lapsed a month before still lapsed a month before."""
+    if days is None:
+        days = (clock.today() - DEMO_WRITTEN_ON).days
+    if isinstance(value, dict):
+        return {k: shift_dates(v, days) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shift_dates(v, days) for v in value]
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            moved = dt.date.fromisoformat(value) + dt.timedelta(days=days)
+        except ValueError:
+            return value
+        return moved.isoformat()
+    return value
+
+
 def _credit_code(code17: str) -> str:
     from canal.tenants.validators import credit_code_check_char
 
@@ -187,18 +220,65 @@ def logins_path(runtime: Runtime) -> Path:
 
 
 async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
+    """Seed the demo district once; later calls return the logins of the first.
+
+    A database with people but no logins file is what an interrupted seeding leaves: it is
+    made afresh before seeding again. A seeding that fails makes it afresh before re-raising.
+    """
+    from canal.platform.identity.tables import User
+    from canal.tenants.tables import Tenant
+
+    logins_file = logins_path(runtime)
+    await db.start_pool(runtime.app_dsn, min_size=1, max_size=4)
+    try:
+        if logins_file.exists() and await Tenant.exists().where(Tenant.slug == "szdc"):
+            return [DemoLogin(**item) for item in json.loads(logins_file.read_text())]
+        half_made = await User.exists()
+    finally:
+        await db.close_pool()
+    if half_made:
+        log.warning("an earlier demo seeding stopped half-way: making the demo database afresh")
+        await reset_demo_database(runtime)
+    try:
+        return await _seed(runtime, logins_file)
+    except BaseException:
+        log.error("demo seeding failed: making the demo database afresh (nothing half-made)")
+        await reset_demo_database(runtime)
+        raise
+
+
+def _write_logins(path: Path, logins: list[DemoLogin]) -> None:
+    # Written last: its presence is what says the seeding completed.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2))
+    path.chmod(0o600)
+
+
+async def reset_demo_database(runtime: Runtime) -> None:
+    """Drop the demo database and its search indexes, then migrate an empty one."""
+    from canal.platform.runtime import migrate
+    from canal.platform.search.services import SearchService
+
+    logins_path(runtime).unlink(missing_ok=True)
+    await db.drop_database(runtime.settings, runtime.server_url)
+    await migrate(runtime)
+    search = SearchService(
+        runtime.meili_url, runtime.meili_key, prefix=runtime.settings.meili_index_prefix
+    )
+    for kind in search.indexes:
+        await search.drop(kind)
+
+
+async def _seed(runtime: Runtime, logins_file: Path) -> list[DemoLogin]:
     from canal.platform.access.services import access
     from canal.platform.identity.services import create_user
     from canal.platform.identity.tables import User
     from canal.tenants.services import create_operator_tenant, create_tenant
     from canal.tenants.tables import Membership, Tenant
 
-    logins_file = logins_path(runtime)
     await db.start_pool(runtime.app_dsn, min_size=1, max_size=4)
     try:
         await access().reload()
-        if logins_file.exists() and await Tenant.exists().where(Tenant.slug == "szdc"):
-            return [DemoLogin(**item) for item in json.loads(logins_file.read_text())]
         password = "Dc-" + secrets.token_urlsafe(9)
         users: dict[str, uuid.UUID] = {}
         logins: list[DemoLogin] = []
@@ -248,11 +328,7 @@ async def seed_demo(runtime: Runtime) -> list[DemoLogin]:
         from canal.exchange.bank.demo import seed_bank  # every organisation's, not a module
 
         await seed_bank(world)
-        logins_file.parent.mkdir(parents=True, exist_ok=True)
-        logins_file.write_text(
-            json.dumps([asdict(x) for x in logins], ensure_ascii=False, indent=2)
-        )
-        logins_file.chmod(0o600)
+        _write_logins(logins_file, logins)
         return logins
     finally:
         await db.close_pool()

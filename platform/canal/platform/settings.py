@@ -38,6 +38,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     secure_cookies: bool = True
     debug: bool = False
     default_locale: str = "zh_CN"
+    # The one time zone people read and rules decide in (canal.platform.clock); stored
+    # timestamps stay UTC. China has one zone, so this is a setting only for another deployment.
+    display_timezone: str = "Asia/Shanghai"
+    # Moves Canal's clock (canal.platform.clock) by this many seconds, for rehearsing a date in
+    # tests and demos; servers and libraries keep real time. Never set in production.
+    clock_offset_seconds: float = 0.0
     session_days: int = 14
     lockout_threshold: int = 5
     lockout_minutes: int = 15
@@ -86,6 +92,8 @@ def _coerce(raw: str, annotation: object) -> object:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if "int" in text and "str" not in text:
         return int(raw)
+    if "float" in text:
+        return float(raw)
     if "Path" in text:
         return Path(raw)
     return raw

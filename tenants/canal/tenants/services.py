@@ -18,7 +18,7 @@ from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.access.roles import RoleDef, role_catalog
 from canal.platform.access.services import access, role_subject, subject
 from canal.platform.access.tables import CasbinRule
@@ -615,7 +615,7 @@ async def invite_member(
         raise invalid(errors)
     assert contact is not None and role_def is not None
     channel, address = ("email", contact[1]) if contact[0] == "email" else ("sms", contact[1])
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     token = new_token()
     link = invitation_link(base_url, ctx.tenant_id, token)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
@@ -693,7 +693,7 @@ async def invite_member(
 
 
 async def pending_invitations(ctx: TenantContext) -> list[InvitationView]:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         rows = (
             await Invitation.select()
@@ -709,7 +709,7 @@ async def pending_invitations(ctx: TenantContext) -> list[InvitationView]:
 
 
 async def revoke_invitation(ctx: TenantContext, invitation_id: uuid.UUID, *, ip: str = "") -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         row = (
             await Invitation.select()
@@ -789,7 +789,7 @@ async def _active_tenant(tenant_id: uuid.UUID) -> dict[str, Any]:
 
 async def preview_invitation(tenant_id: uuid.UUID, token: str) -> InvitationPreview:
     """What the invite page shows; an unknown token or tenant answers 404."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     async with db.tenant_scope(tenant_id):
         tenant = await _active_tenant(tenant_id)
         row = await _invitation_by_token(tenant_id, token)
@@ -816,7 +816,7 @@ async def accept_invitation(
     The invitation is marked used by a conditional UPDATE, so two simultaneous acceptances
     of one link cannot both succeed.
     """
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     async with db.tenant_scope(tenant_id, user_id):
         tenant = await _active_tenant(tenant_id)
         row = await _invitation_by_token(tenant_id, token)
@@ -882,8 +882,7 @@ BILLING_NOTE_PREFIX = "billing:"
 def _entitled() -> Any:
     """Active, and — for paid plans — not past the end of the paid (or grace) period."""
     return (ModuleSubscription.status == "active") & (
-        ModuleSubscription.active_until.is_null()
-        | (ModuleSubscription.active_until > dt.datetime.now(dt.UTC))
+        ModuleSubscription.active_until.is_null() | (ModuleSubscription.active_until > clock.now())
     )
 
 
@@ -951,7 +950,7 @@ async def _subscriptions(tenant_id: uuid.UUID) -> tuple[tuple[str, str, dt.datet
 
 
 async def module_enabled(tenant_id: uuid.UUID, module_key: str) -> bool:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     return any(
         key == module_key and (status == "active" and (until is None or until > now))
         for key, status, until in await _subscriptions(tenant_id)
@@ -959,7 +958,7 @@ async def module_enabled(tenant_id: uuid.UUID, module_key: str) -> bool:
 
 
 async def enabled_modules(tenant_id: uuid.UUID) -> set[str]:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     return {
         key
         for key, status, until in await _subscriptions(tenant_id)
@@ -1055,7 +1054,7 @@ async def module_catalogue(ctx: TenantContext) -> list[ModuleEntry]:
     from canal.platform.billing.catalogue import paid_plans
 
     subs = {r["module_key"]: r for r in rows}
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     entries = []
     for key, spec in registry().items():
         sub = subs.get(key)
@@ -1115,7 +1114,7 @@ async def set_module(
         if (
             row is not None
             and row["note"].startswith(BILLING_NOTE_PREFIX)
-            and _row_entitled(row, dt.datetime.now(dt.UTC))
+            and _row_entitled(row, clock.now())
         ):
             raise CanalError(
                 "billing_managed",

@@ -6,11 +6,10 @@ expiry; per-query prices are billed per month as invoice items."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from tests.exchange.helpers import Org, active_grant, approved_provider, make_org, published_dataset
 from tests.factories import csrf_from, sign_in
 
@@ -253,7 +252,7 @@ async def test_subscription_checkout_real_subscription_cancel_and_end(
     assert await process_event(created["id"]) == "active"
     grant = await _grant(grant_id)
     assert grant["subscription_id"] == sub.id and grant["paid_at"] is not None
-    assert grant["expires_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=27)
+    assert grant["expires_at"] > clock.now() + dt.timedelta(days=27)
     assert {buyer.owner.user_id, provider.owner.user_id} <= await _told(grant_id)
     rows = f"{buyer.api}/grants/{grant_id}/rows"
     assert (await client.get(rows)).status_code == 200
@@ -275,7 +274,7 @@ async def test_subscription_checkout_real_subscription_cancel_and_end(
     )
     assert stopped.status_code == 303, stopped.text
     grant = await _grant(grant_id)
-    assert grant["cancel_at_period_end"] is True and grant["expires_at"] > dt.datetime.now(dt.UTC)
+    assert grant["cancel_at_period_end"] is True and grant["expires_at"] > clock.now()
     assert (await client.get(rows)).status_code == 200
     shown = await client.get(f"{buyer.api}/grants/{grant_id}")
     assert shown.json()["payment"]["renews"] is False
@@ -307,7 +306,7 @@ async def test_subscription_renewal_failed_payment_and_out_of_order_events(
     provider, buyer, grant_id = await _paid_grant(client, op, "subscription", "99.00")
     customer = await billing.ensure_customer(buyer.ctx)
     sub_id = f"sub_gone_{uuid.uuid4().hex[:12]}"
-    now = int(time.time())
+    now = int(clock.timestamp())
     month = 30 * 86400
     p1, p2, p3 = (
         (now - 10, now + month),
@@ -400,7 +399,7 @@ async def test_per_query_prices_are_billed_per_month_as_an_invoice_item(
 
     # The month is not over: nothing is invoiced yet.
     assert await billing.invoice_priced_usage() == 0
-    next_month = dt.datetime.now(dt.UTC) + dt.timedelta(days=32)
+    next_month = clock.now() + dt.timedelta(days=32)
     made = await billing.invoice_priced_usage(now=next_month)
     assert made >= 1
     customer = await billing.ensure_customer(buyer.ctx)

@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from canal.marketplace import market, money
+from canal.platform import clock
 from canal.platform.http.errors import CanalError
 from tests.factories import unique
 from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
@@ -43,7 +44,7 @@ async def test_charge_fee_payout_subsidy_and_refund_add_up(
             kind="innovation",
             amount=voucher,
             categories=["tax"],
-            valid_through=(dt.date.today() + dt.timedelta(days=30)).isoformat(),
+            valid_through=(clock.today() + dt.timedelta(days=30)).isoformat(),
         )
         voucher_id = issued.id
     order, secret = await market.pay_order(order.id, buyer.ctx, voucher_id=voucher_id)
@@ -122,10 +123,10 @@ async def test_charge_fee_payout_subsidy_and_refund_add_up(
                 kind=money.VoucherKind.INNOVATION,
                 amount_fen=money.parse_price(voucher),
                 eligible_categories=frozenset({"tax"}),
-                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+                expires_at=clock.now() + dt.timedelta(days=1),
             ),
             category="tax",
-            at=dt.datetime.now(dt.UTC),
+            at=clock.now(),
         ),
         refund_fen,
     )
@@ -187,7 +188,7 @@ async def test_voucher_rules_refuse_clearly_and_change_nothing(app, gateway, sta
         kind="service",
         amount="100",
         categories=["legal"],
-        valid_through=dt.date.today().isoformat(),
+        valid_through=clock.today().isoformat(),
     )
     with pytest.raises(CanalError) as bad:
         await market.issue_voucher(
@@ -223,7 +224,7 @@ async def test_voucher_rules_refuse_clearly_and_change_nothing(app, gateway, sta
         kind="innovation",
         amount="800",
         categories=["tax", "legal"],
-        valid_through=(dt.date.today() + dt.timedelta(days=1)).isoformat(),
+        valid_through=(clock.today() + dt.timedelta(days=1)).isoformat(),
     )
     posts = len(standin.sent("POST", "/v1/payment_intents"))
     paid, secret = await market.pay_order(order.id, buyer.ctx, voucher_id=full.id)
@@ -427,7 +428,7 @@ async def test_refunds_reconcile_with_stripe_to_the_fen(
     deltas = {0: 0, 1: 1234, 2: 10001}
     list_fen = money.parse_price(price) + sum(deltas[i] for i in (options or [0]))
     assert order.list_price_fen == list_fen
-    valid = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    valid = (clock.today() + dt.timedelta(days=30)).isoformat()
     issued = [
         await market.issue_voucher(
             staff.user_id,
@@ -447,7 +448,7 @@ async def test_refunds_reconcile_with_stripe_to_the_fen(
         voucher=None,
         vouchers=[v.as_money() for v in issued],
         category="tax",
-        at=dt.datetime.now(dt.UTC),
+        at=clock.now(),
     )
     assert (order.buyer_paid_fen, order.voucher_subsidy_fen) == (
         expected.buyer_paid_fen,

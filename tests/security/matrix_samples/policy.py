@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 
 
 async def add_samples(world: Any, ctx_a: Any) -> None:
@@ -20,7 +20,7 @@ async def add_samples(world: Any, ctx_a: Any) -> None:
     from canal.park.policy.tables import Application, CataloguePolicy, Policy, PolicyVersion, Review
 
     marker = world.markers[0]
-    today = dt.date.today()
+    today = clock.today()
     version = {
         "title": f"{marker}的政策",
         "issuer": "测试发文机关",

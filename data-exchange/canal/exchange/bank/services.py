@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext, TenantRef
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
@@ -57,7 +57,7 @@ NOTIFY_KIND = register_kind(NotificationKind("bank", "数据银行", "Data bank"
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 # --- whose bank -------------------------------------------------------------------------------
@@ -504,7 +504,7 @@ async def create_folder(space: Space, parent_id: uuid.UUID | None, raw_name: str
             space,
             "INSERT INTO @folders (id, @owner, parent_id, name, created_by, created_at"
             + (", backup_schedule, backup_keep" if not space.personal else "")
-            + ") VALUES ({}, {}, {}, {}, {}, now()"
+            + ") VALUES ({}, {}, {}, {}, {}, {}"
             + (", 'off', 7" if not space.personal else "")
             + ")",
             folder_id,
@@ -512,6 +512,7 @@ async def create_folder(space: Space, parent_id: uuid.UUID | None, raw_name: str
             parent_id,
             name,
             space.user_id,
+            _now(),
         )
         return await _folder_row(space, folder_id)
 
@@ -669,7 +670,7 @@ async def _add_version(
         space,
         "INSERT INTO @versions (id, @owner, file_id, number, object_id, storage_class, size, "
         "content_type, sha256, note, created_by, created_at) "
-        "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, now())",
+        "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
         version_id,
         space.owner_id,
         file_id,
@@ -681,12 +682,13 @@ async def _add_version(
         sha256,
         note[:200],
         space.user_id,
+        _now(),
     )
     await _q(
         space,
-        "UPDATE @files SET current_version_id = {}, updated_at = now() "
-        "WHERE id = {} AND @owner = {}",
+        "UPDATE @files SET current_version_id = {}, updated_at = {} WHERE id = {} AND @owner = {}",
         version_id,
+        _now(),
         file_id,
         space.owner_id,
     )
@@ -757,12 +759,13 @@ async def upload(
                     await _q(
                         space,
                         "INSERT INTO @files (id, @owner, folder_id, name, created_by, "
-                        "created_at, updated_at) VALUES ({}, {}, {}, {}, {}, now(), now())",
+                        "created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, {})",
                         file_id,
                         space.owner_id,
                         folder_id,
                         name,
                         space.user_id,
+                        *(_now(),) * 2,
                     )
             await _add_version(
                 space,
@@ -873,7 +876,6 @@ async def download_url(
 ZIP_MAX_FILES = 1000
 ZIP_MAX_BYTES = 1024 * MB
 _COMPRESSIBLE = ("text/", "application/json")  # everything else we accept is compressed
-_CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 @dataclass(frozen=True)
@@ -994,9 +996,7 @@ async def _zip_stream(space: Space, plan: ZipPlan) -> AsyncIterator[bytes]:
     writer: IO[bytes] | None = None
     try:
         for entry in plan.entries:
-            info = zipfile.ZipInfo(
-                entry.path, date_time=entry.changed.astimezone(_CHINA).timetuple()[:6]
-            )
+            info = zipfile.ZipInfo(entry.path, date_time=clock.local(entry.changed).timetuple()[:6])
             info.external_attr = 0o644 << 16
             info.file_size = entry.size  # lets zipfile choose ZIP64 up front when needed
             info.compress_type = (
@@ -1063,8 +1063,9 @@ async def rename_file(space: Space, file_id: uuid.UUID, raw_name: str) -> File:
             raise _name_taken()
         await _q(
             space,
-            "UPDATE @files SET name = {}, updated_at = now() WHERE id = {} AND @owner = {}",
+            "UPDATE @files SET name = {}, updated_at = {} WHERE id = {} AND @owner = {}",
             name,
+            _now(),
             file_id,
             space.owner_id,
         )
@@ -1080,8 +1081,9 @@ async def move_file(space: Space, file_id: uuid.UUID, target_id: uuid.UUID | Non
             raise _name_taken("target")
         await _q(
             space,
-            "UPDATE @files SET folder_id = {}, updated_at = now() WHERE id = {} AND @owner = {}",
+            "UPDATE @files SET folder_id = {}, updated_at = {} WHERE id = {} AND @owner = {}",
             target_id,
+            _now(),
             file_id,
             space.owner_id,
         )
@@ -1096,8 +1098,9 @@ async def _revoke_links(space: Space, file_ids: list[uuid.UUID]) -> None:
     bring back a link its owner may have deleted the file to stop."""
     await _q(
         space,
-        "UPDATE @shares SET revoked_at = now() WHERE @owner = {} AND file_id = ANY({}::uuid[]) "
+        "UPDATE @shares SET revoked_at = {} WHERE @owner = {} AND file_id = ANY({}::uuid[]) "
         "AND revoked_at IS NULL",
+        _now(),
         space.owner_id,
         file_ids,
     )
@@ -1108,8 +1111,9 @@ async def delete_file(space: Space, file_id: uuid.UUID, *, ip: str = "") -> None
         file = await _file_row(space, file_id)
         await _q(
             space,
-            "UPDATE @files SET deleted_at = now(), trash_id = {}, trash_root = true, "
+            "UPDATE @files SET deleted_at = {}, trash_id = {}, trash_root = true, "
             "deleted_by = {} WHERE id = {} AND @owner = {}",
+            _now(),
             uuid.uuid4(),
             space.user_id,
             file_id,
@@ -1134,8 +1138,9 @@ async def delete_folder(space: Space, folder_id: uuid.UUID, *, ip: str = "") -> 
         ids = await _subtree(space, folder_id)
         await _q(
             space,
-            "UPDATE @folders SET deleted_at = now(), trash_id = {}, trash_root = (id = {}), "
+            "UPDATE @folders SET deleted_at = {}, trash_id = {}, trash_root = (id = {}), "
             "deleted_by = {} WHERE @owner = {} AND id = ANY({}::uuid[]) AND deleted_at IS NULL",
+            _now(),
             trash_id,
             folder_id,
             space.user_id,
@@ -1144,9 +1149,10 @@ async def delete_folder(space: Space, folder_id: uuid.UUID, *, ip: str = "") -> 
         )
         binned = await _q(
             space,
-            "UPDATE @files SET deleted_at = now(), trash_id = {}, trash_root = false, "
+            "UPDATE @files SET deleted_at = {}, trash_id = {}, trash_root = false, "
             "deleted_by = {} WHERE @owner = {} AND folder_id = ANY({}::uuid[]) "
             "AND deleted_at IS NULL RETURNING id",
+            _now(),
             trash_id,
             space.user_id,
             space.owner_id,
@@ -1438,7 +1444,7 @@ async def start_upload(
         await _q(
             space,
             "INSERT INTO @uploads (id, @owner, folder_id, into_file, name, size, part_size, "
-            "created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, now())",
+            "created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
             upload_id,
             space.owner_id,
             folder_id,
@@ -1447,6 +1453,7 @@ async def start_upload(
             size,
             PART_SIZE,
             space.user_id,
+            _now(),
         )
         row = await _chunked_row(space, upload_id)
     return await _chunked(space, row)
@@ -1642,7 +1649,7 @@ async def create_share(
         await _q(
             space,
             "INSERT INTO @shares (id, @owner, file_id, token_hash, expires_at, max_downloads, "
-            "downloads, created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, 0, {}, now())",
+            "downloads, created_by, created_at) VALUES ({}, {}, {}, {}, {}, {}, 0, {}, {})",
             share_id,
             space.owner_id,
             file_id,
@@ -1650,6 +1657,7 @@ async def create_share(
             _now() + dt.timedelta(days=days),
             max_downloads,
             space.user_id,
+            _now(),
         )
         await record(
             "bank.share_created",
@@ -1670,8 +1678,9 @@ async def revoke_share(
         await _file_row(space, file_id)
         rows = await _q(
             space,
-            "UPDATE @shares SET revoked_at = coalesce(revoked_at, now()) "
+            "UPDATE @shares SET revoked_at = coalesce(revoked_at, {}) "
             "WHERE id = {} AND file_id = {} AND @owner = {} RETURNING id",
+            _now(),
             share_id,
             file_id,
             space.owner_id,
@@ -1730,14 +1739,14 @@ async def _space_of_token(token: str) -> Space:
 async def _open_share(space: Space, token: str, *, count: bool) -> tuple[File, Version, Share]:
     share_sql = (
         "UPDATE @shares SET downloads = downloads + 1 WHERE token_hash = {} AND @owner = {} "
-        "AND revoked_at IS NULL AND expires_at > now() "
+        "AND revoked_at IS NULL AND expires_at > {} "
         "AND (max_downloads IS NULL OR downloads < max_downloads) RETURNING *"
         if count
         else "SELECT * FROM @shares WHERE token_hash = {} AND @owner = {} "
-        "AND revoked_at IS NULL AND expires_at > now() "
+        "AND revoked_at IS NULL AND expires_at > {} "
         "AND (max_downloads IS NULL OR downloads < max_downloads)"
     )
-    rows = await _q(space, share_sql, token_hash(token), space.owner_id)
+    rows = await _q(space, share_sql, token_hash(token), space.owner_id, _now())
     if not rows:
         raise _link_gone()
     share = _share(rows[0])
@@ -2238,12 +2247,13 @@ async def restore_backup(space: Space, backup_id: uuid.UUID, *, ip: str = "") ->
                     await _q(
                         space,
                         "INSERT INTO @files (id, @owner, folder_id, name, created_by, created_at, "
-                        "updated_at) VALUES ({}, {}, {}, {}, {}, now(), now())",
+                        "updated_at) VALUES ({}, {}, {}, {}, {}, {}, {})",
                         file_id,
                         space.owner_id,
                         place,
                         name,
                         space.user_id,
+                        *(_now(),) * 2,
                     )
                 await _add_version(
                     space,

@@ -21,6 +21,7 @@ from litestar.response import Redirect
 from litestar.status_codes import HTTP_201_CREATED
 
 from canal.marketplace import catalogue, market, money, orders
+from canal.platform import clock
 from canal.platform.access.services import access
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid
@@ -1268,7 +1269,7 @@ async def _order_page(
             "voucher_options": [
                 (str(v.id), f"{v.code} · {v.value_text(locale)}")
                 for v in (await market.my_vouchers(ctx) if party.value == "buyer" else [])
-                if v.usable(dt.datetime.now(dt.UTC)) and order.category in v.categories
+                if v.usable(clock.now()) and order.category in v.categories
             ],
             "errors": errors or [],
             "values": values or {},

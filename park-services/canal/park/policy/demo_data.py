@@ -1,11 +1,18 @@
 """Demo data of the policy module: 21 district, city and provincial policies (demo/policies.json,
-loaded through the same import code as the JSON import route) and three enterprise portraits."""
+loaded through the same import code as the JSON import route) and three enterprise portraits.
+
+Their dates are written as of ``DEMO_WRITTEN_ON`` and moved to the day of seeding
+(``canal.platform.demo.shift_dates``): windows open a few weeks ago close in a few weeks, on
+any date the demo is started."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+from canal.platform.demo import shift_dates
 
 POLICIES_FILE = Path(__file__).parent / "demo" / "policies.json"
 
@@ -63,9 +70,24 @@ PORTRAITS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_policies() -> dict[str, list[dict[str, Any]]]:
-    data: dict[str, list[dict[str, Any]]] = json.loads(POLICIES_FILE.read_text("utf-8"))
+def load_policies(days: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The demo policies by issuing organisation, dated from today (or moved by ``days``)."""
+    data: dict[str, list[dict[str, Any]]] = shift_dates(
+        json.loads(POLICIES_FILE.read_text("utf-8")), days
+    )
+    for items in data.values():
+        for policy in items:
+            # The year in a document number (东科发〔2026〕12号) follows its publication date.
+            year = str(policy.get("published_on") or "")[:4]
+            if year:
+                policy["doc_number"] = re.sub(r"〔\d{4}〕", f"〔{year}〕", policy["doc_number"])
     return data
+
+
+def portraits(days: int | None = None) -> dict[str, dict[str, Any]]:
+    """The demo enterprises' facts, dated from today (or moved by ``days``)."""
+    moved: dict[str, dict[str, Any]] = shift_dates(PORTRAITS, days)
+    return moved
 
 
 async def seed_demo(world: Any) -> None:
@@ -73,7 +95,7 @@ async def seed_demo(world: Any) -> None:
 
     for slug, items in load_policies().items():
         await services.import_policies(world.ctx(slug), items, publish=True)
-    for slug, facts in PORTRAITS.items():
+    for slug, facts in portraits().items():
         await services.set_facts(world.ctx(slug), facts, source="verified")
     # Match now so the demo opens with results (the worker's jobs repeat it idempotently).
     for slug in PORTRAITS:

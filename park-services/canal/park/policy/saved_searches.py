@@ -21,7 +21,7 @@ from typing import Any
 from canal.park.policy import services
 from canal.park.policy.search_tables import SavedSearch, SearchAlert
 from canal.park.policy.tables import CataloguePolicy
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.notifications.kinds import NotificationKind, register_kind
 from canal.platform.notifications.services import notify
@@ -258,13 +258,14 @@ async def alert_saved_searches(policy_id: uuid.UUID, version_number: int) -> int
             inserted = await SearchAlert.raw(
                 "INSERT INTO policy_search_alerts "
                 "(id, key, user_id, policy_id, version_number, search_id, created_at) "
-                "VALUES ({}, {}, {}, {}, {}, {}, now()) ON CONFLICT (key) DO NOTHING RETURNING id",
+                "VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (key) DO NOTHING RETURNING id",
                 uuid.uuid4(),
                 f"{user_id}:{policy_id}:{version_number}",
                 user_id,
                 policy_id,
                 version_number,
                 search["id"],
+                clock.now(),
             )
             if not inserted:
                 continue

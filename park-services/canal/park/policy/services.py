@@ -27,7 +27,7 @@ from canal.park.policy import store
 from canal.park.policy.facts import FACTS, Certification, FactType
 from canal.park.policy.matcher import CompiledPolicies
 from canal.park.policy.rules import AS_OF, Result, RuleError, evaluate, parse_rule
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
@@ -90,11 +90,11 @@ def label(table: Mapping[str, tuple[str, str]], key: str, locale: str) -> str:
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+    return clock.today()
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1136,10 +1136,11 @@ async def set_dismissed(ctx: TenantContext, policy_id: uuid.UUID, dismissed: boo
             return
         await Dismissal.raw(
             "INSERT INTO policy_dismissals (id, tenant_id, policy_id, created_at) "
-            "VALUES ({}, {}, {}, now()) ON CONFLICT (tenant_id, policy_id) DO NOTHING",
+            "VALUES ({}, {}, {}, {}) ON CONFLICT (tenant_id, policy_id) DO NOTHING",
             uuid.uuid4(),
             ctx.tenant_id,
             policy_id,
+            clock.now(),
         )
 
 

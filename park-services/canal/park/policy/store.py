@@ -495,7 +495,7 @@ async def store_matrix(
             4,
             (day - PG_EPOCH.date()).days,
             8,
-            (dt.datetime.now(dt.UTC) - PG_EPOCH) // dt.timedelta(microseconds=1),
+            (clock.now() - PG_EPOCH) // dt.timedelta(microseconds=1),
         )
 
         async def rows() -> AsyncIterator[bytes]:

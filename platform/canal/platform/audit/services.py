@@ -11,17 +11,15 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.chain import ACTION_MAX, IP_MAX, TARGET_MAX, canonical_payload, clean_text
 from canal.platform.audit.tables import AuditEvent
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import FieldError, invalid
 
-DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 200
 
@@ -280,10 +278,10 @@ async def _page(tenant_id: uuid.UUID | None, flt: AuditFilter, limit: int) -> Au
         args.append(escaped + "%")
     if flt.date_from:
         conditions.append("e.created_at >= {}")
-        args.append(datetime.combine(flt.date_from, time.min, tzinfo=DISPLAY_TZ))
+        args.append(clock.start_of_day(flt.date_from))
     if flt.date_to:
         conditions.append("e.created_at < {}")
-        args.append(datetime.combine(flt.date_to + timedelta(days=1), time.min, tzinfo=DISPLAY_TZ))
+        args.append(clock.end_of_day(flt.date_to))
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
     rows = await AuditEvent.raw(f"{_SELECT} {where} ORDER BY e.seq DESC LIMIT {limit + 1}", *args)
     more = len(rows) > limit
@@ -299,7 +297,7 @@ def _entry(row: dict[str, Any]) -> AuditEntry:
         data = {}
     return AuditEntry(
         seq=row["seq"],
-        created_at=row["created_at"].astimezone(DISPLAY_TZ),
+        created_at=clock.local(row["created_at"]),
         tenant_id=row["tenant_id"],
         tenant_name=row["tenant_name"],
         actor_id=row["actor_id"],

@@ -9,11 +9,10 @@ Stripe is read *before* that transaction (a re-fetch holds no lock).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.billing import services
 from canal.platform.billing.gateway import gateway
 from canal.platform.billing.tables import StripeEvent
@@ -123,7 +122,7 @@ async def process_event(event_id: str) -> str:
         async with db.transaction():
             claimed = (
                 await StripeEvent.update(
-                    {StripeEvent.status: "done", StripeEvent.processed_at: dt.datetime.now(dt.UTC)}
+                    {StripeEvent.status: "done", StripeEvent.processed_at: clock.now()}
                 )
                 .where((StripeEvent.event_id == event_id) & (StripeEvent.status == "pending"))
                 .returning(StripeEvent.event_id)

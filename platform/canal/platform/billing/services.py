@@ -9,13 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.billing import catalogue
 from canal.platform.billing.gateway import gateway
@@ -35,7 +34,6 @@ log = logging.getLogger("canal.billing")
 # past_due: the renewal invoice failed and Stripe is retrying it. The module stays usable for
 # GRACE after the unpaid period began; Stripe's retries end in canceled/unpaid, which ends it.
 GRACE = dt.timedelta(days=7)
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 ENTITLED_STATES = {"active", "trialing"}
 GRACE_STATES = {"past_due"}
 # incomplete: the first payment has not gone through yet — nothing granted until it does.
@@ -242,9 +240,9 @@ async def _grant_no_charge(ctx: TenantContext, module_key: str, plan: Plan, *, i
             BillingSubscription.source: "no_charge",
             BillingSubscription.stripe_subscription_id: None,
             BillingSubscription.status: "active",
-            BillingSubscription.current_period_start: dt.datetime.now(dt.UTC),
+            BillingSubscription.current_period_start: clock.now(),
             BillingSubscription.current_period_end: None,
-            BillingSubscription.updated_at: dt.datetime.now(dt.UTC),
+            BillingSubscription.updated_at: clock.now(),
         }
         if row is None:
             await BillingSubscription.insert(
@@ -339,7 +337,7 @@ def _not_in_no_charge() -> CanalError:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 # --- the billing page ---------------------------------------------------------------------------
@@ -1244,13 +1242,14 @@ async def record_usage(ctx: TenantContext, meter: str, quantity: int, identifier
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         inserted = await UsageRecord.raw(
             "INSERT INTO billing_usage (id, tenant_id, meter, quantity, identifier, created_at) "
-            "VALUES ({}, {}, {}, {}, {}, now()) "
+            "VALUES ({}, {}, {}, {}, {}, {}) "
             "ON CONFLICT (tenant_id, identifier) DO NOTHING RETURNING id",
             uuid.uuid4(),
             ctx.tenant_id,
             meter,
             quantity,
             identifier,
+            clock.now(),
         )
     if not inserted:
         return False
@@ -1310,7 +1309,7 @@ async def send_pending_usage(limit: int = 500) -> int:
 
 def usage_period_start(moment: dt.datetime) -> dt.datetime:
     """The start of the calendar month (Beijing time) holding ``moment``: usage periods."""
-    local = moment.astimezone(BEIJING)
+    local = clock.local(moment)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -1325,9 +1324,10 @@ async def invoice_priced_usage(now: dt.datetime | None = None) -> int:
     before = usage_period_start(now or _now())
     async with db.platform_scope():
         rows = await UsageRecord.raw(
-            "SELECT tenant_id, meter, date_trunc('month', created_at AT TIME ZONE 'Asia/Shanghai')"
+            "SELECT tenant_id, meter, date_trunc('month', created_at AT TIME ZONE {})"
             " AS month, sum(quantity) AS total FROM billing_usage WHERE invoice_item_id IS NULL"
             " AND meter = ANY({}) AND created_at < {} GROUP BY 1, 2, 3 ORDER BY 3",
+            clock.zone_name(),
             list(catalogue.PRICED_METERS),
             before,
         )
@@ -1346,7 +1346,7 @@ async def invoice_priced_usage(now: dt.datetime | None = None) -> int:
             metadata={"tenant_id": str(r["tenant_id"]), "meter": r["meter"], "month": month},
             idempotency_key=f"canal:usage:{r['tenant_id']}:{r['meter']}:{month}",
         )
-        start = r["month"].replace(tzinfo=BEIJING)
+        start = r["month"].replace(tzinfo=clock.display_tz())
         end = (start + dt.timedelta(days=32)).replace(day=1)
         async with db.tenant_scope(r["tenant_id"]):
             await UsageRecord.update({UsageRecord.invoice_item_id: billed["item"]["id"]}).where(
@@ -1367,4 +1367,4 @@ async def invoice_priced_usage(now: dt.datetime | None = None) -> int:
 
 
 def now_epoch() -> int:
-    return int(time.time())
+    return int(clock.timestamp())

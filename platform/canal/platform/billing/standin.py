@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import ClientSession, web
+
+from canal.platform import clock
 
 
 @dataclass
@@ -159,7 +160,7 @@ class StripeStandIn:
                 "id": iid,
                 "object": "invoice",
                 "customer": customer,
-                "created": int(time.time()),
+                "created": int(clock.timestamp()),
                 "currency": "cny",
                 "status": "open",
                 "total": total,
@@ -202,7 +203,7 @@ class StripeStandIn:
             return upstream.status, payload, ctype
 
     def _local(self, method: str, path: str, data: dict[str, Any]) -> tuple[int, Any] | None:
-        now = int(time.time())
+        now = int(clock.timestamp())
         if method == "POST" and path == "/v1/checkout/sessions":
             sid = _id("cs_test")
             obj = {

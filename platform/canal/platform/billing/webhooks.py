@@ -13,7 +13,7 @@ from typing import Any
 
 import stripe
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.billing.gateway import gateway
 from canal.platform.billing.tables import StripeEvent
 from canal.platform.http.errors import CanalError
@@ -48,13 +48,14 @@ async def receive_event(
         inserted = await StripeEvent.raw(
             "INSERT INTO stripe_events (id, event_id, event_type, event_created, payload, "
             "status, attempts, error, received_at) "
-            "VALUES ({}, {}, {}, {}, {}::jsonb, 'pending', 0, '', now()) "
+            "VALUES ({}, {}, {}, {}, {}::jsonb, 'pending', 0, '', {}) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
             uuid.uuid4(),
             event_id,
             str(event["type"])[:64],
             int(event.get("created") or 0),
             json.dumps(event),
+            clock.now(),
         )
         if inserted and enqueue is not None:
 

@@ -11,6 +11,7 @@ import time
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from canal.platform import clock
 from canal.platform.http.context import Principal
 from canal.platform.identity.secrets import API_TOKEN_PREFIX, token_hash
 from canal.platform.settings import Settings
@@ -40,7 +41,7 @@ def forget(token_digest: str | None = None, *, broadcast_change: bool = True) ->
 async def _principal_from_session(digest: str) -> Principal | None:
     from canal.platform.identity.tables import User, UserSession
 
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     rows = (
         await UserSession.select(
             UserSession.id,
@@ -84,7 +85,7 @@ async def _principal_from_session(digest: str) -> Principal | None:
 async def _principal_from_token(digest: str) -> Principal | None:
     from canal.platform.identity.tables import ApiToken
 
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     row = (
         await ApiToken.select(
             ApiToken.id,

@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody
 
+from canal.platform import clock
 from canal.platform.http.context import Principal
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.http.tenancy import current_principal, mfa_required
@@ -47,7 +47,6 @@ from canal.web.i18n import request_locale
 from canal.web.render import page, redirect
 
 TAGS = ["account"]
-CHINA = ZoneInfo("Asia/Shanghai")
 
 
 # --- guards ----------------------------------------------------------------------------
@@ -90,7 +89,7 @@ def when(value: dt.datetime | dt.date | None) -> str:
     if value is None:
         return "—"
     if isinstance(value, dt.datetime):
-        return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+        return clock.local(value).strftime("%Y-%m-%d %H:%M")
     return value.isoformat()
 
 

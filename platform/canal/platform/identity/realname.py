@@ -11,7 +11,7 @@ import uuid
 
 from asyncpg.exceptions import UniqueViolationError
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.identity import validators
@@ -48,7 +48,7 @@ def consent_text(locale: str) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def consent_required() -> CanalError:

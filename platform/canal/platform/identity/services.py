@@ -14,7 +14,7 @@ from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.identity import validators
@@ -57,7 +57,7 @@ class SignedIn:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 # --- errors ----------------------------------------------------------------------------

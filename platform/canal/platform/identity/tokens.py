@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.identity.schemas import NewTokenOut, TokenOut
@@ -22,7 +22,7 @@ MAX_ACTIVE = 50
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 async def _tenant_names(user_id: uuid.UUID) -> dict[uuid.UUID, str]:

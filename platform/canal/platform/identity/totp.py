@@ -6,17 +6,15 @@ never twice: the last accepted step is stored and only later steps pass.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import re
-import time
 import uuid
 from typing import TYPE_CHECKING, Literal
 
 import pyotp
 import segno
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.identity.schemas import TotpSetupOut
@@ -36,7 +34,7 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
     if not re.fullmatch(r"\d{6}", code):
         return None
     totp = pyotp.TOTP(secret)
-    current = int((time.time() if at is None else at) // STEP_SECONDS)
+    current = int((clock.timestamp() if at is None else at) // STEP_SECONDS)
     for step in (current, current - 1, current + 1):
         if hmac.compare_digest(totp.generate_otp(step), code):
             return step
@@ -163,7 +161,7 @@ async def confirm_setup(
             from canal.platform.identity.services import start_session
             from canal.platform.settings import get_settings
 
-            await UserSession.update({UserSession.revoked_at: dt.datetime.now(dt.UTC)}).where(
+            await UserSession.update({UserSession.revoked_at: clock.now()}).where(
                 (UserSession.id == session_id) & (UserSession.user == user_id)
             )
             fresh = await start_session(

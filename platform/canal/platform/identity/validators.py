@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from canal.platform import clock
 from canal.platform.http.errors import FieldError
 
 _EMAIL = re.compile(
@@ -69,7 +70,7 @@ def parse_id_number(value: str, *, today: dt.date | None = None) -> tuple[str, d
                 "The birth date inside the ID number is not a real date.",
             )
         ) from None
-    today = today or dt.date.today()
+    today = today or clock.today()
     if birth > today or birth.year < 1900:
         raise ValueError(
             FieldError(

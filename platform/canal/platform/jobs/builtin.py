@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.jobs.tables import JobOutbox, JobProbe
 
 log = logging.getLogger("canal.jobs")
@@ -56,19 +56,21 @@ async def noop(ctx: dict[str, Any]) -> None:
     """Does nothing: measures the queue itself."""
 
 
+# $1 is the clock's now (canal.platform.clock), not the database's: the tests move the clock.
 CLEANUP_SQL = (
     # Sessions: expired a day ago, or signed out a month ago.
-    "DELETE FROM user_sessions WHERE expires_at < now() - interval '1 day' "
-    "OR revoked_at < now() - interval '30 days'",
+    "DELETE FROM user_sessions WHERE expires_at < $1 - interval '1 day' "
+    "OR revoked_at < $1 - interval '30 days'",
     # Password-reset links: expired or used a day ago.
-    "DELETE FROM password_resets WHERE expires_at < now() - interval '1 day' "
-    "OR used_at < now() - interval '1 day'",
+    "DELETE FROM password_resets WHERE expires_at < $1 - interval '1 day' "
+    "OR used_at < $1 - interval '1 day'",
     # Invitations nobody accepted: a month after they expired or were revoked.
-    "DELETE FROM invitations WHERE accepted_at IS NULL AND (expires_at < now() - interval "
-    "'30 days' OR revoked_at < now() - interval '30 days')",
+    "DELETE FROM invitations WHERE accepted_at IS NULL AND (expires_at < $1 - interval "
+    "'30 days' OR revoked_at < $1 - interval '30 days')",
     # Finished outbox rows and probe runs after a week; dead rows stay until re-run + a month.
-    "DELETE FROM job_outbox WHERE finished_at < now() - interval '7 days'",
-    "DELETE FROM job_probes WHERE ran_at < now() - interval '7 days'",
+    "DELETE FROM job_outbox WHERE finished_at < $1 - interval '7 days'",
+    "DELETE FROM job_probes WHERE ran_at < $1 - interval '7 days'",
+    "DELETE FROM dead_jobs WHERE rerun_at < $1 - interval '30 days'",
 )
 
 
@@ -78,13 +80,10 @@ async def cleanup_expired(ctx: dict[str, Any]) -> dict[str, int]:
     # Invitations are tenant-owned (row-level security): the sweep is a platform action.
     async with db.platform_scope():
         connection = db.engine().current_transaction.get().connection  # type: ignore[union-attr]
+        moment = clock.now()
         for statement in CLEANUP_SQL:
-            status = await connection.execute(statement)
+            status = await connection.execute(statement, moment)
             table = statement.split()[2]
             deleted[table] = deleted.get(table, 0) + int(status.rsplit(" ", 1)[-1])
-        status = await connection.execute(
-            "DELETE FROM dead_jobs WHERE rerun_at < now() - interval '30 days'"
-        )
-        deleted["dead_jobs"] = int(status.rsplit(" ", 1)[-1])
     log.info("clean-up deleted %s", deleted)
     return deleted

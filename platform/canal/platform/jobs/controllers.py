@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from canal.platform import clock
 from canal.platform.access.services import access
 from canal.platform.http.errors import CanalError
 from canal.platform.http.tenancy import current_principal
@@ -18,12 +19,11 @@ from canal.platform.jobs import services
 from canal.web.render import page, redirect
 
 Req = Request[Any, Any, Any]
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 def when(value: dt.datetime | None) -> str:
     """A moment as people here read it: Beijing time, to the minute."""
-    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if value else "—"
+    return clock.local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
 
 
 READ = {"access": "platform", "permission": ("platform.tenants", "read")}

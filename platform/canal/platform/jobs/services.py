@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, not_found
 from canal.platform.jobs.outbox import _decode_args, enqueue_after_commit
@@ -106,7 +106,7 @@ async def rerun_dead_job(dead_job_id: uuid.UUID, actor_id: uuid.UUID, *, ip: str
             raise already_rerun()
         await DeadJob.update(
             {
-                DeadJob.rerun_at: dt.datetime.now(dt.UTC),
+                DeadJob.rerun_at: clock.now(),
                 DeadJob.rerun_by: actor_id,
                 DeadJob.rerun_job: new_id,
             }

@@ -21,7 +21,7 @@ from arq.constants import default_queue_name, in_progress_key_prefix
 from arq.cron import CronJob, cron
 from arq.worker import Worker
 
-from canal.platform import db, invalidation
+from canal.platform import clock, db, invalidation
 from canal.platform.jobs import outbox
 from canal.platform.jobs.registry import JobFunction, job_name, raw_job_functions
 from canal.platform.jobs.tables import JobOutbox
@@ -247,9 +247,8 @@ async def reap_lost_jobs(redis: Any, me: str, queue: str = default_queue_name) -
     when a job starts and refreshes a heartbeat key; a marker whose owner has no heartbeat
     belongs to a dead worker and is released (the job keeps its place in the queue).
     """
-    import time
 
-    ids = await redis.zrangebyscore(queue, "-inf", int(time.time() * 1000), start=0, num=5000)
+    ids = await redis.zrangebyscore(queue, "-inf", int(clock.timestamp() * 1000), start=0, num=5000)
     if not ids:
         return 0
     keys = [in_progress_key_prefix + (i.decode() if isinstance(i, bytes) else i) for i in ids]

@@ -11,18 +11,18 @@ import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from canal.platform import clock
 from canal.platform.http.tenancy import current_principal
 from canal.platform.notifications import services
 from canal.web.i18n import request_locale
 from canal.web.render import is_htmx_fragment, page, redirect, render_html
 
 Req = Request[Any, Any, Any]
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 def when(value: dt.datetime | None) -> str:
     """A moment as people here read it: Beijing time, to the minute."""
-    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if value else "—"
+    return clock.local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
 
 
 USER = {"access": "user"}

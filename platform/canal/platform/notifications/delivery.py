@@ -7,7 +7,6 @@ adapter replaces it in production). Without an SMTP host, e-mail goes to the log
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import smtplib
 import uuid
 from email.message import EmailMessage
@@ -15,7 +14,7 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.settings import Settings, get_settings
 
 
@@ -82,7 +81,7 @@ async def deliver_message(ctx: dict[str, Any], message_id: str) -> str:
     settings: Settings = ctx.get("settings") or get_settings()
     async with db.transaction():
         claimed = (
-            await OutboxMessage.update({OutboxMessage.sent_at: dt.datetime.now(dt.UTC)})
+            await OutboxMessage.update({OutboxMessage.sent_at: clock.now()})
             .where((OutboxMessage.id == uuid.UUID(message_id)) & OutboxMessage.sent_at.is_null())
             .returning(
                 OutboxMessage.channel,

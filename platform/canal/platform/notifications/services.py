@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.http.errors import FieldError, invalid, not_found
 from canal.platform.identity.tables import OutboxMessage, User
 from canal.platform.jobs.outbox import enqueue_after_commit
@@ -263,7 +263,7 @@ async def mark_read(notification_id: uuid.UUID, user_id: uuid.UUID) -> bool:
             raise not_found()
         if row["read_at"] is not None:
             return False
-        await Notification.update({Notification.read_at: dt.datetime.now(dt.UTC)}).where(
+        await Notification.update({Notification.read_at: clock.now()}).where(
             (Notification.id == notification_id) & (Notification.user_id == user_id)
         )
     return True
@@ -272,7 +272,7 @@ async def mark_read(notification_id: uuid.UUID, user_id: uuid.UUID) -> bool:
 async def mark_all_read(user_id: uuid.UUID) -> int:
     async with db.user_scope(user_id):
         changed = (
-            await Notification.update({Notification.read_at: dt.datetime.now(dt.UTC)})
+            await Notification.update({Notification.read_at: clock.now()})
             .where((Notification.user_id == user_id) & Notification.read_at.is_null())
             .returning(Notification.id)
         )
@@ -322,11 +322,12 @@ async def set_preferences(user_id: uuid.UUID, choices: Mapping[str, Mapping[str,
             sms = bool(channels.get("sms", False))
             await connection.execute(
                 "INSERT INTO notification_preferences (id, user_id, kind, email, sms, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (user_id, kind) "
-                "DO UPDATE SET email = EXCLUDED.email, sms = EXCLUDED.sms, updated_at = now()",
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, kind) "
+                "DO UPDATE SET email = EXCLUDED.email, sms = EXCLUDED.sms, updated_at = $6",
                 uuid.uuid4(),
                 user_id,
                 key,
                 email,
                 sms,
+                clock.now(),
             )

@@ -26,6 +26,7 @@ import meilisearch
 import msgspec
 from meilisearch.errors import MeilisearchApiError
 
+from canal.platform import clock
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid
 from canal.platform.search.http import MeiliHttp
@@ -463,7 +464,7 @@ class SearchService:
         """A short-lived JWT for browser-side search of ``kind`` with ``caller``'s visibility."""
         uid = self.uid(kind)
         expires_in = min(max(expires_in, TOKEN_MIN), TOKEN_MAX)
-        expires_at = dt.datetime.now(dt.UTC) + expires_in
+        expires_at = clock.now() + expires_in
         key_uid, key = await self.search_key()
         token = self.client().generate_tenant_token(
             key_uid,

@@ -28,7 +28,6 @@ import io
 import json
 import logging
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from minio.commonconfig import CopySource
 from minio.error import S3Error
 from PIL import Image
 
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, not_found
@@ -400,7 +399,7 @@ class ObjectStore:
 
     @staticmethod
     def _key(owner: str, purpose: Purpose, object_id: uuid.UUID) -> str:
-        now = dt.datetime.now(dt.UTC)
+        now = clock.now()
         return f"{owner}/{purpose.key}/{now:%Y}/{now:%m}/{object_id}"
 
     def _sign(self, payload: dict[str, Any]) -> str:
@@ -626,7 +625,7 @@ class ObjectStore:
         if used + size > quota:
             raise quota_exceeded(quota, used)
         object_id = uuid.uuid4()
-        expires_at = dt.datetime.now(dt.UTC) + expires
+        expires_at = clock.now() + expires
         token = self._sign(
             {
                 "o": str(object_id),
@@ -661,7 +660,7 @@ class ObjectStore:
         if existing is not None:
             return existing
         # The PUT must have started before expiry; allow the transfer itself an hour.
-        if time.time() > payload["e"] + 3600:
+        if clock.timestamp() > payload["e"] + 3600:
             raise not_found()
         purpose = self.purpose(payload["p"])
         bucket = self.bucket(purpose)
@@ -1113,7 +1112,7 @@ async def set_tenant_quota(
                 {
                     StorageQuota.quota_bytes: quota_bytes,
                     StorageQuota.updated_by: actor_id,
-                    StorageQuota.updated_at: dt.datetime.now(dt.UTC),
+                    StorageQuota.updated_at: clock.now(),
                 }
             ).where(StorageQuota.tenant_id == tenant_id)
         else:
