@@ -27,7 +27,7 @@ def _stripe_for_this_test(stripe_on):
 
 def sign(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
     """A ``Stripe-Signature`` header exactly as Stripe computes it (scheme v1)."""
-    timestamp = int(clock.timestamp()) if at is None else at
+    timestamp = int(clock.wall_timestamp()) if at is None else at
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
 
@@ -37,7 +37,7 @@ def event(etype: str, obj: dict[str, Any], *, created: int | None = None) -> dic
         "id": f"evt_{uuid.uuid4().hex}",
         "object": "event",
         "api_version": "2026-10-28.endive",
-        "created": int(clock.timestamp()) if created is None else created,
+        "created": int(clock.wall_timestamp()) if created is None else created,
         "livemode": False,
         "type": etype,
         "data": {"object": obj},

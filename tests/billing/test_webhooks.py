@@ -52,7 +52,7 @@ async def test_tampered_and_stale_webhooks_are_refused_and_not_stored(client, ga
     cases = {
         "bad signature": (body, sign(body, secret="whsec_wrong")),
         "modified body": (body.replace(b"cus_x", b"cus_y"), sign(body)),
-        "stale": (body, sign(body, at=int(clock.timestamp()) - 301)),
+        "stale": (body, sign(body, at=int(clock.wall_timestamp()) - 301)),
         "no header": (body, None),
     }
     for name, (payload, header) in cases.items():
@@ -89,7 +89,7 @@ async def _run_snapshot_sequence(client, order, steps=SEQUENCE):
     b = await billed_tenant()
     customer = await ensure_customer(b.ctx)
     sub_id = f"sub_gone_{uuid.uuid4().hex[:12]}"
-    t0 = int(clock.timestamp()) - 1000
+    t0 = int(clock.wall_timestamp()) - 1000
     events = {
         step: event(
             ETYPE[step],

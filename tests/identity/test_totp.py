@@ -76,7 +76,7 @@ async def test_setup_second_step_and_replay(client):
     )
     assert replay.status_code == 422, replay.text
     assert "该验证码已使用过" in replay.text
-    next_code = totp.at(clock.timestamp() + 30)
+    next_code = totp.at(clock.wall_timestamp() + 30)
     passed = await client.post(
         "/login/totp", data={"_csrf": csrf, "code": next_code, "next": "/account/tokens"}
     )
@@ -121,7 +121,7 @@ async def test_disable_requires_a_code(client):
     await form_login(client, person.login, person.password)  # a browser's cookie handling
     secret = await _secret_from_page(client)
     totp = pyotp.TOTP(secret)
-    assert (await _confirm(client, totp.at(clock.timestamp() - 30))).status_code == 303
+    assert (await _confirm(client, totp.at(clock.wall_timestamp() - 30))).status_code == 303
     csrf = await page_csrf(client, "/account/security")
     refused = await client.post(
         "/account/security/totp/disable", data={"_csrf": csrf, "code": "12345x"}
@@ -202,7 +202,7 @@ async def test_operator_staff_must_set_up_totp(client):
     csrf = await page_csrf(client, "/account/security")
     refused = await client.post(
         "/api/v1/account/security/totp/disable",
-        json={"code": pyotp.TOTP(secret).at(clock.timestamp() + 30)},
+        json={"code": pyotp.TOTP(secret).at(clock.wall_timestamp() + 30)},
         headers={"X-CSRF-Token": csrf},
     )
     assert refused.status_code == 403 and refused.json()["code"] == "totp_required_for_staff"

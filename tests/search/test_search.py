@@ -268,11 +268,11 @@ async def test_expired_or_forged_tenant_token_is_refused(listings):
     index = listings.uid("listings")
     rules = {index: {"filter": 'visibility = "public"'}}
     fresh = _jwt(
-        {"apiKeyUid": key_uid, "searchRules": rules, "exp": int(clock.timestamp()) + 60}, key
+        {"apiKeyUid": key_uid, "searchRules": rules, "exp": int(clock.wall_timestamp()) + 60}, key
     )
     assert (await _direct(listings, fresh, index, {"q": ""})).status_code == 200
     expired = _jwt(
-        {"apiKeyUid": key_uid, "searchRules": rules, "exp": int(clock.timestamp()) - 5}, key
+        {"apiKeyUid": key_uid, "searchRules": rules, "exp": int(clock.wall_timestamp()) - 5}, key
     )
     answer = await _direct(listings, expired, index, {"q": ""})
     assert answer.status_code == 403, answer.text
@@ -314,4 +314,4 @@ async def test_search_only_key_cannot_write_or_read_keys(listings):
     assert claims["searchRules"] == {
         token.index: {"filter": f'(visibility = "public" OR tenant_id = "{A.tenant_id}")'}
     }
-    assert claims["exp"] > clock.timestamp()
+    assert claims["exp"] > clock.wall_timestamp()

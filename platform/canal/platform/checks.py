@@ -6,6 +6,8 @@ code is non-zero if any step failed. pytest's "no tests collected" (exit 5) coun
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +48,58 @@ TYPED = (
 )
 
 
+# Tests of rules that turn on a date (policy windows and deadlines, vouchers, quotes and
+# auto-confirm days, subscriptions and renewals, grants and their expiry, backups, sessions,
+# tokens, invitations), run again with Canal's clock moved (decision 0005). The demo seeding
+# moves its own clock (tests/test_demo.py); tests/test_clock.py checks the real one.
+DATE_SENSITIVE = [
+    "tests/policy",
+    "tests/marketplace/test_policy_vouchers.py",
+    "tests/marketplace/test_services_options_vouchers.py",
+    "tests/marketplace/test_services_orders.py",
+    "tests/marketplace/stripe/test_services_money.py",
+    "tests/exchange/test_journey.py",
+    "tests/exchange/stripe/test_paying.py",
+    "tests/exchange/bank/test_backup_archive.py",
+    "tests/exchange/bank/test_api.py",
+    "tests/billing",
+    "tests/identity/test_tokens.py",
+    "tests/identity/test_password_reset.py",
+    "tests/tenants/test_invitations.py",
+    "tests/tenants/test_modules_operator.py",
+]
+
+
+def moved_clocks(now: dt.datetime) -> list[tuple[str, float, str]]:
+    """(label, clock offset in seconds, TZ) for the moved runs: 2027-06-30 23:30 UTC, already
+    1 July in Beijing (a month, a quarter and a half-year turn there first), with the machine in
+    Beijing's zone; and a year and a half from now, with the machine in UTC."""
+    july = dt.datetime(2027, 6, 30, 23, 30, tzinfo=dt.UTC)
+    return [
+        ("2027-06-30T23:30Z", (july - now).total_seconds(), "Asia/Shanghai"),
+        ("+18 months", 548 * 86400.0, "UTC"),
+    ]
+
+
+def _moved_step(label: str, offset: float, zone: str) -> int:
+    env = dict(
+        os.environ,
+        CANAL_CLOCK_OFFSET_SECONDS=f"{offset:.0f}",
+        TZ=zone,
+        CANAL_TEST_DATABASE=os.environ.get("CANAL_TEST_DATABASE", "canal_test") + "_moved",
+    )
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DATE_SENSITIVE]
+    started = time.monotonic()
+    print(f"\n=== pytest, clock at {label} (TZ={zone}): {' '.join(argv[2:])}", flush=True)
+    code = subprocess.call(argv, cwd=ROOT, env=env)
+    print(
+        f"=== pytest, clock at {label}: {'ok' if code == 0 else f'FAILED ({code})'} "
+        f"in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     py = sys.executable
@@ -57,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             "ruff format", [py, "-m", "ruff", "format", "--check", *present]
         )
         results["mypy"] = _step("mypy", [py, "-m", "mypy", *(a for p in TYPED for a in ("-p", p))])
+        # The real-clock check of the same tests is the whole suite below.
+        real_now = dt.datetime.now(dt.UTC)  # noqa: TID251 — the offset is from the real time
+        for label, offset, zone in moved_clocks(real_now):
+            results[f"pytest at {label}"] = _moved_step(label, offset, zone)
     if results:
         print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))
     # pytest runs last and prints nothing after it: its summary ("N passed …") closes the run.

@@ -4,10 +4,12 @@ listings, a completed and reviewed order, a quote under way, and a commission se
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from canal.marketplace import market
 from canal.marketplace.tables import Provider
+from canal.platform import clock
 
 # The smallest well-formed PDF: stands in for a scanned business licence.
 LICENCE = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -96,6 +98,27 @@ async def seed(world: Any) -> None:
             close_services()
 
 
+async def _a_year_of_orders(world: Any, listing: Any) -> None:
+    """Orders placed and completed over the last twelve months (written "as of" each month
+    through the same services), so the operator's charts by month and the provider's
+    statement have a history on whatever day the demo is seeded."""
+    buyers = (world.ctx("lc-bearing"), world.ctx("dc-steelpipe"))
+    seller = world.ctx("lc-mingde")
+    for months_ago in (11, 10, 8, 7, 5, 4, 3, 2):
+        placed = clock.now() - dt.timedelta(days=30 * months_ago + 5)
+        buyer = buyers[months_ago % 2]
+        with clock.as_of(placed):
+            order = await market.buy_listing(listing.id, buyer, options=[1])
+            order, _ = await market.pay_order(order.id, buyer)
+        if not order.paid:
+            continue
+        with clock.as_of(placed + dt.timedelta(days=2)):
+            for action in ("accept", "start", "deliver"):
+                await market.transition_order(order.id, seller, action)
+        with clock.as_of(placed + dt.timedelta(days=4)):
+            await market.transition_order(order.id, buyer, "confirm")
+
+
 async def _seed(world: Any) -> None:
     from canal.platform.storage.services import object_store
 
@@ -117,9 +140,8 @@ async def _seed(world: Any) -> None:
             listing = await market.create_listing(ctx, item)
             listings[slug].append(await market.review_listing(operator_id, listing.id, "approve"))
     await market.set_commission_rate(operator_id, "technology", "8")
+    await _a_year_of_orders(world, listings["lc-mingde"][0])
     # An innovation voucher for the bearing maker: half of a service's price, up to ¥1,000.
-    import datetime as dt
-
     await market.issue_voucher(
         operator_id,
         holder_slug="lc-bearing",
@@ -130,16 +152,21 @@ async def _seed(world: Any) -> None:
         valid_through=(market._today() + dt.timedelta(days=180)).isoformat(),
     )
 
-    # A completed order with a review and the provider's answer.
+    # A completed order with a review and the provider's answer, placed five weeks ago.
     buyer, seller = world.ctx("lc-bearing"), world.ctx("lc-mingde")
-    order = await market.buy_listing(listings["lc-mingde"][0].id, buyer, options=[1])
-    order, _ = await market.pay_order(order.id, buyer)
+    with clock.as_of(clock.now() - dt.timedelta(days=36)):
+        order = await market.buy_listing(listings["lc-mingde"][0].id, buyer, options=[1])
+        order, _ = await market.pay_order(order.id, buyer)
     if order.paid:
-        for action in ("accept", "start", "deliver"):
-            await market.transition_order(order.id, seller, action)
-        await market.post_message(order.id, seller, "一季度账目已整理完毕,报表已发至贵司财务邮箱。")
-        await market.transition_order(order.id, buyer, "confirm")
-        await market.review_order(order.id, buyer, 5, "记账及时,报税零差错,沟通顺畅。")
+        with clock.as_of(clock.now() - dt.timedelta(days=30)):
+            for action in ("accept", "start", "deliver"):
+                await market.transition_order(order.id, seller, action)
+            await market.post_message(
+                order.id, seller, "一季度账目已整理完毕,报表已发至贵司财务邮箱。"
+            )
+        with clock.as_of(clock.now() - dt.timedelta(days=27)):
+            await market.transition_order(order.id, buyer, "confirm")
+            await market.review_order(order.id, buyer, 5, "记账及时,报税零差错,沟通顺畅。")
         await market.answer_review(order.id, seller, "感谢信任,我们会继续做好服务。")
 
     # A quote under way: the steel-pipe maker asks the software firm.

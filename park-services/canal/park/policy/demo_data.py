@@ -7,11 +7,13 @@ any date the demo is started."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+from canal.platform import clock
 from canal.platform.demo import shift_dates
 
 POLICIES_FILE = Path(__file__).parent / "demo" / "policies.json"
@@ -127,21 +129,26 @@ async def _apply_and_decide(world: Any, store: Any) -> None:
 
     by_title = {p["title"]: p["id"] for p in await services.open_catalogue(services.today())}
     kjj = world.ctx("dc-kjj")
-    for slug, title, amount in (
-        ("lc-bearing", "东昌府区高新技术企业认定奖励", None),
-        ("shuzhi-soft", "东昌府区科技型中小企业创新券", 50000),
+    # (enterprise, policy, days ago it applied, days ago it was decided, approved amount):
+    # the innovation voucher five weeks ago, approved three weeks ago; the high-tech award
+    # nine days ago, still waiting. Both windows were open on those days.
+    for slug, title, applied, decided, amount in (
+        ("lc-bearing", "东昌府区高新技术企业认定奖励", 9, None, None),
+        ("shuzhi-soft", "东昌府区科技型中小企业创新券", 36, 22, 50000),
     ):
         ctx = world.ctx(slug)
         stored = await store.upload_bytes(ctx, "document", DEMO_PDF, filename=f"{title}-申报书.pdf")
-        app_id = await services.apply(
-            ctx,
-            by_title[title],
-            contact=f"{ctx.tenant.name} 财务部",
-            note="演示数据",
-            materials=[stored.id],
-        )
-        if amount is not None:
-            await services.decide(kjj, app_id, "accept", amount_yuan=amount)
+        with clock.as_of(clock.now() - dt.timedelta(days=applied)):
+            app_id = await services.apply(
+                ctx,
+                by_title[title],
+                contact=f"{ctx.tenant.name} 财务部",
+                note="演示数据",
+                materials=[stored.id],
+            )
+        if decided is not None:
+            with clock.as_of(clock.now() - dt.timedelta(days=decided)):
+                await services.decide(kjj, app_id, "accept", amount_yuan=amount)
 
 
 DEMO_PDF = b"%PDF-1.4\n1 0 obj<< /Type /Catalog >>endobj\ntrailer<< /Root 1 0 R >>\n%%EOF\n"

@@ -1367,4 +1367,5 @@ async def invoice_priced_usage(now: dt.datetime | None = None) -> int:
 
 
 def now_epoch() -> int:
-    return int(clock.timestamp())
+    """Stripe's idea of now (its event times are compared with it): the real time."""
+    return int(clock.wall_timestamp())

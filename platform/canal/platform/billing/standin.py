@@ -160,7 +160,7 @@ class StripeStandIn:
                 "id": iid,
                 "object": "invoice",
                 "customer": customer,
-                "created": int(clock.timestamp()),
+                "created": int(clock.wall_timestamp()),
                 "currency": "cny",
                 "status": "open",
                 "total": total,
@@ -203,7 +203,7 @@ class StripeStandIn:
             return upstream.status, payload, ctype
 
     def _local(self, method: str, path: str, data: dict[str, Any]) -> tuple[int, Any] | None:
-        now = int(clock.timestamp())
+        now = int(clock.wall_timestamp())
         if method == "POST" and path == "/v1/checkout/sessions":
             sid = _id("cs_test")
             obj = {

@@ -34,7 +34,7 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
     if not re.fullmatch(r"\d{6}", code):
         return None
     totp = pyotp.TOTP(secret)
-    current = int((clock.timestamp() if at is None else at) // STEP_SECONDS)
+    current = int((clock.wall_timestamp() if at is None else at) // STEP_SECONDS)
     for step in (current, current - 1, current + 1):
         if hmac.compare_digest(totp.generate_otp(step), code):
             return step

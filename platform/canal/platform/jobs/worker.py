@@ -248,7 +248,9 @@ async def reap_lost_jobs(redis: Any, me: str, queue: str = default_queue_name) -
     belongs to a dead worker and is released (the job keeps its place in the queue).
     """
 
-    ids = await redis.zrangebyscore(queue, "-inf", int(clock.timestamp() * 1000), start=0, num=5000)
+    ids = await redis.zrangebyscore(
+        queue, "-inf", int(clock.wall_timestamp() * 1000), start=0, num=5000
+    )
     if not ids:
         return 0
     keys = [in_progress_key_prefix + (i.decode() if isinstance(i, bytes) else i) for i in ids]
