@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from canal.platform import db
 from canal.platform.billing import catalogue, services
 from canal.platform.billing.jobs import billing_handle_event, reconcile_subscriptions
@@ -35,6 +37,7 @@ async def _subscribe_via_webhook(client, gateway, b):
     return sub
 
 
+@pytest.mark.stripe_clock
 async def test_subscription_state_drives_the_entitlement(client, gateway):
     b = await billed_tenant(client)
     home = f"/api/v1/t/{b.tenant.slug}/m/smartpark"
@@ -59,6 +62,7 @@ async def test_subscription_state_drives_the_entitlement(client, gateway):
     assert "billing.subscribed" in actions and "billing.cancelled" in actions
 
 
+@pytest.mark.stripe_clock
 async def test_reconciliation_repairs_a_drifted_row(client, gateway):
     b = await billed_tenant(client)
     await _subscribe_via_webhook(client, gateway, b)

@@ -9,6 +9,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import pytest
+
 from canal.platform import clock, db
 from tests.exchange.helpers import Org, active_grant, approved_provider, make_org, published_dataset
 from tests.factories import csrf_from, sign_in
@@ -201,6 +203,7 @@ def _snapshot(
     }
 
 
+@pytest.mark.stripe_clock
 async def test_subscription_checkout_real_subscription_cancel_and_end(
     app, client, gateway, standin, op
 ):

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from canal.park.policy.matcher import ELIGIBLE, NOT_ELIGIBLE
-from canal.platform import db
+from canal.platform import clock, db
 from canal.platform.notifications.services import notify
 
 # Byte values (see the module docstring).
@@ -412,13 +412,13 @@ async def store_matrix(
     ``lock_for_full_run`` opened before the portraits were read, so nothing written
     meanwhile is overwritten with older results. Returns how many (enterprise, policy)
     pairs were announced. ``timings`` collects seconds per phase (for the benchmark)."""
-    clock = [time.perf_counter()]
+    lap = [time.perf_counter()]
 
     def mark(phase: str) -> None:
         now = time.perf_counter()
         if timings is not None:
-            timings[phase] = timings.get(phase, 0.0) + now - clock[0]
-        clock[0] = now
+            timings[phase] = timings.get(phase, 0.0) + now - lap[0]
+        lap[0] = now
 
     n_policies, n_tenants = matrix.shape
     assert n_policies == len(policies) and n_tenants == len(tenants)
