@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from canal.platform import clock
 from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page, server  # noqa: F401
 from tests.e2e.test_policy_journey import _sign_in
 from tests.factories import unique
@@ -42,8 +43,8 @@ async def test_build_a_rule_by_clicking_and_save_it(app, page, server):  # noqa:
     await _settled(page)
     await page.fill("#f-title", "构建器测试政策")
     await page.fill("#f-issuer", "东昌府区科学技术局")
-    await page.fill("#f-window_opens", "2026-01-01")
-    await page.fill("#f-window_closes", "2026-12-31")
+    await page.fill("#f-window_opens", clock.days_from_today(-30).isoformat())
+    await page.fill("#f-window_closes", clock.days_from_today(60).isoformat())
 
     # A new policy starts from a sample rule of two conditions: drop the second one.
     assert await page.input_value("#cb-r-1-subject") == "established_on"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page, server  # noqa: F401
 from tests.factories import PASSWORD
-from tests.policy.helpers import CRITERIA, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
 pytestmark = pytest.mark.browser
 
@@ -48,9 +48,7 @@ async def test_match_apply_accept_in_the_browser(app, page, server, tmp_path):  
         {
             "region_code": "371502",
             "employees": 88,
-            "certifications": [
-                {"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}
-            ],
+            "certifications": [certificate()],
         },
     )
     await services.rematch_enterprise(ent.id)

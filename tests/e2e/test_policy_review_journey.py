@@ -17,7 +17,7 @@ import pytest
 from canal.platform import clock
 from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page, server  # noqa: F401
 from tests.factories import PASSWORD, unique
-from tests.policy.helpers import CRITERIA, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
 pytestmark = pytest.mark.browser
 
@@ -130,11 +130,7 @@ async def test_queue_decisions_rating_oversight_stats_catalogue(
     await _both(page, "01-portrait")
     await services.set_facts(
         ectx,
-        {
-            "certifications": [
-                {"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}
-            ]
-        },
+        {"certifications": [certificate()]},
     )
     first = await services.apply(ectx, policy_id, contact="王经理 138", note="", materials=[])
     second = await services.apply(ectx, other_id, contact="王经理 138", note="", materials=[])

@@ -10,6 +10,17 @@ from canal.platform.http.context import TenantContext, TenantRef
 from tests.factories import make_tenant, make_user, unique
 
 
+def certificate(name: str = "高新技术企业") -> dict[str, str]:
+    """A certificate held for two years and valid for another year, on whatever day the tests
+    run (fixed dates here were time bombs: "valid to 2027-12-31" fails in 2028)."""
+    today = clock.today()
+    return {
+        "name": name,
+        "valid_from": (today - dt.timedelta(days=730)).isoformat(),
+        "valid_to": (today + dt.timedelta(days=365)).isoformat(),
+    }
+
+
 def ctx_of(tenant: Any, person: Any) -> TenantContext:
     return TenantContext(
         TenantRef(tenant.id, tenant.slug, tenant.name, tenant.kind, "active"),

@@ -8,7 +8,7 @@ import re
 
 from canal.park.policy import services
 from tests.factories import sign_in
-from tests.policy.helpers import CRITERIA, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
 # Latin a Chinese page may show: codes and abbreviations, never words of a sentence.
 LATIN_OK = {"GB", "PDF", "JSON", "API", "SMS", "OpenAPI", "Canal"}
@@ -41,9 +41,7 @@ async def test_policy_pages_are_chinese(client):
             "region_code": "371502",
             "employees": 30,
             "industry_code": "C3451",
-            "certifications": [
-                {"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}
-            ],
+            "certifications": [certificate()],
         },
     )
     await services.rematch_enterprise(ent.id)

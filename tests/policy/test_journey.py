@@ -10,9 +10,9 @@ from canal.park.policy import jobs
 from canal.platform import db
 from canal.platform.notifications.tables import Notification
 from tests.factories import sign_in
-from tests.policy.helpers import CRITERIA, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
-HIGH_TECH = [{"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}]
+HIGH_TECH = [certificate()]
 
 
 async def _notes(user_id: uuid.UUID) -> list[str]:

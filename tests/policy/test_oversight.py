@@ -10,14 +10,12 @@ from canal.park.policy.tables import Application, Review
 from canal.platform import clock, db
 from canal.tenants.tables import Tenant
 from tests.factories import sign_in
-from tests.policy.helpers import CRITERIA, ctx_of, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, ctx_of, org, policy_json
 
 FACTS = {
     "region_code": "371502",
     "employees": 30,
-    "certifications": [
-        {"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}
-    ],
+    "certifications": [certificate()],
 }
 
 

@@ -8,14 +8,12 @@ import uuid
 from canal.park.policy import jobs, services
 from canal.platform import clock, db
 from canal.platform.notifications.tables import Notification
-from tests.policy.helpers import CRITERIA, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
 FACTS = {
     "region_code": "371502",
     "employees": 30,
-    "certifications": [
-        {"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}
-    ],
+    "certifications": [certificate()],
 }
 
 

@@ -19,12 +19,12 @@ from canal.park.policy.rules import evaluate
 from canal.park.policy.tables import Dismissal, MatchSet
 from canal.platform import db
 from canal.platform.notifications.tables import Notification
-from tests.policy.helpers import CRITERIA, org, policy_json
+from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
 # The app's lifespan starts the pool on a migrated test database.
 pytestmark = pytest.mark.usefixtures("app")
 
-HIGH_TECH = [{"name": "高新技术企业", "valid_from": "2024-01-01", "valid_to": "2027-12-31"}]
+HIGH_TECH = [certificate()]
 # Each world's policy asks for a region of its own, so the policies other tests published
 # (same database) match none of these enterprises and each announcement names only this one.
 REGION = "371599"
