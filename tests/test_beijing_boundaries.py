@@ -111,3 +111,28 @@ async def test_a_voucher_valid_through_a_day_lasts_to_its_beijing_midnight(app):
             valid_through=day.isoformat(),
         )
     assert {e.code for e in past.value.errors} == {"date_past"}
+
+
+async def test_an_application_shows_its_history_in_beijing_time(client):
+    """The history read 17:32 on 12-07 (UTC) where the order pages read 01:32 on 12-08."""
+    from tests.factories import sign_in
+
+    _, _, gctx = await org("government")
+    policy_id = await services.create_policy(
+        gctx, services.parse_policy(policy_json(CRITERIA, materials=[])), publish=True
+    )
+    owner, ent, ectx = await org("enterprise")
+    await services.set_facts(
+        ectx, {"region_code": "371502", "employees": 30, "certifications": [certificate()]}
+    )
+    await services.rematch_enterprise(ent.id)
+    # 17:32 UTC the day before today, which is 01:32 today in Beijing.
+    evening = clock.start_of_day(clock.today()) + dt.timedelta(hours=1, minutes=32)
+    with at(evening):
+        app_id = await services.apply(ectx, policy_id, contact="王", note="", materials=[])
+    await sign_in(client, owner)
+    page = await client.get(f"/t/{ent.slug}/m/policy/applications/{app_id}")
+    assert page.status_code == 200
+    shown = clock.local(evening).strftime("%Y-%m-%d %H:%M")
+    assert shown.endswith("01:32") and shown in page.text
+    assert evening.strftime("%Y-%m-%d %H:%M") not in page.text

@@ -52,3 +52,5 @@ def test_times_are_shown_in_beijing_time():
     stored = dt.datetime(2026, 11, 24, 17, 30, tzinfo=dt.UTC)
     assert beijing_time(stored) == "2026-11-25 01:30"  # the next day here
     assert beijing_time(None) == ""
+    # A time kept inside JSON (an application's history) reads the same way, not as UTC text.
+    assert beijing_time("2026-12-07T17:32:00+00:00") == "2026-12-08 01:32"

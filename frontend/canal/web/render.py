@@ -58,10 +58,13 @@ def use_display_timezone(tz: dt.tzinfo) -> None:
     _display_tz = tz
 
 
-def beijing_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A stored (UTC) time as people here read it; templates: ``{{ t | beijing_time }}``."""
-    if value is None:
+def beijing_time(value: dt.datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (UTC) time as people here read it; templates: ``{{ t | beijing_time }}``. An
+    ISO string (a time kept inside JSON, e.g. an application's history) is read first."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(_display_tz).strftime(fmt)
