@@ -216,6 +216,15 @@ async def main() -> None:
             version = await services.add_version(provider, dataset["id"], stored.id)
             await services.profile_version(provider.tenant_id, version["id"])
             print(f"profiled in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+            # Each company has 10,000 readings: that is what one "person" contributes here.
+            # A large budget, so the rounds are answered (each round is a new query).
+            await services.confirm_privacy(
+                provider,
+                dataset["id"],
+                services.PrivacyInput(
+                    max_rows_per_person=10_000, epsilon_per_query=1.0, epsilon_total=100.0
+                ),
+            )
             await services.submit_for_review(provider, dataset["id"])
             await services.review_dataset(operator, dataset["id"], approve=True, reason="")
             grant = await services.request_access(

@@ -58,6 +58,8 @@ async def test_jsonl_and_parquet_versions_are_profiled_and_delivered(client, op,
     first = await _profiled(client, provider, dataset["id"], as_jsonl(), "电量.jsonl")
     second = await _profiled(client, provider, dataset["id"], as_parquet(tmp_path), "电量.parquet")
     assert (first["number"], second["number"]) == (1, 2)
+    confirmed = await client.post(f"{provider.api}/datasets/{dataset['id']}/privacy", json={})
+    assert confirmed.status_code == 200, confirmed.text
 
     submitted = await client.post(f"{provider.api}/datasets/{dataset['id']}/submit")
     assert submitted.status_code == 204, submitted.text

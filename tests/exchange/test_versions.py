@@ -63,6 +63,11 @@ async def test_pinned_versions_are_the_only_ones_delivered(client, op):
     unreviewed = await client.get(follow, params={"version": 2})
     assert unreviewed.status_code == 403 and unreviewed.json()["code"] == "version_not_granted"
     await sign_in(client, provider.owner)
+    # A new version's privacy settings are confirmed on their own before review.
+    unconfirmed = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
+    assert unconfirmed.status_code == 409 and unconfirmed.json()["code"] == "privacy_unconfirmed"
+    confirmed = await client.post(f"{provider.api}/datasets/{dataset_id}/privacy", json={})
+    assert confirmed.status_code == 200 and confirmed.json()["version"] == 2, confirmed.text
     resubmitted = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
     assert resubmitted.status_code == 204, resubmitted.text
     # Waiting for review takes nothing offline: v1 is still delivered and still listed.
@@ -127,6 +132,11 @@ async def test_a_new_version_is_reviewed_on_its_own_and_rejection_keeps_the_old_
     assert v2.status_code == 201, v2.text
     page = await client.get(f"{provider.web}/datasets/{dataset_id}")
     assert "提交新版本进行合规审核" in page.text
+    confirmed = await client.post(
+        f"{provider.web}/datasets/{dataset_id}/privacy",
+        data={"_csrf": csrf_from(page.text), "max_rows_per_person": "12"},
+    )
+    assert confirmed.status_code == 303, confirmed.text
     submitted = await client.post(
         f"{provider.web}/datasets/{dataset_id}/submit", data={"_csrf": csrf_from(page.text)}
     )

@@ -12,7 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from canal.exchange import masking, services
+from canal.exchange import masking, privacy, services
 from canal.exchange.pii import KIND_LABELS
 from canal.platform.http.errors import CanalError
 from canal.platform.http.tenancy import current_principal, tenant_context
@@ -173,6 +173,19 @@ class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
+
+
+class PrivacyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A version's privacy settings and the dataset's budget; omitted parts stay as they are
+    (profiling's proposal at first). Sending it confirms the settings."""
+
+    version: int | None = None  # default the newest ready version
+    max_rows_per_person: int | None = None
+    bounds: dict[str, list[float]] | None = None  # numeric column -> [lower, upper]
+    categories: dict[str, list[str]] | None = None  # column -> its public values
+    epsilon_per_query: float | None = None
+    epsilon_total: float | None = None
+    budget_period_days: int | None = None
 
 
 class QueryIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -538,11 +551,12 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
     waiting = services.pending_version(versions)
     newest = services.latest_ready(versions)
     operator = services.is_operator(ctx)
+    shown = waiting if operator and waiting else newest
     return {
         "dataset": _dataset_out(dataset),
         "versions": versions,
         # The operator sees the profile of the version under review.
-        "latest": waiting if operator and waiting else newest,
+        "latest": shown,
         "pending_version": waiting,
         "can_submit": newest is not None
         and waiting is None
@@ -552,6 +566,13 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
         ),
         "is_operator": operator,
         "own": dataset["tenant_id"] == ctx.tenant_id,
+        "budget": await services.privacy_budget(dataset["tenant_id"], dataset),
+        # The settings compute-to-data answers are calibrated to (the version shown).
+        "privacy": (shown or {}).get("privacy") or {},
+        "privacy_columns": [
+            {"name": c["name"], "numeric": privacy.is_numeric(c["type"])}
+            for c in (services.compute_columns(dataset, shown) if shown else [])
+        ],
     }
 
 
@@ -651,6 +672,82 @@ async def masking_api(
     """Per-column masking (keep, generalise, mask, hash, drop); personal data is never kept."""
     return await services.set_masking(
         tenant_context(request), dataset_id, data.rules, ip=_ip(request)
+    )
+
+
+def _privacy_from_form(form: dict[str, Any]) -> services.PrivacyInput:
+    """The dataset page's privacy form: ``bound-lo-<column>``/``bound-hi-<column>`` pairs
+    and ``categories-<column>`` (one value a line, or separated by commas)."""
+
+    def number(key: str) -> Any:
+        raw = str(form.get(key, "")).strip()
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            return "bad"
+
+    bounds: dict[str, list[Any]] = {}
+    for key in form:
+        if key.startswith("bound-lo-"):
+            column = key[len("bound-lo-") :]
+            low, high = number(key), number(f"bound-hi-{column}")
+            if low is not None or high is not None:
+                bounds[column] = [low, high]
+    categories = {
+        key[len("categories-") :]: [
+            v
+            for v in str(value).replace("，", ",").replace("\r", "").replace("\n", ",").split(",")
+            if v.strip()
+        ]
+        for key, value in form.items()
+        if key.startswith("categories-")
+    }
+    per_query, total, days, rows = (
+        number("epsilon_per_query"),
+        number("epsilon_total"),
+        number("budget_period_days"),
+        number("max_rows_per_person"),
+    )
+    return services.PrivacyInput(
+        max_rows_per_person=-1 if rows == "bad" else (int(rows) if rows is not None else None),
+        bounds=bounds,
+        categories=categories,
+        epsilon_per_query=-1 if per_query == "bad" else per_query,
+        epsilon_total=-1 if total == "bad" else total,
+        budget_period_days=-1 if days == "bad" else (int(days) if days is not None else None),
+    )
+
+
+@post("/datasets/{dataset_id:uuid}/privacy", opt=PUBLISH, include_in_schema=False)
+async def privacy_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.confirm_privacy(ctx, dataset_id, _privacy_from_form(form), ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}#privacy-title")
+
+
+@post("/datasets/{dataset_id:uuid}/privacy", opt=PUBLISH, tags=TAGS, status_code=200)
+async def privacy_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[PrivacyIn]
+) -> dict[str, Any]:
+    """Confirm (and edit) a version's privacy settings — rows one person contributes, value
+    ranges of numeric columns, public categories — and set the dataset's privacy budget (ε per
+    query, total ε per period, period in days). Compute-to-data answers only confirmed
+    versions (decision 0043)."""
+    return await services.confirm_privacy(
+        tenant_context(request),
+        dataset_id,
+        services.PrivacyInput(**msgspec.structs.asdict(data)),
+        ip=_ip(request),
     )
 
 
@@ -840,6 +937,7 @@ async def _grant_page(
             "just_paid": request.query_params.get("paid") == "1",
             "compute_columns": compute_columns,
             "download_url": download_url,
+            "budget": await services.grant_budget(grant),
         },
         status=status,
     )
@@ -859,6 +957,7 @@ async def grant_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, An
     return {
         **grant,
         "payment": payment,
+        "budget": await services.grant_budget(grant),
         "queries": await services.grant_queries(ctx, grant_id),
     }
 
@@ -1058,16 +1157,28 @@ async def query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[An
 async def query_api(
     request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[QueryIn]
 ) -> dict[str, Any]:
-    """Compute-to-data: run one aggregate SQL query over the table ``data`` in the sandbox.
-    Groups smaller than the minimum cohort are suppressed; aggregates carry noise."""
+    """Compute-to-data: one aggregate query (count, sum, avg; grouped by the public
+    categories) over the table ``data``, answered with differential privacy: ``rows`` are
+    rounded to what the noise allows, ``margins`` give each value's ± at 95 %, ``hidden``
+    marks groups with too few people to show values; ``epsilon`` is what the query cost the
+    dataset's budget (0 when the same query was answered before: ``cached``)."""
     answer = await services.run_compute(
         tenant_context(request), grant_id, data.sql, version_number=data.version, ip=_ip(request)
     )
+    return _answer_out(answer)
+
+
+def _answer_out(answer: services.QueryAnswer) -> dict[str, Any]:
     return {
         "id": answer.id,
         "columns": answer.columns,
         "rows": answer.rows,
-        "suppressed_groups": answer.suppressed_groups,
+        "margins": answer.margins,
+        "hidden": answer.hidden,
+        "confidence": 0.95,
+        "epsilon": answer.epsilon,
+        "cached": answer.cached,
+        "budget": answer.budget,
         "remaining_today": answer.remaining_today,
     }
 
@@ -1204,6 +1315,7 @@ PAGES = [
     dataset_page,
     version_upload_form,
     masking_form,
+    privacy_form,
     submit_form,
     review_page,
     review_form,
@@ -1231,6 +1343,7 @@ API = [
     dataset_api,
     version_add_api,
     masking_api,
+    privacy_api,
     submit_api,
     review_api,
     review_dataset_api,

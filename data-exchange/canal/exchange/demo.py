@@ -128,6 +128,10 @@ async def seed(world: Any) -> None:
             provider, "dataset", electricity_csv(), filename="企业月度用电量2025.csv"
         )
         await services.add_version(provider, electricity["id"], stored.id)
+        # One enterprise is twelve rows (a year of months): the noise covers all of them.
+        await services.confirm_privacy(
+            provider, electricity["id"], services.PrivacyInput(max_rows_per_person=12)
+        )
         await services.submit_for_review(provider, electricity["id"])
         await services.review_dataset(operator, electricity["id"], approve=True, reason="")
 
@@ -151,6 +155,7 @@ async def seed(world: Any) -> None:
             provider, "dataset", employment_csv(), filename="用工社保.csv"
         )
         await services.add_version(provider, employment["id"], stored.id)
+        await services.confirm_privacy(provider, employment["id"], services.PrivacyInput())
         await services.submit_for_review(provider, employment["id"])
 
         grant = await services.request_access(

@@ -80,6 +80,8 @@ MODULE = ModuleSpec(
         "exchange.grant_revoked": "Data grant revoked",
         "exchange.download": "Masked dataset downloaded",
         "exchange.query_refused": "Compute-to-data query refused",
+        "exchange.query_answered": "Compute-to-data query answered",
+        "exchange.privacy_confirmed": "Privacy settings confirmed",
         "exchange.grant_paid": "Data grant paid",
         "exchange.subscription_cancelled": "Dataset subscription set to end",
         "exchange.subscription_ended": "Dataset subscription ended",

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 import tempfile
 import time
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canal.exchange import fingerprint, masking, profiling, sandbox
+from canal.exchange import fingerprint, masking, privacy, profiling, sandbox
 from canal.exchange.tables import (
+    CachedAnswer,
     Dataset,
     DatasetVersion,
     Grant,
     GrantHolding,
     Listing,
+    PrivacyBudget,
     Provider,
     QueryRun,
     UsageEvent,
@@ -653,6 +656,37 @@ async def _store_profile(
         rule = rules.get(column["name"])
         if rule is None or not masking.rule_allowed(column["pii"], rule):
             rules[column["name"]] = masking.default_rule(column["pii"])
+    # Profiling proposes the privacy settings; compute-to-data waits for the provider to
+    # confirm them (decision 0043).
+    values = summary.pop("proposed_categories", {}) or {}
+    usable = {
+        c["name"] for c in summary["columns"] if rules.get(c["name"]) == "keep" and not c["pii"]
+    }
+    proposal = privacy.propose(summary, usable, values)
+    # A new version of the same people starts from what the provider confirmed before
+    # (columns still there); it is confirmed again on its own.
+    earlier = (
+        await DatasetVersion.select(DatasetVersion.privacy)
+        .output(load_json=True)
+        .where((DatasetVersion.dataset_id == dataset_id) & (DatasetVersion.id != version_id))
+        .order_by(DatasetVersion.number, ascending=False)
+    )
+    confirmed = next(
+        (
+            privacy.Settings.from_json(v["privacy"])
+            for v in earlier
+            if (v["privacy"] or {}).get("confirmed")
+        ),
+        None,
+    )
+    if confirmed is not None:
+        proposal["max_rows_per_person"] = confirmed.max_rows_per_person
+        for name, pair in confirmed.bounds.items():
+            if name in proposal["bounds"]:
+                proposal["bounds"][name] = list(pair)
+        for name, cats in confirmed.categories.items():
+            if name in usable:
+                proposal["categories"][name] = cats
     await Dataset.update({Dataset.masking_rules: rules, Dataset.updated_at: _now()}).where(
         Dataset.id == dataset_id
     )
@@ -663,6 +697,7 @@ async def _store_profile(
             DatasetVersion.rows: summary["rows"],
             DatasetVersion.profile: summary,
             DatasetVersion.parquet_file_id: parquet_id,
+            DatasetVersion.privacy: proposal,
         }
     ).where(DatasetVersion.id == version_id)
 
@@ -715,6 +750,19 @@ async def submit_for_review(ctx: TenantContext, dataset_id: uuid.UUID, *, ip: st
             "no_ready_version",
             "请先上传并完成分析至少一个数据版本。",
             "Upload at least one version and let its profiling finish first.",
+            status=409,
+        )
+    if (
+        "compute" in dataset["delivery_modes"]
+        and not privacy.Settings.from_json(newest.get("privacy")).confirmed
+    ):
+        raise CanalError(
+            "privacy_unconfirmed",
+            f"请先确认第 {newest['number']} 版的隐私设置(取值范围、公开分类、每人最多行数),"
+            "再提交审核:可用不可见计算依据它们添加噪声。",
+            f"Confirm the privacy settings of version {newest['number']} (value ranges, public "
+            "categories, rows per person) before sending it for review: compute-to-data "
+            "answers are calibrated to them.",
             status=409,
         )
     if dataset["status"] == "pending" or pending_version(versions) is not None:
@@ -946,6 +994,210 @@ async def _index_listing(dataset_id: uuid.UUID) -> None:
     from canal.exchange.search import index_listing
 
     await index_listing(dataset_id)
+
+
+@dataclass
+class PrivacyInput:
+    """The provider's privacy settings for a version and the dataset's budget. Omitted parts
+    keep what is there (profiling's proposal at first)."""
+
+    version: int | None = None
+    max_rows_per_person: int | None = None
+    bounds: dict[str, list[float]] | None = None
+    categories: dict[str, list[str]] | None = None
+    epsilon_per_query: float | None = None
+    epsilon_total: float | None = None
+    budget_period_days: int | None = None
+
+
+def compute_columns(dataset: dict[str, Any], version: dict[str, Any]) -> list[dict[str, Any]]:
+    """Profile columns that enter the sandbox: kept as is and without personal data."""
+    rules = dataset["masking_rules"] or {}
+    return [
+        c
+        for c in (version["profile"] or {}).get("columns", [])
+        if rules.get(c["name"], "keep") == "keep" and not c.get("pii")
+    ]
+
+
+def _privacy_errors(
+    data: PrivacyInput, columns: list[dict[str, Any]]
+) -> tuple[list[FieldError], privacy.Settings | None]:
+    errors: list[FieldError] = []
+    by_name = {c["name"]: c for c in columns}
+    rows = data.max_rows_per_person
+    if rows is not None and not 1 <= int(rows) <= 1000:
+        errors.append(
+            _err(
+                "max_rows_per_person",
+                "rows_per_person_range",
+                "每人最多行数为 1 至 1000。",
+                "Rows per person must be 1 to 1000.",
+            )
+        )
+    bounds: dict[str, tuple[float, float]] = {}
+    for name, pair in (data.bounds or {}).items():
+        column = by_name.get(name)
+        ok = column is not None and privacy.is_numeric(column["type"])
+        try:
+            lo, hi = float(pair[0]), float(pair[1])
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        else:
+            ok = ok and all(map(math.isfinite, (lo, hi))) and lo < hi and abs(lo) + abs(hi) < 1e15
+        if not ok:
+            errors.append(
+                _err(
+                    f"bounds-{name}",
+                    "bounds_invalid",
+                    f"列「{name}」的取值范围无效:须为可计算的数值列,下限小于上限。",
+                    f"The range of '{name}' is not valid: it must be a numeric column the "
+                    "sandbox holds, with the lower bound below the upper.",
+                )
+            )
+        else:
+            bounds[name] = (lo, hi)
+    categories: dict[str, list[str]] = {}
+    for name, values in (data.categories or {}).items():
+        cleaned = list(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+        if name not in by_name or len(cleaned) > privacy.MAX_CATEGORIES:
+            errors.append(
+                _err(
+                    f"categories-{name}",
+                    "categories_invalid",
+                    f"列「{name}」的公开分类无效:"
+                    f"须为可计算的列,最多 {privacy.MAX_CATEGORIES} 个取值。",
+                    f"The public categories of '{name}' are not valid: a column the sandbox "
+                    f"holds, at most {privacy.MAX_CATEGORIES} values.",
+                )
+            )
+        elif cleaned:
+            categories[name] = cleaned
+    per_query, total, days = data.epsilon_per_query, data.epsilon_total, data.budget_period_days
+    if per_query is not None and not 0.01 <= float(per_query) <= 5:
+        errors.append(
+            _err(
+                "epsilon_per_query",
+                "epsilon_range",
+                "每次查询的 ε 为 0.01 至 5。",
+                "The ε per query must be 0.01 to 5.",
+            )
+        )
+    if total is not None and not 0.01 <= float(total) <= 100:
+        errors.append(
+            _err(
+                "epsilon_total",
+                "epsilon_total_range",
+                "每期总预算 ε 为 0.01 至 100。",
+                "The total ε per period must be 0.01 to 100.",
+            )
+        )
+    if days is not None and not 1 <= int(days) <= 3650:
+        errors.append(
+            _err(
+                "budget_period_days",
+                "period_range",
+                "预算周期为 1 至 3650 天。",
+                "The budget period must be 1 to 3650 days.",
+            )
+        )
+    return errors, None if errors else privacy.Settings(int(rows or 1), bounds, categories, True)
+
+
+async def confirm_privacy(
+    ctx: TenantContext, dataset_id: uuid.UUID, data: PrivacyInput, *, ip: str = ""
+) -> dict[str, Any]:
+    """The provider confirms (and may edit) a version's privacy settings and sets the
+    dataset's budget. Returns the settings and the budget as now in force."""
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    versions = await versions_of(dataset, ctx)
+    ready = [v for v in versions if v["status"] == "ready"]
+    version = (
+        next((v for v in ready if v["number"] == data.version), None)
+        if data.version
+        else (ready[0] if ready else None)
+    )
+    if version is None:
+        raise CanalError(
+            "no_ready_version",
+            "请先上传并完成分析至少一个数据版本。",
+            "Upload at least one version and let its profiling finish first.",
+            status=409,
+        )
+    current = privacy.Settings.from_json(version.get("privacy"))
+    merged = PrivacyInput(
+        version=version["number"],
+        max_rows_per_person=(
+            data.max_rows_per_person
+            if data.max_rows_per_person is not None
+            else current.max_rows_per_person
+        ),
+        bounds=data.bounds
+        if data.bounds is not None
+        else {k: list(v) for k, v in current.bounds.items()},
+        categories=data.categories if data.categories is not None else current.categories,
+        epsilon_per_query=data.epsilon_per_query,
+        epsilon_total=data.epsilon_total,
+        budget_period_days=data.budget_period_days,
+    )
+    errors, settings = _privacy_errors(merged, compute_columns(dataset, version))
+    per_query = float(data.epsilon_per_query or dataset["epsilon_per_query"])
+    total = float(data.epsilon_total or dataset["epsilon_total"])
+    if not errors and per_query > total:
+        errors.append(
+            _err(
+                "epsilon_per_query",
+                "epsilon_above_total",
+                "每次查询的 ε 不能超过每期总预算。",
+                "The ε per query cannot exceed the total for the period.",
+            )
+        )
+    if errors or settings is None:
+        raise invalid(errors)
+    days = int(data.budget_period_days or dataset["budget_period_days"])
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await DatasetVersion.update({DatasetVersion.privacy: settings.as_json()}).where(
+            DatasetVersion.id == version["id"]
+        )
+        await Dataset.update(
+            {
+                Dataset.epsilon_per_query: per_query,
+                Dataset.epsilon_total: total,
+                Dataset.budget_period_days: days,
+                Dataset.updated_at: _now(),
+            }
+        ).where(Dataset.id == dataset_id)
+        # The running period keeps what was spent; a lower total can end it early, never
+        # un-spend it.
+        await PrivacyBudget.raw(
+            "UPDATE exchange_privacy_budgets SET epsilon_total = GREATEST({}, epsilon_spent), "
+            "period_days = {} WHERE dataset_id = {}",
+            total,
+            days,
+            dataset_id,
+        )
+        await record(
+            "exchange.privacy_confirmed",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset_id),
+            ip=ip,
+            data={
+                "version": version["number"],
+                "settings": settings.as_json(),
+                "epsilon_per_query": per_query,
+                "epsilon_total": total,
+                "period_days": days,
+            },
+        )
+    dataset = await get_dataset(dataset_id, ctx)
+    return {
+        "version": version["number"],
+        "settings": settings.as_json(),
+        "budget": await privacy_budget(ctx.tenant_id, dataset),
+    }
 
 
 async def set_masking(
@@ -2203,7 +2455,11 @@ class QueryAnswer:
     id: uuid.UUID
     columns: list[str]
     rows: list[list[Any]]
-    suppressed_groups: int
+    margins: list[list[float | None]]  # ± at privacy.CONFIDENCE per cell; None for group keys
+    hidden: list[bool]  # per row: too few people (by the noisy count) to show values
+    epsilon: float  # charged to the dataset's budget by this query (0 when answered again)
+    cached: bool
+    budget: dict[str, Any]
     remaining_today: int
 
 
@@ -2248,6 +2504,148 @@ async def _compute_copy(
     return path, set(columns), sensitive, identifying
 
 
+def _answer_key(
+    dataset: dict[str, Any],
+    version: dict[str, Any],
+    plan: sandbox.Plan,
+    epsilon: float,
+    settings: privacy.Settings,
+) -> str:
+    """What makes two queries the same measurement: the statistics SQL (groups, WHERE,
+    clamping), the version, the settings and the ε. ORDER BY, LIMIT and names are
+    presentation, so rewording those is answered from the same noise."""
+    material = json.dumps(
+        [
+            str(dataset["id"]),
+            str(version["id"]),
+            plan.sql,
+            [s.name for s in plan.stats],
+            settings.as_json(),
+            epsilon,
+        ],
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _budget_exhausted(status: dict[str, Any]) -> CanalError:
+    ends = status["period_ends"]
+    day = ends.astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat() if ends else ""
+    return CanalError(
+        "privacy_budget_exhausted",
+        f"该数据集本期的隐私预算已用完,在 {day} 之前不再回答任何计算查询(对所有买方都一样)。"
+        "这是为了防止多次查询拼凑出个人数据。",
+        f"This dataset's privacy budget for the period is spent: it answers no more "
+        f"compute-to-data queries, from anyone, until {day}. This stops many answers from "
+        "being combined to single out a person.",
+        status=429,
+    )
+
+
+def _budget_view(row: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
+    if row is None:
+        total, spent, days, started = (
+            float(dataset["epsilon_total"]),
+            0.0,
+            int(dataset["budget_period_days"]),
+            None,
+        )
+    else:
+        total, spent, days, started = (
+            float(row["epsilon_total"]),
+            float(row["epsilon_spent"]),
+            int(row["period_days"]),
+            row["period_started_at"],
+        )
+        if started + dt.timedelta(days=days) <= _now():
+            spent, started = 0.0, None  # a new period starts with the next query
+    per_query = float(dataset["epsilon_per_query"])
+    remaining = max(0.0, total - spent)
+    return {
+        "epsilon_total": total,
+        "epsilon_spent": round(spent, 6),
+        "epsilon_remaining": round(remaining, 6),
+        "epsilon_per_query": per_query,
+        "queries_left": int((remaining + 1e-9) // per_query) if per_query > 0 else 0,
+        "period_days": days,
+        "period_ends": started + dt.timedelta(days=days) if started else None,
+    }
+
+
+async def privacy_budget(provider_id: uuid.UUID, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's budget as the provider and every buyer may see it (provider's row)."""
+    async with db.tenant_scope(provider_id):
+        row = await PrivacyBudget.select().where(PrivacyBudget.dataset_id == dataset["id"]).first()
+    return _budget_view(row, dataset)
+
+
+async def grant_budget(grant: dict[str, Any]) -> dict[str, Any] | None:
+    """The budget of a compute grant's dataset, for either party's grant page."""
+    if "compute" not in (grant.get("modes") or []):
+        return None
+    async with db.tenant_scope(grant["tenant_id"]):
+        dataset = await Dataset.select().where(Dataset.id == grant["dataset_id"]).first()
+    return await privacy_budget(grant["tenant_id"], dataset) if dataset else None
+
+
+async def spend_budget(
+    provider_id: uuid.UUID, dataset: dict[str, Any], epsilon: float
+) -> dict[str, Any]:
+    """Charge ``epsilon`` to the dataset's budget, or refuse (429) if it would overspend.
+
+    Every buyer's queries compose sequentially on the same people, so this is one row per
+    dataset, not per grant. The row is locked (FOR UPDATE) from the check to the update, so
+    concurrent queries are charged one after another and cannot both pass the check with the
+    same remainder; the table's CHECK constraint refuses an overspend even if code forgot.
+    """
+    async with db.tenant_scope(provider_id):
+        await PrivacyBudget.raw(
+            "INSERT INTO exchange_privacy_budgets "
+            "(id, tenant_id, dataset_id, epsilon_total, epsilon_spent, delta_spent, "
+            "period_days, period_started_at, updated_at) "
+            "VALUES ({}, {}, {}, {}, 0, 0, {}, {}, {}) ON CONFLICT (dataset_id) DO NOTHING",
+            uuid.uuid4(),
+            provider_id,
+            dataset["id"],
+            float(dataset["epsilon_total"]),
+            int(dataset["budget_period_days"]),
+            _now(),
+            _now(),
+        )
+        locked = await PrivacyBudget.raw(
+            "SELECT * FROM exchange_privacy_budgets WHERE dataset_id = {} FOR UPDATE",
+            dataset["id"],
+        )
+        row = locked[0]
+        if row["period_started_at"] + dt.timedelta(days=int(row["period_days"])) <= _now():
+            row["epsilon_spent"], row["delta_spent"], row["period_started_at"] = 0.0, 0.0, _now()
+        if float(row["epsilon_spent"]) + epsilon > float(row["epsilon_total"]) + 1e-9:
+            raise _budget_exhausted(_budget_view(row, dataset))
+        row["epsilon_spent"] = float(row["epsilon_spent"]) + epsilon
+        await PrivacyBudget.update(
+            {
+                PrivacyBudget.epsilon_spent: row["epsilon_spent"],
+                PrivacyBudget.period_started_at: row["period_started_at"],
+                PrivacyBudget.delta_spent: row["delta_spent"],
+                PrivacyBudget.updated_at: _now(),
+            }
+        ).where(PrivacyBudget.dataset_id == dataset["id"])
+    return _budget_view(row, dataset)
+
+
+async def _record_delta(provider_id: uuid.UUID, dataset_id: uuid.UUID, delta: float) -> None:
+    if delta <= 0:
+        return
+    async with db.tenant_scope(provider_id):
+        await PrivacyBudget.raw(
+            "UPDATE exchange_privacy_budgets SET delta_spent = delta_spent + {} "
+            "WHERE dataset_id = {}",
+            delta,
+            dataset_id,
+        )
+
+
 async def run_compute(
     ctx: TenantContext,
     grant_id: uuid.UUID,
@@ -2256,6 +2654,10 @@ async def run_compute(
     version_number: int | None = None,
     ip: str = "",
 ) -> QueryAnswer:
+    """One compute-to-data query, answered with differential privacy (decision 0043): the
+    checked SQL becomes per-group statistics in the sandbox, OpenDP adds noise calibrated to
+    the declared bounds, the ε is charged to the dataset's budget (shared by every buyer),
+    and the same query asked again gets the same noisy answer at no cost."""
     grant, dataset, version = await _usable_grant(ctx, grant_id, "compute", version_number)
     provider = grant["tenant_id"]
     today = _now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -2269,10 +2671,18 @@ async def run_compute(
     if used >= budget:
         raise CanalError(
             "query_budget_exhausted",
-            f"该授权今日的 {budget} 次查询额度已用完(防止通过大量查询差分推断个人数据)。",
-            f"This grant's {budget} queries for today are used up (a limit against "
-            "differencing out individuals with many queries).",
+            f"该授权今日的 {budget} 次查询已用完,请明天再试。",
+            f"This grant's {budget} queries for today are used up; try again tomorrow.",
             status=429,
+        )
+    settings = privacy.Settings.from_json(version.get("privacy"))
+    if not settings.confirmed:
+        raise CanalError(
+            "privacy_unconfirmed",
+            "提供方尚未确认该版本的隐私设置(取值范围与公开分类),暂不能计算查询。",
+            "The provider has not confirmed this version's privacy settings (value ranges "
+            "and public categories) yet, so it answers no queries.",
+            status=409,
         )
     path, columns, sensitive, identifying = await _compute_copy(dataset, version)
     started = time.monotonic()
@@ -2286,28 +2696,82 @@ async def run_compute(
         sql=shown_sql[:4000],
         status="done",
     )
+    epsilon = float(dataset["epsilon_per_query"])
+    exact_rows = 0
+    charged = 0.0  # once spent, a failure later in the run does not give the ε back
     try:
         plan = sandbox.plan_query(
-            sql, columns=columns, sensitive=sensitive, identifying=identifying
+            sql,
+            columns=columns,
+            sensitive=sensitive,
+            identifying=identifying,
+            settings=settings,
         )
-        out_columns, raw = await sandbox.run_query(path, plan, timeout=QUERY_TIMEOUT)
-        result = sandbox.release(out_columns, raw, plan, min_cohort=int(dataset["min_cohort"]))
+        assert plan.spec is not None
+        key = _answer_key(dataset, version, plan, epsilon, settings)
+        async with db.tenant_scope(provider, ctx.user_id):
+            stored = (
+                await CachedAnswer.select(CachedAnswer.answer)
+                .where(CachedAnswer.query_key == key)
+                .first()
+            )
+        if stored is not None:
+            noisy = privacy.Noisy.from_json(stored["answer"])
+            run.cached = True
+            status = await privacy_budget(provider, dataset)
+        else:
+            status = await spend_budget(provider, dataset, epsilon)
+            charged = epsilon
+            _, raw = await sandbox.run_query(
+                path,
+                plan,
+                timeout=QUERY_TIMEOUT,
+                max_rows=sandbox.MAX_CANDIDATE_GROUPS
+                if plan.spec.threshold(settings)
+                else sandbox.MAX_ROWS,
+            )
+            exact = sandbox.exact_statistics(raw, plan)
+            exact_rows = int(sum(v.get("rows:", 0) for v in exact.values()))
+            noisy = privacy.measure(plan.spec, exact, settings, epsilon=epsilon)
+            if noisy.epsilon > epsilon * (1 + 1e-9):
+                log.error(
+                    "query on %s measured ε %s over the %s charged",
+                    dataset["id"],
+                    noisy.epsilon,
+                    epsilon,
+                )
+            await _record_delta(provider, dataset["id"], noisy.delta)
+            async with db.tenant_scope(provider, ctx.user_id):
+                await CachedAnswer.raw(
+                    "INSERT INTO exchange_dp_answers "
+                    "(id, tenant_id, dataset_id, query_key, answer, epsilon, created_at) "
+                    "VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (query_key) DO NOTHING",
+                    uuid.uuid4(),
+                    provider,
+                    dataset["id"],
+                    key,
+                    json.dumps(noisy.as_json(), ensure_ascii=False),
+                    noisy.epsilon,
+                    _now(),
+                )
+        released = privacy.present(
+            plan.spec, noisy, settings, min_cohort=int(dataset["min_cohort"])
+        )
+        if len(released.rows) > sandbox.MAX_ROWS:
+            raise sandbox.refused(
+                "sql_too_many_groups",
+                f"结果超过 {sandbox.MAX_ROWS} 组,请减少分组。",
+                f"The result has more than {sandbox.MAX_ROWS} groups; group more coarsely.",
+            )
     except CanalError as error:
         run.status, run.error_code = "refused", error.code
         run.elapsed_ms = int((time.monotonic() - started) * 1000)
         async with db.tenant_scope(provider, ctx.user_id):
             await run.save()
-            await record(
-                "exchange.query_refused",
-                actor_id=ctx.user_id,
-                tenant_id=provider,
-                target=str(grant_id),
-                ip=ip,
-                data={"code": error.code, "sql": shown_sql[:500]},
-            )
+        await _audit_query(ctx, grant, dataset, run, shown_sql, ip=ip, epsilon=0.0, code=error.code)
         raise
-    run.result_rows = len(result.rows)
-    run.suppressed_groups = result.suppressed_groups
+    run.result_rows = len(released.rows)
+    run.epsilon = charged
     run.elapsed_ms = int((time.monotonic() - started) * 1000)
     price = int(dataset["price_fen"]) if dataset["price_model"] == "per_query" else 0
     async with db.tenant_scope(provider, ctx.user_id):
@@ -2319,19 +2783,85 @@ async def run_compute(
             dataset_id=dataset["id"],
             grant_id=grant_id,
             action="query",
-            rows=len(result.rows),
+            rows=len(released.rows),
             amount_fen=price,
-            detail=f"{result.suppressed_groups} suppressed",
+            detail=f"ε {charged:g}" + (" (cached)" if run.cached else ""),
         )
+    await _audit_query(
+        ctx,
+        grant,
+        dataset,
+        run,
+        shown_sql,
+        ip=ip,
+        epsilon=charged,
+        rows_noisy=released.rows_touched,
+        rows_exact=exact_rows if not run.cached else None,
+    )
     if price > 0:
         await _meter_query(ctx, run.id, price)
     return QueryAnswer(
         run.id,
-        result.columns,
-        result.rows,
-        result.suppressed_groups,
+        released.names,
+        released.rows,
+        released.margins,
+        released.hidden,
+        charged,
+        bool(run.cached),
+        status,
         budget - used - 1,
     )
+
+
+async def _audit_query(
+    ctx: TenantContext,
+    grant: dict[str, Any],
+    dataset: dict[str, Any],
+    run: QueryRun,
+    sql: str,
+    *,
+    ip: str,
+    epsilon: float,
+    code: str = "",
+    rows_noisy: int | None = None,
+    rows_exact: int | None = None,
+) -> None:
+    """Every query, answered or refused, is an audit event twice: in the buyer's trail with
+    the person, the SQL, the ε and the rows it touched as released (noisy — the exact number
+    would be an un-noised answer); in the provider's trail with the SQL, the ε and the buyer
+    organisation, never the person (docs/exchange.md: the provider learns the organisation).
+    The operator reads both."""
+    action = "exchange.query_answered" if run.status == "done" else "exchange.query_refused"
+    common = {
+        "dataset": str(dataset["id"]),
+        "grant": str(grant["id"]),
+        "query": str(run.id),
+        "sql": sql[:1000],
+        "epsilon": epsilon,
+        **({"code": code} if code else {}),
+        **({"cached": True} if run.cached else {}),
+    }
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await record(
+            action,
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(grant["id"]),
+            ip=ip,
+            data={**common, **({"rows_touched": rows_noisy} if rows_noisy is not None else {})},
+        )
+    async with db.tenant_scope(grant["tenant_id"]):
+        await record(
+            action,
+            actor_id=None,
+            tenant_id=grant["tenant_id"],
+            target=str(grant["id"]),
+            data={
+                **common,
+                "buyer": grant["buyer_name"],
+                **({"rows_touched": rows_exact} if rows_exact is not None else {}),
+            },
+        )
 
 
 QUERY_METER = "exchange_query"  # billing's priced meter: quantity = fen
@@ -2383,10 +2913,14 @@ async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[st
     shown: how long a query took says how much data it touched before suppression (see
     docs/exchange.md, "Timing")."""
     grant = await grant_for_party(ctx, grant_id)
+    # The provider learns the buyer organisation, not who in it asked (docs/exchange.md).
+    hidden = {"elapsed_ms", "suppressed_groups"} | (
+        {"user_id"} if grant["side"] != "buyer" else set()
+    )
     async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
         rows = (
             await QueryRun.select(
-                *[c for c in QueryRun.all_columns() if c._meta.name != "elapsed_ms"]
+                *[c for c in QueryRun.all_columns() if c._meta.name not in hidden]
             )
             .output(load_json=True)
             .where(QueryRun.grant_id == grant_id)
