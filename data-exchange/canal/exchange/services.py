@@ -2620,17 +2620,25 @@ async def spend_budget(
         row = locked[0]
         if row["period_started_at"] + dt.timedelta(days=int(row["period_days"])) <= _now():
             row["epsilon_spent"], row["delta_spent"], row["period_started_at"] = 0.0, 0.0, _now()
+            await PrivacyBudget.update(
+                {
+                    PrivacyBudget.epsilon_spent: 0.0,
+                    PrivacyBudget.delta_spent: 0.0,
+                    PrivacyBudget.period_started_at: row["period_started_at"],
+                }
+            ).where(PrivacyBudget.dataset_id == dataset["id"])
         if float(row["epsilon_spent"]) + epsilon > float(row["epsilon_total"]) + 1e-9:
             raise _budget_exhausted(_budget_view(row, dataset))
+        # An increment, not the value read: the CHECK constraint sees the true total even
+        # if the lock above were ever lost.
+        await PrivacyBudget.raw(
+            "UPDATE exchange_privacy_budgets SET epsilon_spent = epsilon_spent + {}, "
+            "updated_at = {} WHERE dataset_id = {}",
+            epsilon,
+            _now(),
+            dataset["id"],
+        )
         row["epsilon_spent"] = float(row["epsilon_spent"]) + epsilon
-        await PrivacyBudget.update(
-            {
-                PrivacyBudget.epsilon_spent: row["epsilon_spent"],
-                PrivacyBudget.period_started_at: row["period_started_at"],
-                PrivacyBudget.delta_spent: row["delta_spent"],
-                PrivacyBudget.updated_at: _now(),
-            }
-        ).where(PrivacyBudget.dataset_id == dataset["id"])
     return _budget_view(row, dataset)
 
 
@@ -2712,6 +2720,7 @@ async def run_compute(
         async with db.tenant_scope(provider, ctx.user_id):
             stored = (
                 await CachedAnswer.select(CachedAnswer.answer)
+                .output(load_json=True)
                 .where(CachedAnswer.query_key == key)
                 .first()
             )
