@@ -34,12 +34,11 @@ Layers, each enough to stop a class of attack on its own:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
-import os
+import subprocess
 import sys
-import weakref
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -780,61 +779,45 @@ def exact_statistics(rows: list[list[Any]], plan: Plan) -> dict[tuple[str, ...],
     return out
 
 
-# The warm spare and the event loop it was started on: an asyncio subprocess belongs to the
-# loop that made it (its pipes are that loop's transports). ``canal demo`` seeds its data in
-# one ``asyncio.run`` and serves in another; a spare left by the seeding cannot be talked to
-# from the server's loop ("Event loop is closed"), so it is only reused on its own loop.
-_spare: asyncio.subprocess.Process | None = None
-_spare_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+# The warm spare is a plain ``subprocess.Popen``, talked to from a worker thread: it belongs to
+# no event loop. (It was an asyncio subprocess, whose pipes belong to the loop that made it:
+# ``canal demo`` seeds its data in one ``asyncio.run`` and serves in another, and the first
+# query after start-up met the seeding's spare and answered 500, "Event loop is closed".)
+_spare: subprocess.Popen[bytes] | None = None
+_spare_lock = threading.Lock()
 
 
-async def _spawn() -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        str(CHILD),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-I", str(CHILD)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
-def _discard_spare() -> None:
-    """Forget a spare made on another (possibly closed) loop; it is killed by pid, because
-    its transport cannot be used from here, and reaped by the child watcher or init."""
-    global _spare, _spare_loop
-    process, _spare, _spare_loop = _spare, None, None
-    if process is not None and process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, 9)
-
-
-def _spare_usable() -> bool:
-    if _spare is None or _spare.returncode is not None or _spare_loop is None:
-        return False
-    loop = _spare_loop()
-    return loop is asyncio.get_running_loop() and not loop.is_closed()
-
-
-async def _take_process() -> asyncio.subprocess.Process:
+def _take_process() -> subprocess.Popen[bytes]:
     """A fresh sandbox process for one query (never reused), and a spare started for the next:
     starting Python and DuckDB costs ~150 ms, which the spare takes off the request."""
-    global _spare, _spare_loop
-    if _spare_usable():
-        assert _spare is not None
-        process, _spare, _spare_loop = _spare, None, None
+    global _spare
+    with _spare_lock:
+        process, _spare = _spare, None
+    if process is not None and process.poll() is None:
         return process
-    _discard_spare()
-    return await _spawn()
+    return _spawn()
 
 
 async def _prepare_spare() -> None:
     """Started after a query finished, so its start-up never competes with a running query."""
-    global _spare, _spare_loop
-    if not _spare_usable():
-        _discard_spare()
-        _spare = await _spawn()
-        _spare_loop = weakref.ref(asyncio.get_running_loop())
+    global _spare
+    with _spare_lock:
+        if _spare is not None and _spare.poll() is None:
+            return
+        _spare = _spawn()
+
+
+def _spare_usable() -> bool:
+    return _spare is not None and _spare.poll() is None
 
 
 async def run_query(
@@ -854,12 +837,14 @@ async def run_query(
         "threads": threads,
         "max_rows": max_rows,
     }
-    process = await _take_process()
+    process = _take_process()
     try:
-        out, _ = await asyncio.wait_for(process.communicate(json.dumps(job).encode()), timeout)
-    except TimeoutError:
+        out, _ = await asyncio.to_thread(
+            process.communicate, json.dumps(job).encode(), timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
         process.kill()
-        await process.wait()
+        await asyncio.to_thread(process.communicate)
         raise _too_long(timeout) from None
     finally:
         await _prepare_spare()
