@@ -712,8 +712,9 @@ def _privacy_from_form(form: dict[str, Any]) -> services.PrivacyInput:
     )
     return services.PrivacyInput(
         max_rows_per_person=-1 if rows == "bad" else (int(rows) if rows is not None else None),
-        bounds=bounds,
-        categories=categories,
+        # Fields the form did not carry keep what is there (the page always sends them all).
+        bounds=bounds if any(k.startswith("bound-lo-") for k in form) else None,
+        categories=categories if any(k.startswith("categories-") for k in form) else None,
         epsilon_per_query=-1 if per_query == "bad" else per_query,
         epsilon_total=-1 if total == "bad" else total,
         budget_period_days=-1 if days == "bad" else (int(days) if days is not None else None),

@@ -229,7 +229,7 @@ def _threshold_measurement(scale: float, k: int) -> dp.Measurement:
 
     # The smallest threshold whose δ (OpenDP's privacy map) is within DELTA_PER_QUERY.
     threshold = dp.binary_search(
-        lambda t: make(t).map((k, k, k))[1] <= DELTA_PER_QUERY, bounds=(1, 10**12)
+        lambda t: make(t).map((k, k, k))[1] <= DELTA_PER_QUERY, bounds=(1, 2**31 - 1)
     )
     return make(threshold)
 

@@ -959,8 +959,16 @@ async def _publish(
 
     provider = await Tenant.select(Tenant.name).where(Tenant.id == dataset["tenant_id"]).first()
     rules = dataset["masking_rules"] or {}
+    # A column's exact minimum and maximum are two people's values: buyers see the range the
+    # provider declared for compute-to-data instead (decision 0043), or nothing.
+    bounds = privacy.Settings.from_json(version.get("privacy")).bounds
     columns = [
-        {**c, "action": rules.get(c["name"], "keep")}
+        {
+            **c,
+            "action": rules.get(c["name"], "keep"),
+            "min": _json_value(bounds[c["name"]][0]) if c["name"] in bounds else None,
+            "max": _json_value(bounds[c["name"]][1]) if c["name"] in bounds else None,
+        }
         for c in (version["profile"] or {}).get("columns", [])
         if rules.get(c["name"], "keep") != "drop"
     ]
