@@ -92,6 +92,12 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     main = await page.inner_text("main")
     assert "手机号" in main and "身份证号" in main and "240" in main
     await _shot(page, "02-profile")
+    # Compute-to-data waits for the provider to confirm the proposed privacy settings.
+    assert await page.locator("#f-bound-lo-用电量").input_value() != ""
+    await page.fill("#f-max_rows_per_person", "12")
+    await page.click("form[action$='/privacy'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "已确认" in await page.inner_text("#privacy-status")
     await page.click("form[action$='/submit'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     dataset_id = page.url.rstrip("/").rsplit("/", 1)[1]
@@ -136,7 +142,7 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     await page.click("form[action$='/queries'] button[type=submit]")
     await page.wait_for_selector("#query-result")
     table = await page.inner_text("#query-result")
-    assert "机械制造" in table and "平均用电" in table
+    assert "机械制造" in table and "平均用电" in table and "误差约" in table
     await _shot(page, "05-answer")
 
     # 6. The catalogue's filters in the browser, then the usage audit with its chart and the

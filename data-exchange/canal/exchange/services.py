@@ -1034,13 +1034,13 @@ def _privacy_errors(
     errors: list[FieldError] = []
     by_name = {c["name"]: c for c in columns}
     rows = data.max_rows_per_person
-    if rows is not None and not 1 <= int(rows) <= 1000:
+    if rows is not None and not 1 <= int(rows) <= 1_000_000:
         errors.append(
             _err(
                 "max_rows_per_person",
                 "rows_per_person_range",
-                "每人最多行数为 1 至 1000。",
-                "Rows per person must be 1 to 1000.",
+                "每人最多行数为 1 至 1,000,000。",
+                "Rows per person must be 1 to 1,000,000.",
             )
         )
     bounds: dict[str, tuple[float, float]] = {}
