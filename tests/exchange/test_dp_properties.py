@@ -142,7 +142,7 @@ def test_neighbouring_datasets_give_distributions_within_e_to_the_epsilon(values
     ha, hb = _histogram(a, edges), _histogram(b, edges)
     checked = 0
     for x, y in zip(ha, hb, strict=True):
-        if min(x, y) >= 300:
+        if min(x, y) >= 1000:  # a few % sampling error per bin: far inside the slack
             checked += 1
             assert max(x / y, y / x) <= math.exp(share) * 1.3
     assert checked >= 3
