@@ -230,7 +230,7 @@ async def main() -> None:
                 ),
             )
             await services.submit_for_review(provider, dataset["id"])
-            await services.review_dataset(operator, dataset["id"], approve=True, reason="")
+            await services.review_dataset(operator, dataset["id"], approve=True, reason="已核对。")
             grant = await services.request_access(
                 buyer, dataset["id"], "基准测试的聚合查询。", ["compute"]
             )

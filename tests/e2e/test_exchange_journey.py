@@ -103,7 +103,9 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     dataset_id = page.url.rstrip("/").rsplit("/", 1)[1]
 
     # 2. The operator approves (its staff sign in with TOTP; done here through the service).
-    await services.review_dataset(await _operator_ctx(), dataset_id, approve=True, reason="")
+    await services.review_dataset(
+        await _operator_ctx(), dataset_id, approve=True, reason="已核对。"
+    )
 
     # 3. The buyer finds it, sees the masked sample and asks for compute access.
     await _sign_in(page, server, buyer.owner)
@@ -213,7 +215,7 @@ async def test_resident_browses_and_a_subscription_grant_shows_its_state(
     )
     await services.add_version(provider.ctx, dataset["id"], stored.id)
     await services.submit_for_review(provider.ctx, dataset["id"])
-    await services.review_dataset(operator, dataset["id"], approve=True, reason="")
+    await services.review_dataset(operator, dataset["id"], approve=True, reason="已核对。")
 
     resident = await make_user("居民李四")
     await _sign_in(page, server, resident)

@@ -185,7 +185,10 @@ async def published_dataset(
     submitted = await client.post(f"{provider.api}/datasets/{dataset['id']}/submit")
     assert submitted.status_code == 204, submitted.text
     await sign_in(client, operator.owner)
-    reviewed = await client.post(f"{operator.api}/review/{dataset['id']}", json={"approve": True})
+    reviewed = await client.post(
+        f"{operator.api}/review/{dataset['id']}",
+        json={"approve": True, "reason": "来源与脱敏规则已核对。"},
+    )
     assert reviewed.status_code == 204, reviewed.text
     return str(dataset["id"])
 

@@ -64,7 +64,9 @@ async def test_jsonl_and_parquet_versions_are_profiled_and_delivered(client, op,
     submitted = await client.post(f"{provider.api}/datasets/{dataset['id']}/submit")
     assert submitted.status_code == 204, submitted.text
     await sign_in(client, op.owner)
-    reviewed = await client.post(f"{op.api}/review/{dataset['id']}", json={"approve": True})
+    reviewed = await client.post(
+        f"{op.api}/review/{dataset['id']}", json={"approve": True, "reason": "已核对。"}
+    )
     assert reviewed.status_code == 204, reviewed.text
     buyer = await make_org("格式买方")
     grant_id = await active_grant(client, provider, buyer, str(dataset["id"]), ["api"])

@@ -97,8 +97,14 @@ async def test_journey_through_the_pages(client, op):
         f"{op.web}/review/{dataset_id}", data={"_csrf": token, "decision": "reject"}
     )
     assert no_reason.status_code == 422 and "f-reason-error" in no_reason.text
-    approved = await client.post(
+    # Approving needs a reason too.
+    bare = await client.post(
         f"{op.web}/review/{dataset_id}", data={"_csrf": token, "decision": "approve"}
+    )
+    assert bare.status_code == 422 and "f-reason-error" in bare.text
+    approved = await client.post(
+        f"{op.web}/review/{dataset_id}",
+        data={"_csrf": token, "decision": "approve", "reason": "来源与脱敏已核对。"},
     )
     assert approved.status_code == 303
 

@@ -158,6 +158,14 @@ class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
 
 
+class JustificationIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Why a version in which profiling found personal data keeps the declared grade
+    (20–2,000 characters; empty withdraws it)."""
+
+    justification: str
+    version: int | None = None  # default the newest ready version
+
+
 class RequestIn(msgspec.Struct, forbid_unknown_fields=True):
     purpose: str
     modes: list[str]
@@ -552,6 +560,7 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
     newest = services.latest_ready(versions)
     operator = services.is_operator(ctx)
     shown = waiting if operator and waiting else newest
+    reviewing = operator and (dataset["status"] == "pending" or waiting is not None)
     return {
         "dataset": _dataset_out(dataset),
         "versions": versions,
@@ -573,6 +582,15 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
             {"name": c["name"], "numeric": privacy.is_numeric(c["type"])}
             for c in (services.compute_columns(dataset, shown) if shown else [])
         ],
+        # Personal data profiling found in the version shown, and the grade that follows:
+        # "personal" until the provider justifies the declared one in writing.
+        "findings": services.personal_findings(shown),
+        "sensitivity": services.effective_sensitivity(dataset, shown),
+        "justification": (shown or {}).get("sensitivity_justification", ""),
+        # What buyers would see, for the operator deciding on it.
+        "review_sample": (
+            await services.review_sample(dataset, shown) if reviewing and shown else None
+        ),
     }
 
 
@@ -752,6 +770,39 @@ async def privacy_api(
     )
 
 
+@post("/datasets/{dataset_id:uuid}/sensitivity", opt=PUBLISH, include_in_schema=False)
+async def sensitivity_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.justify_sensitivity(
+            ctx, dataset_id, str(form.get("justification", "")), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}#sensitivity-title")
+
+
+@post("/datasets/{dataset_id:uuid}/sensitivity", opt=PUBLISH, tags=TAGS, status_code=200)
+async def sensitivity_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[JustificationIn]
+) -> dict[str, Any]:
+    """When profiling found personal data in a version, it is graded "personal" until the
+    provider states in writing why the declared grade is right; the operator sees the text
+    in review. An empty text withdraws it. Refused once the version was sent for review."""
+    return await services.justify_sensitivity(
+        tenant_context(request),
+        dataset_id,
+        data.justification,
+        version=data.version,
+        ip=_ip(request),
+    )
+
+
 @post("/datasets/{dataset_id:uuid}/submit", opt=PUBLISH, include_in_schema=False)
 async def submit_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
@@ -822,7 +873,8 @@ async def review_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response
 async def review_dataset_api(
     request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
 ) -> None:
-    """Approve (publish to the catalogue) or reject (with a reason) a dataset."""
+    """Approve (publish to the catalogue) or reject a dataset or its new version; both
+    need a reason, stored with the version and in the audit trail."""
     await services.review_dataset(
         tenant_context(request),
         dataset_id,
@@ -1317,6 +1369,7 @@ PAGES = [
     version_upload_form,
     masking_form,
     privacy_form,
+    sensitivity_form,
     submit_form,
     review_page,
     review_form,
@@ -1345,6 +1398,7 @@ API = [
     version_add_api,
     masking_api,
     privacy_api,
+    sensitivity_api,
     submit_api,
     review_api,
     review_dataset_api,

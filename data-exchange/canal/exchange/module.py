@@ -87,6 +87,7 @@ MODULE = ModuleSpec(
         "exchange.subscription_ended": "Dataset subscription ended",
         "exchange.version_submitted": "Dataset version sent for compliance review",
         "exchange.version_reviewed": "Dataset version compliance review",
+        "exchange.sensitivity_justified": "Sensitivity grade justified despite personal data",
     },
     seed_demo=_seed_demo,
 )

@@ -62,8 +62,12 @@ SENSITIVITIES = {
     "public": ("公开", "Public"),
     "internal": ("内部", "Internal"),
     "sensitive": ("敏感", "Sensitive"),
+    # Set by profiling: personal data was found and the provider has not justified another
+    # grade in writing (a provider may also choose it).
+    "personal": ("个人信息", "Personal data"),
     "core": ("核心", "Core"),
 }
+JUSTIFICATION_MIN, JUSTIFICATION_MAX = 20, 2000
 PRICE_MODELS = {
     "free": ("免费", "Free"),
     "one_off": ("一次性购买", "One-off purchase"),
@@ -210,14 +214,15 @@ async def review_provider(
 ) -> None:
     _require_operator(ctx)
     reason = reason.strip()
-    if not approve and not reason:
+    # Every decision states its reason: it is stored with the version and in the audit trail.
+    if len(reason) < 2:
         raise invalid(
             [
                 _err(
                     "reason",
                     "reason_required",
-                    "驳回时请填写理由。",
-                    "Give a reason for rejecting.",
+                    "请填写审核理由:通过和驳回都需要。",
+                    "Give the reason for your decision: approving and rejecting both need one.",
                 )
             ]
         )
@@ -732,6 +737,107 @@ async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
     return "ready"
 
 
+def personal_findings(version: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The columns in which profiling found personal data (name, kind), in file order."""
+    return [
+        {"name": c["name"], "pii": c["pii"]}
+        for c in ((version or {}).get("profile") or {}).get("columns", [])
+        if c.get("pii")
+    ]
+
+
+def effective_sensitivity(dataset: dict[str, Any], version: dict[str, Any] | None) -> str:
+    """The grade a version is listed and reviewed under: "personal" when profiling found
+    personal data, until the provider has justified the declared grade in writing."""
+    if personal_findings(version) and not (version or {}).get("sensitivity_justification"):
+        return "personal"
+    return str(dataset["sensitivity"])
+
+
+async def justify_sensitivity(
+    ctx: TenantContext,
+    dataset_id: uuid.UUID,
+    justification: str,
+    *,
+    version: int | None = None,
+    ip: str = "",
+) -> dict[str, Any]:
+    """The provider's written reason why a version in which profiling found personal data
+    keeps the declared grade instead of "personal" (e.g. the columns are dropped or hashed,
+    the people are enterprises' public contacts). Stored with the version, shown to the
+    operator in review; an empty text withdraws it (the version is "personal" again)."""
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    versions = await versions_of(dataset, ctx)
+    target = (
+        next((v for v in versions if v["number"] == version and v["status"] == "ready"), None)
+        if version is not None
+        else latest_ready(versions)
+    )
+    if target is None:
+        raise CanalError(
+            "no_ready_version",
+            "没有已完成分析的该版本。",
+            "There is no profiled version with that number.",
+            status=404 if version is not None else 409,
+        )
+    if not personal_findings(target):
+        raise CanalError(
+            "no_personal_data",
+            f"第 {target['number']} 版未发现个人信息,无需说明。",
+            f"Profiling found no personal data in version {target['number']}: there is "
+            "nothing to justify.",
+            status=409,
+        )
+    if target["review_status"] in ("pending", "approved"):
+        raise CanalError(
+            "version_reviewed",
+            f"第 {target['number']} 版已提交审核,不能再修改说明。",
+            f"Version {target['number']} has been sent for review: its justification can no "
+            "longer change.",
+            status=409,
+        )
+    text = justification.strip()
+    if text and not JUSTIFICATION_MIN <= len(text) <= JUSTIFICATION_MAX:
+        raise invalid(
+            [
+                _err(
+                    "justification",
+                    "justification_length",
+                    f"请用 {JUSTIFICATION_MIN} 至 {JUSTIFICATION_MAX} 字说明为何该数据不属于"
+                    "个人信息级别。",
+                    f"Explain in {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters why this "
+                    "data is not personal data.",
+                )
+            ]
+        )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await DatasetVersion.update({DatasetVersion.sensitivity_justification: text}).where(
+            DatasetVersion.id == target["id"]
+        )
+        await record(
+            "exchange.sensitivity_justified",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset_id),
+            ip=ip,
+            data={
+                "version": target["number"],
+                "declared": dataset["sensitivity"],
+                "justification": text,
+            },
+        )
+    target = {**target, "sensitivity_justification": text}
+    return {
+        "version": target["number"],
+        "findings": personal_findings(target),
+        "declared_sensitivity": dataset["sensitivity"],
+        "sensitivity": effective_sensitivity(dataset, target),
+        "justification": text,
+    }
+
+
 def pending_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((v for v in versions if v["review_status"] == "pending"), None)
 
@@ -840,14 +946,15 @@ async def review_dataset(
     the listing and every grant on the version approved before)."""
     _require_operator(ctx)
     reason = reason.strip()
-    if not approve and not reason:
+    # Every decision states its reason: it is stored with the version and in the audit trail.
+    if len(reason) < 2:
         raise invalid(
             [
                 _err(
                     "reason",
                     "reason_required",
-                    "驳回时请填写理由。",
-                    "Give a reason for rejecting.",
+                    "请填写审核理由:通过和驳回都需要。",
+                    "Give the reason for your decision: approving and rejecting both need one.",
                 )
             ]
         )
@@ -913,6 +1020,8 @@ async def review_dataset(
                 "approved": approve,
                 "reason": reason,
                 "version": version["number"] if version else None,
+                "sensitivity": effective_sensitivity(dataset, version),
+                "personal_columns": [f["name"] for f in personal_findings(version)],
             },
         )
     if approve:
@@ -935,6 +1044,19 @@ async def _local_parquet(version: dict[str, Any]) -> Path:
 
 def _kinds(version: dict[str, Any]) -> dict[str, str | None]:
     return {c["name"]: c.get("pii") for c in (version["profile"] or {}).get("columns", [])}
+
+
+async def review_sample(dataset: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    """What buyers would see of a version, for the operator's review: the masked sample with
+    its column names (dropped columns left out, as in the listing)."""
+    if not version.get("parquet_file_id"):
+        return {"columns": [], "rows": []}
+    rules = dataset["masking_rules"] or {}
+    names = [c["name"] for c in (version["profile"] or {}).get("columns", [])]
+    return {
+        "columns": [n for n in names if rules.get(n, "keep") != "drop"],
+        "rows": await _masked_sample(dataset, version),  # dropped columns already left out
+    }
 
 
 async def _masked_sample(dataset: dict[str, Any], version: dict[str, Any]) -> list[list[Any]]:
@@ -981,7 +1103,7 @@ async def _publish(
         "tags": dataset["tags"],
         "update_frequency": dataset["update_frequency"],
         "source_statement": dataset["source_statement"],
-        "sensitivity": dataset["sensitivity"],
+        "sensitivity": effective_sensitivity(dataset, version),
         "licence_purpose": dataset["licence_purpose"],
         "licence_days": dataset["licence_days"],
         "redistribution": dataset["redistribution"],

@@ -99,6 +99,9 @@ class DatasetVersion(Table, tablename="exchange_versions"):
     # bounds, public categories, rows per person; proposed by profiling, confirmed by the
     # provider.
     privacy = JSONB(default={})
+    # Profiling found personal data: the version is labelled "personal" unless the provider
+    # states in writing why the declared grade is right (shown to the operator in review).
+    sensitivity_justification = Text(default="")
     created_by = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 
