@@ -194,6 +194,9 @@ class PrivacyIn(msgspec.Struct, forbid_unknown_fields=True):
     epsilon_per_query: float | None = None
     epsilon_total: float | None = None
     budget_period_days: int | None = None
+    # Non-personal columns whose sums and counts are answered exactly, without noise
+    # (refused for columns profiling flagged as personal).
+    exact: list[str] | None = None
 
 
 class QueryIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -736,6 +739,10 @@ def _privacy_from_form(form: dict[str, Any]) -> services.PrivacyInput:
         epsilon_per_query=-1 if per_query == "bad" else per_query,
         epsilon_total=-1 if total == "bad" else total,
         budget_period_days=-1 if days == "bad" else (int(days) if days is not None else None),
+        # Checkboxes ``exact-<column>``; ``exact_shown`` says the form carried them.
+        exact=[k[len("exact-") :] for k in form if k.startswith("exact-")]
+        if "exact_shown" in form
+        else None,
     )
 
 

@@ -14,6 +14,11 @@ through OpenDP's Laplace threshold (a group appears only when its noisy count cl
 threshold set so that a group of a few people shows with probability δ). Nothing reports how
 many groups were left out.
 
+A provider may opt a non-personal column out of noise (``Settings.exact``): sums and value
+counts of that column are then released as computed, cost no ε and carry no guarantee; row
+counts (and so which groups are shown or hidden) stay noisy. The operator sees the opt-out in
+review.
+
 Everything after the measurements — averages as noisy sum / noisy count, clamping to the
 bounds, rounding to what the noise allows, hiding values of groups whose *noisy* count is
 below the minimum cohort, ORDER BY, LIMIT — is post-processing and costs nothing.
@@ -67,6 +72,9 @@ class Settings:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
     confirmed: bool = False
+    # Columns the provider opted out of noise for (never one profiling flagged as personal):
+    # their sums and value counts are released exactly. Row counts always carry noise.
+    exact: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any] | None) -> Settings:
@@ -80,15 +88,24 @@ class Settings:
                 str(k): [str(x) for x in v] for k, v in (raw.get("categories") or {}).items()
             },
             confirmed=bool(raw.get("confirmed")),
+            exact=sorted(str(x) for x in raw.get("exact") or []),
         )
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "max_rows_per_person": self.max_rows_per_person,
             "bounds": {k: [lo, hi] for k, (lo, hi) in self.bounds.items()},
             "categories": self.categories,
             "confirmed": self.confirmed,
         }
+        if self.exact:  # only when set: earlier answers' cache keys stay as they were
+            out["exact"] = list(self.exact)
+        return out
+
+    def is_exact(self, stat: Statistic) -> bool:
+        """Whether a statistic is released without noise: a sum or value count of a column
+        the provider opted out for. The row count never is."""
+        return stat.kind in ("sum", "count") and stat.column in self.exact
 
 
 def _nice(value: float, up: bool) -> float:
@@ -299,7 +316,8 @@ def measure(
     OpenDP's privacy maps state for the measurements made (their sum: sequential composition).
     """
     stats = statistics(spec)
-    share = epsilon / len(stats)
+    # The query's ε is shared by the noisy statistics only (the row count always is one).
+    share = epsilon / len([s for s in stats if not settings.is_exact(s)])
     k = settings.max_rows_per_person
     spent_epsilon = 0.0
     spent_delta = 0.0
@@ -330,6 +348,12 @@ def measure(
         if stat.name in values:
             continue
         exact_values = [float(exact.get(key, {}).get(stat.name, 0.0) or 0.0) for key in keys]
+        if settings.is_exact(stat):
+            # The provider's opt-out for a non-personal column: no measurement, no ε, and a
+            # margin of 0 (shown as exact).
+            values[stat.name] = dict(zip(keys, exact_values, strict=True))
+            scales[stat.name] = 0.0
+            continue
         if stat.kind == "sum":
             lo, hi = settings.bounds[str(stat.column)]
             sensitivity = k * max(abs(lo), abs(hi))

@@ -1022,6 +1022,8 @@ async def review_dataset(
                 "version": version["number"] if version else None,
                 "sensitivity": effective_sensitivity(dataset, version),
                 "personal_columns": [f["name"] for f in personal_findings(version)],
+                # Columns answered without noise, as the operator saw them in review.
+                "exact_columns": privacy.Settings.from_json((version or {}).get("privacy")).exact,
             },
         )
     if approve:
@@ -1138,6 +1140,8 @@ class PrivacyInput:
     epsilon_per_query: float | None = None
     epsilon_total: float | None = None
     budget_period_days: int | None = None
+    # Non-personal columns whose sums and value counts are released without noise.
+    exact: list[str] | None = None
 
 
 def compute_columns(dataset: dict[str, Any], version: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1151,10 +1155,33 @@ def compute_columns(dataset: dict[str, Any], version: dict[str, Any]) -> list[di
 
 
 def _privacy_errors(
-    data: PrivacyInput, columns: list[dict[str, Any]]
+    data: PrivacyInput, columns: list[dict[str, Any]], personal: set[str] | None = None
 ) -> tuple[list[FieldError], privacy.Settings | None]:
     errors: list[FieldError] = []
     by_name = {c["name"]: c for c in columns}
+    exact: list[str] = []
+    for name in dict.fromkeys(str(n) for n in data.exact or []):
+        if name in (personal or set()):
+            errors.append(
+                _err(
+                    f"exact-{name}",
+                    "exact_personal",
+                    f"列「{name}」经分析含个人信息,只能以加噪方式回答,不能提供精确结果。",
+                    f"Profiling found personal data in '{name}': its answers always carry "
+                    "noise, never exact figures.",
+                )
+            )
+        elif name not in by_name:
+            errors.append(
+                _err(
+                    f"exact-{name}",
+                    "exact_invalid",
+                    f"列「{name}」不是可计算的列,不能设为精确结果。",
+                    f"'{name}' is not a column compute-to-data holds, so it cannot be exact.",
+                )
+            )
+        else:
+            exact.append(name)
     rows = data.max_rows_per_person
     if rows is not None and not 1 <= int(rows) <= 1_000_000:
         errors.append(
@@ -1231,7 +1258,9 @@ def _privacy_errors(
                 "The budget period must be 1 to 3650 days.",
             )
         )
-    return errors, None if errors else privacy.Settings(int(rows or 1), bounds, categories, True)
+    if errors:
+        return errors, None
+    return errors, privacy.Settings(int(rows or 1), bounds, categories, True, sorted(exact))
 
 
 async def confirm_privacy(
@@ -1271,8 +1300,13 @@ async def confirm_privacy(
         epsilon_per_query=data.epsilon_per_query,
         epsilon_total=data.epsilon_total,
         budget_period_days=data.budget_period_days,
+        exact=data.exact if data.exact is not None else current.exact,
     )
-    errors, settings = _privacy_errors(merged, compute_columns(dataset, version))
+    errors, settings = _privacy_errors(
+        merged,
+        compute_columns(dataset, version),
+        {f["name"] for f in personal_findings(version)},
+    )
     per_query = float(data.epsilon_per_query or dataset["epsilon_per_query"])
     total = float(data.epsilon_total or dataset["epsilon_total"])
     if not errors and per_query > total:
