@@ -98,6 +98,12 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     await page.click("form[action$='/privacy'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     assert "已确认" in await page.inner_text("#privacy-status")
+    # Profiling found names and phones: 个人信息 until the provider justifies 内部 in writing.
+    assert "个人信息" in await page.inner_text("#sensitivity-grade")
+    await page.fill("#f-justification", "联系人与电话是企业公开的业务联系方式,交付前已脱敏。")
+    await page.click("form[action$='/sensitivity'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "内部" in await page.inner_text("#sensitivity-grade")
     await page.click("form[action$='/submit'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     dataset_id = page.url.rstrip("/").rsplit("/", 1)[1]
@@ -132,6 +138,7 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     # 5. The buyer queries: an aggregate is answered, raw rows are refused with the reason.
     await _sign_in(page, server, buyer.owner)
     await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    await page.click("#advanced-sql summary")  # the SQL textarea is the advanced view
     await page.fill("#f-sql", "SELECT * FROM data")
     await page.click("form[action$='/queries'] button[type=submit]")
     await page.wait_for_selector("#f-sql-error")

@@ -12,7 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from canal.exchange import masking, privacy, services
+from canal.exchange import builder, masking, privacy, services
 from canal.exchange.pii import KIND_LABELS
 from canal.platform.http.errors import CanalError
 from canal.platform.http.tenancy import current_principal, tenant_context
@@ -63,6 +63,11 @@ def _labels(request: Req) -> dict[str, Any]:
         "modes": pick(services.MODES),
         "actions": pick(masking.ACTION_LABELS),
         "pii": pick(KIND_LABELS),
+        "aggregates": pick(builder.AGGREGATES),
+        "operators": pick(builder.OPERATORS),
+        "types": pick(builder.TYPE_WORDS),
+        # A column's type in plain words (文本/整数/小数/日期), not DuckDB's name.
+        "type_word": lambda t: pick(builder.TYPE_WORDS)[builder.type_kind(t)],
     }
 
 
@@ -197,6 +202,24 @@ class PrivacyIn(msgspec.Struct, forbid_unknown_fields=True):
     # Non-personal columns whose sums and counts are answered exactly, without noise
     # (refused for columns profiling flagged as personal).
     exact: list[str] | None = None
+
+
+class FilterIn(msgspec.Struct, forbid_unknown_fields=True):
+    column: str
+    op: str = "="  # = != > >= < <=
+    value: str = ""
+
+
+class BuildIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The query builder: ``aggregate`` count/sum/avg of ``measure`` (a numeric column; empty
+    with count: rows), optionally grouped by a column with public categories, up to three
+    filters."""
+
+    aggregate: str = "count"
+    measure: str = ""
+    group_by: str = ""
+    filters: list[FilterIn] = []
+    version: int | None = None
 
 
 class QueryIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -958,6 +981,7 @@ async def _grant_page(
     sql: str = "",
     status: int = 200,
     download_url: str | None = None,
+    built: dict[str, Any] | None = None,
 ) -> Response[str]:
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
@@ -996,6 +1020,12 @@ async def _grant_page(
             "price": price,
             "just_paid": request.query_params.get("paid") == "1",
             "compute_columns": compute_columns,
+            "builder_columns": (
+                await services.builder_columns(ctx, grant_id)
+                if grant["side"] == "buyer" and "compute" in grant["modes"]
+                else []
+            ),
+            "built": built or {},
             "download_url": download_url,
             "budget": await services.grant_budget(grant),
         },
@@ -1213,6 +1243,61 @@ async def query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[An
     return await _grant_page(request, grant_id, result=answer, sql=sql)
 
 
+def _built_from_form(form: dict[str, Any]) -> builder.BuilderInput:
+    return builder.BuilderInput(
+        aggregate=str(form.get("aggregate", "count")),
+        measure=str(form.get("measure", "")),
+        group_by=str(form.get("group_by", "")),
+        filters=[
+            builder.Filter(
+                str(form.get(f"filter-column-{i}", "")),
+                str(form.get(f"filter-op-{i}", "=")),
+                str(form.get(f"filter-value-{i}", "")),
+            )
+            for i in range(1, builder.MAX_FILTERS + 1)
+        ],
+    )
+
+
+@post("/grants/{grant_id:uuid}/queries/build", opt=USE, include_in_schema=False)
+async def build_query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    """The query builder's form: its choices become SQL, run like a typed query; the SQL
+    is shown in the advanced view's textarea."""
+    form = await _form(request)
+    built = {k: str(v) for k, v in form.items() if k != "_csrf"}
+    try:
+        sql, answer = await services.run_built_query(
+            tenant_context(request), grant_id, _built_from_form(form), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        errors = _errors(request, error)
+        if not error.errors:
+            errors = [{**e, "field": "builder"} for e in errors]
+        return await _grant_page(request, grant_id, errors=errors, status=error.status, built=built)
+    return await _grant_page(request, grant_id, result=answer, sql=sql, built=built)
+
+
+@post("/grants/{grant_id:uuid}/queries/build", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def build_query_api(
+    request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[BuildIn]
+) -> dict[str, Any]:
+    """The query builder: choices (aggregate, measure, a public-category grouping, filters)
+    become SQL, answered like ``POST …/queries`` (same checks, noise and budget); the answer
+    includes the ``sql`` built, to reuse in the advanced view."""
+    choices = builder.BuilderInput(
+        aggregate=data.aggregate,
+        measure=data.measure,
+        group_by=data.group_by,
+        filters=[builder.Filter(f.column, f.op, f.value) for f in data.filters],
+    )
+    sql, answer = await services.run_built_query(
+        tenant_context(request), grant_id, choices, version_number=data.version, ip=_ip(request)
+    )
+    return {**_answer_out(answer), "sql": sql}
+
+
 @post("/grants/{grant_id:uuid}/queries", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
 async def query_api(
     request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[QueryIn]
@@ -1389,6 +1474,7 @@ PAGES = [
     cancel_subscription_form,
     download_form,
     query_form,
+    build_query_form,
     rows_page,
     usage_page,
 ]
@@ -1418,6 +1504,7 @@ API = [
     cancel_subscription_api,
     download_api,
     query_api,
+    build_query_api,
     rows_api,
     usage_api,
 ]

@@ -2818,6 +2818,51 @@ async def _record_delta(provider_id: uuid.UUID, dataset_id: uuid.UUID, delta: fl
         )
 
 
+async def builder_columns(
+    ctx: TenantContext, grant_id: uuid.UUID, version_number: int | None = None
+) -> list[dict[str, Any]]:
+    """The columns the query builder offers on a usable compute grant: what the sandbox holds,
+    each with its plain kind (text/integer/decimal/date) and its public categories (the only
+    columns it groups by). Empty when the grant answers no queries now."""
+    from canal.exchange import builder
+
+    try:
+        _, dataset, version = await _usable_grant(ctx, grant_id, "compute", version_number)
+    except CanalError:
+        return []
+    settings = privacy.Settings.from_json(version.get("privacy"))
+    return [
+        {
+            "name": c["name"],
+            "type": c["type"],
+            "kind": builder.type_kind(c["type"]),
+            "categories": settings.categories.get(c["name"], []),
+        }
+        for c in compute_columns(dataset, version)
+    ]
+
+
+async def run_built_query(
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    data: Any,
+    *,
+    version_number: int | None = None,
+    ip: str = "",
+) -> tuple[str, QueryAnswer]:
+    """The builder's choices as SQL (``builder.build_sql``), run like a typed query."""
+    from canal.exchange import builder
+
+    columns = await builder_columns(ctx, grant_id, version_number)
+    if not columns:
+        # The same refusal a typed query gets (expired, unpaid, not a compute grant …).
+        await _usable_grant(ctx, grant_id, "compute", version_number)
+        raise builder.no_columns()
+    sql = builder.build_sql(data, columns)
+    answer = await run_compute(ctx, grant_id, sql, version_number=version_number, ip=ip)
+    return sql, answer
+
+
 async def run_compute(
     ctx: TenantContext,
     grant_id: uuid.UUID,
