@@ -307,10 +307,16 @@ async def test_masking_review_download_rows_and_revocation_in_the_browser(
     await page.wait_for_load_state("networkidle")
     main = await page.inner_text("main")
     assert "手机号" in main and "身份证号" in main
+    # Personal data found and not justified: the warning, and the masked sample buyers get.
+    assert await page.locator("#personal-data-warning").count() == 1
+    sample = await page.inner_text("#review-sample")
+    assert "****" in sample and "联系人" not in sample
     await page.click("button[name=decision][value=reject]")
     await page.wait_for_load_state("networkidle")
     assert await page.locator("#f-reason-error").count() == 1
     await _shot(page, "13-review-needs-reason")
+    # Approving needs a reason too.
+    await page.fill("#f-reason", "来源已核对,联系人已删除,其余个人信息已脱敏。")
     await page.click("button[name=decision][value=approve]")
     await page.wait_for_load_state("networkidle")
 

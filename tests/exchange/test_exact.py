@@ -94,6 +94,9 @@ async def test_exact_is_refused_for_personal_columns_and_answers_exactly_otherwi
     submitted = await client.post(f"{provider.api}/datasets/{dataset['id']}/submit")
     assert submitted.status_code == 204, submitted.text
     await sign_in(client, op.owner)
+    queue = (await client.get(f"{op.api}/review")).json()["datasets"]
+    [entry] = [d for d in queue if d["id"] == str(dataset["id"])]
+    assert entry["exact_columns"] == ["用电量"]
     review = await client.get(f"{op.web}/datasets/{dataset['id']}")
     assert 'id="review-exact"' in review.text and "用电量" in review.text
     approved = await client.post(

@@ -118,6 +118,11 @@ async def test_without_a_justification_the_listing_says_personal_data(client, op
     await _send(client, provider, dataset_id)
 
     await sign_in(client, op.owner)
+    queue = (await client.get(f"{op.api}/review")).json()["datasets"]
+    [entry] = [d for d in queue if d["id"] == dataset_id]
+    assert entry["effective_sensitivity"] == "personal"
+    assert {"联系人", "手机号", "身份证号"} <= set(entry["personal_columns"])
+    assert "发现个人信息:" in (await client.get(f"{op.web}/review")).text
     review = await client.get(f"{op.web}/datasets/{dataset_id}")
     assert 'id="personal-data-warning"' in review.text
     assert "发现个人信息,提供方未作说明" in review.text

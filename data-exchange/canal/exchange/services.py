@@ -912,12 +912,19 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
     from canal.tenants.tables import Tenant
 
     async with db.platform_scope(ctx.user_id):
-        waiting = {
-            v["dataset_id"]: v["number"]
+        under_review = {
+            v["dataset_id"]: v
             for v in await DatasetVersion.select(
-                DatasetVersion.dataset_id, DatasetVersion.number
-            ).where(DatasetVersion.review_status == "pending")
+                DatasetVersion.dataset_id,
+                DatasetVersion.number,
+                DatasetVersion.profile,
+                DatasetVersion.privacy,
+                DatasetVersion.sensitivity_justification,
+            )
+            .output(load_json=True)
+            .where(DatasetVersion.review_status == "pending")
         }
+        waiting = {k: v["number"] for k, v in under_review.items()}
         rows = (
             await Dataset.select()
             .output(load_json=True)
@@ -935,6 +942,12 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
     for r in rows:
         r["provider_name"] = names.get(r["tenant_id"], "")
         r["review_version"] = waiting.get(r["id"])
+        # At a glance in the queue: the grade the version would be listed under, the columns
+        # with personal data, and those the provider wants answered without noise.
+        version = under_review.get(r["id"])
+        r["effective_sensitivity"] = effective_sensitivity(r, version)
+        r["personal_columns"] = [f["name"] for f in personal_findings(version)]
+        r["exact_columns"] = privacy.Settings.from_json((version or {}).get("privacy")).exact
     return rows
 
 
