@@ -194,7 +194,12 @@ async def test_groups_come_from_the_public_categories_and_nothing_counts_the_hid
     assert response.status_code == 201, response.text
     body = response.json()
     assert sorted(r[0] for r in body["rows"]) == sorted(STREETS)
-    assert "suppressed_groups" not in body and all(m[1] >= 1 for m in body["margins"])
+    assert "suppressed_groups" not in body
+    # A street's noisy count may fall under the minimum cohort now and then (ε 0.25 over
+    # three statistics: a count's noise scale is 12 against ~50 people), which hides its
+    # values: only the groups shown carry margins.
+    shown = [m for m, hidden in zip(body["margins"], body["hidden"], strict=True) if not hidden]
+    assert shown and all(m[1] >= 1 for m in shown)
     # Age has no declared categories: groups show only above a DP threshold — with 200
     # people spread over 56 ages, none does.
     by_age = await ask("SELECT 年龄, count(*) FROM data GROUP BY 年龄")
