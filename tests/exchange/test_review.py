@@ -192,3 +192,24 @@ async def test_data_without_personal_data_keeps_its_grade_and_needs_no_statement
     assert "personal-data-warning" not in page.text
     refused = await client.post(f"{url}/sensitivity", json={"justification": JUSTIFICATION})
     assert refused.status_code == 409 and refused.json()["code"] == "no_personal_data"
+
+
+async def test_a_provider_application_needs_a_reason_to_approve_too(client, op):
+    applicant = await make_org("申请数据")
+    await sign_in(client, applicant.owner)
+    applied = await client.post(
+        f"{applicant.api}/provider", json={"statement": "本单位运营园区能源平台,持有企业用电数据。"}
+    )
+    assert applied.status_code == 201, applied.text
+    provider_id = applied.json()["id"]
+    await sign_in(client, op.owner)
+    bare = await client.post(f"{op.api}/providers/{provider_id}/review", json={"approve": True})
+    assert bare.status_code == 422 and bare.json()["errors"][0]["code"] == "reason_required"
+    approved = await client.post(
+        f"{op.api}/providers/{provider_id}/review",
+        json={"approve": True, "reason": "资质与数据来源说明齐全。"},
+    )
+    assert approved.status_code == 204, approved.text
+    await sign_in(client, applicant.owner)
+    mine = (await client.get(f"{applicant.api}/provider")).json()
+    assert mine["status"] == "approved" and mine["reason"] == "资质与数据来源说明齐全。"

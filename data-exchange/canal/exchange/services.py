@@ -214,7 +214,8 @@ async def review_provider(
 ) -> None:
     _require_operator(ctx)
     reason = reason.strip()
-    # Every decision states its reason: it is stored with the version and in the audit trail.
+    # Every decision states its reason, approval too: stored with the application and in the
+    # audit trail.
     if len(reason) < 2:
         raise invalid(
             [
