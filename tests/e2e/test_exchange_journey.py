@@ -92,12 +92,26 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     main = await page.inner_text("main")
     assert "手机号" in main and "身份证号" in main and "240" in main
     await _shot(page, "02-profile")
+    # Compute-to-data waits for the provider to confirm the proposed privacy settings.
+    assert await page.locator("#f-bound-lo-用电量").input_value() != ""
+    await page.fill("#f-max_rows_per_person", "12")
+    await page.click("form[action$='/privacy'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "已确认" in await page.inner_text("#privacy-status")
+    # Profiling found names and phones: 个人信息 until the provider justifies 内部 in writing.
+    assert "个人信息" in await page.inner_text("#sensitivity-grade")
+    await page.fill("#f-justification", "联系人与电话是企业公开的业务联系方式,交付前已脱敏。")
+    await page.click("form[action$='/sensitivity'] button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "内部" in await page.inner_text("#sensitivity-grade")
     await page.click("form[action$='/submit'] button[type=submit]")
     await page.wait_for_load_state("networkidle")
     dataset_id = page.url.rstrip("/").rsplit("/", 1)[1]
 
     # 2. The operator approves (its staff sign in with TOTP; done here through the service).
-    await services.review_dataset(await _operator_ctx(), dataset_id, approve=True, reason="")
+    await services.review_dataset(
+        await _operator_ctx(), dataset_id, approve=True, reason="已核对。"
+    )
 
     # 3. The buyer finds it, sees the masked sample and asks for compute access.
     await _sign_in(page, server, buyer.owner)
@@ -124,6 +138,7 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     # 5. The buyer queries: an aggregate is answered, raw rows are refused with the reason.
     await _sign_in(page, server, buyer.owner)
     await page.goto(f"{server}{buyer.web}/grants/{grant_id}")
+    await page.click("#advanced-sql summary")  # the SQL textarea is the advanced view
     await page.fill("#f-sql", "SELECT * FROM data")
     await page.click("form[action$='/queries'] button[type=submit]")
     await page.wait_for_selector("#f-sql-error")
@@ -136,7 +151,7 @@ async def test_list_review_find_request_and_compute(page, server, people):  # no
     await page.click("form[action$='/queries'] button[type=submit]")
     await page.wait_for_selector("#query-result")
     table = await page.inner_text("#query-result")
-    assert "机械制造" in table and "平均用电" in table
+    assert "机械制造" in table and "平均用电" in table and "误差约" in table
     await _shot(page, "05-answer")
 
     # 6. The catalogue's filters in the browser, then the usage audit with its chart and the
@@ -207,7 +222,7 @@ async def test_resident_browses_and_a_subscription_grant_shows_its_state(
     )
     await services.add_version(provider.ctx, dataset["id"], stored.id)
     await services.submit_for_review(provider.ctx, dataset["id"])
-    await services.review_dataset(operator, dataset["id"], approve=True, reason="")
+    await services.review_dataset(operator, dataset["id"], approve=True, reason="已核对。")
 
     resident = await make_user("居民李四")
     await _sign_in(page, server, resident)
@@ -292,10 +307,16 @@ async def test_masking_review_download_rows_and_revocation_in_the_browser(
     await page.wait_for_load_state("networkidle")
     main = await page.inner_text("main")
     assert "手机号" in main and "身份证号" in main
+    # Personal data found and not justified: the warning, and the masked sample buyers get.
+    assert await page.locator("#personal-data-warning").count() == 1
+    sample = await page.inner_text("#review-sample")
+    assert "****" in sample and "联系人" not in sample
     await page.click("button[name=decision][value=reject]")
     await page.wait_for_load_state("networkidle")
     assert await page.locator("#f-reason-error").count() == 1
     await _shot(page, "13-review-needs-reason")
+    # Approving needs a reason too.
+    await page.fill("#f-reason", "来源已核对,联系人已删除,其余个人信息已脱敏。")
     await page.click("button[name=decision][value=approve]")
     await page.wait_for_load_state("networkidle")
 

@@ -166,15 +166,29 @@ async def upload_version(
 
 
 async def published_dataset(
-    client: AsyncClient, provider: Org, operator: Org, data: bytes | None = None, **overrides: Any
+    client: AsyncClient,
+    provider: Org,
+    operator: Org,
+    data: bytes | None = None,
+    privacy: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> str:
+    """A listed dataset; its privacy settings confirmed as profiling proposed them, with
+    ``privacy`` (the ``POST …/privacy`` body) applied on top."""
     dataset = await create_dataset(client, provider, **overrides)
     version = await upload_version(client, provider, dataset["id"], data or electricity_csv())
     assert version.status_code == 201, version.text
+    confirmed = await client.post(
+        f"{provider.api}/datasets/{dataset['id']}/privacy", json=privacy or {}
+    )
+    assert confirmed.status_code == 200, confirmed.text
     submitted = await client.post(f"{provider.api}/datasets/{dataset['id']}/submit")
     assert submitted.status_code == 204, submitted.text
     await sign_in(client, operator.owner)
-    reviewed = await client.post(f"{operator.api}/review/{dataset['id']}", json={"approve": True})
+    reviewed = await client.post(
+        f"{operator.api}/review/{dataset['id']}",
+        json={"approve": True, "reason": "来源与脱敏规则已核对。"},
+    )
     assert reviewed.status_code == 204, reviewed.text
     return str(dataset["id"])
 

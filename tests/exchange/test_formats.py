@@ -58,11 +58,15 @@ async def test_jsonl_and_parquet_versions_are_profiled_and_delivered(client, op,
     first = await _profiled(client, provider, dataset["id"], as_jsonl(), "电量.jsonl")
     second = await _profiled(client, provider, dataset["id"], as_parquet(tmp_path), "电量.parquet")
     assert (first["number"], second["number"]) == (1, 2)
+    confirmed = await client.post(f"{provider.api}/datasets/{dataset['id']}/privacy", json={})
+    assert confirmed.status_code == 200, confirmed.text
 
     submitted = await client.post(f"{provider.api}/datasets/{dataset['id']}/submit")
     assert submitted.status_code == 204, submitted.text
     await sign_in(client, op.owner)
-    reviewed = await client.post(f"{op.api}/review/{dataset['id']}", json={"approve": True})
+    reviewed = await client.post(
+        f"{op.api}/review/{dataset['id']}", json={"approve": True, "reason": "已核对。"}
+    )
     assert reviewed.status_code == 204, reviewed.text
     buyer = await make_org("格式买方")
     grant_id = await active_grant(client, provider, buyer, str(dataset["id"]), ["api"])

@@ -68,6 +68,20 @@ async def test_journey_through_the_pages(client, op):
         f"{dataset_url}/masking", data={"_csrf": token, "rule-手机号": "keep"}
     )
     assert loosen.status_code == 422
+    # Compute-to-data waits for the provider to confirm the privacy settings profiling proposed.
+    early = await client.post(f"{dataset_url}/submit", data={"_csrf": token})
+    assert early.status_code == 409 and "隐私设置" in early.text
+    assert "隐私" in page.text and 'name="bound-lo-用电量"' in page.text
+    bad = await client.post(
+        f"{dataset_url}/privacy",
+        data={"_csrf": token, "bound-lo-用电量": "9", "bound-hi-用电量": "1"},
+    )
+    assert bad.status_code == 422 and "取值范围无效" in bad.text
+    confirmed = await client.post(
+        f"{dataset_url}/privacy", data={"_csrf": token, "max_rows_per_person": "12"}
+    )
+    assert confirmed.status_code == 303, confirmed.text
+    assert "已确认" in (await client.get(dataset_url)).text
     submitted = await client.post(f"{dataset_url}/submit", data={"_csrf": token})
     assert submitted.status_code == 303
     dataset_id = dataset_url.rsplit("/", 1)[1]
@@ -83,8 +97,14 @@ async def test_journey_through_the_pages(client, op):
         f"{op.web}/review/{dataset_id}", data={"_csrf": token, "decision": "reject"}
     )
     assert no_reason.status_code == 422 and "f-reason-error" in no_reason.text
-    approved = await client.post(
+    # Approving needs a reason too.
+    bare = await client.post(
         f"{op.web}/review/{dataset_id}", data={"_csrf": token, "decision": "approve"}
+    )
+    assert bare.status_code == 422 and "f-reason-error" in bare.text
+    approved = await client.post(
+        f"{op.web}/review/{dataset_id}",
+        data={"_csrf": token, "decision": "approve", "reason": "来源与脱敏已核对。"},
     )
     assert approved.status_code == 303
 

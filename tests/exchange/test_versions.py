@@ -46,7 +46,9 @@ async def test_pinned_versions_are_the_only_ones_delivered(client, op):
     assert "versions_invalid" in refused.text
     ok = await client.post(decide.format(pinned), json={"approve": True, "versions": [1]})
     assert ok.status_code == 204, ok.text
-    assert (await client.post(decide.format(follows), json={"approve": True})).status_code == 204
+    assert (
+        await client.post(decide.format(follows), json={"approve": True, "reason": "已核对。"})
+    ).status_code == 204
 
     await sign_in(client, buyer.owner)
     shown = (await client.get(f"{buyer.api}/grants/{pinned}")).json()
@@ -63,6 +65,11 @@ async def test_pinned_versions_are_the_only_ones_delivered(client, op):
     unreviewed = await client.get(follow, params={"version": 2})
     assert unreviewed.status_code == 403 and unreviewed.json()["code"] == "version_not_granted"
     await sign_in(client, provider.owner)
+    # A new version's privacy settings are confirmed on their own before review.
+    unconfirmed = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
+    assert unconfirmed.status_code == 409 and unconfirmed.json()["code"] == "privacy_unconfirmed"
+    confirmed = await client.post(f"{provider.api}/datasets/{dataset_id}/privacy", json={})
+    assert confirmed.status_code == 200 and confirmed.json()["version"] == 2, confirmed.text
     resubmitted = await client.post(f"{provider.api}/datasets/{dataset_id}/submit")
     assert resubmitted.status_code == 204, resubmitted.text
     # Waiting for review takes nothing offline: v1 is still delivered and still listed.
@@ -70,7 +77,9 @@ async def test_pinned_versions_are_the_only_ones_delivered(client, op):
     assert (await client.get(follow)).json()["total"] == 240
     assert (await client.get(f"{other.api}/catalogue/{dataset_id}")).status_code == 200
     await sign_in(client, op.owner)
-    reviewed = await client.post(f"{op.api}/review/{dataset_id}", json={"approve": True})
+    reviewed = await client.post(
+        f"{op.api}/review/{dataset_id}", json={"approve": True, "reason": "已核对。"}
+    )
     assert reviewed.status_code == 204, reviewed.text
     await sign_in(client, other.owner)
     assert (await client.get(follow)).json()["total"] == 120  # newest, now reviewed
@@ -127,6 +136,11 @@ async def test_a_new_version_is_reviewed_on_its_own_and_rejection_keeps_the_old_
     assert v2.status_code == 201, v2.text
     page = await client.get(f"{provider.web}/datasets/{dataset_id}")
     assert "提交新版本进行合规审核" in page.text
+    confirmed = await client.post(
+        f"{provider.web}/datasets/{dataset_id}/privacy",
+        data={"_csrf": csrf_from(page.text), "max_rows_per_person": "12"},
+    )
+    assert confirmed.status_code == 303, confirmed.text
     submitted = await client.post(
         f"{provider.web}/datasets/{dataset_id}/submit", data={"_csrf": csrf_from(page.text)}
     )
@@ -164,7 +178,9 @@ async def test_a_new_version_is_reviewed_on_its_own_and_rejection_keeps_the_old_
     # Sent again (e.g. with tighter masking) and approved: v2 becomes the current version.
     assert (await client.post(f"{provider.api}/datasets/{dataset_id}/submit")).status_code == 204
     await sign_in(client, op.owner)
-    approved = await client.post(f"{op.api}/review/{dataset_id}", json={"approve": True})
+    approved = await client.post(
+        f"{op.api}/review/{dataset_id}", json={"approve": True, "reason": "已核对。"}
+    )
     assert approved.status_code == 204, approved.text
     await sign_in(client, buyer.owner)
     assert (await client.get(rows)).json()["total"] == 120

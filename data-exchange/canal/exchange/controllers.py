@@ -11,7 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from canal.exchange import masking, services
+from canal.exchange import builder, masking, privacy, services
 from canal.exchange.pii import KIND_LABELS
 from canal.platform import clock
 from canal.platform.http.errors import CanalError
@@ -63,6 +63,11 @@ def _labels(request: Req) -> dict[str, Any]:
         "modes": pick(services.MODES),
         "actions": pick(masking.ACTION_LABELS),
         "pii": pick(KIND_LABELS),
+        "aggregates": pick(builder.AGGREGATES),
+        "operators": pick(builder.OPERATORS),
+        "types": pick(builder.TYPE_WORDS),
+        # A column's type in plain words (文本/整数/小数/日期), not DuckDB's name.
+        "type_word": lambda t: pick(builder.TYPE_WORDS)[builder.type_kind(t)],
     }
 
 
@@ -158,6 +163,14 @@ class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
 
 
+class JustificationIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Why a version in which profiling found personal data keeps the declared grade
+    (20–2,000 characters; empty withdraws it)."""
+
+    justification: str
+    version: int | None = None  # default the newest ready version
+
+
 class RequestIn(msgspec.Struct, forbid_unknown_fields=True):
     purpose: str
     modes: list[str]
@@ -173,6 +186,40 @@ class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class RevokeIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
+
+
+class PrivacyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A version's privacy settings and the dataset's budget; omitted parts stay as they are
+    (profiling's proposal at first). Sending it confirms the settings."""
+
+    version: int | None = None  # default the newest ready version
+    max_rows_per_person: int | None = None
+    bounds: dict[str, list[float]] | None = None  # numeric column -> [lower, upper]
+    categories: dict[str, list[str]] | None = None  # column -> its public values
+    epsilon_per_query: float | None = None
+    epsilon_total: float | None = None
+    budget_period_days: int | None = None
+    # Non-personal columns whose sums and counts are answered exactly, without noise
+    # (refused for columns profiling flagged as personal).
+    exact: list[str] | None = None
+
+
+class FilterIn(msgspec.Struct, forbid_unknown_fields=True):
+    column: str
+    op: str = "="  # = != > >= < <=
+    value: str = ""
+
+
+class BuildIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The query builder: ``aggregate`` count/sum/avg of ``measure`` (a numeric column; empty
+    with count: rows), optionally grouped by a column with public categories, up to three
+    filters."""
+
+    aggregate: str = "count"
+    measure: str = ""
+    group_by: str = ""
+    filters: list[FilterIn] = []
+    version: int | None = None
 
 
 class QueryIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -538,11 +585,13 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
     waiting = services.pending_version(versions)
     newest = services.latest_ready(versions)
     operator = services.is_operator(ctx)
+    shown = waiting if operator and waiting else newest
+    reviewing = operator and (dataset["status"] == "pending" or waiting is not None)
     return {
         "dataset": _dataset_out(dataset),
         "versions": versions,
         # The operator sees the profile of the version under review.
-        "latest": waiting if operator and waiting else newest,
+        "latest": shown,
         "pending_version": waiting,
         "can_submit": newest is not None
         and waiting is None
@@ -552,6 +601,22 @@ async def _dataset_view(request: Req, dataset_id: uuid.UUID) -> dict[str, Any]:
         ),
         "is_operator": operator,
         "own": dataset["tenant_id"] == ctx.tenant_id,
+        "budget": await services.privacy_budget(dataset["tenant_id"], dataset),
+        # The settings compute-to-data answers are calibrated to (the version shown).
+        "privacy": (shown or {}).get("privacy") or {},
+        "privacy_columns": [
+            {"name": c["name"], "numeric": privacy.is_numeric(c["type"])}
+            for c in (services.compute_columns(dataset, shown) if shown else [])
+        ],
+        # Personal data profiling found in the version shown, and the grade that follows:
+        # "personal" until the provider justifies the declared one in writing.
+        "findings": services.personal_findings(shown),
+        "sensitivity": services.effective_sensitivity(dataset, shown),
+        "justification": (shown or {}).get("sensitivity_justification", ""),
+        # What buyers would see, for the operator deciding on it.
+        "review_sample": (
+            await services.review_sample(dataset, shown) if reviewing and shown else None
+        ),
     }
 
 
@@ -654,6 +719,120 @@ async def masking_api(
     )
 
 
+def _privacy_from_form(form: dict[str, Any]) -> services.PrivacyInput:
+    """The dataset page's privacy form: ``bound-lo-<column>``/``bound-hi-<column>`` pairs
+    and ``categories-<column>`` (one value a line, or separated by commas)."""
+
+    def number(key: str) -> Any:
+        raw = str(form.get(key, "")).strip()
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            return "bad"
+
+    bounds: dict[str, list[Any]] = {}
+    for key in form:
+        if key.startswith("bound-lo-"):
+            column = key[len("bound-lo-") :]
+            low, high = number(key), number(f"bound-hi-{column}")
+            if low is not None or high is not None:
+                bounds[column] = [low, high]
+    categories = {
+        key[len("categories-") :]: [
+            v
+            for v in str(value).replace("，", ",").replace("\r", "").replace("\n", ",").split(",")
+            if v.strip()
+        ]
+        for key, value in form.items()
+        if key.startswith("categories-")
+    }
+    per_query, total, days, rows = (
+        number("epsilon_per_query"),
+        number("epsilon_total"),
+        number("budget_period_days"),
+        number("max_rows_per_person"),
+    )
+    return services.PrivacyInput(
+        max_rows_per_person=-1 if rows == "bad" else (int(rows) if rows is not None else None),
+        # Fields the form did not carry keep what is there (the page always sends them all).
+        bounds=bounds if any(k.startswith("bound-lo-") for k in form) else None,
+        categories=categories if any(k.startswith("categories-") for k in form) else None,
+        epsilon_per_query=-1 if per_query == "bad" else per_query,
+        epsilon_total=-1 if total == "bad" else total,
+        budget_period_days=-1 if days == "bad" else (int(days) if days is not None else None),
+        # Checkboxes ``exact-<column>``; ``exact_shown`` says the form carried them.
+        exact=[k[len("exact-") :] for k in form if k.startswith("exact-")]
+        if "exact_shown" in form
+        else None,
+    )
+
+
+@post("/datasets/{dataset_id:uuid}/privacy", opt=PUBLISH, include_in_schema=False)
+async def privacy_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.confirm_privacy(ctx, dataset_id, _privacy_from_form(form), ip=_ip(request))
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}#privacy-title")
+
+
+@post("/datasets/{dataset_id:uuid}/privacy", opt=PUBLISH, tags=TAGS, status_code=200)
+async def privacy_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[PrivacyIn]
+) -> dict[str, Any]:
+    """Confirm (and edit) a version's privacy settings — rows one person contributes, value
+    ranges of numeric columns, public categories — and set the dataset's privacy budget (ε per
+    query, total ε per period, period in days). Compute-to-data answers only confirmed
+    versions (decision 0043)."""
+    return await services.confirm_privacy(
+        tenant_context(request),
+        dataset_id,
+        services.PrivacyInput(**msgspec.structs.asdict(data)),
+        ip=_ip(request),
+    )
+
+
+@post("/datasets/{dataset_id:uuid}/sensitivity", opt=PUBLISH, include_in_schema=False)
+async def sensitivity_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
+    ctx = tenant_context(request)
+    form = await _form(request)
+    try:
+        await services.justify_sensitivity(
+            ctx, dataset_id, str(form.get("justification", "")), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        return await _dataset_page(
+            request, dataset_id, errors=_errors(request, error), status=error.status
+        )
+    return redirect(request, f"{_base(ctx.tenant.slug)}/datasets/{dataset_id}#sensitivity-title")
+
+
+@post("/datasets/{dataset_id:uuid}/sensitivity", opt=PUBLISH, tags=TAGS, status_code=200)
+async def sensitivity_api(
+    request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[JustificationIn]
+) -> dict[str, Any]:
+    """When profiling found personal data in a version, it is graded "personal" until the
+    provider states in writing why the declared grade is right; the operator sees the text
+    in review. An empty text withdraws it. Refused once the version was sent for review."""
+    return await services.justify_sensitivity(
+        tenant_context(request),
+        dataset_id,
+        data.justification,
+        version=data.version,
+        ip=_ip(request),
+    )
+
+
 @post("/datasets/{dataset_id:uuid}/submit", opt=PUBLISH, include_in_schema=False)
 async def submit_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response[Any]:
     ctx = tenant_context(request)
@@ -724,7 +903,8 @@ async def review_form(request: Req, dataset_id: FromPath[uuid.UUID]) -> Response
 async def review_dataset_api(
     request: Req, dataset_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
 ) -> None:
-    """Approve (publish to the catalogue) or reject (with a reason) a dataset."""
+    """Approve (publish to the catalogue) or reject a dataset or its new version; both
+    need a reason, stored with the version and in the audit trail."""
     await services.review_dataset(
         tenant_context(request),
         dataset_id,
@@ -801,6 +981,7 @@ async def _grant_page(
     sql: str = "",
     status: int = 200,
     download_url: str | None = None,
+    built: dict[str, Any] | None = None,
 ) -> Response[str]:
     ctx = tenant_context(request)
     grant = await services.grant_for_party(ctx, grant_id)
@@ -839,7 +1020,14 @@ async def _grant_page(
             "price": price,
             "just_paid": request.query_params.get("paid") == "1",
             "compute_columns": compute_columns,
+            "builder_columns": (
+                await services.builder_columns(ctx, grant_id)
+                if grant["side"] == "buyer" and "compute" in grant["modes"]
+                else []
+            ),
+            "built": built or {},
             "download_url": download_url,
+            "budget": await services.grant_budget(grant),
         },
         status=status,
     )
@@ -859,6 +1047,7 @@ async def grant_api(request: Req, grant_id: FromPath[uuid.UUID]) -> dict[str, An
     return {
         **grant,
         "payment": payment,
+        "budget": await services.grant_budget(grant),
         "queries": await services.grant_queries(ctx, grant_id),
     }
 
@@ -1054,20 +1243,87 @@ async def query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[An
     return await _grant_page(request, grant_id, result=answer, sql=sql)
 
 
+def _built_from_form(form: dict[str, Any]) -> builder.BuilderInput:
+    return builder.BuilderInput(
+        aggregate=str(form.get("aggregate", "count")),
+        measure=str(form.get("measure", "")),
+        group_by=str(form.get("group_by", "")),
+        filters=[
+            builder.Filter(
+                str(form.get(f"filter-column-{i}", "")),
+                str(form.get(f"filter-op-{i}", "=")),
+                str(form.get(f"filter-value-{i}", "")),
+            )
+            for i in range(1, builder.MAX_FILTERS + 1)
+        ],
+    )
+
+
+@post("/grants/{grant_id:uuid}/queries/build", opt=USE, include_in_schema=False)
+async def build_query_form(request: Req, grant_id: FromPath[uuid.UUID]) -> Response[Any]:
+    """The query builder's form: its choices become SQL, run like a typed query; the SQL
+    is shown in the advanced view's textarea."""
+    form = await _form(request)
+    built = {k: str(v) for k, v in form.items() if k != "_csrf"}
+    try:
+        sql, answer = await services.run_built_query(
+            tenant_context(request), grant_id, _built_from_form(form), ip=_ip(request)
+        )
+    except CanalError as error:
+        if error.status >= 500 or error.status == 404:
+            raise
+        errors = _errors(request, error)
+        if not error.errors:
+            errors = [{**e, "field": "builder"} for e in errors]
+        return await _grant_page(request, grant_id, errors=errors, status=error.status, built=built)
+    return await _grant_page(request, grant_id, result=answer, sql=sql, built=built)
+
+
+@post("/grants/{grant_id:uuid}/queries/build", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
+async def build_query_api(
+    request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[BuildIn]
+) -> dict[str, Any]:
+    """The query builder: choices (aggregate, measure, a public-category grouping, filters)
+    become SQL, answered like ``POST …/queries`` (same checks, noise and budget); the answer
+    includes the ``sql`` built, to reuse in the advanced view."""
+    choices = builder.BuilderInput(
+        aggregate=data.aggregate,
+        measure=data.measure,
+        group_by=data.group_by,
+        filters=[builder.Filter(f.column, f.op, f.value) for f in data.filters],
+    )
+    sql, answer = await services.run_built_query(
+        tenant_context(request), grant_id, choices, version_number=data.version, ip=_ip(request)
+    )
+    return {**_answer_out(answer), "sql": sql}
+
+
 @post("/grants/{grant_id:uuid}/queries", opt=USE, tags=TAGS, status_code=HTTP_201_CREATED)
 async def query_api(
     request: Req, grant_id: FromPath[uuid.UUID], data: JSONBody[QueryIn]
 ) -> dict[str, Any]:
-    """Compute-to-data: run one aggregate SQL query over the table ``data`` in the sandbox.
-    Groups smaller than the minimum cohort are suppressed; aggregates carry noise."""
+    """Compute-to-data: one aggregate query (count, sum, avg; grouped by the public
+    categories) over the table ``data``, answered with differential privacy: ``rows`` are
+    rounded to what the noise allows, ``margins`` give each value's ± at 95 %, ``hidden``
+    marks groups with too few people to show values; ``epsilon`` is what the query cost the
+    dataset's budget (0 when the same query was answered before: ``cached``)."""
     answer = await services.run_compute(
         tenant_context(request), grant_id, data.sql, version_number=data.version, ip=_ip(request)
     )
+    return _answer_out(answer)
+
+
+def _answer_out(answer: services.QueryAnswer) -> dict[str, Any]:
     return {
         "id": answer.id,
         "columns": answer.columns,
         "rows": answer.rows,
-        "suppressed_groups": answer.suppressed_groups,
+        "margins": answer.margins,
+        "hidden": answer.hidden,
+        "confidence": 0.95,
+        "epsilon": answer.epsilon,
+        "cached": answer.cached,
+        "budget": answer.budget,
         "remaining_today": answer.remaining_today,
     }
 
@@ -1204,6 +1460,8 @@ PAGES = [
     dataset_page,
     version_upload_form,
     masking_form,
+    privacy_form,
+    sensitivity_form,
     submit_form,
     review_page,
     review_form,
@@ -1216,6 +1474,7 @@ PAGES = [
     cancel_subscription_form,
     download_form,
     query_form,
+    build_query_form,
     rows_page,
     usage_page,
 ]
@@ -1231,6 +1490,8 @@ API = [
     dataset_api,
     version_add_api,
     masking_api,
+    privacy_api,
+    sensitivity_api,
     submit_api,
     review_api,
     review_dataset_api,
@@ -1243,6 +1504,7 @@ API = [
     cancel_subscription_api,
     download_api,
     query_api,
+    build_query_api,
     rows_api,
     usage_api,
 ]

@@ -41,6 +41,9 @@ KIND_LABELS = {
     "address": ("地址", "Address"),
 }
 THRESHOLD = 0.6
+# A column of people's names or home addresses repeats little: below this share of distinct
+# values (e.g. two district names over a whole file) it is a category, not people.
+PEOPLE_MIN_DISTINCT_RATIO = 0.05
 
 
 def id_card_valid(value: str) -> bool:
@@ -77,8 +80,12 @@ def value_kind(value: str) -> str | None:
     return None
 
 
-def detect_column(name: str, values: Iterable[str]) -> str | None:
-    """The personal-data kind of a column, or None."""
+def detect_column(
+    name: str, values: Iterable[str], *, distinct_ratio: float | None = None
+) -> str | None:
+    """The personal-data kind of a column, or None. ``values`` should be a sample spread over
+    the whole column; ``distinct_ratio`` (distinct values / non-empty rows, when known over
+    enough rows) keeps a repetitive column of place names from passing for people's names."""
     sample = [v.strip() for v in values if v is not None and str(v).strip()]
     if not sample:
         return None
@@ -92,6 +99,8 @@ def detect_column(name: str, values: Iterable[str]) -> str | None:
         if hits / len(sample) >= THRESHOLD:
             return kind
     lowered = name.lower()
+    if distinct_ratio is not None and distinct_ratio < PEOPLE_MIN_DISTINCT_RATIO:
+        return None
     names = sum(1 for v in sample if NAME_RE.match(v) and v[0] in SURNAMES)
     if names / len(sample) >= THRESHOLD and (
         any(h in lowered for h in NAME_HINTS) or names / len(sample) >= 0.9

@@ -26,6 +26,10 @@ from canal.platform.http.errors import CanalError
 FORMATS = ("csv", "jsonl", "parquet")
 PII_SAMPLE = 1000
 MAX_COLUMNS = 500
+# Low-cardinality text columns whose values profiling proposes as public categories (only
+# values seen at least CATEGORY_MIN_ROWS times; the provider confirms or edits the list).
+CATEGORY_MAX_DISTINCT = 50
+CATEGORY_MIN_ROWS = 10
 
 
 class DatasetError(CanalError):
@@ -33,6 +37,23 @@ class DatasetError(CanalError):
 
     def __init__(self, code: str, zh: str, en: str) -> None:
         super().__init__(code, zh, en, status=422)
+
+
+NUMERIC_PREFIXES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+    "DECIMAL",
+)
 
 
 def sniff_format(head: bytes, name: str) -> str:
@@ -189,20 +210,38 @@ def profile(parquet: Path) -> dict[str, Any]:
         rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]  # type: ignore[index]
         described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         columns: list[dict[str, Any]] = []
+        categories: dict[str, list[str]] = {}
         for name, col_type, *_ in described:
             ident = '"' + name.replace('"', '""') + '"'
             nulls, distinct, low, high = con.execute(
                 f"SELECT count(*) - count({ident}), approx_count_distinct({ident}), "
                 f"min({ident})::VARCHAR, max({ident})::VARCHAR FROM {source}"
             ).fetchone()  # type: ignore[misc]
+            # A sample spread over the whole file (a file sorted by district starts with one
+            # district for thousands of rows), and how repetitive the column is.
             sample = [
                 r[0]
                 for r in con.execute(
                     f"SELECT {ident}::VARCHAR FROM {source} WHERE {ident} IS NOT NULL "
-                    f"LIMIT {PII_SAMPLE}"
+                    f"USING SAMPLE reservoir({PII_SAMPLE} ROWS) REPEATABLE (7)"
                 ).fetchall()
             ]
-            kind = detect_column(name, sample)
+            present = int(rows) - int(nulls)
+            ratio = min(1.0, int(distinct) / present) if present else 0.0
+            kind = detect_column(name, sample, distinct_ratio=ratio if present >= 100 else None)
+            if (
+                kind is None
+                and not str(col_type).upper().startswith(NUMERIC_PREFIXES)
+                and 0 < int(distinct) <= CATEGORY_MAX_DISTINCT
+            ):
+                categories[name] = [
+                    str(r[0])
+                    for r in con.execute(
+                        f"SELECT {ident}::VARCHAR AS v FROM {source} WHERE {ident} IS NOT NULL "
+                        f"GROUP BY v HAVING count(*) >= {CATEGORY_MIN_ROWS} ORDER BY v "
+                        f"LIMIT {CATEGORY_MAX_DISTINCT}"
+                    ).fetchall()
+                ]
             columns.append(
                 ColumnProfile(
                     name=name,
@@ -215,7 +254,8 @@ def profile(parquet: Path) -> dict[str, Any]:
                     pii=kind,
                 ).as_dict()
             )
-        return {"rows": int(rows), "columns": columns}
+        # Proposed public categories stay with the provider (never published as profile).
+        return {"rows": int(rows), "columns": columns, "proposed_categories": categories}
     finally:
         con.close()
 

@@ -36,19 +36,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import math
-import random
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from canal.exchange import privacy
 from canal.platform.http.errors import CanalError
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
-COHORT_COLUMN = "__canal_cohort"
 AGGREGATES = {
     "count",
     "count_star",
@@ -124,7 +124,9 @@ SCALARS = {
 # Inside an aggregate: arithmetic with constants only (no floor/abs/% that build indicators).
 ARITHMETIC = {"+", "-", "*", "/"}
 MAX_SQL = 4000
-MAX_ROWS = 1000
+MAX_ROWS = 1000  # groups released
+# Groups a threshold query may hand to the DP layer (most are never released).
+MAX_CANDIDATE_GROUPS = 100_000
 
 
 def refused(code: str, zh: str, en: str, status: int = 422) -> CanalError:
@@ -142,9 +144,13 @@ def _conditional() -> CanalError:
 
 @dataclass
 class Plan:
-    sql: str  # the rewritten query, with the cohort column last
-    aggregate_columns: list[int] = field(default_factory=list)  # output positions to noise
-    count_columns: list[int] = field(default_factory=list)  # noised, then rounded to integers
+    """What the sandbox runs: ``sql`` returns one row per group, the group keys (as text)
+    first, then the exact statistics ``stats`` in order; ``spec`` says how they become the
+    released answer (canal.exchange.privacy)."""
+
+    sql: str
+    spec: privacy.Spec | None = None
+    stats: list[privacy.Statistic] = field(default_factory=list)
 
 
 _parser_connection: duckdb.DuckDBPyConnection | None = None
@@ -329,7 +335,10 @@ class _Checker:
         return found
 
 
-def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying: set[str]) -> Plan:
+def check_query(
+    sql: str, *, columns: set[str], sensitive: set[str], identifying: set[str]
+) -> dict[str, Any]:
+    """The parsed statement, once every shape rule holds (decision 0031)."""
     statement = _parse(sql)
     node = statement["node"]
     if node.get("type") != "SELECT_NODE":
@@ -400,8 +409,7 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
             "HAVING is not allowed: it compares exact, un-noised aggregates. Filter the "
             "released results instead.",
         )
-    aggregate_columns: list[int] = []
-    for position, expr in enumerate(node.get("select_list") or []):
+    for expr in node.get("select_list") or []:
         has_aggregate = checker.expression(expr, where="select")
         outside = _outside_aggregates(expr)
         if not has_aggregate and not outside <= group_names | {""}:
@@ -429,8 +437,6 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
                 "只能返回聚合结果(如 count、sum、avg),不能返回原始行。",
                 "Only aggregate results (such as count, sum, avg) can be returned, not rows.",
             )
-        if has_aggregate:
-            aggregate_columns.append(position)
     aliases = {str(e.get("alias", "")).lower() for e in node.get("select_list") or []} - {""}
     for modifier in node.get("modifiers") or []:
         if modifier.get("type") not in ("ORDER_MODIFIER", "LIMIT_MODIFIER", "DISTINCT_MODIFIER"):
@@ -442,30 +448,7 @@ def plan_query(sql: str, *, columns: set[str], sensitive: set[str], identifying:
         for expr in _nodes(modifier):
             if expr.get("class") == "COLUMN_REF" and _column(expr).lower() not in aliases:
                 checker.column(expr, where="order")
-    rewritten = copy.deepcopy(statement)
-    count_columns = _error_proof(rewritten["node"])
-    rewritten["node"]["select_list"].append(
-        {
-            "class": "FUNCTION",
-            "type": "FUNCTION",
-            "alias": COHORT_COLUMN,
-            "query_location": 0,
-            "query_location_length": 0,
-            "function_name": "count_star",
-            "schema": "",
-            "filter": None,
-            "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
-            "distinct": False,
-            "is_operator": False,
-            "export_state": False,
-            "catalog": "",
-            "arguments": [],
-            "qualified_name": {"path": ["count_star"]},
-        }
-    )
-    document = json.dumps({"error": False, "statements": [rewritten]})
-    text = _parser().execute("SELECT json_deserialize_sql(?::JSON)", [document]).fetchone()[0]  # type: ignore[index]
-    return Plan(sql=str(text), aggregate_columns=aggregate_columns, count_columns=count_columns)
+    return statement
 
 
 def _nonlinear() -> CanalError:
@@ -525,123 +508,6 @@ def _check_order(expr: dict[str, Any], group_names: set[str], aliases: set[str])
     )
 
 
-def _template(sql: str) -> list[dict[str, Any]]:
-    raw = _parser().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
-    return json.loads(raw)["statements"][0]["node"]["select_list"]
-
-
-_TEMPLATES: list[dict[str, Any]] = []
-
-
-def _wrap(kind: int, child: dict[str, Any], alias: str = "") -> dict[str, Any]:
-    """TRY(child) (kind 0) or CAST(child AS DOUBLE) (kind 1), built from a parsed template."""
-    if not _TEMPLATES:
-        _TEMPLATES.extend(_template("SELECT TRY(x), CAST(x AS DOUBLE)"))
-    node = copy.deepcopy(_TEMPLATES[kind])
-    if kind == 0:
-        node["children"] = [child]
-    else:
-        node["child"] = child
-    node["alias"] = alias
-    return node
-
-
-def _printed(node: dict[str, Any], item: dict[str, Any]) -> str:
-    """DuckDB's default name of a select item (its printed form), for the alias it keeps
-    once the item is wrapped."""
-    bare = {
-        **copy.deepcopy(node),
-        "select_list": [{**item, "alias": ""}],
-        "group_expressions": [],
-        "group_sets": [],
-        "where_clause": None,
-        "having": None,
-        "modifiers": [],
-    }
-    document = json.dumps({"error": False, "statements": [{"node": bare, "named_param_map": []}]})
-    text = str(
-        _parser().execute("SELECT json_deserialize_sql(?::JSON)", [document]).fetchone()[0]  # type: ignore[index]
-    )
-    text = text.removeprefix("SELECT ")
-    return text.rsplit(" FROM ", 1)[0]
-
-
-def _error_proof(node: dict[str, Any]) -> list[int]:
-    """Rewrite a checked query so that no row's value can make it fail.
-
-    A runtime error is an answer too: ``sum(income * 1e15)`` overflows only when someone in a
-    one-person WHERE has a high income, ``CAST(x AS INT)`` fails only on some values — each a
-    yes/no about a single person that the cohort rule never sees (the error comes before any
-    group is counted). So the WHERE clause and every non-aggregate expression run inside
-    ``TRY`` (an error becomes NULL), every aggregate sums ``TRY(CAST(arg AS DOUBLE))`` and
-    returns a DOUBLE (no integer overflow, in or around the aggregate). Returns the positions
-    of plain ``count`` columns (rounded back to integers on release).
-    """
-    if node.get("where_clause"):
-        node["where_clause"] = _wrap(0, node["where_clause"])
-    groups = node.get("group_expressions") or []
-    for i, expr in enumerate(groups):
-        if expr.get("class") not in ("COLUMN_REF", "CONSTANT"):
-            groups[i] = _wrap(0, expr)
-    counts: list[int] = []
-    select = node.get("select_list") or []
-    for position, item in enumerate(select):
-        if item.get("class") in ("COLUMN_REF", "CONSTANT"):
-            continue  # cannot fail; keeps DuckDB's own name
-        alias = str(item.get("alias") or "") or _printed(node, item)
-        if not _has_aggregate(item):
-            inner = {**item, "alias": ""}
-            select[position] = _wrap(0, inner, alias)
-            continue
-        if item.get("class") == "FUNCTION" and str(item.get("function_name", "")).lower() in (
-            "count",
-            "count_star",
-        ):
-            counts.append(position)
-        select[position] = _proof_aggregates({**item, "alias": ""})
-        select[position]["alias"] = alias
-    return counts
-
-
-def _as_double(expr: Any) -> Any:
-    if isinstance(expr, list):
-        return [_as_double(v) for v in expr]
-    if not isinstance(expr, dict):
-        return expr
-    if expr.get("class") == "COLUMN_REF":
-        return _wrap(0, _wrap(1, {**expr, "alias": ""}))
-    return {k: _as_double(v) for k, v in expr.items()}
-
-
-def _has_aggregate(expr: Any) -> bool:
-    return any(
-        n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() in AGGREGATES
-        for n in _nodes(expr)
-    )
-
-
-def _proof_aggregates(expr: Any) -> Any:
-    if isinstance(expr, list):
-        return [_proof_aggregates(v) for v in expr]
-    if not isinstance(expr, dict):
-        return expr
-    if expr.get("class") == "FUNCTION" and str(expr.get("function_name", "")).lower() in AGGREGATES:
-        name = str(expr.get("function_name", "")).lower()
-        arguments = expr.get("arguments") or []
-        wrapped = []
-        for argument in arguments:
-            inner = argument.get("expression", argument)
-            # count: nothing inside can fail it; the others compute in DOUBLE from the column
-            # on (no integer overflow), so no row's value can turn into an error or a NULL.
-            inner = _wrap(0, inner) if name in ("count", "count_star") else _as_double(inner)
-            wrapped.append({**argument, "expression": inner} if "expression" in argument else inner)
-        expr["arguments"] = wrapped
-        alias = expr.get("alias", "")
-        expr["alias"] = ""
-        return _wrap(1, expr, alias)
-    return {k: _proof_aggregates(v) for k, v in expr.items()}
-
-
 def _outside_aggregates(expr: Any) -> set[str]:
     """Column names referenced in ``expr`` but not inside an aggregate."""
     names: set[str] = set()
@@ -666,41 +532,292 @@ def _outside_aggregates(expr: Any) -> set[str]:
     return names
 
 
-_spare: asyncio.subprocess.Process | None = None
+# --- the differentially private plan ----------------------------------------------------------
+
+DP_AGGREGATES = {"count_star": "rows", "count": "count", "sum": "sum", "avg": "avg", "mean": "avg"}
+WHERE_PLACEHOLDER = "__canal_where__"
 
 
-async def _spawn() -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        str(CHILD),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+def _dp_refusal(code: str, zh: str, en: str) -> CanalError:
+    return refused(code, zh, en)
+
+
+def _bare_column(node: Any) -> str | None:
+    """The column an aggregate argument names: ``col`` or ``CAST(col AS DOUBLE)``."""
+    if not isinstance(node, dict):
+        return None
+    node = node.get("expression", node) if "class" not in node else node
+    if node.get("class") == "COLUMN_REF":
+        return _column(node)
+    if node.get("class") == "CAST":
+        target = str((node.get("type_expr") or {}).get("type_name", "")).lower()
+        if target in ("double", "float", "real", "float4", "float8"):
+            return _bare_column(node.get("child"))
+    return None
+
+
+def plan_query(
+    sql: str,
+    *,
+    columns: set[str],
+    sensitive: set[str],
+    identifying: set[str],
+    settings: privacy.Settings,
+) -> Plan:
+    """Check the buyer's SQL (decision 0031), then reduce it to what differential privacy
+    answers (decision 0043): count(*), count(col), sum(col) and avg(col) of bare columns,
+    grouped by bare columns, with any checked WHERE, ORDER BY output columns and LIMIT."""
+    statement = check_query(sql, columns=columns, sensitive=sensitive, identifying=identifying)
+    node = statement["node"]
+    canonical = {c.lower(): c for c in columns}
+    groups: list[str] = []
+    for expr in node.get("group_expressions") or []:
+        if expr.get("class") != "COLUMN_REF":
+            raise _dp_refusal(
+                "sql_dp_group",
+                "只能按列本身分组(如 GROUP BY 街道),不能按表达式分组。",
+                "Group by columns themselves (such as GROUP BY district), not by expressions.",
+            )
+        name = canonical[_column(expr).lower()]
+        if name not in groups:
+            groups.append(name)
+    measures: list[privacy.Measure] = []
+    outputs: list[tuple[str, int]] = []
+    names: list[str] = []
+    for item in node.get("select_list") or []:
+        alias = str(item.get("alias") or "")
+        if item.get("class") == "COLUMN_REF":
+            name = canonical[_column(item).lower()]
+            outputs.append(("group", groups.index(name)))
+            names.append(alias or name)
+            continue
+        function = str(item.get("function_name", "")).lower()
+        kind = DP_AGGREGATES.get(function) if item.get("class") == "FUNCTION" else None
+        if kind is None:
+            if item.get("class") == "FUNCTION" and function in AGGREGATES:
+                raise _dp_refusal(
+                    "sql_dp_aggregate",
+                    f"{function} 不在可用的统计之列:只能计算 count、sum 和 avg。",
+                    f"{function} is not offered: only count, sum and avg are answered.",
+                )
+            raise _dp_refusal(
+                "sql_dp_expression",
+                "每个输出列须是一个统计(如 sum(收入))或分组列本身;"
+                "如需换算,请在拿到结果后自行计算。",
+                "Each output column must be one statistic (such as sum(income)) or a group "
+                "column itself; do any arithmetic on the answer afterwards.",
+            )
+        if item.get("distinct"):
+            raise _dp_refusal(
+                "sql_dp_distinct",
+                "不支持 count(DISTINCT …)。",
+                "count(DISTINCT …) is not offered.",
+            )
+        arguments = item.get("arguments") or []
+        column: str | None = None
+        if kind != "rows":
+            column_name = _bare_column(arguments[0]) if len(arguments) == 1 else None
+            if column_name is None:
+                raise _dp_refusal(
+                    "sql_dp_expression",
+                    "统计函数内只能写一个列名(如 avg(收入)),不能写表达式;"
+                    "如需换算,请在拿到结果后自行计算。",
+                    "Name one column inside a statistic (such as avg(income)), not an "
+                    "expression; do any arithmetic on the answer afterwards.",
+                )
+            column = canonical[column_name.lower()]
+            if kind in ("sum", "avg") and column not in settings.bounds:
+                raise _dp_refusal(
+                    "sql_dp_no_bounds",
+                    f"列「{column}」没有提供方声明的取值范围,不能求和或求平均。",
+                    f"Column '{column}' has no range declared by the provider, so it cannot be "
+                    "summed or averaged.",
+                )
+        measure = privacy.Measure(kind, column, alias)
+        default = "count(*)" if kind == "rows" else f"{function}({column})"
+        measures.append(measure)
+        outputs.append(("measure", len(measures) - 1))
+        names.append(alias or default)
+    if not measures:
+        raise _dp_refusal(
+            "sql_not_aggregate",
+            "只能返回聚合结果(如 count、sum、avg),不能返回原始行。",
+            "Only aggregate results (such as count, sum, avg) can be returned, not rows.",
+        )
+    spec = privacy.Spec(groups, measures, outputs, names)
+    keys = 1
+    for g in groups:
+        keys *= len(settings.categories.get(g, [])) or 1
+    if keys > MAX_ROWS:
+        raise refused(
+            "sql_too_many_groups",
+            f"结果超过 {MAX_ROWS} 组,请减少分组。",
+            f"The result has more than {MAX_ROWS} groups; group more coarsely.",
+        )
+    lowered = [n.lower() for n in names]
+    for modifier in node.get("modifiers") or []:
+        if modifier.get("type") == "DISTINCT_MODIFIER":
+            raise _dp_refusal(
+                "sql_dp_distinct", "不支持 SELECT DISTINCT。", "SELECT DISTINCT is not offered."
+            )
+        if modifier.get("type") == "LIMIT_MODIFIER":
+            limit, offset = modifier.get("limit"), modifier.get("offset")
+            if offset or not _int_constant(limit):
+                raise refused(
+                    "sql_limit",
+                    "LIMIT 只能是一个整数,且不支持 OFFSET。",
+                    "LIMIT must be a whole number, without OFFSET.",
+                )
+            spec.limit = _int_constant(limit)
+        for order in modifier.get("orders") or []:
+            expr = order.get("expression") or {}
+            position = _int_constant(expr)
+            if position is not None and 1 <= position <= len(names):
+                index = position - 1
+            elif expr.get("class") == "COLUMN_REF" and _column(expr).lower() in lowered:
+                index = lowered.index(_column(expr).lower())
+            else:
+                raise refused(
+                    "sql_order",
+                    "ORDER BY 只能使用输出列的别名、GROUP BY 的列或列序号。",
+                    "ORDER BY may only name an output column (its alias, a GROUP BY column "
+                    "or its position).",
+                )
+            spec.order.append((index, order.get("type") == "DESCENDING"))
+    stats = privacy.statistics(spec)
+    return Plan(sql=_statistics_sql(node, spec, stats, settings), spec=spec, stats=stats)
+
+
+def _int_constant(node: Any) -> int | None:
+    if isinstance(node, dict) and node.get("class") == "CONSTANT":
+        literal = node.get("literal") or {}
+        if str(literal.get("kind", "")).upper() in ("INTEGER", "BIGINT", "HUGEINT"):
+            try:
+                return int(str(literal.get("text") or literal.get("value")))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _statistics_sql(
+    node: dict[str, Any],
+    spec: privacy.Spec,
+    stats: list[privacy.Statistic],
+    settings: privacy.Settings,
+) -> str:
+    """The query the sandbox runs: per group, the key as text and the exact statistics of
+    values clamped to the declared bounds. The buyer's WHERE is spliced in, inside ``TRY``
+    (no row can make it fail, decision 0031 2a); rows outside declared categories are left out."""
+    select = [f"CAST({_ident(g)} AS VARCHAR)" for g in spec.groups]
+    for stat in stats:
+        if stat.kind == "rows":
+            select.append("count(*)")
+            continue
+        column = str(stat.column)
+        as_double = f"TRY(CAST({_ident(column)} AS DOUBLE))"
+        if stat.kind == "count":
+            select.append(f"count({as_double if column in settings.bounds else _ident(column)})")
+            continue
+        lo, hi = settings.bounds[column]
+        select.append(
+            f"sum(CASE WHEN {as_double} IS NULL OR isnan({as_double}) THEN NULL "
+            f"ELSE greatest({lo!r}::DOUBLE, least({hi!r}::DOUBLE, {as_double})) END)"
+        )
+    conditions = []
+    if node.get("where_clause"):
+        conditions.append(f"TRY({WHERE_PLACEHOLDER})")
+    for g in spec.groups:
+        declared = settings.categories.get(g)
+        if declared:
+            values = ", ".join(_literal(v) for v in declared)
+            conditions.append(f"CAST({_ident(g)} AS VARCHAR) IN ({values})")
+    text = f"SELECT {', '.join(select)} FROM data"
+    if conditions:
+        text += " WHERE " + " AND ".join(conditions)
+    if spec.groups:
+        text += " GROUP BY " + ", ".join(_ident(g) for g in spec.groups)
+    if not node.get("where_clause"):
+        return text
+    template = json.loads(
+        _parser().execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0]  # type: ignore[index]
+    )
+
+    def splice(tree: Any) -> Any:
+        if isinstance(tree, list):
+            return [splice(v) for v in tree]
+        if not isinstance(tree, dict):
+            return tree
+        if tree.get("class") == "COLUMN_REF" and _column(tree) == WHERE_PLACEHOLDER:
+            return copy.deepcopy(node["where_clause"])
+        return {k: splice(v) for k, v in tree.items()}
+
+    document = json.dumps({"error": False, "statements": [splice(template["statements"][0])]})
+    return str(
+        _parser().execute("SELECT json_deserialize_sql(?::JSON)", [document]).fetchone()[0]  # type: ignore[index]
     )
 
 
-async def _take_process() -> asyncio.subprocess.Process:
+def exact_statistics(rows: list[list[Any]], plan: Plan) -> dict[tuple[str, ...], dict[str, float]]:
+    """The sandbox's rows as {group key: {statistic: exact value}} (parent process only)."""
+    assert plan.spec is not None
+    width = len(plan.spec.groups)
+    out: dict[tuple[str, ...], dict[str, float]] = {}
+    for row in rows:
+        key = tuple("" if v is None else str(v) for v in row[:width])
+        out[key] = {
+            s.name: float(v) if v is not None else 0.0
+            for s, v in zip(plan.stats, row[width:], strict=True)
+        }
+    return out
+
+
+# The warm spare is a plain ``subprocess.Popen``, talked to from a worker thread: it belongs to
+# no event loop. (It was an asyncio subprocess, whose pipes belong to the loop that made it:
+# ``canal demo`` seeds its data in one ``asyncio.run`` and serves in another, and the first
+# query after start-up met the seeding's spare and answered 500, "Event loop is closed".)
+_spare: subprocess.Popen[bytes] | None = None
+_spare_lock = threading.Lock()
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-I", str(CHILD)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _take_process() -> subprocess.Popen[bytes]:
     """A fresh sandbox process for one query (never reused), and a spare started for the next:
     starting Python and DuckDB costs ~150 ms, which the spare takes off the request."""
     global _spare
-    process = _spare if _spare is not None and _spare.returncode is None else await _spawn()
-    _spare = None
-    return process
+    with _spare_lock:
+        process, _spare = _spare, None
+    if process is not None and process.poll() is None:
+        return process
+    return _spawn()
 
 
 async def _prepare_spare() -> None:
     """Started after a query finished, so its start-up never competes with a running query."""
     global _spare
-    if _spare is None or _spare.returncode is not None:
-        _spare = await _spawn()
+    with _spare_lock:
+        if _spare is not None and _spare.poll() is None:
+            return
+        _spare = _spawn()
 
 
-@dataclass
-class Result:
-    columns: list[str]
-    rows: list[list[Any]]
-    suppressed_groups: int
+def _spare_usable() -> bool:
+    return _spare is not None and _spare.poll() is None
 
 
 async def run_query(
@@ -710,6 +827,7 @@ async def run_query(
     timeout: float,  # noqa: ASYNC109 — the sandbox's own wall-clock limit, enforced below
     memory_mb: int = 512,
     threads: int = 2,
+    max_rows: int = MAX_ROWS,
 ) -> tuple[list[str], list[list[Any]]]:
     job = {
         "path": str(parquet),
@@ -717,14 +835,16 @@ async def run_query(
         "memory_mb": memory_mb,
         "cpu_seconds": max(1, int(timeout * threads) + 1),
         "threads": threads,
-        "max_rows": MAX_ROWS,
+        "max_rows": max_rows,
     }
-    process = await _take_process()
+    process = _take_process()
     try:
-        out, _ = await asyncio.wait_for(process.communicate(json.dumps(job).encode()), timeout)
-    except TimeoutError:
+        out, _ = await asyncio.to_thread(
+            process.communicate, json.dumps(job).encode(), timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
         process.kill()
-        await process.wait()
+        await asyncio.to_thread(process.communicate)
         raise _too_long(timeout) from None
     finally:
         await _prepare_spare()
@@ -753,11 +873,11 @@ async def run_query(
             f"查询执行出错({kind}),请检查列类型与表达式。",
             f"The query failed ({kind}); check the column types and expressions.",
         )
-    if len(answer["rows"]) > MAX_ROWS:
+    if len(answer["rows"]) > max_rows:
         raise refused(
             "sql_too_many_groups",
-            f"结果超过 {MAX_ROWS} 组,请减少分组。",
-            f"The result has more than {MAX_ROWS} groups; group more coarsely.",
+            f"结果超过 {max_rows} 组,请减少分组。",
+            f"The result has more than {max_rows} groups; group more coarsely.",
         )
     return answer["columns"], answer["rows"]
 
@@ -768,35 +888,3 @@ def _too_long(timeout: float) -> CanalError:
         f"查询超过 {timeout:g} 秒已被终止。",
         f"The query ran longer than {timeout:g} s and was stopped.",
     )
-
-
-def release(
-    columns: list[str],
-    rows: list[list[Any]],
-    plan: Plan,
-    *,
-    min_cohort: int,
-    rng: random.Random | None = None,
-) -> Result:
-    """Drop small groups and the cohort column; add size-relative noise to aggregates."""
-    rng = rng or random.SystemRandom()
-    released: list[list[Any]] = []
-    suppressed = 0
-    for row in rows:
-        cohort = int(row[-1] or 0)
-        if cohort < min_cohort:
-            suppressed += 1
-            continue
-        out = list(row[:-1])
-        for i in plan.aggregate_columns:
-            value = out[i]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            if not math.isfinite(value):
-                out[i] = None
-                continue
-            noisy = value + rng.gauss(0.0, abs(value) / cohort)
-            integral = isinstance(value, int) or i in plan.count_columns
-            out[i] = round(noisy) if integral else round(noisy, 4)
-        released.append(out)
-    return Result(columns[:-1], released, suppressed)

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 import tempfile
 import time
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canal.exchange import fingerprint, masking, profiling, sandbox
+from canal.exchange import fingerprint, masking, privacy, profiling, sandbox
 from canal.exchange.tables import (
+    CachedAnswer,
     Dataset,
     DatasetVersion,
     Grant,
     GrantHolding,
     Listing,
+    PrivacyBudget,
     Provider,
     QueryRun,
     UsageEvent,
@@ -59,8 +62,12 @@ SENSITIVITIES = {
     "public": ("公开", "Public"),
     "internal": ("内部", "Internal"),
     "sensitive": ("敏感", "Sensitive"),
+    # Set by profiling: personal data was found and the provider has not justified another
+    # grade in writing (a provider may also choose it).
+    "personal": ("个人信息", "Personal data"),
     "core": ("核心", "Core"),
 }
+JUSTIFICATION_MIN, JUSTIFICATION_MAX = 20, 2000
 PRICE_MODELS = {
     "free": ("免费", "Free"),
     "one_off": ("一次性购买", "One-off purchase"),
@@ -207,14 +214,16 @@ async def review_provider(
 ) -> None:
     _require_operator(ctx)
     reason = reason.strip()
-    if not approve and not reason:
+    # Every decision states its reason, approval too: stored with the application and in the
+    # audit trail.
+    if len(reason) < 2:
         raise invalid(
             [
                 _err(
                     "reason",
                     "reason_required",
-                    "驳回时请填写理由。",
-                    "Give a reason for rejecting.",
+                    "请填写审核理由:通过和驳回都需要。",
+                    "Give the reason for your decision: approving and rejecting both need one.",
                 )
             ]
         )
@@ -653,6 +662,37 @@ async def _store_profile(
         rule = rules.get(column["name"])
         if rule is None or not masking.rule_allowed(column["pii"], rule):
             rules[column["name"]] = masking.default_rule(column["pii"])
+    # Profiling proposes the privacy settings; compute-to-data waits for the provider to
+    # confirm them (decision 0043).
+    values = summary.pop("proposed_categories", {}) or {}
+    usable = {
+        c["name"] for c in summary["columns"] if rules.get(c["name"]) == "keep" and not c["pii"]
+    }
+    proposal = privacy.propose(summary, usable, values)
+    # A new version of the same people starts from what the provider confirmed before
+    # (columns still there); it is confirmed again on its own.
+    earlier = (
+        await DatasetVersion.select(DatasetVersion.privacy)
+        .output(load_json=True)
+        .where((DatasetVersion.dataset_id == dataset_id) & (DatasetVersion.id != version_id))
+        .order_by(DatasetVersion.number, ascending=False)
+    )
+    confirmed = next(
+        (
+            privacy.Settings.from_json(v["privacy"])
+            for v in earlier
+            if (v["privacy"] or {}).get("confirmed")
+        ),
+        None,
+    )
+    if confirmed is not None:
+        proposal["max_rows_per_person"] = confirmed.max_rows_per_person
+        for name, pair in confirmed.bounds.items():
+            if name in proposal["bounds"]:
+                proposal["bounds"][name] = list(pair)
+        for name, cats in confirmed.categories.items():
+            if name in usable:
+                proposal["categories"][name] = cats
     await Dataset.update({Dataset.masking_rules: rules, Dataset.updated_at: _now()}).where(
         Dataset.id == dataset_id
     )
@@ -663,6 +703,7 @@ async def _store_profile(
             DatasetVersion.rows: summary["rows"],
             DatasetVersion.profile: summary,
             DatasetVersion.parquet_file_id: parquet_id,
+            DatasetVersion.privacy: proposal,
         }
     ).where(DatasetVersion.id == version_id)
 
@@ -697,6 +738,107 @@ async def profile_version(tenant_id: uuid.UUID, version_id: uuid.UUID) -> str:
     return "ready"
 
 
+def personal_findings(version: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The columns in which profiling found personal data (name, kind), in file order."""
+    return [
+        {"name": c["name"], "pii": c["pii"]}
+        for c in ((version or {}).get("profile") or {}).get("columns", [])
+        if c.get("pii")
+    ]
+
+
+def effective_sensitivity(dataset: dict[str, Any], version: dict[str, Any] | None) -> str:
+    """The grade a version is listed and reviewed under: "personal" when profiling found
+    personal data, until the provider has justified the declared grade in writing."""
+    if personal_findings(version) and not (version or {}).get("sensitivity_justification"):
+        return "personal"
+    return str(dataset["sensitivity"])
+
+
+async def justify_sensitivity(
+    ctx: TenantContext,
+    dataset_id: uuid.UUID,
+    justification: str,
+    *,
+    version: int | None = None,
+    ip: str = "",
+) -> dict[str, Any]:
+    """The provider's written reason why a version in which profiling found personal data
+    keeps the declared grade instead of "personal" (e.g. the columns are dropped or hashed,
+    the people are enterprises' public contacts). Stored with the version, shown to the
+    operator in review; an empty text withdraws it (the version is "personal" again)."""
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    versions = await versions_of(dataset, ctx)
+    target = (
+        next((v for v in versions if v["number"] == version and v["status"] == "ready"), None)
+        if version is not None
+        else latest_ready(versions)
+    )
+    if target is None:
+        raise CanalError(
+            "no_ready_version",
+            "没有已完成分析的该版本。",
+            "There is no profiled version with that number.",
+            status=404 if version is not None else 409,
+        )
+    if not personal_findings(target):
+        raise CanalError(
+            "no_personal_data",
+            f"第 {target['number']} 版未发现个人信息,无需说明。",
+            f"Profiling found no personal data in version {target['number']}: there is "
+            "nothing to justify.",
+            status=409,
+        )
+    if target["review_status"] in ("pending", "approved"):
+        raise CanalError(
+            "version_reviewed",
+            f"第 {target['number']} 版已提交审核,不能再修改说明。",
+            f"Version {target['number']} has been sent for review: its justification can no "
+            "longer change.",
+            status=409,
+        )
+    text = justification.strip()
+    if text and not JUSTIFICATION_MIN <= len(text) <= JUSTIFICATION_MAX:
+        raise invalid(
+            [
+                _err(
+                    "justification",
+                    "justification_length",
+                    f"请用 {JUSTIFICATION_MIN} 至 {JUSTIFICATION_MAX} 字说明为何该数据不属于"
+                    "个人信息级别。",
+                    f"Explain in {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters why this "
+                    "data is not personal data.",
+                )
+            ]
+        )
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await DatasetVersion.update({DatasetVersion.sensitivity_justification: text}).where(
+            DatasetVersion.id == target["id"]
+        )
+        await record(
+            "exchange.sensitivity_justified",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset_id),
+            ip=ip,
+            data={
+                "version": target["number"],
+                "declared": dataset["sensitivity"],
+                "justification": text,
+            },
+        )
+    target = {**target, "sensitivity_justification": text}
+    return {
+        "version": target["number"],
+        "findings": personal_findings(target),
+        "declared_sensitivity": dataset["sensitivity"],
+        "sensitivity": effective_sensitivity(dataset, target),
+        "justification": text,
+    }
+
+
 def pending_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((v for v in versions if v["review_status"] == "pending"), None)
 
@@ -715,6 +857,19 @@ async def submit_for_review(ctx: TenantContext, dataset_id: uuid.UUID, *, ip: st
             "no_ready_version",
             "请先上传并完成分析至少一个数据版本。",
             "Upload at least one version and let its profiling finish first.",
+            status=409,
+        )
+    if (
+        "compute" in dataset["delivery_modes"]
+        and not privacy.Settings.from_json(newest.get("privacy")).confirmed
+    ):
+        raise CanalError(
+            "privacy_unconfirmed",
+            f"请先确认第 {newest['number']} 版的隐私设置(取值范围、公开分类、每人最多行数),"
+            "再提交审核:可用不可见计算依据它们添加噪声。",
+            f"Confirm the privacy settings of version {newest['number']} (value ranges, public "
+            "categories, rows per person) before sending it for review: compute-to-data "
+            "answers are calibrated to them.",
             status=409,
         )
     if dataset["status"] == "pending" or pending_version(versions) is not None:
@@ -758,12 +913,19 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
     from canal.tenants.tables import Tenant
 
     async with db.platform_scope(ctx.user_id):
-        waiting = {
-            v["dataset_id"]: v["number"]
+        under_review = {
+            v["dataset_id"]: v
             for v in await DatasetVersion.select(
-                DatasetVersion.dataset_id, DatasetVersion.number
-            ).where(DatasetVersion.review_status == "pending")
+                DatasetVersion.dataset_id,
+                DatasetVersion.number,
+                DatasetVersion.profile,
+                DatasetVersion.privacy,
+                DatasetVersion.sensitivity_justification,
+            )
+            .output(load_json=True)
+            .where(DatasetVersion.review_status == "pending")
         }
+        waiting = {k: v["number"] for k, v in under_review.items()}
         rows = (
             await Dataset.select()
             .output(load_json=True)
@@ -781,6 +943,12 @@ async def review_queue(ctx: TenantContext) -> list[dict[str, Any]]:
     for r in rows:
         r["provider_name"] = names.get(r["tenant_id"], "")
         r["review_version"] = waiting.get(r["id"])
+        # At a glance in the queue: the grade the version would be listed under, the columns
+        # with personal data, and those the provider wants answered without noise.
+        version = under_review.get(r["id"])
+        r["effective_sensitivity"] = effective_sensitivity(r, version)
+        r["personal_columns"] = [f["name"] for f in personal_findings(version)]
+        r["exact_columns"] = privacy.Settings.from_json((version or {}).get("privacy")).exact
     return rows
 
 
@@ -792,14 +960,15 @@ async def review_dataset(
     the listing and every grant on the version approved before)."""
     _require_operator(ctx)
     reason = reason.strip()
-    if not approve and not reason:
+    # Every decision states its reason: it is stored with the version and in the audit trail.
+    if len(reason) < 2:
         raise invalid(
             [
                 _err(
                     "reason",
                     "reason_required",
-                    "驳回时请填写理由。",
-                    "Give a reason for rejecting.",
+                    "请填写审核理由:通过和驳回都需要。",
+                    "Give the reason for your decision: approving and rejecting both need one.",
                 )
             ]
         )
@@ -865,6 +1034,10 @@ async def review_dataset(
                 "approved": approve,
                 "reason": reason,
                 "version": version["number"] if version else None,
+                "sensitivity": effective_sensitivity(dataset, version),
+                "personal_columns": [f["name"] for f in personal_findings(version)],
+                # Columns answered without noise, as the operator saw them in review.
+                "exact_columns": privacy.Settings.from_json((version or {}).get("privacy")).exact,
             },
         )
     if approve:
@@ -889,6 +1062,19 @@ def _kinds(version: dict[str, Any]) -> dict[str, str | None]:
     return {c["name"]: c.get("pii") for c in (version["profile"] or {}).get("columns", [])}
 
 
+async def review_sample(dataset: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    """What buyers would see of a version, for the operator's review: the masked sample with
+    its column names (dropped columns left out, as in the listing)."""
+    if not version.get("parquet_file_id"):
+        return {"columns": [], "rows": []}
+    rules = dataset["masking_rules"] or {}
+    names = [c["name"] for c in (version["profile"] or {}).get("columns", [])]
+    return {
+        "columns": [n for n in names if rules.get(n, "keep") != "drop"],
+        "rows": await _masked_sample(dataset, version),  # dropped columns already left out
+    }
+
+
 async def _masked_sample(dataset: dict[str, Any], version: dict[str, Any]) -> list[list[Any]]:
     path = await _local_parquet(version)
     columns, rows = await asyncio.to_thread(profiling.read_rows, path, limit=SAMPLE_ROWS)
@@ -911,8 +1097,16 @@ async def _publish(
 
     provider = await Tenant.select(Tenant.name).where(Tenant.id == dataset["tenant_id"]).first()
     rules = dataset["masking_rules"] or {}
+    # A column's exact minimum and maximum are two people's values: buyers see the range the
+    # provider declared for compute-to-data instead (decision 0043), or nothing.
+    bounds = privacy.Settings.from_json(version.get("privacy")).bounds
     columns = [
-        {**c, "action": rules.get(c["name"], "keep")}
+        {
+            **c,
+            "action": rules.get(c["name"], "keep"),
+            "min": _json_value(bounds[c["name"]][0]) if c["name"] in bounds else None,
+            "max": _json_value(bounds[c["name"]][1]) if c["name"] in bounds else None,
+        }
         for c in (version["profile"] or {}).get("columns", [])
         if rules.get(c["name"], "keep") != "drop"
     ]
@@ -925,7 +1119,7 @@ async def _publish(
         "tags": dataset["tags"],
         "update_frequency": dataset["update_frequency"],
         "source_statement": dataset["source_statement"],
-        "sensitivity": dataset["sensitivity"],
+        "sensitivity": effective_sensitivity(dataset, version),
         "licence_purpose": dataset["licence_purpose"],
         "licence_days": dataset["licence_days"],
         "redistribution": dataset["redistribution"],
@@ -946,6 +1140,242 @@ async def _index_listing(dataset_id: uuid.UUID) -> None:
     from canal.exchange.search import index_listing
 
     await index_listing(dataset_id)
+
+
+@dataclass
+class PrivacyInput:
+    """The provider's privacy settings for a version and the dataset's budget. Omitted parts
+    keep what is there (profiling's proposal at first)."""
+
+    version: int | None = None
+    max_rows_per_person: int | None = None
+    bounds: dict[str, list[float]] | None = None
+    categories: dict[str, list[str]] | None = None
+    epsilon_per_query: float | None = None
+    epsilon_total: float | None = None
+    budget_period_days: int | None = None
+    # Non-personal columns whose sums and value counts are released without noise.
+    exact: list[str] | None = None
+
+
+def compute_columns(dataset: dict[str, Any], version: dict[str, Any]) -> list[dict[str, Any]]:
+    """Profile columns that enter the sandbox: kept as is and without personal data."""
+    rules = dataset["masking_rules"] or {}
+    return [
+        c
+        for c in (version["profile"] or {}).get("columns", [])
+        if rules.get(c["name"], "keep") == "keep" and not c.get("pii")
+    ]
+
+
+def _privacy_errors(
+    data: PrivacyInput, columns: list[dict[str, Any]], personal: set[str] | None = None
+) -> tuple[list[FieldError], privacy.Settings | None]:
+    errors: list[FieldError] = []
+    by_name = {c["name"]: c for c in columns}
+    exact: list[str] = []
+    for name in dict.fromkeys(str(n) for n in data.exact or []):
+        if name in (personal or set()):
+            errors.append(
+                _err(
+                    f"exact-{name}",
+                    "exact_personal",
+                    f"列「{name}」经分析含个人信息,只能以加噪方式回答,不能提供精确结果。",
+                    f"Profiling found personal data in '{name}': its answers always carry "
+                    "noise, never exact figures.",
+                )
+            )
+        elif name not in by_name:
+            errors.append(
+                _err(
+                    f"exact-{name}",
+                    "exact_invalid",
+                    f"列「{name}」不是可计算的列,不能设为精确结果。",
+                    f"'{name}' is not a column compute-to-data holds, so it cannot be exact.",
+                )
+            )
+        else:
+            exact.append(name)
+    rows = data.max_rows_per_person
+    if rows is not None and not 1 <= int(rows) <= 1_000_000:
+        errors.append(
+            _err(
+                "max_rows_per_person",
+                "rows_per_person_range",
+                "每人最多行数为 1 至 1,000,000。",
+                "Rows per person must be 1 to 1,000,000.",
+            )
+        )
+    bounds: dict[str, tuple[float, float]] = {}
+    for name, pair in (data.bounds or {}).items():
+        column = by_name.get(name)
+        ok = column is not None and privacy.is_numeric(column["type"])
+        try:
+            lo, hi = float(pair[0]), float(pair[1])
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        else:
+            ok = ok and all(map(math.isfinite, (lo, hi))) and lo < hi and abs(lo) + abs(hi) < 1e15
+        if not ok:
+            errors.append(
+                _err(
+                    f"bounds-{name}",
+                    "bounds_invalid",
+                    f"列「{name}」的取值范围无效:须为可计算的数值列,下限小于上限。",
+                    f"The range of '{name}' is not valid: it must be a numeric column the "
+                    "sandbox holds, with the lower bound below the upper.",
+                )
+            )
+        else:
+            bounds[name] = (lo, hi)
+    categories: dict[str, list[str]] = {}
+    for name, values in (data.categories or {}).items():
+        cleaned = list(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+        if name not in by_name or len(cleaned) > privacy.MAX_CATEGORIES:
+            errors.append(
+                _err(
+                    f"categories-{name}",
+                    "categories_invalid",
+                    f"列「{name}」的公开分类无效:"
+                    f"须为可计算的列,最多 {privacy.MAX_CATEGORIES} 个取值。",
+                    f"The public categories of '{name}' are not valid: a column the sandbox "
+                    f"holds, at most {privacy.MAX_CATEGORIES} values.",
+                )
+            )
+        elif cleaned:
+            categories[name] = cleaned
+    per_query, total, days = data.epsilon_per_query, data.epsilon_total, data.budget_period_days
+    if per_query is not None and not 0.01 <= float(per_query) <= 5:
+        errors.append(
+            _err(
+                "epsilon_per_query",
+                "epsilon_range",
+                "每次查询的 ε 为 0.01 至 5。",
+                "The ε per query must be 0.01 to 5.",
+            )
+        )
+    if total is not None and not 0.01 <= float(total) <= 100:
+        errors.append(
+            _err(
+                "epsilon_total",
+                "epsilon_total_range",
+                "每期总预算 ε 为 0.01 至 100。",
+                "The total ε per period must be 0.01 to 100.",
+            )
+        )
+    if days is not None and not 1 <= int(days) <= 3650:
+        errors.append(
+            _err(
+                "budget_period_days",
+                "period_range",
+                "预算周期为 1 至 3650 天。",
+                "The budget period must be 1 to 3650 days.",
+            )
+        )
+    if errors:
+        return errors, None
+    return errors, privacy.Settings(int(rows or 1), bounds, categories, True, sorted(exact))
+
+
+async def confirm_privacy(
+    ctx: TenantContext, dataset_id: uuid.UUID, data: PrivacyInput, *, ip: str = ""
+) -> dict[str, Any]:
+    """The provider confirms (and may edit) a version's privacy settings and sets the
+    dataset's budget. Returns the settings and the budget as now in force."""
+    dataset = await get_dataset(dataset_id, ctx)
+    if dataset["tenant_id"] != ctx.tenant_id:
+        raise not_found()
+    versions = await versions_of(dataset, ctx)
+    ready = [v for v in versions if v["status"] == "ready"]
+    version = (
+        next((v for v in ready if v["number"] == data.version), None)
+        if data.version
+        else (ready[0] if ready else None)
+    )
+    if version is None:
+        raise CanalError(
+            "no_ready_version",
+            "请先上传并完成分析至少一个数据版本。",
+            "Upload at least one version and let its profiling finish first.",
+            status=409,
+        )
+    current = privacy.Settings.from_json(version.get("privacy"))
+    merged = PrivacyInput(
+        version=version["number"],
+        max_rows_per_person=(
+            data.max_rows_per_person
+            if data.max_rows_per_person is not None
+            else current.max_rows_per_person
+        ),
+        bounds=data.bounds
+        if data.bounds is not None
+        else {k: list(v) for k, v in current.bounds.items()},
+        categories=data.categories if data.categories is not None else current.categories,
+        epsilon_per_query=data.epsilon_per_query,
+        epsilon_total=data.epsilon_total,
+        budget_period_days=data.budget_period_days,
+        exact=data.exact if data.exact is not None else current.exact,
+    )
+    errors, settings = _privacy_errors(
+        merged,
+        compute_columns(dataset, version),
+        {f["name"] for f in personal_findings(version)},
+    )
+    per_query = float(data.epsilon_per_query or dataset["epsilon_per_query"])
+    total = float(data.epsilon_total or dataset["epsilon_total"])
+    if not errors and per_query > total:
+        errors.append(
+            _err(
+                "epsilon_per_query",
+                "epsilon_above_total",
+                "每次查询的 ε 不能超过每期总预算。",
+                "The ε per query cannot exceed the total for the period.",
+            )
+        )
+    if errors or settings is None:
+        raise invalid(errors)
+    days = int(data.budget_period_days or dataset["budget_period_days"])
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await DatasetVersion.update({DatasetVersion.privacy: settings.as_json()}).where(
+            DatasetVersion.id == version["id"]
+        )
+        await Dataset.update(
+            {
+                Dataset.epsilon_per_query: per_query,
+                Dataset.epsilon_total: total,
+                Dataset.budget_period_days: days,
+                Dataset.updated_at: _now(),
+            }
+        ).where(Dataset.id == dataset_id)
+        # The running period keeps what was spent; a lower total can end it early, never
+        # un-spend it.
+        await PrivacyBudget.raw(
+            "UPDATE exchange_privacy_budgets SET epsilon_total = GREATEST({}, epsilon_spent), "
+            "period_days = {} WHERE dataset_id = {}",
+            total,
+            days,
+            dataset_id,
+        )
+        await record(
+            "exchange.privacy_confirmed",
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(dataset_id),
+            ip=ip,
+            data={
+                "version": version["number"],
+                "settings": settings.as_json(),
+                "epsilon_per_query": per_query,
+                "epsilon_total": total,
+                "period_days": days,
+            },
+        )
+    dataset = await get_dataset(dataset_id, ctx)
+    return {
+        "version": version["number"],
+        "settings": settings.as_json(),
+        "budget": await privacy_budget(ctx.tenant_id, dataset),
+    }
 
 
 async def set_masking(
@@ -2203,7 +2633,11 @@ class QueryAnswer:
     id: uuid.UUID
     columns: list[str]
     rows: list[list[Any]]
-    suppressed_groups: int
+    margins: list[list[float | None]]  # ± at privacy.CONFIDENCE per cell; None for group keys
+    hidden: list[bool]  # per row: too few people (by the noisy count) to show values
+    epsilon: float  # charged to the dataset's budget by this query (0 when answered again)
+    cached: bool
+    budget: dict[str, Any]
     remaining_today: int
 
 
@@ -2248,6 +2682,201 @@ async def _compute_copy(
     return path, set(columns), sensitive, identifying
 
 
+def _answer_key(
+    dataset: dict[str, Any],
+    version: dict[str, Any],
+    plan: sandbox.Plan,
+    epsilon: float,
+    settings: privacy.Settings,
+) -> str:
+    """What makes two queries the same measurement: the statistics SQL (groups, WHERE,
+    clamping), the version, the settings and the ε. ORDER BY, LIMIT and names are
+    presentation, so rewording those is answered from the same noise."""
+    material = json.dumps(
+        [
+            str(dataset["id"]),
+            str(version["id"]),
+            plan.sql,
+            [s.name for s in plan.stats],
+            settings.as_json(),
+            epsilon,
+        ],
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _budget_exhausted(status: dict[str, Any]) -> CanalError:
+    ends = status["period_ends"]
+    day = ends.astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat() if ends else ""
+    return CanalError(
+        "privacy_budget_exhausted",
+        f"该数据集本期的隐私预算已用完,在 {day} 之前不再回答任何计算查询(对所有买方都一样)。"
+        "这是为了防止多次查询拼凑出个人数据。",
+        f"This dataset's privacy budget for the period is spent: it answers no more "
+        f"compute-to-data queries, from anyone, until {day}. This stops many answers from "
+        "being combined to single out a person.",
+        status=429,
+    )
+
+
+def _budget_view(row: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
+    if row is None:
+        total, spent, days, started = (
+            float(dataset["epsilon_total"]),
+            0.0,
+            int(dataset["budget_period_days"]),
+            None,
+        )
+    else:
+        total, spent, days, started = (
+            float(row["epsilon_total"]),
+            float(row["epsilon_spent"]),
+            int(row["period_days"]),
+            row["period_started_at"],
+        )
+        if started + dt.timedelta(days=days) <= _now():
+            spent, started = 0.0, None  # a new period starts with the next query
+    per_query = float(dataset["epsilon_per_query"])
+    remaining = max(0.0, total - spent)
+    return {
+        "epsilon_total": total,
+        "epsilon_spent": round(spent, 6),
+        "epsilon_remaining": round(remaining, 6),
+        "epsilon_per_query": per_query,
+        "queries_left": int((remaining + 1e-9) // per_query) if per_query > 0 else 0,
+        "period_days": days,
+        "period_ends": started + dt.timedelta(days=days) if started else None,
+    }
+
+
+async def privacy_budget(provider_id: uuid.UUID, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's budget as the provider and every buyer may see it (provider's row)."""
+    async with db.tenant_scope(provider_id):
+        row = await PrivacyBudget.select().where(PrivacyBudget.dataset_id == dataset["id"]).first()
+    return _budget_view(row, dataset)
+
+
+async def grant_budget(grant: dict[str, Any]) -> dict[str, Any] | None:
+    """The budget of a compute grant's dataset, for either party's grant page."""
+    if "compute" not in (grant.get("modes") or []):
+        return None
+    async with db.tenant_scope(grant["tenant_id"]):
+        dataset = await Dataset.select().where(Dataset.id == grant["dataset_id"]).first()
+    return await privacy_budget(grant["tenant_id"], dataset) if dataset else None
+
+
+async def spend_budget(
+    provider_id: uuid.UUID, dataset: dict[str, Any], epsilon: float
+) -> dict[str, Any]:
+    """Charge ``epsilon`` to the dataset's budget, or refuse (429) if it would overspend.
+
+    Every buyer's queries compose sequentially on the same people, so this is one row per
+    dataset, not per grant. The row is locked (FOR UPDATE) from the check to the update, so
+    concurrent queries are charged one after another and cannot both pass the check with the
+    same remainder; the table's CHECK constraint refuses an overspend even if code forgot.
+    """
+    async with db.tenant_scope(provider_id):
+        await PrivacyBudget.raw(
+            "INSERT INTO exchange_privacy_budgets "
+            "(id, tenant_id, dataset_id, epsilon_total, epsilon_spent, delta_spent, "
+            "period_days, period_started_at, updated_at) "
+            "VALUES ({}, {}, {}, {}, 0, 0, {}, {}, {}) ON CONFLICT (dataset_id) DO NOTHING",
+            uuid.uuid4(),
+            provider_id,
+            dataset["id"],
+            float(dataset["epsilon_total"]),
+            int(dataset["budget_period_days"]),
+            _now(),
+            _now(),
+        )
+        locked = await PrivacyBudget.raw(
+            "SELECT * FROM exchange_privacy_budgets WHERE dataset_id = {} FOR UPDATE",
+            dataset["id"],
+        )
+        row = locked[0]
+        if row["period_started_at"] + dt.timedelta(days=int(row["period_days"])) <= _now():
+            row["epsilon_spent"], row["delta_spent"], row["period_started_at"] = 0.0, 0.0, _now()
+            await PrivacyBudget.update(
+                {
+                    PrivacyBudget.epsilon_spent: 0.0,
+                    PrivacyBudget.delta_spent: 0.0,
+                    PrivacyBudget.period_started_at: row["period_started_at"],
+                }
+            ).where(PrivacyBudget.dataset_id == dataset["id"])
+        if float(row["epsilon_spent"]) + epsilon > float(row["epsilon_total"]) + 1e-9:
+            raise _budget_exhausted(_budget_view(row, dataset))
+        # An increment, not the value read: the CHECK constraint sees the true total even
+        # if the lock above were ever lost.
+        await PrivacyBudget.raw(
+            "UPDATE exchange_privacy_budgets SET epsilon_spent = epsilon_spent + {}, "
+            "updated_at = {} WHERE dataset_id = {}",
+            epsilon,
+            _now(),
+            dataset["id"],
+        )
+        row["epsilon_spent"] = float(row["epsilon_spent"]) + epsilon
+    return _budget_view(row, dataset)
+
+
+async def _record_delta(provider_id: uuid.UUID, dataset_id: uuid.UUID, delta: float) -> None:
+    if delta <= 0:
+        return
+    async with db.tenant_scope(provider_id):
+        await PrivacyBudget.raw(
+            "UPDATE exchange_privacy_budgets SET delta_spent = delta_spent + {} "
+            "WHERE dataset_id = {}",
+            delta,
+            dataset_id,
+        )
+
+
+async def builder_columns(
+    ctx: TenantContext, grant_id: uuid.UUID, version_number: int | None = None
+) -> list[dict[str, Any]]:
+    """The columns the query builder offers on a usable compute grant: what the sandbox holds,
+    each with its plain kind (text/integer/decimal/date) and its public categories (the only
+    columns it groups by). Empty when the grant answers no queries now."""
+    from canal.exchange import builder
+
+    try:
+        _, dataset, version = await _usable_grant(ctx, grant_id, "compute", version_number)
+    except CanalError:
+        return []
+    settings = privacy.Settings.from_json(version.get("privacy"))
+    return [
+        {
+            "name": c["name"],
+            "type": c["type"],
+            "kind": builder.type_kind(c["type"]),
+            "categories": settings.categories.get(c["name"], []),
+        }
+        for c in compute_columns(dataset, version)
+    ]
+
+
+async def run_built_query(
+    ctx: TenantContext,
+    grant_id: uuid.UUID,
+    data: Any,
+    *,
+    version_number: int | None = None,
+    ip: str = "",
+) -> tuple[str, QueryAnswer]:
+    """The builder's choices as SQL (``builder.build_sql``), run like a typed query."""
+    from canal.exchange import builder
+
+    columns = await builder_columns(ctx, grant_id, version_number)
+    if not columns:
+        # The same refusal a typed query gets (expired, unpaid, not a compute grant …).
+        await _usable_grant(ctx, grant_id, "compute", version_number)
+        raise builder.no_columns()
+    sql = builder.build_sql(data, columns)
+    answer = await run_compute(ctx, grant_id, sql, version_number=version_number, ip=ip)
+    return sql, answer
+
+
 async def run_compute(
     ctx: TenantContext,
     grant_id: uuid.UUID,
@@ -2256,6 +2885,10 @@ async def run_compute(
     version_number: int | None = None,
     ip: str = "",
 ) -> QueryAnswer:
+    """One compute-to-data query, answered with differential privacy (decision 0043): the
+    checked SQL becomes per-group statistics in the sandbox, OpenDP adds noise calibrated to
+    the declared bounds, the ε is charged to the dataset's budget (shared by every buyer),
+    and the same query asked again gets the same noisy answer at no cost."""
     grant, dataset, version = await _usable_grant(ctx, grant_id, "compute", version_number)
     provider = grant["tenant_id"]
     today = _now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -2269,10 +2902,18 @@ async def run_compute(
     if used >= budget:
         raise CanalError(
             "query_budget_exhausted",
-            f"该授权今日的 {budget} 次查询额度已用完(防止通过大量查询差分推断个人数据)。",
-            f"This grant's {budget} queries for today are used up (a limit against "
-            "differencing out individuals with many queries).",
+            f"该授权今日的 {budget} 次查询已用完,请明天再试。",
+            f"This grant's {budget} queries for today are used up; try again tomorrow.",
             status=429,
+        )
+    settings = privacy.Settings.from_json(version.get("privacy"))
+    if not settings.confirmed:
+        raise CanalError(
+            "privacy_unconfirmed",
+            "提供方尚未确认该版本的隐私设置(取值范围与公开分类),暂不能计算查询。",
+            "The provider has not confirmed this version's privacy settings (value ranges "
+            "and public categories) yet, so it answers no queries.",
+            status=409,
         )
     path, columns, sensitive, identifying = await _compute_copy(dataset, version)
     started = time.monotonic()
@@ -2286,28 +2927,83 @@ async def run_compute(
         sql=shown_sql[:4000],
         status="done",
     )
+    epsilon = float(dataset["epsilon_per_query"])
+    exact_rows = 0
+    charged = 0.0  # once spent, a failure later in the run does not give the ε back
     try:
         plan = sandbox.plan_query(
-            sql, columns=columns, sensitive=sensitive, identifying=identifying
+            sql,
+            columns=columns,
+            sensitive=sensitive,
+            identifying=identifying,
+            settings=settings,
         )
-        out_columns, raw = await sandbox.run_query(path, plan, timeout=QUERY_TIMEOUT)
-        result = sandbox.release(out_columns, raw, plan, min_cohort=int(dataset["min_cohort"]))
+        assert plan.spec is not None
+        key = _answer_key(dataset, version, plan, epsilon, settings)
+        async with db.tenant_scope(provider, ctx.user_id):
+            stored = (
+                await CachedAnswer.select(CachedAnswer.answer)
+                .output(load_json=True)
+                .where(CachedAnswer.query_key == key)
+                .first()
+            )
+        if stored is not None:
+            noisy = privacy.Noisy.from_json(stored["answer"])
+            run.cached = True
+            status = await privacy_budget(provider, dataset)
+        else:
+            status = await spend_budget(provider, dataset, epsilon)
+            charged = epsilon
+            _, raw = await sandbox.run_query(
+                path,
+                plan,
+                timeout=QUERY_TIMEOUT,
+                max_rows=sandbox.MAX_CANDIDATE_GROUPS
+                if plan.spec.threshold(settings)
+                else sandbox.MAX_ROWS,
+            )
+            exact = sandbox.exact_statistics(raw, plan)
+            exact_rows = int(sum(v.get("rows:", 0) for v in exact.values()))
+            noisy = privacy.measure(plan.spec, exact, settings, epsilon=epsilon)
+            if noisy.epsilon > epsilon * (1 + 1e-9):
+                log.error(
+                    "query on %s measured ε %s over the %s charged",
+                    dataset["id"],
+                    noisy.epsilon,
+                    epsilon,
+                )
+            await _record_delta(provider, dataset["id"], noisy.delta)
+            async with db.tenant_scope(provider, ctx.user_id):
+                await CachedAnswer.raw(
+                    "INSERT INTO exchange_dp_answers "
+                    "(id, tenant_id, dataset_id, query_key, answer, epsilon, created_at) "
+                    "VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (query_key) DO NOTHING",
+                    uuid.uuid4(),
+                    provider,
+                    dataset["id"],
+                    key,
+                    json.dumps(noisy.as_json(), ensure_ascii=False),
+                    noisy.epsilon,
+                    _now(),
+                )
+        released = privacy.present(
+            plan.spec, noisy, settings, min_cohort=int(dataset["min_cohort"])
+        )
+        if len(released.rows) > sandbox.MAX_ROWS:
+            raise sandbox.refused(
+                "sql_too_many_groups",
+                f"结果超过 {sandbox.MAX_ROWS} 组,请减少分组。",
+                f"The result has more than {sandbox.MAX_ROWS} groups; group more coarsely.",
+            )
     except CanalError as error:
         run.status, run.error_code = "refused", error.code
         run.elapsed_ms = int((time.monotonic() - started) * 1000)
         async with db.tenant_scope(provider, ctx.user_id):
             await run.save()
-            await record(
-                "exchange.query_refused",
-                actor_id=ctx.user_id,
-                tenant_id=provider,
-                target=str(grant_id),
-                ip=ip,
-                data={"code": error.code, "sql": shown_sql[:500]},
-            )
+        await _audit_query(ctx, grant, dataset, run, shown_sql, ip=ip, epsilon=0.0, code=error.code)
         raise
-    run.result_rows = len(result.rows)
-    run.suppressed_groups = result.suppressed_groups
+    run.result_rows = len(released.rows)
+    run.epsilon = charged
     run.elapsed_ms = int((time.monotonic() - started) * 1000)
     price = int(dataset["price_fen"]) if dataset["price_model"] == "per_query" else 0
     async with db.tenant_scope(provider, ctx.user_id):
@@ -2319,19 +3015,85 @@ async def run_compute(
             dataset_id=dataset["id"],
             grant_id=grant_id,
             action="query",
-            rows=len(result.rows),
+            rows=len(released.rows),
             amount_fen=price,
-            detail=f"{result.suppressed_groups} suppressed",
+            detail=f"ε {charged:g}" + (" (cached)" if run.cached else ""),
         )
+    await _audit_query(
+        ctx,
+        grant,
+        dataset,
+        run,
+        shown_sql,
+        ip=ip,
+        epsilon=charged,
+        rows_noisy=released.rows_touched,
+        rows_exact=exact_rows if not run.cached else None,
+    )
     if price > 0:
         await _meter_query(ctx, run.id, price)
     return QueryAnswer(
         run.id,
-        result.columns,
-        result.rows,
-        result.suppressed_groups,
+        released.names,
+        released.rows,
+        released.margins,
+        released.hidden,
+        charged,
+        bool(run.cached),
+        status,
         budget - used - 1,
     )
+
+
+async def _audit_query(
+    ctx: TenantContext,
+    grant: dict[str, Any],
+    dataset: dict[str, Any],
+    run: QueryRun,
+    sql: str,
+    *,
+    ip: str,
+    epsilon: float,
+    code: str = "",
+    rows_noisy: int | None = None,
+    rows_exact: int | None = None,
+) -> None:
+    """Every query, answered or refused, is an audit event twice: in the buyer's trail with
+    the person, the SQL, the ε and the rows it touched as released (noisy — the exact number
+    would be an un-noised answer); in the provider's trail with the SQL, the ε and the buyer
+    organisation, never the person (docs/exchange.md: the provider learns the organisation).
+    The operator reads both."""
+    action = "exchange.query_answered" if run.status == "done" else "exchange.query_refused"
+    common = {
+        "dataset": str(dataset["id"]),
+        "grant": str(grant["id"]),
+        "query": str(run.id),
+        "sql": sql[:1000],
+        "epsilon": epsilon,
+        **({"code": code} if code else {}),
+        **({"cached": True} if run.cached else {}),
+    }
+    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+        await record(
+            action,
+            actor_id=ctx.user_id,
+            tenant_id=ctx.tenant_id,
+            target=str(grant["id"]),
+            ip=ip,
+            data={**common, **({"rows_touched": rows_noisy} if rows_noisy is not None else {})},
+        )
+    async with db.tenant_scope(grant["tenant_id"]):
+        await record(
+            action,
+            actor_id=None,
+            tenant_id=grant["tenant_id"],
+            target=str(grant["id"]),
+            data={
+                **common,
+                "buyer": grant["buyer_name"],
+                **({"rows_touched": rows_exact} if rows_exact is not None else {}),
+            },
+        )
 
 
 QUERY_METER = "exchange_query"  # billing's priced meter: quantity = fen
@@ -2384,10 +3146,14 @@ async def grant_queries(ctx: TenantContext, grant_id: uuid.UUID) -> list[dict[st
     shown: how long a query took says how much data it touched before suppression (see
     docs/exchange.md, "Timing")."""
     grant = await grant_for_party(ctx, grant_id)
+    # The provider learns the buyer organisation, not who in it asked (docs/exchange.md).
+    hidden = {"elapsed_ms", "suppressed_groups"} | (
+        {"user_id"} if grant["side"] != "buyer" else set()
+    )
     async with db.tenant_scope(grant["tenant_id"], ctx.user_id):
         rows = (
             await QueryRun.select(
-                *[c for c in QueryRun.all_columns() if c._meta.name != "elapsed_ms"]
+                *[c for c in QueryRun.all_columns() if c._meta.name not in hidden]
             )
             .output(load_json=True)
             .where(QueryRun.grant_id == grant_id)

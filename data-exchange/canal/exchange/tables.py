@@ -17,6 +17,7 @@ from piccolo.columns import (
     UUID,
     BigInt,
     Boolean,
+    DoublePrecision,
     ForeignKey,
     Integer,
     Text,
@@ -62,6 +63,11 @@ class Dataset(Table, tablename="exchange_datasets"):
     delivery_modes = JSONB(default=[])  # download | compute | api
     min_cohort = Integer(default=10)
     daily_query_budget = Integer(default=50)
+    # Differential privacy (decision 0043): the ε every compute-to-data answer costs, and the
+    # total all buyers together may spend per period, across every version.
+    epsilon_per_query = DoublePrecision(default=0.25)
+    epsilon_total = DoublePrecision(default=10.0)
+    budget_period_days = Integer(default=365)
     masking_rules = JSONB(default={})  # column -> action
     sample_salt = Varchar(length=64)
     status = Varchar(length=16, default="draft")  # draft | pending | approved | rejected
@@ -89,6 +95,13 @@ class DatasetVersion(Table, tablename="exchange_versions"):
     # Per-version compliance review: "" (not submitted) | pending | approved | rejected.
     review_status = Varchar(length=16, default="")
     review_reason = Text(default="")
+    # What compute-to-data answers are calibrated to (canal.exchange.privacy.Settings):
+    # bounds, public categories, rows per person; proposed by profiling, confirmed by the
+    # provider.
+    privacy = JSONB(default={})
+    # Profiling found personal data: the version is labelled "personal" unless the provider
+    # states in writing why the declared grade is right (shown to the operator in review).
+    sensitivity_justification = Text(default="")
     created_by = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 
@@ -175,8 +188,39 @@ class QueryRun(Table, tablename="exchange_queries"):
     status = Varchar(length=16)  # done | refused | failed
     error_code = Varchar(length=48, default="")
     result_rows = Integer(default=0)
-    suppressed_groups = Integer(default=0)
+    suppressed_groups = Integer(default=0)  # no longer counted (decision 0043); always 0
     elapsed_ms = Integer(default=0)
+    epsilon = DoublePrecision(default=0.0)  # charged to the dataset's budget (0 when cached)
+    cached = Boolean(default=False)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class PrivacyBudget(Table, tablename="exchange_privacy_budgets"):
+    """A dataset's privacy budget for the current period (provider's row): what every buyer's
+    answers together have spent. Spending locks the row; a CHECK constraint keeps
+    ``epsilon_spent`` within ``epsilon_total`` whatever the code does (migration)."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    tenant_id = ForeignKey(references=Tenant, null=False, index=True)
+    dataset_id = UUID(unique=True)
+    epsilon_total = DoublePrecision(default=10.0)
+    epsilon_spent = DoublePrecision(default=0.0)
+    delta_spent = DoublePrecision(default=0.0)
+    period_days = Integer(default=365)
+    period_started_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class CachedAnswer(Table, tablename="exchange_dp_answers"):
+    """A released noisy answer, kept so that asking the same query again gets the same noise
+    (and costs nothing) instead of a fresh draw to average."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    tenant_id = ForeignKey(references=Tenant, null=False, index=True)
+    dataset_id = UUID(index=True)
+    query_key = Varchar(length=64, unique=True)
+    answer = JSONB(default={})
+    epsilon = DoublePrecision(default=0.0)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

@@ -33,8 +33,9 @@ async def _published(ctx: TenantContext, operator: TenantContext) -> dict[str, A
         ctx, "dataset", electricity_csv(), filename="电量.csv"
     )
     await services.add_version(ctx, dataset["id"], stored.id)
+    await services.confirm_privacy(ctx, dataset["id"], services.PrivacyInput())
     await services.submit_for_review(ctx, dataset["id"])
-    await services.review_dataset(operator, dataset["id"], approve=True, reason="")
+    await services.review_dataset(operator, dataset["id"], approve=True, reason="已核对。")
     return dataset
 
 
