@@ -17,8 +17,6 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import TEST_DATABASE
-
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
@@ -41,14 +39,14 @@ def test_every_benchmark_is_run_by_run_bench_and_smoke_tested() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RUN_ALL.BENCHES)
-def test_benchmark_smoke(name: str, runtime) -> None:
+def test_benchmark_smoke(name: str, runtime, settings) -> None:
     for tool in RUN_ALL.NEEDS.get(name, ()):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (./run test and ./run bench install it)")
     env = {
         **os.environ,
         # Its own scratch databases, indexes and buckets, apart from other runs' (benchkit).
-        "CANAL_BENCH_TAG": f"smoke_{TEST_DATABASE}",
+        "CANAL_BENCH_TAG": f"smoke_{settings.database_name}",
         # This run's Redis database: the jobs bench empties the queue it measures.
         "CANAL_REDIS_URL": runtime.redis_url,
         "CANAL_LOG_JSON": "false",

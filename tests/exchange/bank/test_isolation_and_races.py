@@ -9,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.exchange.bank.conftest import make_org, make_resident
+from tests.exchange.bank.helpers import make_org, make_resident
 from tests.factories import csrf_from, make_user, sign_in
 
 API = "/api/v1"

@@ -262,7 +262,7 @@ async def test_order_page_pays_through_checkout_and_the_webhook_marks_it_paid(
     from canal.platform import db
     from canal.platform.billing.jobs import process_event
     from canal.platform.notifications.tables import Notification
-    from tests.billing.conftest import deliver, event
+    from tests.billing.helpers import deliver, event
     from tests.factories import csrf_from, sign_in
 
     staff = await operator()
