@@ -14,7 +14,6 @@ from tests.factories import Person, make_tenant, make_user, sign_in, unique
 from tests.stripe_fixtures import WEBHOOK_SECRET
 
 
-
 def sign(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
     """A ``Stripe-Signature`` header exactly as Stripe computes it (scheme v1)."""
     timestamp = int(clock.wall_timestamp()) if at is None else at

@@ -171,7 +171,7 @@ async def _tenant_b_private_data(bob: Person, tenant_b: Any) -> list[str]:
             role="member",
             token_hash=token_hash(new_token()),
             invited_by=bob.user_id,
-            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=7),
+            expires_at=clock.now() + dt.timedelta(days=7),
         ).save()
     await object_store().upload_bytes(
         ctx_b, "document", f"{marker}\n".encode(), filename=f"{marker}.txt"
