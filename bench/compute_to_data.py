@@ -9,7 +9,8 @@ Workload: 10,000,000 rows (1,000 companies × 10,000 readings: industry, street,
 generated with DuckDB itself. Needs the embedded PostgreSQL/S3/Redis/Meilisearch (started if
 missing); uses its own database ``canal_bench_exchange``.
 
-    .venv/bin/python bench/compute_to_data.py            (BENCH_ROWS to change the size)
+    .venv/bin/python bench/compute_to_data.py            (BENCH_ROWS to change the size;
+                                                         --smoke: 100,000 rows, one round)
 
 Goal: API time ≤ 1.10 × DuckDB time + 200 ms (median of the rounds).
 """
@@ -17,7 +18,6 @@ Goal: API time ≤ 1.10 × DuckDB time + 200 ms (median of the rounds).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import statistics
@@ -28,6 +28,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import benchkit
 import duckdb
 import msgspec
 
@@ -35,9 +36,9 @@ from canal.platform import clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROWS = int(os.environ.get("BENCH_ROWS", "10000000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-DATABASE = "canal_bench_exchange"
+ROWS = benchkit.size(int(os.environ.get("BENCH_ROWS", "10000000")), 100_000)
+ROUNDS = benchkit.size(int(os.environ.get("BENCH_ROUNDS", "5")), 1)
+DATABASE = benchkit.scratch("canal_bench_exchange")
 # Each round asks a new query (a new WHERE bound): the same query would be answered from the
 # cached noisy answer without running (decision 0043), which is not what is measured.
 QUERY = (
@@ -124,7 +125,7 @@ async def lifespan(application):
         await task
 
 
-async def main() -> None:
+async def main() -> int:
     from httpx import ASGITransport, AsyncClient
 
     from canal.exchange import services
@@ -143,8 +144,15 @@ async def main() -> None:
     settings = msgspec.structs.replace(
         load_settings(), database_name=DATABASE, log_json=False, access_log=False
     )
+    if benchkit.SMOKE:  # a full run writes into the configured buckets, as it always has
+        settings = msgspec.structs.replace(
+            settings, s3_bucket_prefix=benchkit.bucket_prefix("canal_bench")
+        )
     runtime = prepare(settings)
-    await migrate(runtime)
+    if benchkit.SMOKE:
+        await benchkit.fresh_database(runtime)
+    else:  # a full run keeps its database between runs, as it always has
+        await migrate(runtime)
     application = create_app(runtime, pool_size=4)
     with tempfile.TemporaryDirectory(prefix="canal-bench-") as tmp:
         path = Path(tmp) / "readings.parquet"
@@ -267,27 +275,23 @@ async def main() -> None:
         f"sandbox peak RSS {peak.peak_kb / 1024:.0f} MB",
         file=sys.stderr,
     )
-    print(
-        json.dumps(
-            {
-                "bench": "compute_to_data",
-                "rows": ROWS,
-                "rounds": ROUNDS,
-                "api_ms": round(api * 1000, 1),
-                "duckdb_ms": round(duck * 1000, 1),
-                "overhead_ms": round(overhead * 1000, 1),
-                "ratio": round(api / duck, 2),
-                "sandbox_peak_rss_mb": round(peak.peak_kb / 1024, 1),
-                "bench_process_peak_rss_mb": round(
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-                ),
-                "goal_met": goal,
-            }
-        )
+    return benchkit.finish(
+        {
+            "bench": "compute_to_data",
+            "rows": ROWS,
+            "rounds": ROUNDS,
+            "api_ms": round(api * 1000, 1),
+            "duckdb_ms": round(duck * 1000, 1),
+            "overhead_ms": round(overhead * 1000, 1),
+            "ratio": round(api / duck, 2),
+            "sandbox_peak_rss_mb": round(peak.peak_kb / 1024, 1),
+            "bench_process_peak_rss_mb": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            ),
+            "goal_met": goal,
+        }
     )
-    if not goal:
-        sys.exit(1)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

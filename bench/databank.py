@@ -14,13 +14,13 @@ Workload (one run, in-process services on the embedded servers, database canal_b
 4. ``folder_zip`` of a folder holding two 64 MB text files (deflated, streamed): MB/s of the
    files read and the traced memory peak while streaming; goal: peak ≤ 16 MB.
 
-Run: .venv/bin/python bench/databank.py   (about a minute)
+Run: .venv/bin/python bench/databank.py   (about a minute; ``--smoke``: a 16 MB file, a folder
+of 20 files, its own scratch database and buckets)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -28,15 +28,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import benchkit
 import msgspec
 
-DATABASE = "canal_bench_bank"
-SIZE = 64 * 1024 * 1024
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-FILES = 1000
-FOLDERS = 100
-LISTINGS = 200
-BACKUP_FILES = 50
+DATABASE = benchkit.scratch("canal_bench_bank")
+SIZE = benchkit.size(64, 16) * 1024 * 1024  # a whole number of 8 MB parts
+ROUNDS = benchkit.size(int(os.environ.get("BENCH_ROUNDS", "2")), 1)
+FILES = benchkit.size(1000, 20)
+FOLDERS = benchkit.size(100, 3)
+LISTINGS = benchkit.size(200, 5)
+BACKUP_FILES = benchkit.size(50, 3)
 LINE = b"2026-11-24,dongchang,meter-0042,kWh,123.456,ok\n"
 CHUNK = 1024 * 1024
 BLOCK = (LINE * (CHUNK // len(LINE) + 1))[:CHUNK]
@@ -52,16 +53,19 @@ async def prepare():
     from canal.platform.access.services import access
     from canal.platform.http.context import TenantContext, TenantRef
     from canal.platform.identity.services import create_user
-    from canal.platform.runtime import migrate, open_services, prepare
+    from canal.platform.runtime import open_services, prepare
     from canal.platform.settings import load_settings
     from canal.platform.storage.services import set_tenant_quota
     from canal.tenants.services import create_tenant
     from canal.tenants.validators import credit_code_check_char
 
     settings = msgspec.structs.replace(load_settings(), database_name=DATABASE, log_json=False)
+    if benchkit.SMOKE:  # a full run writes into the configured buckets, as it always has
+        settings = msgspec.structs.replace(
+            settings, s3_bucket_prefix=benchkit.bucket_prefix("canal_bench")
+        )
     runtime = prepare(settings)
-    await db.drop_database(settings, runtime.server_url)
-    await migrate(runtime)
+    await benchkit.fresh_database(runtime)
     await db.start_pool(runtime.app_dsn, min_size=2, max_size=10)
     await access().reload()
     await open_services(runtime)
@@ -240,9 +244,7 @@ def main() -> None:
         f"folder ZIP of {result['zip_in_mb']} MB: {result['zip_mb_per_s']} MB/s, "
         f"{result['zip_out_mb']} MB sent, traced peak {result['zip_peak_mb']} MB (goal ≤ 16 MB)"
     )
-    print(json.dumps(result, ensure_ascii=False))
-    if not result["goal_met"]:
-        sys.exit(1)
+    sys.exit(benchkit.finish(result))
 
 
 if __name__ == "__main__":

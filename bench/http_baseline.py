@@ -8,13 +8,13 @@ rounds in one run; the figures are the median round. Goal: tenant rps ≥ 0.5 ×
 A third figure, ``stack_rps`` (``/healthz`` on the full app: every middleware and the guard,
 no database), splits the gap into framework overhead and the tenant work itself.
 
-Run: ./run bench http_baseline   (or .venv/bin/python bench/http_baseline.py)
+Run: ./run bench http_baseline   (or .venv/bin/python bench/http_baseline.py; ``--smoke``:
+one 1-second round on each side, its own scratch database)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -25,13 +25,14 @@ import sys
 import time
 from pathlib import Path
 
+import benchkit
 import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE = "canal_bench"
+DATABASE = benchkit.scratch("canal_bench")
 CONNECTIONS = 32
-SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = benchkit.size(int(os.environ.get("BENCH_SECONDS", "8")), 1)
+ROUNDS = benchkit.size(int(os.environ.get("BENCH_ROUNDS", "3")), 1)
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ async def prepare_data() -> tuple[str, str]:
     from canal.platform.identity.secrets import new_api_token, token_hash
     from canal.platform.identity.services import create_user
     from canal.platform.identity.tables import ApiToken
-    from canal.platform.runtime import migrate, prepare
+    from canal.platform.runtime import prepare
     from canal.platform.settings import load_settings
     from canal.tenants.services import create_tenant
     from canal.tenants.tables import ModuleSubscription
@@ -55,8 +56,7 @@ async def prepare_data() -> tuple[str, str]:
 
     settings = msgspec.structs.replace(load_settings(), database_name=DATABASE)
     runtime = prepare(settings)
-    await db.drop_database(settings, runtime.server_url)
-    await migrate(runtime)
+    await benchkit.fresh_database(runtime)
     await db.start_pool(runtime.app_dsn, min_size=1, max_size=2)
     try:
         await access().reload()
@@ -159,20 +159,21 @@ def main() -> int:
             proc.wait(timeout=10)
     bare_rps = statistics.median(r["rps"] for r in bare_runs)
     tenant_rps = statistics.median(r["rps"] for r in tenant_runs)
-    result = {
-        "bench": "http_baseline",
-        "workload": f"wrk 1 thread x {CONNECTIONS} connections x {SECONDS}s, {ROUNDS} rounds each",
-        "bare_rps": round(bare_rps),
-        "bare_p99_ms": round(statistics.median(r["p99_ms"] for r in bare_runs), 2),
-        "stack_rps": round(statistics.median(r["rps"] for r in stack_runs)),
-        "tenant_rps": round(tenant_rps),
-        "tenant_p99_ms": round(statistics.median(r["p99_ms"] for r in tenant_runs), 2),
-        "ratio": round(tenant_rps / bare_rps, 3),
-        "goal_ratio_min": 0.5,
-        "goal_met": tenant_rps / bare_rps >= 0.5,
-    }
-    print(json.dumps(result, ensure_ascii=False))
-    return 0 if result["goal_met"] else 1
+    return benchkit.finish(
+        {
+            "bench": "http_baseline",
+            "workload": f"wrk 1 thread x {CONNECTIONS} connections x {SECONDS}s, "
+            f"{ROUNDS} rounds each",
+            "bare_rps": round(bare_rps),
+            "bare_p99_ms": round(statistics.median(r["p99_ms"] for r in bare_runs), 2),
+            "stack_rps": round(statistics.median(r["rps"] for r in stack_runs)),
+            "tenant_rps": round(tenant_rps),
+            "tenant_p99_ms": round(statistics.median(r["p99_ms"] for r in tenant_runs), 2),
+            "ratio": round(tenant_rps / bare_rps, 3),
+            "goal_ratio_min": 0.5,
+            "goal_met": tenant_rps / bare_rps >= 0.5,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -12,25 +12,27 @@ database ``canal_bench_jobs``, dropped and migrated first):
    writes once a second, so the figure is conservative by up to a second).
 
 Goal: end to end ≥ 1,000 jobs/s. Ends with one JSON line ``{"bench": "jobs", ...}``.
+``--smoke``: 20 / 200 / 200 jobs, its own scratch database (the queue is the configured
+Redis database's, as in a full run).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import benchkit
 import msgspec
 
-DATABASE = "canal_bench_jobs"
-SINGLE = 2_000
-BATCHED = 10_000
+DATABASE = benchkit.scratch("canal_bench_jobs")
+SINGLE = benchkit.size(2_000, 20)
+BATCHED = benchkit.size(10_000, 200)
 BATCH = 100
-END_TO_END = 10_000
+END_TO_END = benchkit.size(10_000, 200)
 GOAL = 1_000
 
 
@@ -40,13 +42,12 @@ async def main() -> int:
     from canal.platform import db
     from canal.platform.jobs import JOB_STATS_KEY, enqueue_after_commit
     from canal.platform.jobs.outbox import arq_pool, attach
-    from canal.platform.runtime import migrate, prepare
+    from canal.platform.runtime import prepare
     from canal.platform.settings import load_settings
 
     settings = msgspec.structs.replace(load_settings(), database_name=DATABASE, log_json=False)
     runtime = prepare(settings)
-    await db.drop_database(settings, runtime.server_url)
-    await migrate(runtime)
+    await benchkit.fresh_database(runtime)
     await db.start_pool(runtime.app_dsn, min_size=2, max_size=10)
     attach(runtime.redis_url)
     pool = await arq_pool()
@@ -106,16 +107,19 @@ async def main() -> int:
         f"{e2e_rate:,.0f} jobs/s (goal ≥ {GOAL:,})"
     )
     await db.close_pool()
-    result = {
-        "bench": "jobs",
-        "enqueue_single_per_s": round(single_rate),
-        "enqueue_batched_per_s": round(batched_rate),
-        "end_to_end_per_s": round(e2e_rate),
-        "jobs": END_TO_END,
-        "goal_met": done >= END_TO_END and e2e_rate >= GOAL,
-    }
-    print(json.dumps(result))
-    return 0 if result["goal_met"] else 1
+    return benchkit.finish(
+        {
+            "bench": "jobs",
+            "enqueue_single_per_s": round(single_rate),
+            "enqueue_batched_per_s": round(batched_rate),
+            "end_to_end_per_s": round(e2e_rate),
+            "jobs": END_TO_END,
+            "done": done,
+            "goal_met": done >= END_TO_END and e2e_rate >= GOAL,
+        },
+        # every job must have run, even in a smoke run
+        correct=done >= END_TO_END,
+    )
 
 
 if __name__ == "__main__":

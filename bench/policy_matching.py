@@ -38,13 +38,13 @@ portraits out of ``policy_facts`` (``services._all_portraits``) is not part of i
 ``load_avg`` is the 1-minute load average when the run ends (the machine is shared).
 
 Run: ``.venv/bin/python bench/policy_matching.py`` (~2 min on a 2-core machine; starts the
-embedded PostgreSQL like ``canal demo``).
+embedded PostgreSQL like ``canal demo``). ``--smoke``: 2,000 enterprises × 50 policies, its
+own scratch database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import random
 import resource
@@ -53,6 +53,7 @@ import sys
 import time
 from typing import Any
 
+import benchkit
 import numpy as np
 
 from canal.park.policy.facts import KNOWN_CERTIFICATIONS, Certification
@@ -65,16 +66,16 @@ from canal.park.policy.matcher import (
 )
 from canal.park.policy.rules import Rule, evaluate, parse_rule
 
-N_ENTERPRISES = 100_000
-N_POLICIES = 1_000
-SAMPLE_ENTERPRISES = 400
-SAMPLE_POLICIES = 100
+N_ENTERPRISES = benchkit.size(100_000, 2_000)
+N_POLICIES = benchkit.size(1_000, 50)
+SAMPLE_ENTERPRISES = benchkit.size(400, 50)
+SAMPLE_POLICIES = benchkit.size(100, 20)
 AS_OF = dt.date(2025, 6, 1)
 REFS = {"window_open": dt.date(2025, 3, 1)}
 
 GOAL_MATRIX_S = 10.0
 GOAL_END_TO_END_S = 30.0
-DATABASE = "canal_bench_policy"
+DATABASE = benchkit.scratch("canal_bench_policy")
 POLICIES_PER_BATCH = 50
 GOAL_SPEEDUP = 50.0
 GOAL_ONE_ENTERPRISE_MS = 20.0
@@ -185,13 +186,12 @@ async def store_results(
 
     from canal.park.policy import store
     from canal.platform import db
-    from canal.platform.runtime import migrate, prepare
+    from canal.platform.runtime import prepare
     from canal.platform.settings import load_settings
 
     settings = msgspec.structs.replace(load_settings(), database_name=DATABASE, log_json=False)
     runtime = prepare(settings)
-    await db.drop_database(settings, runtime.server_url)
-    await migrate(runtime)
+    await benchkit.fresh_database(runtime)
     await db.close_pool()
     tenants = [uuid.uuid4() for _ in range(matrix.shape[1])]
     owner = await asyncpg.connect(runtime.owner_dsn)
@@ -359,41 +359,38 @@ def main() -> int:
         and one_pol_ms <= GOAL_ONE_POLICY_MS
         and (store_s is None or end_to_end_s <= GOAL_END_TO_END_S)
     )
-    print(
-        json.dumps(
-            {
-                "bench": "policy_matching",
-                "enterprises": N_ENTERPRISES,
-                "policies": N_POLICIES,
-                "criteria_mean": round(statistics.mean(n_criteria), 2),
-                "encode_s": round(encode_s, 2),
-                "matrix_s": round(matrix_s, 2),
-                "reference_pairs_per_s": round(pairs / ref_s),
-                "reference_full_matrix_s": round(ref_full_s),
-                "speedup": round(speedup, 1),
-                "compile_ms": round(compile_s * 1000, 1),
-                "one_enterprise_ms": round(one_ent_ms, 2),
-                "one_policy_ms": round(one_pol_ms, 2),
-                "store_s": None if store_s is None else round(store_s, 2),
-                **{k: round(v, 2) for k, v in stored.items() if k != "stored_pairs"},
-                "stored_pairs": stored.get("stored_pairs", 0),
-                "end_to_end_s": round(end_to_end_s, 2),
-                "goal_end_to_end_s": GOAL_END_TO_END_S,
-                "peak_rss_mb": round(peak_rss_mb),
-                "matrix_mb": round(matrix_mb),
-                "mismatches": mismatches,
-                "groups": counts,
-                "goal_matrix_s": GOAL_MATRIX_S,
-                "goal_speedup": GOAL_SPEEDUP,
-                "goal_one_enterprise_ms": GOAL_ONE_ENTERPRISE_MS,
-                "goal_one_policy_ms": GOAL_ONE_POLICY_MS,
-                "load_avg": round(os.getloadavg()[0], 1),
-                "goal_met": goal_met,
-            },
-            ensure_ascii=False,
-        )
+    return benchkit.finish(
+        {
+            "bench": "policy_matching",
+            "enterprises": N_ENTERPRISES,
+            "policies": N_POLICIES,
+            "criteria_mean": round(statistics.mean(n_criteria), 2),
+            "encode_s": round(encode_s, 2),
+            "matrix_s": round(matrix_s, 2),
+            "reference_pairs_per_s": round(pairs / ref_s),
+            "reference_full_matrix_s": round(ref_full_s),
+            "speedup": round(speedup, 1),
+            "compile_ms": round(compile_s * 1000, 1),
+            "one_enterprise_ms": round(one_ent_ms, 2),
+            "one_policy_ms": round(one_pol_ms, 2),
+            "store_s": None if store_s is None else round(store_s, 2),
+            **{k: round(v, 2) for k, v in stored.items() if k != "stored_pairs"},
+            "stored_pairs": stored.get("stored_pairs", 0),
+            "end_to_end_s": round(end_to_end_s, 2),
+            "goal_end_to_end_s": GOAL_END_TO_END_S,
+            "peak_rss_mb": round(peak_rss_mb),
+            "matrix_mb": round(matrix_mb),
+            "mismatches": mismatches,
+            "groups": counts,
+            "goal_matrix_s": GOAL_MATRIX_S,
+            "goal_speedup": GOAL_SPEEDUP,
+            "goal_one_enterprise_ms": GOAL_ONE_ENTERPRISE_MS,
+            "goal_one_policy_ms": GOAL_ONE_POLICY_MS,
+            "load_avg": round(os.getloadavg()[0], 1),
+            "goal_met": goal_met,
+        },
+        correct=mismatches == 0,
     )
-    return 0 if goal_met else 1
 
 
 if __name__ == "__main__":

@@ -3,25 +3,26 @@ dataset version takes — encoding detection, the row-width check with Python's 
 DuckDB's conversion to Parquet, then the profile (types, nulls, distinct, min/max, personal
 data detection on a sample per column). Reports rows/s per step and in total.
 
-    .venv/bin/python bench/profiling.py          (BENCH_ROWS to change the size)
+    .venv/bin/python bench/profiling.py          (BENCH_ROWS to change the size;
+                                                  --smoke: 5,000 rows)
 
 Goal: ≥ 100,000 rows/s end to end for the UTF-8 file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import benchkit
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
+ROWS = benchkit.size(int(os.environ.get("BENCH_ROWS", "1000000")), 5_000)
 
 
 def make_csv(path: Path) -> None:
@@ -41,7 +42,7 @@ def make_csv(path: Path) -> None:
     con.close()
 
 
-def main() -> None:
+def main() -> int:
     from canal.exchange import profiling
 
     results = {}
@@ -75,20 +76,16 @@ def main() -> None:
                 file=sys.stderr,
             )
     goal = results["utf8"]["rows_per_s"] >= 100_000
-    print(
-        json.dumps(
-            {
-                "bench": "profiling",
-                "rows": ROWS,
-                "csv_mb": round(size_mb, 1),
-                **results,
-                "goal_met": goal,
-            }
-        )
+    return benchkit.finish(
+        {
+            "bench": "profiling",
+            "rows": ROWS,
+            "csv_mb": round(size_mb, 1),
+            **results,
+            "goal_met": goal,
+        }
     )
-    if not goal:
-        sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

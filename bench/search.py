@@ -14,12 +14,12 @@ category/region/price facets). Queries: a one- or two-character Chinese word, a 
 
 Uses the embedded Meilisearch (or CANAL_MEILI_URL). The index is kept between runs and rebuilt
 only when its document count differs (``--rebuild`` forces it). Ends with one JSON line.
+``--smoke``: 2,000 documents and 50 queries in their own index.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -29,6 +29,7 @@ import uuid
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # noqa: S108
 
+import benchkit
 import requests
 
 from canal.platform.http.context import TenantContext, TenantRef
@@ -36,10 +37,11 @@ from canal.platform.search.indexes import LISTINGS
 from canal.platform.search.services import SearchService, filter_clauses, visibility_filter
 from canal.platform.settings import get_settings
 
-DOCS = 100_000
-TENANTS = 200
-QUERIES = 1_000
-PREFIX = "bench"
+DOCS = benchkit.size(100_000, 2_000)
+TENANTS = benchkit.size(200, 20)
+QUERIES = benchkit.size(1_000, 50)
+WARM_UP = benchkit.size(50, 5)
+PREFIX = benchkit.scratch("bench")
 SEED = 20261124
 
 WORDS = [
@@ -194,7 +196,7 @@ async def main() -> int:
     rng = random.Random(SEED)
     facets = ["category", "region", "price"]
     # 1. Server-side path.
-    for _ in range(50):  # warm-up
+    for _ in range(WARM_UP):
         q, f, who = random_search(rng, tenants)
         await service.search("listings", q, caller=who, filters=f, facets=facets)
     server_ms, totals = [], []
@@ -224,7 +226,7 @@ async def main() -> int:
         answer.raise_for_status()
         return elapsed
 
-    for n in range(QUERIES + 50):
+    for n in range(QUERIES + WARM_UP):
         q, f, who = random_search(rng, tenants)
         user = filter_clauses(LISTINGS, f)
         body = {"q": q, "facets": facets, "hitsPerPage": 20, "page": 1}
@@ -237,7 +239,7 @@ async def main() -> int:
         rng.shuffle(pair)
         for name, key, payload in pair:
             elapsed = timed(key, payload)
-            if n >= 50:
+            if n >= WARM_UP:
                 (token_ms if name == "token" else master_ms).append(elapsed)
 
     p50, p99 = statistics.median(server_ms), percentile(server_ms, 99)
@@ -254,25 +256,22 @@ async def main() -> int:
         f" / p99 {percentile(master_ms, 99):.2f} ms; ratio {ratio:.2f} (goal <= 1.2)"
     )
     goal_met = p99 <= 50 and ratio <= 1.2
-    print(
-        json.dumps(
-            {
-                "bench": "search",
-                "docs": DOCS,
-                "queries": QUERIES,
-                "index_seconds": index_seconds,
-                "p50_ms": round(p50, 2),
-                "p99_ms": round(p99, 2),
-                "token_p50_ms": round(statistics.median(token_ms), 2),
-                "token_p99_ms": round(percentile(token_ms, 99), 2),
-                "master_p50_ms": round(statistics.median(master_ms), 2),
-                "master_p99_ms": round(percentile(master_ms, 99), 2),
-                "token_vs_master": round(ratio, 3),
-                "goal_met": goal_met,
-            }
-        )
+    return benchkit.finish(
+        {
+            "bench": "search",
+            "docs": DOCS,
+            "queries": QUERIES,
+            "index_seconds": index_seconds,
+            "p50_ms": round(p50, 2),
+            "p99_ms": round(p99, 2),
+            "token_p50_ms": round(statistics.median(token_ms), 2),
+            "token_p99_ms": round(percentile(token_ms, 99), 2),
+            "master_p50_ms": round(statistics.median(master_ms), 2),
+            "master_p99_ms": round(percentile(master_ms, 99), 2),
+            "token_vs_master": round(ratio, 3),
+            "goal_met": goal_met,
+        }
     )
-    return 0 if goal_met else 1
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ p50/p99 are of a further serial pass (one search at a time: a search's own laten
 wait behind seven others; the loaded p99s are reported beside them).
 Goal: portal rate ≥ 0.7 × direct rate and portal p99 ≤ 50 ms.
 
-Run: .venv/bin/python bench/service_search.py   (``--rebuild`` re-indexes, ~1 min)
+Run: .venv/bin/python bench/service_search.py   (``--rebuild`` re-indexes, ~1 min; ``--smoke``:
+1,000 listings, 40 searches, one round, its own scratch database and index)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import socket
@@ -35,15 +35,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import benchkit
 import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE = "canal_bench_services"
-PREFIX = "bench_services"
-DOCS = 50_000
-PROVIDERS = 500
-QUERIES = int(os.environ.get("BENCH_QUERIES", "1000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+DATABASE = benchkit.scratch("canal_bench_services")
+PREFIX = benchkit.scratch("bench_services")
+DOCS = benchkit.size(50_000, 1_000)
+PROVIDERS = benchkit.size(500, 20)
+QUERIES = benchkit.size(int(os.environ.get("BENCH_QUERIES", "1000")), 40)
+ROUNDS = benchkit.size(int(os.environ.get("BENCH_ROUNDS", "2")), 1)
+SERIAL = benchkit.size(max(200, QUERIES // 5), 20)
 WIDTH = 8
 SEED = 6
 WORDS = [
@@ -189,7 +191,7 @@ async def prepare_data() -> tuple[str, str, str, str]:
     from canal.platform.identity.secrets import new_api_token, token_hash
     from canal.platform.identity.services import create_user
     from canal.platform.identity.tables import ApiToken
-    from canal.platform.runtime import migrate, prepare
+    from canal.platform.runtime import prepare
     from canal.platform.settings import load_settings
     from canal.tenants.services import create_tenant
     from canal.tenants.tables import ModuleSubscription
@@ -199,8 +201,7 @@ async def prepare_data() -> tuple[str, str, str, str]:
         load_settings(), database_name=DATABASE, meili_index_prefix=PREFIX
     )
     runtime = prepare(settings)
-    await db.drop_database(settings, runtime.server_url)
-    await migrate(runtime)
+    await benchkit.fresh_database(runtime)
     await db.start_pool(runtime.app_dsn, min_size=1, max_size=2)
     try:
         await access().reload()
@@ -357,7 +358,7 @@ def main() -> int:
             portal_runs.append(asyncio.run(run_portal(base, token, work)))
             direct_runs.append(run_direct(meili_url, meili_key, work))
         # Latency of one search on an otherwise idle server (no queueing behind the others).
-        serial = work[: max(200, QUERIES // 5)]
+        serial = work[:SERIAL]
         portal_one = asyncio.run(run_portal(base, token, serial, width=1))
         direct_one = run_direct(meili_url, meili_key, serial, width=1)
     finally:
@@ -370,29 +371,29 @@ def main() -> int:
     portal_p99 = percentile(portal_one["latencies"], 99)
     direct_p99 = percentile(direct_one["latencies"], 99)
     ratio = portal_rate / direct_rate
-    result = {
-        "bench": "service_search",
-        "workload": f"{DOCS} listings, {QUERIES} faceted Chinese searches x {ROUNDS} rounds, "
-        f"{WIDTH} at a time",
-        "index_seconds": index_seconds,
-        "portal_rate": round(portal_rate, 1),
-        "portal_p50_ms": round(percentile(portal_one["latencies"], 50), 2),
-        "portal_p99_ms": round(portal_p99, 2),
-        "portal_p99_ms_loaded": round(
-            statistics.median(percentile(r["latencies"], 99) for r in portal_runs), 2
-        ),
-        "direct_rate": round(direct_rate, 1),
-        "direct_p50_ms": round(percentile(direct_one["latencies"], 50), 2),
-        "direct_p99_ms": round(direct_p99, 2),
-        "direct_p99_ms_loaded": round(
-            statistics.median(percentile(r["latencies"], 99) for r in direct_runs), 2
-        ),
-        "ratio": round(ratio, 3),
-        "goal": "portal rate >= 0.7 x direct, portal p99 <= 50 ms",
-        "goal_met": ratio >= 0.7 and portal_p99 <= 50,
-    }
-    print(json.dumps(result, ensure_ascii=False))
-    return 0 if result["goal_met"] else 1
+    return benchkit.finish(
+        {
+            "bench": "service_search",
+            "workload": f"{DOCS} listings, {QUERIES} faceted Chinese searches x {ROUNDS} rounds, "
+            f"{WIDTH} at a time",
+            "index_seconds": index_seconds,
+            "portal_rate": round(portal_rate, 1),
+            "portal_p50_ms": round(percentile(portal_one["latencies"], 50), 2),
+            "portal_p99_ms": round(portal_p99, 2),
+            "portal_p99_ms_loaded": round(
+                statistics.median(percentile(r["latencies"], 99) for r in portal_runs), 2
+            ),
+            "direct_rate": round(direct_rate, 1),
+            "direct_p50_ms": round(percentile(direct_one["latencies"], 50), 2),
+            "direct_p99_ms": round(direct_p99, 2),
+            "direct_p99_ms_loaded": round(
+                statistics.median(percentile(r["latencies"], 99) for r in direct_runs), 2
+            ),
+            "ratio": round(ratio, 3),
+            "goal": "portal rate >= 0.7 x direct, portal p99 <= 50 ms",
+            "goal_met": ratio >= 0.7 and portal_p99 <= 50,
+        }
+    )
 
 
 if __name__ == "__main__":

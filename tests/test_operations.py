@@ -7,6 +7,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from canal.platform import invalidation
 from canal.platform.http import tenancy
 from canal.platform.http.context import TenantRef
@@ -14,6 +16,7 @@ from canal.platform.http.context import TenantRef
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 async def test_search_reindex_command_rebuilds_from_the_database(runtime, settings, app):
     from tests.factories import make_tenant, make_user
 

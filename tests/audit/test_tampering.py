@@ -14,6 +14,9 @@ import pytest
 from canal.platform.audit.chain import canonical_payload, chain_hash
 from canal.platform.audit.verify import verify_chain, verify_command, verify_dsn
 
+# migrates a throwaway database in a subprocess
+pytestmark = pytest.mark.slow
+
 N = 10
 
 

@@ -12,7 +12,7 @@ from canal.platform import clock, db
 from canal.platform.billing.jobs import billing_handle_event, process_event
 from canal.platform.billing.tables import BillingSubscription, StripeEvent
 from canal.tenants.tables import ModuleSubscription
-from tests.billing.conftest import billed_tenant, deliver, event, sign, stripe_subscription
+from tests.billing.helpers import billed_tenant, deliver, event, sign, stripe_subscription
 
 
 async def _stored(event_id: str) -> int:

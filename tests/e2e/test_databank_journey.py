@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import test_browser_journey as journey
-from tests.exchange.bank.conftest import make_org, make_resident
+from tests.exchange.bank.helpers import make_org, make_resident
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = journey.ARTIFACTS
 # The portal process and Chromium, as the first browser journey starts them.
 server = journey.server

@@ -15,7 +15,7 @@ from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page  # noqa: F4
 from tests.exchange.helpers import approved_provider, electricity_csv, make_org
 from tests.factories import make_operator_staff
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 async def _shot(tab, name: str) -> None:

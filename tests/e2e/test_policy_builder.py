@@ -17,7 +17,7 @@ from tests.e2e.test_policy_journey import _sign_in
 from tests.factories import unique
 from tests.policy.helpers import org
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 async def _shot(tab, name: str) -> None:

@@ -19,7 +19,7 @@ from tests.e2e.test_browser_journey import ARTIFACTS, chromium, page, server  # 
 from tests.factories import PASSWORD, unique
 from tests.policy.helpers import CRITERIA, certificate, org, policy_json
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 # Latin words a Chinese page may show: codes, units and names, never sentences.

@@ -22,7 +22,7 @@ from tests.e2e.test_services_journey import _sign_in, _submit
 from tests.factories import unique
 from tests.marketplace.helpers import PDF, approved_provider, live_listing, make_side, operator
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Words that may stay in Latin letters on a Chinese page: names, brands, units, codes.
 LATIN_OK = {

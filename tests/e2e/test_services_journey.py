@@ -18,7 +18,7 @@ from tests.e2e.test_browser_journey import ARTIFACTS, CHROMIUM_FLAGS, chromium, 
 from tests.factories import PASSWORD, unique
 from tests.marketplace.helpers import approved_provider, live_listing, make_side, operator
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Heavenly stems and earthly branches: a Chinese keyword no other test's listing contains.
 HAN = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥"

@@ -292,7 +292,10 @@ async def test_paying_and_cancelling_what_cannot_be_paid_or_cancelled(client, op
     await sign_in(client, buyer.owner)
     pay = await client.post(f"{buyer.api}/grants/{grant_id}/payment")
     assert pay.status_code == 409 and pay.json()["code"] == "nothing_to_pay"
-    assert "该授权无需付款" in pay.text or "nothing to pay" in pay.text
+    # In the buyer's language, with both texts beside it (the problem carries zh and en).
+    problem = pay.json()
+    assert problem["detail"] == problem["detail_zh"] == "该授权无需付款。", problem
+    assert problem["detail_en"] == "There is nothing to pay for this grant.", problem
     cancel = await client.post(f"{buyer.api}/grants/{grant_id}/subscription/cancel")
     assert cancel.status_code == 409 and cancel.json()["code"] == "no_subscription"
     page = await client.get(f"{buyer.web}/grants/{grant_id}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from canal.platform.identity.services import start_session
 from canal.platform.identity.tables import UserSession
 from canal.platform.settings import get_settings
@@ -72,21 +74,43 @@ async def test_account_pages_need_sign_in(client):
         assert api.status_code == 401, url
 
 
+# Each page's heading in Chinese and in English.
+ACCOUNT_PAGES = {
+    "/account": ("账户与安全", "Account and security"),
+    "/account/security": ("两步验证", "Two-factor authentication"),
+    "/account/sessions": ("登录设备管理", "Signed-in devices"),
+    "/account/tokens": ("API 访问令牌", "API tokens"),
+    "/account/real-name": ("实名认证", "Real-name verification"),
+    "/account/consents": ("我的授权", "My consents"),
+}
+PUBLIC_PAGES = {
+    "/signup": ("注册账号", "Create an account"),
+    "/login": ("登录", "Sign in"),
+    "/password/forgot": ("忘记密码?", "Forgot your password?"),
+    "/password/reset/nonsense": ("设置新密码", "Set a new password"),  # 400: a bad link
+}
+
+
+def _assert_in_language(page, url: str, lang: str, heading: str) -> None:
+    assert f'<html lang="{lang}"' in page.text, (url, lang)
+    assert re.search(rf"<h1[^>]*>\s*{re.escape(heading)}\s*</h1>", page.text), (url, lang)
+    site = "数字东昌" if lang == "zh-CN" else "Digital Dongchang"
+    assert f"<title>{heading} · {site}</title>" in page.text, (url, lang)
+
+
 async def test_every_page_renders_in_both_languages(client):
+    # ?lang= because the person's own language (zh-CN by default) outranks Accept-Language:
+    # asking with the header alone rendered Chinese twice.
     person = await make_user()
     await sign_in(client, person)
-    for url in (
-        "/account",
-        "/account/security",
-        "/account/sessions",
-        "/account/tokens",
-        "/account/real-name",
-        "/account/consents",
-    ):
-        for lang in ("zh-CN", "en"):
-            page = await client.get(url, headers={"Accept-Language": lang})
+    for url, headings in ACCOUNT_PAGES.items():
+        for lang, heading in zip(("zh-CN", "en"), headings, strict=True):
+            page = await client.get(url, params={"lang": lang})
             assert page.status_code == 200, (url, lang)
+            _assert_in_language(page, url, lang, heading)
     client.cookies.clear()
-    for url in ("/signup", "/login", "/password/forgot", "/password/reset/nonsense"):
-        page = await client.get(url)
-        assert page.status_code in (200, 400), url
+    for url, headings in PUBLIC_PAGES.items():
+        for lang, heading in zip(("zh-CN", "en"), headings, strict=True):
+            page = await client.get(url, params={"lang": lang})
+            assert page.status_code == (400 if "reset" in url else 200), (url, lang)
+            _assert_in_language(page, url, lang, heading)

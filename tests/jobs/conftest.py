@@ -1,4 +1,4 @@
-"""Jobs tests: the operator console's staff, a worker factory with fast retries."""
+"""Jobs tests: the operator console's staff. Helpers (a burst worker): tests/jobs/helpers.py."""
 
 from __future__ import annotations
 
@@ -13,15 +13,3 @@ async def operator_staff(app) -> dict[str, Any]:
     from tests.factories import make_operator_staff
 
     return await make_operator_staff()
-
-
-async def drain(runtime, **kwargs: Any) -> Any:
-    """Run a burst worker in this process until the queue is empty; returns the worker."""
-    from canal.platform.jobs import make_worker
-
-    worker = make_worker(runtime, burst=True, **kwargs)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    return worker

@@ -12,9 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from canal.platform.jobs import enqueue_after_commit
 from canal.platform.jobs.tables import JobOutbox, JobProbe
 from tests.factories import unique
+
+# a real worker process, killed and restarted
+pytestmark = pytest.mark.slow
 
 JOBS = 60
 WORK_MS = 300

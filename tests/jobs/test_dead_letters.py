@@ -7,7 +7,7 @@ from typing import Any
 from canal.platform.jobs import JOB_STATS_KEY, RetryPolicy, enqueue_after_commit, register_job
 from canal.platform.jobs.tables import DeadJob, JobOutbox, JobProbe
 from tests.factories import csrf_from, sign_in, unique
-from tests.jobs.conftest import drain
+from tests.jobs.helpers import drain
 
 FAST = RetryPolicy(max_tries=3, base_seconds=0.01, cap_seconds=0.05)
 BROKEN: set[str] = set()  # keys whose job fails until the "fix" removes them

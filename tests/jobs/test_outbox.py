@@ -13,7 +13,7 @@ from canal.platform.jobs import RetryPolicy, enqueue_after_commit
 from canal.platform.jobs.outbox import arq_pool, relay_once
 from canal.platform.jobs.tables import JobOutbox, JobProbe
 from tests.factories import unique
-from tests.jobs.conftest import drain
+from tests.jobs.helpers import drain
 
 FAST = RetryPolicy(max_tries=3, base_seconds=0.01, cap_seconds=0.05)
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
 
 import msgspec
 import pytest
 
-from canal.platform.jobs import RetryPolicy
 from canal.platform.notifications.smtp_sink import MailSink
-
-FAST = RetryPolicy(max_tries=3, base_seconds=0.01, cap_seconds=0.05)
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +24,3 @@ def mailing_runtime(runtime, mail_sink):
         runtime.settings, smtp_host=mail_sink.host, smtp_port=mail_sink.port
     )
     return dataclasses.replace(runtime, settings=settings)
-
-
-async def deliver_all(mailing_runtime) -> Any:
-    from tests.jobs.conftest import drain
-
-    return await drain(mailing_runtime, policy=FAST)

@@ -7,7 +7,7 @@ import random
 from canal.platform.identity.tables import OutboxMessage, User
 from canal.platform.notifications.services import notify
 from tests.factories import csrf_from, make_user, sign_in, unique
-from tests.notifications.conftest import deliver_all
+from tests.notifications.helpers import deliver_all
 
 
 async def _messages(recipient: str) -> list[dict]:

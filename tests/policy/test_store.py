@@ -299,6 +299,7 @@ async def test_migration_moves_pair_rows_into_byte_rows(runtime):
         await conn.close()
 
 
+@pytest.mark.slow  # waits for a lock
 async def test_a_portrait_job_waits_for_a_full_run_and_then_wins():
     """A full run holds the table lock from before it reads portraits; an enterprise job
     that starts meanwhile waits (no deadlock) and then writes its newer result."""

@@ -10,7 +10,11 @@ fills its path with tenant A's real objects, and calls it:
   published to every signed-in person, e.g. a data catalogue listing), which may answer and
   name A as the publisher but must not contain any other marker;
 * as Alice, A's owner, for GET routes of A — must succeed, proving the samples are real and
-  the refusals above are not an accident of bad URLs.
+  the refusals above are not an accident of bad URLs;
+* as Amy, a plain member of A, for every tenant route of A — the route's permission decides:
+  a route her role lacks must refuse her with the guard's 403, one her role holds must let her
+  in (a GET must succeed, as for Alice), and no answer may contain tenant B's private data
+  (B's own markers: a file, a notification, an invitation, a member of B).
 
 A path parameter the matrix does not know fails the test: add a sample for it below, or for a
 module's objects in ``tests/security/matrix_samples/<domain>.py``.
@@ -44,6 +48,7 @@ class World:
     tenant_b: Any
     markers: list[str]
     samples: dict[str, str] = field(default_factory=dict)
+    markers_b: list[str] = field(default_factory=list)  # tenant B's private data
 
 
 async def _build_world(app) -> World:
@@ -116,6 +121,7 @@ async def _build_world(app) -> World:
         dead = DeadJob(job_id=uuid.uuid4().hex, function="noop", args=[], error=marker, tries=1)
         await dead.save()
     world = World(alice, bob, amy, tenant_a, tenant_b, markers=[marker, alice.login, amy.login])
+    world.markers_b = await _tenant_b_private_data(bob, tenant_b)
     world.samples = {
         "tenant_slug": tenant_a.slug,
         "tenant_id": str(tenant_a.id),
@@ -138,6 +144,41 @@ async def _build_world(app) -> World:
     for add_samples in builders():
         await add_samples(world, ctx_a)
     return world
+
+
+async def _tenant_b_private_data(bob: Person, tenant_b: Any) -> list[str]:
+    """Private data of tenant B, each named with B's own marker; returns the markers."""
+    from canal.platform.access.services import access
+    from canal.platform.http.context import TenantContext, TenantRef
+    from canal.platform.identity.secrets import new_token, token_hash
+    from canal.platform.notifications.services import notify
+    from canal.platform.storage.services import object_store
+    from canal.tenants.tables import Invitation, Membership
+
+    marker = unique("乙方机密")
+    carol = await make_user(f"{marker}-carol", login=f"{unique('carol')}@example.cn")
+    ctx_b = TenantContext(
+        TenantRef(tenant_b.id, tenant_b.slug, tenant_b.name, tenant_b.kind, "active"),
+        bob.user_id,
+        ("owner",),
+    )
+    async with db.tenant_scope(tenant_b.id, bob.user_id):
+        await Membership.insert(Membership(tenant_id=tenant_b.id, user_id=carol.user_id))
+        await access().assign_role(carol.user_id, "member", tenant_b.id)
+        await Invitation(
+            tenant_id=tenant_b.id,
+            recipient=f"{marker}@example.cn",
+            role="member",
+            token_hash=token_hash(new_token()),
+            invited_by=bob.user_id,
+            expires_at=clock.now() + dt.timedelta(days=7),
+        ).save()
+    await object_store().upload_bytes(
+        ctx_b, "document", f"{marker}\n".encode(), filename=f"{marker}.txt"
+    )
+    async with db.transaction():
+        await notify([bob.user_id], "system", title_zh=f"{marker}通知", title_en=marker)
+    return [marker, carol.login]
 
 
 def _routes(app) -> list[tuple[str, str, Any]]:
@@ -281,6 +322,70 @@ async def test_tenant_a_owner_can_read_every_page_of_tenant_a(app, world):
     assert failures == []
 
 
+# Routes whose permission depends on the object, checked by the handler with the guard's own
+# refusal: an order moves on with services:buy on the buyer's side and services:sell on the
+# provider's (the route itself asks only tenant:read).
+SIDE_DEPENDENT = ("/orders/{order_id:uuid}/transition",)
+
+
+async def test_tenant_a_member_gets_what_her_role_allows_and_nothing_of_tenant_b(app, world):
+    """Amy, a plain member of A: the route's permission decides, not her membership alone.
+
+    Runs after the owner's control, reads first: the writes her role allows (the data
+    bank's; leaving the organisation, last of all) may change A's objects."""
+    from canal.platform.access.services import access
+    from canal.platform.http.tenancy import forbidden_by_role
+
+    refusal = forbidden_by_role().zh
+    calls = []
+    for method, path, handler in _routes(app):
+        if handler.opt.get("access") == "tenant":
+            calls.append((method, path, _fill(path, world.samples)))
+    # A filled URL another route also produces goes to the more literal one (the router
+    # prefers /t/A/m/policy, the module's own page, to /t/A/m/{module_key}).
+    served = {}
+    for method, path, url in calls:
+        known = served.get((method, url))
+        if known is None or path.count("{") < known.count("{"):
+            served[(method, url)] = path
+    handlers = {(m, p): h for m, p, h in _routes(app)}
+    # What her role holds, decided before any call changes it.
+    plan = []
+    for (method, url), path in served.items():
+        permission = handlers[(method, path)].opt.get("permission", ("tenant", "read"))
+        allowed = access().enforce(world.amy.user_id, world.tenant_a.id, *permission)
+        last = (method != "GET", path.endswith("/leave"))
+        plan.append((*last, method, path, url, permission, allowed))
+    plan.sort(key=lambda c: c[:2])  # stable: reads, then writes, then leaving
+    problems = []
+    async with await _client(app) as amy:
+        await sign_in(amy, world.amy)
+        for _, _, method, path, url, permission, allowed in plan:
+            response = await _call(amy, method, url)
+            by_role = response.status_code == 403 and refusal in response.text
+            if not allowed and not by_role:
+                problems.append(
+                    f"{method} {path} -> {response.status_code}: her role lacks {permission}"
+                )
+            elif allowed and by_role and not path.endswith(SIDE_DEPENDENT):
+                problems.append(f"{method} {path}: refused though her role holds {permission}")
+            elif allowed and method == "GET":
+                presigned = response.status_code in {302, 303} and "X-Amz-Signature" in (
+                    response.headers.get("location", "")
+                )
+                by_kind = path in world.samples.get("refused_by_kind", ()) and (
+                    response.status_code == 403
+                )
+                if response.status_code != 200 and not presigned and not by_kind:
+                    problems.append(f"GET {path} -> {response.status_code} (her role holds it)")
+            if leaked := _leaks(response.text, world.markers_b):
+                problems.append(f"{method} {path} leaked tenant B's {leaked}")
+    assert problems == []
+    # Both kinds were exercised: the member is neither an owner nor an outsider.
+    held = sum(1 for c in plan if c[-1])
+    assert held >= 10 and len(plan) - held >= 10, (held, len(plan))
+
+
 def test_markers_are_distinctive(world):
-    assert all(len(m) >= 8 for m in world.markers)
+    assert all(len(m) >= 8 for m in world.markers + world.markers_b)
     assert uuid.UUID(world.samples["tenant_id"]) == world.tenant_a.id

@@ -8,17 +8,14 @@ lifespan does both, these fixtures just use what it made.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from litestar import Litestar
 
-from canal.platform.http.context import TenantContext, TenantRef
-from tests.conftest import lifespan
-from tests.factories import Person, make_tenant, make_user
+from tests.asgi import lifespan
+from tests.storage.helpers import Org, make_org
 
 
 @pytest.fixture(scope="session")
@@ -68,42 +65,6 @@ async def store(app, settings, s3_server):
     return services.object_store()
 
 
-@dataclass
-class Org:
-    owner: Person
-    slug: str
-    ctx: TenantContext
-
-    @property
-    def tenant_id(self) -> uuid.UUID:
-        return self.ctx.tenant_id
-
-
-async def make_org(name: str = "存储测试企业") -> Org:
-    owner = await make_user("存储管理员")
-    summary = await make_tenant(owner, name=name)
-    ref = TenantRef(summary.id, summary.slug, summary.name, summary.kind, "active")
-    return Org(owner, summary.slug, TenantContext(ref, owner.user_id, ("owner",)))
-
-
 @pytest.fixture
 async def org(app) -> Org:
     return await make_org()
-
-
-async def rows_for(tenant_id: uuid.UUID) -> list[dict[str, Any]]:
-    from canal.platform import db
-    from canal.platform.storage.tables import StoredObject
-
-    async with db.platform_scope():
-        return await StoredObject.select().where(StoredObject.tenant_id == tenant_id)
-
-
-async def keys_for(store, tenant_id: uuid.UUID) -> list[str]:
-    """Every object under the tenant's prefix, in every purpose's bucket."""
-    from canal.platform.storage.services import PURPOSES
-
-    found: list[str] = []
-    for key in PURPOSES:
-        found += await store.list_keys(key, f"tenants/{tenant_id}/")
-    return found

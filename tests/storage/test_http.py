@@ -10,7 +10,7 @@ import uuid
 import httpx
 
 from tests.factories import csrf_from, make_user, sign_in
-from tests.storage.conftest import keys_for, make_org, rows_for
+from tests.storage.helpers import keys_for, make_org, rows_for
 from tests.storage.test_uploads import EXE, PDF, png_bytes
 
 BOUNDARY = "canalboundary7MA4YWxkTrZu0gW"

@@ -22,7 +22,7 @@ from canal.platform.http.errors import CanalError
 from canal.platform.storage import services
 from canal.platform.storage.services import ObjectStore, iterate_bytes, set_tenant_quota
 from canal.platform.storage.validation import MB, Purpose
-from tests.storage.conftest import Org, keys_for, make_org, rows_for
+from tests.storage.helpers import Org, keys_for, make_org, rows_for
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
@@ -94,7 +94,7 @@ async def test_upload_records_the_object_and_key_is_ours(store, org):
 
 
 async def test_upload_and_delete_are_audited(store, org):
-    from tests.tenants.conftest import audit_actions
+    from tests.tenants.helpers import audit_actions
 
     stored = await store.upload_bytes(org.ctx, "document", PDF, filename="a.pdf")
     await store.delete(stored.id, org.ctx)
@@ -301,6 +301,7 @@ async def test_a_failed_insert_removes_the_object(store, org, monkeypatch):
 # --- downloads and isolation ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits 5.5 s for the link to expire
 async def test_presigned_get_carries_the_name_and_expires(store, org):
     stored = await store.upload_bytes(org.ctx, "document", PDF, filename="营业执照.pdf")
     # The signature's time has whole seconds, so a very short expiry can end almost at once on

@@ -6,7 +6,7 @@ import pytest
 
 from canal.tenants.tables import Tenant
 from tests.factories import credit_code, csrf_from, make_user, sign_in, unique
-from tests.tenants.conftest import audit_actions
+from tests.tenants.helpers import audit_actions
 
 
 def _with(code: str, index: int, char: str) -> str:

@@ -9,7 +9,7 @@ from canal.platform.access.services import access
 from canal.platform.identity.tables import OutboxMessage
 from canal.tenants.tables import Invitation
 from tests.factories import make_tenant, make_user, sign_in, unique
-from tests.tenants.conftest import (
+from tests.tenants.helpers import (
     audit_actions,
     audit_rows,
     count_members,

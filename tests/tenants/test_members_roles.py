@@ -9,7 +9,7 @@ from canal.platform.access.services import access, subject
 from canal.platform.access.tables import CasbinRule
 from canal.tenants.tables import Membership
 from tests.factories import Person, make_user, sign_in
-from tests.tenants.conftest import audit_actions, audit_rows, count_members, token_from
+from tests.tenants.helpers import audit_actions, audit_rows, count_members, token_from
 
 
 async def _join(client, owner: Person, tenant, person: Person, role: str = "member") -> None:

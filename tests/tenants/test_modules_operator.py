@@ -6,7 +6,7 @@ from canal.platform import db
 from canal.platform.modules import registry
 from canal.tenants.tables import ModuleSubscription, Tenant
 from tests.factories import make_tenant, make_user, sign_in
-from tests.tenants.conftest import audit_actions, audit_rows
+from tests.tenants.helpers import audit_actions, audit_rows
 
 
 async def test_catalogue_lists_every_module_with_kind_rules(client):

@@ -10,7 +10,7 @@ from canal.platform.access.services import access
 from canal.platform.identity.tables import OutboxMessage, User
 from canal.tenants.tables import Invitation, Membership, Tenant
 from tests.factories import Person, make_user, sign_in, unique
-from tests.tenants.conftest import audit_rows
+from tests.tenants.helpers import audit_rows
 
 
 async def _staff(operator_id: uuid.UUID, role: str, name: str) -> Person:

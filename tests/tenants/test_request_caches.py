@@ -106,6 +106,7 @@ async def test_a_module_switched_off_is_refused_on_the_next_request(client):
     assert refused.status_code == 403 and refused.json()["code"] == "module_not_enabled"
 
 
+@pytest.mark.slow  # waits, or a second server process
 async def test_a_paid_period_ends_without_any_write(client):
     """The cache keeps the rows, not the answer: an end date passing needs no notice."""
     owner = await make_user()
@@ -154,6 +155,7 @@ async def test_a_notice_from_another_process_forgets_the_modules():
     assert tenant_id not in tenant_services._modules_cache
 
 
+@pytest.mark.slow  # waits, or a second server process
 async def test_another_process_sees_a_module_switched_off_at_once(client, other_process):
     owner = await make_user()
     tenant = await make_tenant(owner)
@@ -180,6 +182,7 @@ async def test_another_process_sees_a_module_switched_off_at_once(client, other_
         assert await _eventually(refused)
 
 
+@pytest.mark.slow  # waits, or a second server process
 async def test_another_process_sees_a_membership_revoked_at_once(client, other_process):
     owner, member = await make_user(), await make_user()
     tenant = await make_tenant(owner)

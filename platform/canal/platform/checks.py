@@ -1,4 +1,5 @@
-"""The whole test command (``./run test``): lint, format, types, then the test suite.
+"""The whole test command (``./run test``): lint, format, types, import contracts, the
+date-sensitive tests with the clock moved, then the test suite.
 
 Each step runs even if an earlier one failed, so one CI run reports every problem; the exit
 code is non-zero if any step failed. pytest's "no tests collected" (exit 5) counts as failure.
@@ -103,6 +104,10 @@ def _moved_step(label: str, offset: float, zone: str) -> int:
     return code
 
 
+# lint-imports, run with this interpreter (its console script may not be on PATH).
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+
+
 def main(argv: list[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     py = sys.executable
@@ -114,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             "ruff format", [py, "-m", "ruff", "format", "--check", *present]
         )
         results["mypy"] = _step("mypy", [py, "-m", "mypy", *(a for p in TYPED for a in ("-p", p))])
+        # The layering's import contracts ([tool.importlinter] in pyproject.toml).
+        results["import contracts"] = _step(
+            "import contracts", [py, "-c", LINT_IMPORTS, "--no-logo", "--no-cache"]
+        )
         # The real-clock check of the same tests is the whole suite below.
         real_now = dt.datetime.now(dt.UTC)  # noqa: TID251 — the offset is from the real time
         for label, offset, zone in moved_clocks(real_now):

@@ -1,47 +1,12 @@
-"""Data bank fixtures: an organisation with its owner signed in, and a verified resident."""
+"""Data bank fixtures: an organisation with its owner signed in, and a verified resident.
+Helpers: tests/exchange/bank/helpers.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-from dataclasses import dataclass
-
 import pytest
 
-from canal.platform.http.context import TenantContext, TenantRef
-from tests.factories import Person, make_tenant, make_user, sign_in
-from tests.identity.helpers import id_number
-
-
-@dataclass
-class Org:
-    owner: Person
-    slug: str
-    ctx: TenantContext
-
-    @property
-    def base(self) -> str:
-        return f"/t/{self.slug}/bank"
-
-
-async def make_org() -> Org:
-    owner = await make_user("银行管理员")
-    tenant = await make_tenant(owner)
-    ref = TenantRef(tenant.id, tenant.slug, tenant.name, tenant.kind, "active")
-    return Org(owner, tenant.slug, TenantContext(ref, owner.user_id, ("owner",)))
-
-
-async def make_resident(*, verified: bool = True) -> Person:
-    from canal.platform.identity import realname
-    from canal.platform.settings import get_settings
-
-    person = await make_user("孙秀英")
-    if verified:
-        await realname.grant_consent(person.user_id)
-        await realname.verify(
-            get_settings(), person.user_id, "孙秀英", id_number(dt.date(1968, 5, 4), female=True)
-        )
-    return person
+from tests.exchange.bank.helpers import Org, make_org, make_resident
+from tests.factories import Person, sign_in
 
 
 @pytest.fixture
@@ -58,7 +23,3 @@ async def owner_client(client, org):
 @pytest.fixture
 async def resident(app) -> Person:
     return await make_resident()
-
-
-def uid() -> str:
-    return uuid.uuid4().hex[:8]

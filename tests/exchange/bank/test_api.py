@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.exchange.bank.conftest import make_resident
+from tests.exchange.bank.helpers import make_resident
 from tests.factories import make_user, sign_in
 
 API = "/api/v1"

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from canal.platform.storage.services import object_store
-from tests.exchange.bank.conftest import make_resident
+from tests.exchange.bank.helpers import make_resident
 from tests.factories import csrf_from, sign_in
-from tests.tenants.conftest import audit_actions
+from tests.tenants.helpers import audit_actions
 
 API = "/api/v1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.exchange.bank.conftest import make_resident
+from tests.exchange.bank.helpers import make_resident
 from tests.factories import sign_in
 
 API = "/api/v1"

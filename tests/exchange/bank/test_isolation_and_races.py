@@ -9,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.exchange.bank.conftest import make_org, make_resident
+from tests.exchange.bank.helpers import make_org, make_resident
 from tests.factories import csrf_from, make_user, sign_in
 
 API = "/api/v1"
@@ -255,7 +255,7 @@ async def test_bad_input_never_answers_500(client, org, space):
     for path, data in form_cases:
         answer = await client.post(f"{base}{path}", data={"_csrf": token, **data})
         assert 400 <= answer.status_code < 500, (path, data, answer.status_code)
-        assert "<html" in answer.text.lower()[:200] or "<main" in answer.text, path
+        assert "<html" in answer.text.lower()[:200], path  # the page, re-rendered
 
 
 async def test_the_generic_file_routes_leave_the_banks_objects_alone(owner_client, org):

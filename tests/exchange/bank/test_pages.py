@@ -3,7 +3,7 @@ public share page, and the personal bank's refusal before real-name verification
 
 from __future__ import annotations
 
-from tests.exchange.bank.conftest import make_resident
+from tests.exchange.bank.helpers import make_resident
 from tests.factories import csrf_from, sign_in
 
 

@@ -58,7 +58,7 @@ async def test_grant_page_pays_through_checkout_and_the_webhook_opens_the_grant(
     app, client, gateway, standin, op
 ):
     from canal.platform.billing.jobs import process_event
-    from tests.billing.conftest import deliver, event
+    from tests.billing.helpers import deliver, event
 
     provider, buyer, grant_id = await _paid_grant(client, op, "one_off")
     await sign_in(client, buyer.owner)
@@ -116,7 +116,7 @@ async def test_api_gets_a_client_secret_and_a_failed_then_succeeded_intent_opens
     grant shut, a later payment_intent.succeeded (after an out-of-order retry) opens it."""
     from canal.platform.billing.jobs import process_event
     from canal.platform.billing.tables import Payment
-    from tests.billing.conftest import deliver, event
+    from tests.billing.helpers import deliver, event
 
     provider, buyer, grant_id = await _paid_grant(client, op, "one_off", "66.00")
     await sign_in(client, buyer.owner)
@@ -209,7 +209,7 @@ async def test_subscription_checkout_real_subscription_cancel_and_end(
 ):
     from canal.platform.billing import services as billing
     from canal.platform.billing.jobs import process_event
-    from tests.billing.conftest import deliver, event
+    from tests.billing.helpers import deliver, event
 
     provider, buyer, grant_id = await _paid_grant(client, op, "subscription", "99.00")
     assert (await _grant(grant_id))["expires_at"] is None  # set by paid periods only
@@ -304,7 +304,7 @@ async def test_subscription_renewal_failed_payment_and_out_of_order_events(
     the grant, an older state never wins, past_due never extends, the end is final."""
     from canal.platform.billing import services as billing
     from canal.platform.billing.jobs import process_event
-    from tests.billing.conftest import deliver, event
+    from tests.billing.helpers import deliver, event
 
     provider, buyer, grant_id = await _paid_grant(client, op, "subscription", "99.00")
     customer = await billing.ensure_customer(buyer.ctx)
@@ -425,7 +425,7 @@ async def _subscribed(client, gateway, standin, buyer: Org, grant_id: str) -> st
     the first webhook is handled. Returns the subscription id."""
     from canal.platform.billing import services as billing
     from canal.platform.billing.jobs import process_event
-    from tests.billing.conftest import deliver, event
+    from tests.billing.helpers import deliver, event
 
     await sign_in(client, buyer.owner)
     assert (await client.post(f"{buyer.api}/grants/{grant_id}/payment")).status_code == 201

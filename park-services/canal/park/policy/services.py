@@ -13,15 +13,17 @@ Rules of the road (docs/policy.md):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from asyncpg.exceptions import UniqueViolationError
 
 from canal.park.policy import store
 from canal.park.policy.facts import FACTS, Certification, FactType
@@ -1169,6 +1171,34 @@ async def _slug(tenant_id: uuid.UUID) -> str:
     return row["slug"] if row else ""
 
 
+# An application that still stands: an enterprise has at most one per policy. The partial
+# unique index LIVE_APPLICATION_INDEX (migration policy_2026_12_07t19_08_00) holds the same
+# list; a rejected application may be followed by a new one.
+LIVE_APPLICATION_STATUSES = ("submitted", "more_info", "accepted", "disbursed")
+LIVE_APPLICATION_INDEX = "policy_applications_live_once"
+
+
+def _already_applied() -> CanalError:
+    return CanalError(
+        "already_applied",
+        "贵企业已申报该政策。",
+        "Your enterprise has already applied for this policy.",
+        status=409,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _one_live_application() -> AsyncIterator[None]:
+    """Two applications at once both count no live one; the index lets the first in and
+    fails the second (at its insert, once the first commits): the same refusal as the count."""
+    try:
+        yield
+    except UniqueViolationError as exc:
+        if getattr(exc, "constraint_name", "") == LIVE_APPLICATION_INDEX:
+            raise _already_applied() from None
+        raise
+
+
 async def apply(
     ctx: TenantContext,
     policy_id: uuid.UUID,
@@ -1218,19 +1248,14 @@ async def apply(
     }
     app_id = uuid.uuid4()
     history = [_event("submitted", ctx.user_id, "applicant")]
-    async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
+    async with _one_live_application(), db.tenant_scope(ctx.tenant_id, ctx.user_id):
         pending = await Application.count().where(
             (Application.tenant_id == ctx.tenant_id)
             & (Application.policy_id == policy_id)
-            & Application.status.is_in(["submitted", "more_info", "accepted", "disbursed"])
+            & Application.status.is_in(list(LIVE_APPLICATION_STATUSES))
         )
         if pending:
-            raise CanalError(
-                "already_applied",
-                "贵企业已申报该政策。",
-                "Your enterprise has already applied for this policy.",
-                status=409,
-            )
+            raise _already_applied()
         common = {
             "policy_id": policy_id,
             "version_id": policy["version_id"],

@@ -104,6 +104,17 @@ def module_not_enabled(name_zh: str, name_en: str) -> CanalError:
     )
 
 
+def forbidden_by_role() -> CanalError:
+    """The guard's answer when the person's roles in the organisation lack the route's
+    permission (a member of the organisation: an outsider gets 404)."""
+    return CanalError(
+        "forbidden",
+        "您在本组织中没有执行此操作的权限。",
+        "Your role in this organisation does not allow this.",
+        status=403,
+    )
+
+
 def _require_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     user = connection.scope.get("user")
     if not isinstance(user, Principal):
@@ -165,12 +176,7 @@ async def access_guard(
     if tenant.kind == "operator":
         _require_mfa(principal)
     if not access().enforce(principal.user_id, tenant.id, *permission):
-        raise CanalError(
-            "forbidden",
-            "您在本组织中没有执行此操作的权限。",
-            "Your role in this organisation does not allow this.",
-            status=403,
-        )
+        raise forbidden_by_role()
     module_key = handler.opt.get("module")
     if module_key == "{module_key}":
         module_key = str(connection.path_params.get("module_key", ""))
