@@ -37,6 +37,7 @@ from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.notifications.services import notify
+from canal.platform.text import check_text
 from canal.tenants.tables import Membership, Tenant
 
 log = logging.getLogger("canal.marketplace")
@@ -58,21 +59,27 @@ def _now() -> dt.datetime:
 
 
 def _text(
-    errors: list[FieldError], field: str, value: str | None, *, zh: str, en: str, limit: int
+    errors: list[FieldError],
+    field: str,
+    value: str | None,
+    *,
+    zh: str,
+    en: str,
+    limit: int,
+    multiline: bool = True,
 ) -> str:
-    text = (value or "").strip()
-    if not text:
-        errors.append(FieldError(field, "required", f"请填写{zh}。", f"Please enter the {en}."))
-    elif len(text) > limit:
-        errors.append(
-            FieldError(
-                field,
-                "too_long",
-                f"{zh}最多 {limit} 个字。",
-                f"The {en} has at most {limit} characters.",
-            )
-        )
-    return text
+    """A required text field: at most ``limit`` characters, no control or text-direction
+    characters (``canal.platform.text``); titles are single lines."""
+    return check_text(
+        errors,
+        field,
+        value,
+        limit=limit,
+        required=True,
+        multiline=multiline,
+        zh=zh,
+        en=f"The {en}",
+    )
 
 
 def _price(errors: list[FieldError], field: str, value: str | int | None) -> int:
@@ -529,7 +536,15 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
                 "That sub-category is not in the category.",
             )
         )
-    title = _text(errors, "title", data.get("title"), zh="服务名称", en="title", limit=TITLE_MAX)
+    title = _text(
+        errors,
+        "title",
+        data.get("title"),
+        zh="服务名称",
+        en="title",
+        limit=TITLE_MAX,
+        multiline=False,
+    )
     description = _text(
         errors,
         "description",
@@ -596,6 +611,14 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
 MAX_PACKAGES = 6
 
 
+def _unsafe_name(name: str) -> bool:
+    """A package or option name the catalogue would show as something else: control or
+    text-direction characters (the message asks for a plain name)."""
+    found: list[FieldError] = []
+    check_text(found, "name", name, limit=len(name) or 1)
+    return bool(found)
+
+
 def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict[str, Any]]:
     """Extra fixed-price packages (套餐): from the API a list of {name, price}, from the form
     one "name | price" per line. Only for fixed-price listings."""
@@ -632,7 +655,7 @@ def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict
     packages = []
     for number, item in enumerate(items, start=1):
         name = str(item.get("name") or "").strip()
-        if not name or len(name) > 40:
+        if not name or len(name) > 40 or _unsafe_name(name):
             errors.append(
                 FieldError(
                     "packages",
@@ -717,7 +740,13 @@ def _listing_options(errors: list[FieldError], raw: Any, price_model: str) -> li
     for number, item in enumerate(items, start=1):
         group = str(item.get("group") or "").strip()
         name = str(item.get("name") or "").strip()
-        if not name or len(name) > OPTION_NAME_MAX or len(group) > OPTION_GROUP_MAX:
+        if (
+            not name
+            or len(name) > OPTION_NAME_MAX
+            or len(group) > OPTION_GROUP_MAX
+            or _unsafe_name(name)
+            or _unsafe_name(group)
+        ):
             errors.append(
                 FieldError(
                     "options",

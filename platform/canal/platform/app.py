@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -28,6 +29,7 @@ from canal.platform.http.errors import (
     http_exception_handler,
     internal_error_handler,
 )
+from canal.platform.http.input import CanalRequest, data_error_handler
 from canal.platform.http.middleware import RequestContextMiddleware, configure_logging
 from canal.platform.http.tenancy import access_guard, check_routes
 from canal.platform.modules import registry
@@ -183,9 +185,13 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             DefineMiddleware(AuthenticationMiddleware, settings=settings),
             DefineMiddleware(CSRFMiddleware, settings=settings),
         ],
+        # Every request reads its body through CanalRequest (input hygiene: http/input.py).
+        request_class=CanalRequest,
         exception_handlers={
             CanalError: canal_error_handler,
             HTTPException: http_exception_handler,
+            # The database refused a value as data (SQLSTATE class 22): the caller's input.
+            asyncpg.exceptions.DataError: data_error_handler,
             Exception: internal_error_handler,
         },
         openapi_config=OpenAPIConfig(
