@@ -30,7 +30,11 @@ from canal.platform.http.errors import (
     internal_error_handler,
 )
 from canal.platform.http.input import CanalRequest, data_error_handler
-from canal.platform.http.middleware import RequestContextMiddleware, configure_logging
+from canal.platform.http.middleware import (
+    RequestContextMiddleware,
+    add_security_headers,
+    configure_logging,
+)
 from canal.platform.http.tenancy import access_guard, check_routes
 from canal.platform.modules import registry
 from canal.platform.notifications.controllers import populate_unread
@@ -187,6 +191,8 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         ],
         # Every request reads its body through CanalRequest (input hygiene: http/input.py).
         request_class=CanalRequest,
+        # Security headers on every answer, also those routing makes (404, 405).
+        before_send=[add_security_headers],
         exception_handlers={
             CanalError: canal_error_handler,
             HTTPException: http_exception_handler,

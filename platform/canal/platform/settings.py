@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_host: str | None = None
     smtp_port: int = 2525
     mail_from: str = "Canal <noreply@canal.local>"
+    # /metrics answers loopback scrapes; anyone else presents this as a bearer token.
+    metrics_token: str = ""
     log_json: bool = True
     # One JSON line per request on stdout (request id, path, status, duration).
     access_log: bool = True

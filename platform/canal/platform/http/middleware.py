@@ -52,9 +52,25 @@ SECURITY_HEADERS = [
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """The app's ``before_send`` hook: every answer carries the security headers and a
+    request id — also those made outside any route (404 and 405 from routing, an error raised
+    by a middleware), which never pass through ``RequestContextMiddleware``."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", []))
+    present = {k.lower() for k, _ in headers}
+    headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+    if b"x-request-id" not in present:
+        state = scope.setdefault("state", {})
+        request_id = state.setdefault("request_id", uuid.uuid4().hex)
+        headers.append((b"x-request-id", request_id.encode()))
+    message["headers"] = headers
+
+
 class RequestContextMiddleware:
-    """Outermost layer: every response gets an id, the security headers and a log line; a NUL
-    byte in the path or the query string is refused here, before anything reads them."""
+    """Outermost layer of a route: a request id, the metrics and a log line; a NUL byte in the
+    path or the query string is refused here, before anything reads them."""
 
     def __init__(self, app: ASGIApp, access_log: bool = True) -> None:
         self.app = app
@@ -79,8 +95,6 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
-                present = {k.lower() for k, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
                 if lang_cookie:
                     headers.append((b"set-cookie", lang_cookie))
                 message = {**message, "headers": headers}
