@@ -59,13 +59,15 @@ async def user_row(user_id: uuid.UUID) -> dict:
 
 
 def id_number(birth: dt.date | None = None, female: bool = False) -> str:
-    """A valid, run-unique 18-character resident ID number (GB 11643 check character)."""
+    """A valid, run-unique 18-character resident ID number (GB 11643 check character, a
+    county in force per GB/T 2260)."""
     from canal.platform.identity.validators import id_number_check_char
+    from canal.platform.regions import county_codes
 
     n = next(_seq)
     birth = birth or dt.date(1950, 1, 1) + dt.timedelta(days=random.randint(0, 20000))
     serial = (n % 500) * 2 + (0 if female else 1)
-    first17 = f"{random.randint(110000, 659000)}{birth:%Y%m%d}{serial:03d}"
+    first17 = f"{random.choice(county_codes())}{birth:%Y%m%d}{serial:03d}"
     return first17 + id_number_check_char(first17)
 
 
