@@ -34,7 +34,12 @@ from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext, TenantRef
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.settings import get_settings
-from canal.platform.storage.services import StoredFile, get_object_in_tenant, object_store
+from canal.platform.storage.services import (
+    StoredFile,
+    get_object_in_tenant,
+    get_object_to_share,
+    object_store,
+)
 from canal.platform.text import check_text
 
 log = logging.getLogger(__name__)
@@ -551,7 +556,8 @@ async def add_version(
     dataset = await get_dataset(dataset_id, ctx)
     if dataset["tenant_id"] != ctx.tenant_id:
         raise not_found()
-    stored = await get_object_in_tenant(file_id, ctx)
+    # Buyers get (masked) copies of it: attaching the organisation's file needs files:read.
+    stored = await get_object_to_share(file_id, ctx)
     if stored.purpose != "dataset":
         raise invalid(
             [

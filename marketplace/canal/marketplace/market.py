@@ -178,10 +178,10 @@ async def apply_as_provider(
         )
     if errors:
         raise invalid(errors)
-    from canal.platform.storage.services import get_object_in_tenant
+    from canal.platform.storage.services import get_object_to_share
 
     for file_id in qualification_file_ids:
-        await get_object_in_tenant(file_id, ctx)  # the applicant's own files only
+        await get_object_to_share(file_id, ctx)  # the applicant's own files, for the operator
     files = [str(f) for f in qualification_file_ids]
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         existing = await Provider.select().where(Provider.tenant_id == ctx.tenant_id).first()
@@ -838,12 +838,13 @@ def check_image_count(count: int) -> None:
 
 
 async def _check_images(ctx: TenantContext, image_ids: Sequence[uuid.UUID]) -> list[str]:
-    """The provider's own uploaded pictures (type checked by the storage service)."""
-    from canal.platform.storage.services import get_object_in_tenant
+    """The provider's own uploaded pictures (type checked by the storage service): shown to
+    every buyer, so attached like any file another organisation reads."""
+    from canal.platform.storage.services import get_object_to_share
 
     check_image_count(len(image_ids))
     for image_id in image_ids:
-        stored = await get_object_in_tenant(image_id, ctx)
+        stored = await get_object_to_share(image_id, ctx)
         if stored.content_type not in IMAGE_TYPES:
             raise invalid(
                 [
@@ -2294,9 +2295,10 @@ async def post_message(
         raise invalid(errors)
     file_name = ""
     if file_id is not None:
-        from canal.platform.storage.services import get_object_in_tenant
+        from canal.platform.storage.services import get_object_to_share
 
-        file_name = (await get_object_in_tenant(file_id, ctx)).original_name
+        # The other side downloads it: one of the organisation's files needs files:read.
+        file_name = (await get_object_to_share(file_id, ctx)).original_name
     message = OrderMessage(
         tenant_id=order.buyer_id,
         provider_tenant_id=order.provider_id,

@@ -1230,7 +1230,7 @@ async def apply(
     ip: str = "",
 ) -> uuid.UUID:
     """Submit an application against the policy's published version (pre-filled portrait)."""
-    from canal.platform.storage.services import get_object_in_tenant
+    from canal.platform.storage.services import get_object_to_share
 
     policy = await catalogue_get(policy_id)
     day = today()
@@ -1241,7 +1241,8 @@ async def apply(
     note = check_text(errors, "note", note, limit=2000, multiline=True, zh="备注", en="The note")
     files = []
     for file_id in materials:
-        stored = await get_object_in_tenant(file_id, ctx)
+        # The authority opens the materials: attaching the organisation's files needs files:read.
+        stored = await get_object_to_share(file_id, ctx)
         files.append({"id": str(stored.id), "name": stored.original_name, "size": stored.size})
     if policy["materials"] and not files:
         errors.append(
@@ -1596,7 +1597,7 @@ async def resubmit(
     materials: Sequence[uuid.UUID],
     ip: str = "",
 ) -> None:
-    from canal.platform.storage.services import get_object_in_tenant
+    from canal.platform.storage.services import get_object_to_share
 
     errors: list[FieldError] = []
     note = check_text(
@@ -1610,7 +1611,7 @@ async def resubmit(
             raise _wrong_state(row["status"])
         files = list(row["materials"])
         for file_id in materials:
-            stored = await get_object_in_tenant(file_id, ctx)
+            stored = await get_object_to_share(file_id, ctx)
             files.append({"id": str(stored.id), "name": stored.original_name, "size": stored.size})
         history = [*row["history"], _event("submitted", ctx.user_id, "applicant", note.strip())]
         form = {**row["form"], "note": note or row["form"].get("note", "")}
