@@ -74,3 +74,15 @@ def id_number(birth: dt.date | None = None, female: bool = False) -> str:
 def problem_fields(answer: Response) -> dict[str, str]:
     body = answer.json()
     return {e["field"]: e["code"] for e in body.get("errors", [])}
+
+
+async def pass_the_wait(user_id: uuid.UUID) -> None:
+    """Time passes: every throttling wait of the account is over (its counts stay)."""
+    from canal.platform.identity import throttle
+    from canal.platform.identity.tables import User
+
+    key = throttle._account_key(user_id)
+    for field in await throttle._redis.hkeys(key):
+        if field.startswith(b"until:"):
+            await throttle._redis.hset(key, field, 0)
+    await User.update({User.locked_until: None}).where(User.id == user_id)

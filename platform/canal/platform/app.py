@@ -36,6 +36,7 @@ from canal.platform.http.middleware import (
     configure_logging,
 )
 from canal.platform.http.tenancy import access_guard, check_routes
+from canal.platform.identity import throttle
 from canal.platform.modules import registry
 from canal.platform.notifications.controllers import populate_unread
 from canal.platform.runtime import Runtime, close_services, open_services
@@ -149,6 +150,7 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         await db.start_pool(runtime.app_dsn, min_size=2, max_size=pool_size)
         redis = Redis.from_url(runtime.redis_url)
         app.state.redis = redis
+        throttle.attach(redis)  # sign-in waits by address (identity/throttle.py)
         app.state.runtime = runtime
         await access().reload()
         await open_services(runtime)
@@ -163,6 +165,7 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             yield
         finally:
             invalidation.attach(None)
+            throttle.attach(None)
             close_services()
             await jobs.detach()
             listener.cancel()

@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     debug: bool = False
     default_locale: str = "zh_CN"
     session_days: int = 14
+    # Sign-in throttling (identity/throttle.py): failures of one account at one address before
+    # the next attempt there waits (10, 20, 40 … s), and the longest wait in minutes.
     lockout_threshold: int = 5
     lockout_minutes: int = 15
     # Object storage (S3 API through the minio client). Unset endpoint = embedded SeaweedFS.
