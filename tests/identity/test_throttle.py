@@ -86,3 +86,17 @@ async def test_wrong_current_passwords_on_the_password_page_count(app):
     assert actions.count("auth.login_failed") == 5 and "auth.throttled" in actions
     async with _from(app, "198.51.100.10") as owner:
         assert (await form_login(owner, person.login, person.password)).status_code == 303
+
+
+async def test_the_password_page_sends_a_guesser_back_to_sign_in(app):
+    person = await make_user()
+    async with _from(app, "203.0.113.91") as thief:
+        csrf = await sign_in(thief, person)
+        for n in range(5):
+            answer = await thief.post(
+                "/account/password",
+                data={"_csrf": csrf, "current_password": f"guess-{n}", "new_password": "x" * 12},
+            )
+        assert answer.status_code == 429
+        assert 'action="/login"' in answer.text and "尝试次数过多" in answer.text
+        assert "Max-Age=0" in answer.headers.get("set-cookie", "")

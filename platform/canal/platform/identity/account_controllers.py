@@ -222,7 +222,10 @@ async def password_submit(request: Request[Any, Any, Any]) -> Response[Any]:
             ip=client_ip(request),
         )
     except CanalError as error:
-        if error.code == "login_throttled":  # too many wrong passwords: this session has ended
+        # Too many wrong passwords in this session: it has ended; back to signing in.
+        if error.code == "login_throttled" and not (
+            me.session_id and await services.session_live(me.session_id)
+        ):
             response = page(
                 request,
                 "identity/login.html",

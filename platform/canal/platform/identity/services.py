@@ -507,6 +507,15 @@ def _forget_principals() -> None:
     db.on_commit(forget)
 
 
+async def session_live(session_id: uuid.UUID) -> bool:
+    row = (
+        await UserSession.select(UserSession.id)
+        .where((UserSession.id == session_id) & UserSession.revoked_at.is_null())
+        .first()
+    )
+    return row is not None
+
+
 async def end_session(session_id: uuid.UUID) -> None:
     async with db.transaction():
         await UserSession.update({UserSession.revoked_at: now()}).where(
@@ -632,7 +641,9 @@ async def change_password(
     session ends.
     """
     row = await get_user(user_id)
-    await _refuse_while_throttled(row, ip, session_id=keep_session)
+    # A wait someone else started (e.g. many addresses against the account) refuses, but only
+    # this session's own failures end it.
+    await _refuse_while_throttled(row, ip)
     errors: list[FieldError] = []
     if len(current_password) > PASSWORD_MAX or not verify_password(
         row["password_hash"], current_password
