@@ -61,7 +61,7 @@ async def prepare_data() -> tuple[str, str]:
     try:
         await access().reload()
         user_id = await create_user("bench@example.cn", "bench-password-123", "压测用户")
-        code17 = "91371502MA3BENCH1"
+        code17 = "91371502MA3BENCH7"
         tenant = await create_tenant(
             creator_id=user_id,
             name="压测企业",

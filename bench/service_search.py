@@ -206,7 +206,7 @@ async def prepare_data() -> tuple[str, str, str, str]:
     try:
         await access().reload()
         user_id = await create_user("bench@example.cn", "bench-password-123", "压测用户")
-        code17 = "91371502MA3BENCH2"
+        code17 = "91371502MA3BENCK1"
         tenant = await create_tenant(
             creator_id=user_id,
             name="压测采购企业",

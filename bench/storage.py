@@ -134,7 +134,7 @@ async def prepare_data(settings, endpoint: str, access: str, secret: str):
     await db.start_pool(runtime.app_dsn, min_size=2, max_size=10)
     await casbin().reload()
     user_id = await create_user("bench-storage@example.cn", "bench-password-123", "压测用户")
-    code17 = "91371502MA3CANAL7"
+    code17 = "91371502MA3CANAL6"
     tenant = await create_tenant(
         creator_id=user_id,
         name="存储压测企业",

@@ -31,16 +31,19 @@ async def make_user(name: str = "测试用户", login: str | None = None) -> Per
 
 
 def credit_code() -> str:
-    """A random, valid GB 32100 code."""
+    """A random, valid GB 32100 code: a Shandong county's region (GB/T 2260) and an
+    organisation code with its GB 11714 check character."""
     import random
 
-    from canal.tenants.validators import CREDIT_CODE_CHARSET, credit_code_check_char
-
-    body = (
-        "9137"
-        + "".join(random.choice("0123456789") for _ in range(4))
-        + "".join(random.choice(CREDIT_CODE_CHARSET) for _ in range(9))
+    from canal.platform.regions import county_codes
+    from canal.tenants.validators import (
+        CREDIT_CODE_CHARSET,
+        credit_code_check_char,
+        org_code_check_char,
     )
+
+    org = "".join(random.choice(CREDIT_CODE_CHARSET) for _ in range(8))
+    body = "91" + random.choice(county_codes("37")) + org + org_code_check_char(org)
     return body + credit_code_check_char(body)
 
 

@@ -161,8 +161,10 @@ async def test_requests_and_pages_out_of_bounds(client, op):
     assert last.status_code == 200 and last.json()["rows"] == []
 
 
-async def test_a_query_with_a_nul_byte_is_refused_and_recorded(client, op):
-    """PostgreSQL cannot store NUL: recording such a query was a 500."""
+async def test_a_query_with_a_nul_byte_is_refused_before_it_runs(client, op):
+    """PostgreSQL cannot store NUL: recording such a query was a 500. A NUL byte is now refused
+    for every JSON body before any handler (canal.platform.http.input), so the query never
+    reaches the sandbox and there is no query run to record."""
     from canal.exchange.tables import QueryRun
 
     provider = await approved_provider()
@@ -174,11 +176,13 @@ async def test_a_query_with_a_nul_byte_is_refused_and_recorded(client, op):
         f"{buyer.api}/grants/{grant_id}/queries", json={"sql": "SELECT count(*) FROM data\x00"}
     )
     assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "nul_character"
+    assert [e["field"] for e in answer.json()["errors"]] == ["sql"]
     async with db.platform_scope():
         runs = await QueryRun.select(QueryRun.sql, QueryRun.status).where(
             QueryRun.grant_id == grant_id
         )
-    assert runs == [{"sql": "SELECT count(*) FROM data\ufffd", "status": "refused"}]
+    assert runs == []
 
 
 def test_detectors_and_masks():

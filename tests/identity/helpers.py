@@ -59,16 +59,30 @@ async def user_row(user_id: uuid.UUID) -> dict:
 
 
 def id_number(birth: dt.date | None = None, female: bool = False) -> str:
-    """A valid, run-unique 18-character resident ID number (GB 11643 check character)."""
+    """A valid, run-unique 18-character resident ID number (GB 11643 check character, a
+    county in force per GB/T 2260)."""
     from canal.platform.identity.validators import id_number_check_char
+    from canal.platform.regions import county_codes
 
     n = next(_seq)
     birth = birth or dt.date(1950, 1, 1) + dt.timedelta(days=random.randint(0, 20000))
     serial = (n % 500) * 2 + (0 if female else 1)
-    first17 = f"{random.randint(110000, 659000)}{birth:%Y%m%d}{serial:03d}"
+    first17 = f"{random.choice(county_codes())}{birth:%Y%m%d}{serial:03d}"
     return first17 + id_number_check_char(first17)
 
 
 def problem_fields(answer: Response) -> dict[str, str]:
     body = answer.json()
     return {e["field"]: e["code"] for e in body.get("errors", [])}
+
+
+async def pass_the_wait(user_id: uuid.UUID) -> None:
+    """Time passes: every throttling wait of the account is over (its counts stay)."""
+    from canal.platform.identity import throttle
+    from canal.platform.identity.tables import User
+
+    key = throttle._account_key(user_id)
+    for field in await throttle._redis.hkeys(key):
+        if field.startswith(b"until:"):
+            await throttle._redis.hset(key, field, 0)
+    await User.update({User.locked_until: None}).where(User.id == user_id)

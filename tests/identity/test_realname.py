@@ -77,7 +77,12 @@ async def test_invalid_numbers_refused_with_specific_messages(client):
     from canal.platform.identity.validators import id_number_check_char
 
     bad_date += id_number_check_char(bad_date)
+    # GB/T 2260: 00 and 99 are no province (each with a right check digit).
+    no_province = [p + good[2:17] for p in ("00", "99")]
+    no_province = [n + id_number_check_char(n) for n in no_province]
     cases = [
+        (no_province[0], "前两位「00」不是有效的省级行政区划代码", "first two digits, 00"),
+        (no_province[1], "前两位「99」不是有效的省级行政区划代码", "not a province code"),
         (wrong_check, "身份证号校验位不正确", "check digit does not match"),
         (bad_date, "出生日期无效", "not a real date"),
         (good[:17], "应为 18 位", "must be 18 characters"),
@@ -146,3 +151,13 @@ async def test_withdrawing_consent_erases_data(client):
         json={"name": "王五", "id_number": number},
     )
     assert again.status_code == 409
+
+
+def test_an_id_keeps_the_county_of_its_first_issue():
+    """Only the province is checked: an ID issued in 聊城地区 (3725, renumbered 3715 in 1998)
+    or to a Taiwan resident's residence permit (83) is a real number."""
+    from canal.platform.identity.validators import id_number_check_char, parse_id_number
+
+    for first17 in ("37252319580304001", "83000019900101002", "81000019900101003"):
+        number = first17 + id_number_check_char(first17)
+        assert parse_id_number(number)[0] == number

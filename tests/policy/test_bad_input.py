@@ -47,7 +47,14 @@ async def test_bad_input_is_refused_never_a_server_error(app, client):
 
         ok = {"contact": "张经理", "materials": [file_id]}
         # Malformed bodies and ids.
-        refused(await e.post(f"{eapi}/apply/{published}", content=b"{not json"), 400)
+        refused(
+            await e.post(
+                f"{eapi}/apply/{published}",
+                content=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ),
+            400,
+        )
         refused(await e.post(f"{eapi}/apply/{published}", json=[1, 2]), 400)
         refused(await e.post(f"{eapi}/apply/{published}", json=ok | {"materials": ["x"]}), 400)
         refused(await e.post(f"{eapi}/apply/not-a-uuid", json=ok), 400, 404)

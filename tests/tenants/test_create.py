@@ -75,6 +75,27 @@ async def test_full_width_credit_code_is_normalised(client):
 
 
 CODE = credit_code()
+
+
+def _code(region: str, org9: str, kind: str = "91") -> str:
+    """A code whose own check character is right, so the other checks are what fails."""
+    from canal.tenants.validators import credit_code_check_char
+
+    body = kind + region + org9
+    return body + credit_code_check_char(body)
+
+
+def _org(body8: str = "MA3C8K2Q") -> str:
+    from canal.tenants.validators import org_code_check_char
+
+    return body8 + org_code_check_char(body8)
+
+
+def _wrong_org(body8: str = "MA3C8K2Q") -> str:
+    right = _org(body8)[-1]
+    return body8 + ("1" if right != "1" else "2")
+
+
 MISTAKES = [
     ("short", CODE[:7], "credit_code_length", "您输入了 7 位", "you entered 7"),
     ("long", CODE + "1", "credit_code_length", "您输入了 19 位", "you entered 19"),
@@ -94,7 +115,35 @@ MISTAKES = [
         "校验位不正确",
         "check character does not match",
     ),
+    # GB/T 2260: province 00 and a county Shandong never had.
+    ("province 00", _code("001502", _org()), "credit_code_region", "「001502」", "001502"),
+    ("no such county", _code("371599", _org()), "credit_code_region", "GB/T 2260", "GB/T 2260"),
+    # GB 11714: the organisation code's own check character.
+    (
+        "organisation code",
+        _code("371502", _wrong_org()),
+        "credit_code_org_checksum",
+        "组织机构代码校验位不正确",
+        "organisation code inside",
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "91110000802100433B",  # as printed on licences of two national firms
+        "91440300708461136T",
+        _code("371523", _org()),  # 茌平县, a district since 2019: a firm keeps its code
+        _code("100000", _org()),  # registered nationally
+        _code("371500", _org(), "12"),  # the city's own registration authority
+        _code("371571", _org()),  # a development zone of 聊城 (统计用区划代码)
+    ],
+)
+def test_valid_codes_pass_every_check(code):
+    from canal.tenants.validators import parse_credit_code
+
+    assert parse_credit_code(code) == code
 
 
 @pytest.mark.parametrize(
@@ -238,3 +287,17 @@ async def test_slug_is_suggested_from_a_latin_name(client):
     assert made.json()["slug"] == name.lower().replace(" ", "-")
     chinese = await client.post("/api/v1/orgs", json={"name": "纯中文名称", "kind": "community"})
     assert [e["code"] for e in chinese.json()["errors"]] == ["slug_required"]
+
+
+def test_demo_and_factory_codes_pass_every_check():
+    """The demo's organisations are created through the same check: a code of theirs that
+    fails it would stop ``canal demo``."""
+    from canal.platform.demo import ORGS, _credit_code
+    from canal.tenants.validators import parse_credit_code
+
+    for org in ORGS:
+        code = _credit_code(org["code17"])
+        assert parse_credit_code(code) == code, org["slug"]
+    for _ in range(200):
+        code = credit_code()
+        assert parse_credit_code(code) == code

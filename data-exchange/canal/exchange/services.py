@@ -37,7 +37,13 @@ from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext, TenantRef
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.settings import get_settings
-from canal.platform.storage.services import StoredFile, get_object_in_tenant, object_store
+from canal.platform.storage.services import (
+    StoredFile,
+    get_object_in_tenant,
+    get_object_to_share,
+    object_store,
+)
+from canal.platform.text import check_text
 
 log = logging.getLogger(__name__)
 
@@ -288,26 +294,18 @@ class DatasetInput:
 
 def _validate(data: DatasetInput) -> dict[str, Any]:
     errors: list[FieldError] = []
-    title = data.title.strip()
-    if not 2 <= len(title) <= 120:
-        errors.append(
-            _err(
-                "title",
-                "title_length",
-                "标题需 2 至 120 字。",
-                "The title needs 2 to 120 characters.",
-            )
-        )
-    description = data.description.strip()
-    if not 10 <= len(description) <= 5000:
-        errors.append(
-            _err(
-                "description",
-                "description_length",
-                "请用 10 至 5000 字描述数据内容。",
-                "Describe the data in 10 to 5000 characters.",
-            )
-        )
+    # Catalogue text: shown to every buyer, so bounded and free of direction controls.
+    title = check_text(errors, "title", data.title, limit=120, minimum=2, zh="标题", en="The title")
+    description = check_text(
+        errors,
+        "description",
+        data.description,
+        limit=5000,
+        minimum=10,
+        multiline=True,
+        zh="数据描述",
+        en="The description",
+    )
     if data.category not in CATEGORIES:
         errors.append(_err("category", "category_unknown", "请选择分类。", "Choose a category."))
     if data.update_frequency not in FREQUENCIES:
@@ -319,17 +317,16 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
                 "Choose an update frequency.",
             )
         )
-    source = data.source_statement.strip()
-    if len(source) < 10:
-        errors.append(
-            _err(
-                "source_statement",
-                "source_required",
-                "请说明数据来源(《数据安全法》要求),至少 10 字。",
-                "State where the data comes from (required by the Data Security Law), "
-                "at least 10 characters.",
-            )
-        )
+    source = check_text(
+        errors,
+        "source_statement",
+        data.source_statement,
+        limit=2000,
+        minimum=10,
+        multiline=True,
+        zh="数据来源说明(《数据安全法》要求)",
+        en="The statement of where the data comes from (required by the Data Security Law)",
+    )
     if data.sensitivity not in SENSITIVITIES:
         errors.append(
             _err(
@@ -348,16 +345,16 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
                 "Core data may not be listed for trading.",
             )
         )
-    purpose = data.licence_purpose.strip()
-    if len(purpose) < 4:
-        errors.append(
-            _err(
-                "licence_purpose",
-                "purpose_required",
-                "请写明许可的使用目的。",
-                "State the purposes the licence allows.",
-            )
-        )
+    purpose = check_text(
+        errors,
+        "licence_purpose",
+        data.licence_purpose,
+        limit=2000,
+        minimum=4,
+        multiline=True,
+        zh="许可的使用目的",
+        en="The purposes the licence allows",
+    )
     days = _int(data.licence_days)
     if days is None or not 1 <= days <= 3650:
         errors.append(
@@ -429,6 +426,11 @@ def _validate(data: DatasetInput) -> dict[str, Any]:
                 "tags", "tag_length", "每个标签不超过 20 字。", "Each tag is at most 20 characters."
             )
         )
+    else:
+        tag_errors: list[FieldError] = []
+        for tag in tags:
+            check_text(tag_errors, "tags", tag, limit=20, zh="标签", en="A tag")
+        errors.extend(tag_errors[:1])
     if errors:
         raise invalid(errors)
     return {
@@ -563,7 +565,8 @@ async def add_version(
     dataset = await get_dataset(dataset_id, ctx)
     if dataset["tenant_id"] != ctx.tenant_id:
         raise not_found()
-    stored = await get_object_in_tenant(file_id, ctx)
+    # Buyers get (masked) copies of it: attaching the organisation's file needs files:read.
+    stored = await get_object_to_share(file_id, ctx)
     if stored.purpose != "dataset":
         raise invalid(
             [

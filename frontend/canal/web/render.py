@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Request, Response
+from litestar.enums import MediaType
 from litestar.response import Redirect
 
 from canal.web.i18n import HTML_LANG, gettext, request_locale
@@ -145,7 +146,7 @@ def page(
     context = context or {}
     fragment = block if is_htmx_fragment(request) else None
     html = render_html(request, template, context, fragment)
-    return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+    return Response(html, status_code=status, media_type=MediaType.HTML)
 
 
 def redirect(request: Request[Any, Any, Any], url: str) -> Response[Any]:
@@ -173,6 +174,4 @@ def render_error_page(request: Request[Any, Any, Any], error: Any, locale: str) 
     if is_htmx_fragment(request):
         # Show the problem where the form is, instead of swapping nothing.
         headers = {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
-    return Response(
-        html, status_code=error.status, media_type="text/html; charset=utf-8", headers=headers
-    )
+    return Response(html, status_code=error.status, media_type=MediaType.HTML, headers=headers)

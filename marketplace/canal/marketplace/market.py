@@ -37,6 +37,7 @@ from canal.platform.audit.services import record
 from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.notifications.services import notify
+from canal.platform.text import check_text
 from canal.tenants.tables import Membership, Tenant
 
 log = logging.getLogger("canal.marketplace")
@@ -58,21 +59,27 @@ def _now() -> dt.datetime:
 
 
 def _text(
-    errors: list[FieldError], field: str, value: str | None, *, zh: str, en: str, limit: int
+    errors: list[FieldError],
+    field: str,
+    value: str | None,
+    *,
+    zh: str,
+    en: str,
+    limit: int,
+    multiline: bool = True,
 ) -> str:
-    text = (value or "").strip()
-    if not text:
-        errors.append(FieldError(field, "required", f"请填写{zh}。", f"Please enter the {en}."))
-    elif len(text) > limit:
-        errors.append(
-            FieldError(
-                field,
-                "too_long",
-                f"{zh}最多 {limit} 个字。",
-                f"The {en} has at most {limit} characters.",
-            )
-        )
-    return text
+    """A required text field: at most ``limit`` characters, no control or text-direction
+    characters (``canal.platform.text``); titles are single lines."""
+    return check_text(
+        errors,
+        field,
+        value,
+        limit=limit,
+        required=True,
+        multiline=multiline,
+        zh=zh,
+        en=f"The {en}",
+    )
 
 
 def _price(errors: list[FieldError], field: str, value: str | int | None) -> int:
@@ -171,10 +178,10 @@ async def apply_as_provider(
         )
     if errors:
         raise invalid(errors)
-    from canal.platform.storage.services import get_object_in_tenant
+    from canal.platform.storage.services import get_object_to_share
 
     for file_id in qualification_file_ids:
-        await get_object_in_tenant(file_id, ctx)  # the applicant's own files only
+        await get_object_to_share(file_id, ctx)  # the applicant's own files, for the operator
     files = [str(f) for f in qualification_file_ids]
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         existing = await Provider.select().where(Provider.tenant_id == ctx.tenant_id).first()
@@ -529,7 +536,15 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
                 "That sub-category is not in the category.",
             )
         )
-    title = _text(errors, "title", data.get("title"), zh="服务名称", en="title", limit=TITLE_MAX)
+    title = _text(
+        errors,
+        "title",
+        data.get("title"),
+        zh="服务名称",
+        en="title",
+        limit=TITLE_MAX,
+        multiline=False,
+    )
     description = _text(
         errors,
         "description",
@@ -596,6 +611,14 @@ def validate_listing(data: dict[str, Any]) -> dict[str, Any]:
 MAX_PACKAGES = 6
 
 
+def _unsafe_name(name: str) -> bool:
+    """A package or option name the catalogue would show as something else: control or
+    text-direction characters (the message asks for a plain name)."""
+    found: list[FieldError] = []
+    check_text(found, "name", name, limit=len(name) or 1)
+    return bool(found)
+
+
 def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict[str, Any]]:
     """Extra fixed-price packages (套餐): from the API a list of {name, price}, from the form
     one "name | price" per line. Only for fixed-price listings."""
@@ -632,7 +655,7 @@ def _packages(errors: list[FieldError], raw: Any, price_model: str) -> list[dict
     packages = []
     for number, item in enumerate(items, start=1):
         name = str(item.get("name") or "").strip()
-        if not name or len(name) > 40:
+        if not name or len(name) > 40 or _unsafe_name(name):
             errors.append(
                 FieldError(
                     "packages",
@@ -717,7 +740,13 @@ def _listing_options(errors: list[FieldError], raw: Any, price_model: str) -> li
     for number, item in enumerate(items, start=1):
         group = str(item.get("group") or "").strip()
         name = str(item.get("name") or "").strip()
-        if not name or len(name) > OPTION_NAME_MAX or len(group) > OPTION_GROUP_MAX:
+        if (
+            not name
+            or len(name) > OPTION_NAME_MAX
+            or len(group) > OPTION_GROUP_MAX
+            or _unsafe_name(name)
+            or _unsafe_name(group)
+        ):
             errors.append(
                 FieldError(
                     "options",
@@ -809,12 +838,13 @@ def check_image_count(count: int) -> None:
 
 
 async def _check_images(ctx: TenantContext, image_ids: Sequence[uuid.UUID]) -> list[str]:
-    """The provider's own uploaded pictures (type checked by the storage service)."""
-    from canal.platform.storage.services import get_object_in_tenant
+    """The provider's own uploaded pictures (type checked by the storage service): shown to
+    every buyer, so attached like any file another organisation reads."""
+    from canal.platform.storage.services import get_object_to_share
 
     check_image_count(len(image_ids))
     for image_id in image_ids:
-        stored = await get_object_in_tenant(image_id, ctx)
+        stored = await get_object_to_share(image_id, ctx)
         if stored.content_type not in IMAGE_TYPES:
             raise invalid(
                 [
@@ -2265,9 +2295,10 @@ async def post_message(
         raise invalid(errors)
     file_name = ""
     if file_id is not None:
-        from canal.platform.storage.services import get_object_in_tenant
+        from canal.platform.storage.services import get_object_to_share
 
-        file_name = (await get_object_in_tenant(file_id, ctx)).original_name
+        # The other side downloads it: one of the organisation's files needs files:read.
+        file_name = (await get_object_to_share(file_id, ctx)).original_name
     message = OrderMessage(
         tenant_id=order.buyer_id,
         provider_tenant_id=order.provider_id,

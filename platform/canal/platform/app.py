@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -28,8 +29,14 @@ from canal.platform.http.errors import (
     http_exception_handler,
     internal_error_handler,
 )
-from canal.platform.http.middleware import RequestContextMiddleware, configure_logging
+from canal.platform.http.input import CanalRequest, data_error_handler
+from canal.platform.http.middleware import (
+    RequestContextMiddleware,
+    add_security_headers,
+    configure_logging,
+)
 from canal.platform.http.tenancy import access_guard, check_routes
+from canal.platform.identity import throttle
 from canal.platform.modules import registry
 from canal.platform.notifications.controllers import populate_unread
 from canal.platform.runtime import Runtime, close_services, open_services
@@ -144,6 +151,7 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
         await db.start_pool(runtime.app_dsn, min_size=2, max_size=pool_size)
         redis = Redis.from_url(runtime.redis_url)
         app.state.redis = redis
+        throttle.attach(redis)  # sign-in waits by address (identity/throttle.py)
         app.state.runtime = runtime
         await access().reload()
         await open_services(runtime)
@@ -158,6 +166,7 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             yield
         finally:
             invalidation.attach(None)
+            throttle.attach(None)
             close_services()
             await jobs.detach()
             listener.cancel()
@@ -184,9 +193,15 @@ def create_app(runtime: Runtime, *, pool_size: int = 20) -> Litestar:
             DefineMiddleware(AuthenticationMiddleware, settings=settings),
             DefineMiddleware(CSRFMiddleware, settings=settings),
         ],
+        # Every request reads its body through CanalRequest (input hygiene: http/input.py).
+        request_class=CanalRequest,
+        # Security headers on every answer, also those routing makes (404, 405).
+        before_send=[add_security_headers],
         exception_handlers={
             CanalError: canal_error_handler,
             HTTPException: http_exception_handler,
+            # The database refused a value as data (SQLSTATE class 22): the caller's input.
+            asyncpg.exceptions.DataError: data_error_handler,
             Exception: internal_error_handler,
         },
         openapi_config=OpenAPIConfig(

@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # tests and demos; servers and libraries keep real time. Never set in production.
     clock_offset_seconds: float = 0.0
     session_days: int = 14
+    # Sign-in throttling (identity/throttle.py): failures of one account at one address before
+    # the next attempt there waits (10, 20, 40 … s), and the longest wait in minutes.
     lockout_threshold: int = 5
     lockout_minutes: int = 15
     # Object storage (S3 API through the minio client). Unset endpoint = embedded SeaweedFS.
@@ -73,6 +75,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_host: str | None = None
     smtp_port: int = 2525
     mail_from: str = "Canal <noreply@canal.local>"
+    # /metrics answers loopback scrapes; anyone else presents this as a bearer token.
+    metrics_token: str = ""
     log_json: bool = True
     # One JSON line per request on stdout (request id, path, status, duration).
     access_log: bool = True

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from canal.platform import regions
 from canal.platform.http.errors import FieldError
 
 # GB 32100: 31 characters (no I, O, Z, S, V); check = 31 - (Σ value×weight mod 31).
 CREDIT_CODE_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 CREDIT_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+# GB 11714: the organisation code inside (characters 9–17), 8 characters and a check
+# character: 11 - (Σ value×weight mod 11), 10 written X and 11 written 0; A–Z count 10–35.
+ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
 NAME_MAX = 100
 RESERVED_SLUGS = {
@@ -44,6 +48,12 @@ def credit_code_check_char(first17: str) -> str:
         CREDIT_CODE_CHARSET.index(c) * w for c, w in zip(first17, CREDIT_CODE_WEIGHTS, strict=True)
     )
     return CREDIT_CODE_CHARSET[(31 - total % 31) % 31]
+
+
+def org_code_check_char(first8: str) -> str:
+    total = sum(int(c, 36) * w for c, w in zip(first8, ORG_CODE_WEIGHTS, strict=True))
+    check = 11 - total % 11
+    return {10: "X", 11: "0"}.get(check, str(check))
 
 
 def parse_credit_code(value: str) -> str:
@@ -89,6 +99,27 @@ def parse_credit_code(value: str) -> str:
                 "credit_code_checksum",
                 "统一社会信用代码校验位不正确,请核对营业执照。",
                 "The code's check character does not match; please check the business licence.",
+            )
+        )
+    if not regions.registration_region(code[2:8]):
+        raise ValueError(
+            FieldError(
+                "credit_code",
+                "credit_code_region",
+                f"统一社会信用代码第 3–8 位「{code[2:8]}」不是有效的行政区划代码(GB/T 2260),"
+                "请核对营业执照。",
+                f"Characters 3–8 of the code, {code[2:8]}, are not an administrative region "
+                "code (GB/T 2260); please check the business licence.",
+            )
+        )
+    if org_code_check_char(code[8:16]) != code[16]:
+        raise ValueError(
+            FieldError(
+                "credit_code",
+                "credit_code_org_checksum",
+                "统一社会信用代码第 9–17 位的组织机构代码校验位不正确(GB 11714),请核对营业执照。",
+                "The organisation code inside the code (characters 9–17) fails its check "
+                "character (GB 11714); please check the business licence.",
             )
         )
     return code

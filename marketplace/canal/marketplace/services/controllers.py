@@ -1472,9 +1472,11 @@ async def transition_api(
 async def message_form(
     request: Req, tenant_slug: FromPath[str], order_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
-    """A message in the order's thread, with an optional file (checked by storage)."""
+    """A message in the order's thread, with an optional file (checked by storage). The
+    thread speaks for the organisation to the other side: the side's permission (buy or
+    sell), like every other step of the order."""
     ctx = tenant_context(request)
-    await market.get_order(order_id, ctx)
+    await _check_side(ctx, order_id)
     form = await request.form()
     body = str(form.get("body") or "")
 
@@ -1507,10 +1509,14 @@ async def message_api(
     order_id: FromPath[uuid.UUID],
     data: JSONBody[MessageIn],
 ) -> MessageOut:
-    """Write in the order's thread; ``file_id`` is a file uploaded first through
-    ``POST /api/v1/t/{slug}/files``."""
+    """Write in the order's thread (the buyer side needs ``services:buy``, the provider side
+    ``services:sell``); ``file_id`` is a file uploaded first through
+    ``POST /api/v1/t/{slug}/files`` — one of the organisation's files also needs
+    ``files:read``."""
+    ctx = tenant_context(request)
+    await _check_side(ctx, order_id)
     view = await market.post_message(
-        order_id, tenant_context(request), data.body, file_id=data.file_id, ip=_ip(request)
+        order_id, ctx, data.body, file_id=data.file_id, ip=_ip(request)
     )
     return message_out(view)
 

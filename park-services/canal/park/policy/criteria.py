@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.enums import MediaType
 from litestar.params import JSONBody
 
 from canal.park.policy import builder, services
@@ -342,7 +343,7 @@ async def count_fragment(request: Req) -> Response[str]:
     rule_json = services.parse_criteria(q.get("criteria", ""), errors)
     count = await live_count(request, rule_json, errors, day, q.get("window_opens", ""))
     html = render_html(request, "policy/_count.html", {"count": count}, "count")
-    return Response(html, media_type="text/html; charset=utf-8")
+    return Response(html, media_type=MediaType.HTML)
 
 
 @post("/criteria/builder", opt=PUBLISH, include_in_schema=False)
@@ -367,7 +368,7 @@ async def builder_fragment(request: Req) -> Response[str]:
         {**template_context(request, view), "oob_json": not from_json},
         "builder",
     )
-    return Response(html, media_type="text/html; charset=utf-8", status_code=200)
+    return Response(html, media_type=MediaType.HTML, status_code=200)
 
 
 class BuilderIn(msgspec.Struct, forbid_unknown_fields=True):

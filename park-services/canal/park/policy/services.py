@@ -35,6 +35,7 @@ from canal.platform.http.context import TenantContext
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
 from canal.platform.jobs.outbox import enqueue_after_commit
 from canal.platform.notifications.services import notify
+from canal.platform.text import check_text
 from canal.tenants.tables import Membership, ModuleSubscription, Tenant
 
 from .tables import (
@@ -81,7 +82,27 @@ GROUPS = {
     "nearly": ("差一项", "nearly eligible"),
     "not_eligible": ("不符合", "not eligible"),
 }
-TEXT_LIMITS = {"title": 200, "issuer": 100, "doc_number": 100, "amount_text": 200}
+# Each at most its column (titles, names, the amount line) or what a catalogue page can show.
+TEXT_LIMITS = {
+    "title": 200,
+    "issuer": 100,
+    "doc_number": 100,
+    "amount_text": 200,
+    "summary": 2000,
+    "full_text": 50_000,
+    "material": 200,
+}
+TEXT_LABELS = {
+    "title": ("政策标题", "The title"),
+    "issuer": ("发文机关", "The issuer"),
+    "doc_number": ("文号", "The document number"),
+    "amount_text": ("支持金额说明", "The amount line"),
+    "summary": ("政策摘要", "The summary"),
+    "full_text": ("政策原文", "The full text"),
+    "materials": ("申报材料", "Each required material"),
+}
+MULTILINE = {"summary", "full_text"}
+MATERIALS_MAX = 30
 # An application still "submitted" after this long is overdue (马上督).
 REVIEW_DAYS = 10
 
@@ -104,18 +125,19 @@ def _now() -> dt.datetime:
 
 
 def _text(data: Mapping[str, Any], name: str, errors: list[FieldError], *, required: bool) -> str:
-    value = data.get(name)
-    value = "" if value is None else str(value).strip()
-    limit = TEXT_LIMITS.get(name, 20_000)
-    if required and not value:
-        errors.append(FieldError(name, "required", "此项必填。", "This field is required."))
-    elif len(value) > limit:
-        errors.append(
-            FieldError(
-                name, "too_long", f"不能超过 {limit} 个字符。", f"At most {limit} characters."
-            )
-        )
-    return value
+    """A policy's text field at its limit (TEXT_LIMITS); titles and names refuse direction
+    controls like every public catalogue text (``canal.platform.text``)."""
+    label_zh, label_en = TEXT_LABELS.get(name, ("此项", "This field"))
+    return check_text(
+        errors,
+        name,
+        data.get(name),
+        limit=TEXT_LIMITS.get(name, 2000),
+        required=required,
+        multiline=name in MULTILINE,
+        zh=label_zh,
+        en=label_en,
+    )
 
 
 def _date(
@@ -172,6 +194,32 @@ def _lines(raw: object) -> list[str]:
     if isinstance(raw, list):
         return [str(x).strip() for x in raw if str(x).strip()]
     return [line.strip() for line in str(raw or "").splitlines() if line.strip()]
+
+
+def _materials(raw: object, errors: list[FieldError]) -> list[str]:
+    """The required materials, one per line (form) or list item (API): each a short name."""
+    items = _lines(raw)
+    if len(items) > MATERIALS_MAX:
+        errors.append(
+            FieldError(
+                "materials",
+                "too_many",
+                f"申报材料最多 {MATERIALS_MAX} 项。",
+                f"At most {MATERIALS_MAX} required materials.",
+            )
+        )
+        return items
+    label_zh, label_en = TEXT_LABELS["materials"]
+    found: list[FieldError] = []
+    names = [
+        check_text(
+            found, "materials", item, limit=TEXT_LIMITS["material"], zh=label_zh, en=label_en
+        )
+        for item in items
+    ]
+    if found:
+        errors.append(found[0])  # one message for the field, however many lines break it
+    return names
 
 
 def parse_criteria(raw: object, errors: list[FieldError], name: str = "criteria") -> Any:
@@ -289,6 +337,10 @@ def parse_policy(data: Mapping[str, Any]) -> PolicyInput:
     amount_raw = data.get("amount_max_yuan")
     amount_max_fen = _yuan_to_fen(amount_raw, "amount_max_yuan", errors)
     criteria = parse_criteria(data.get("criteria"), errors)
+    summary = _text(data, "summary", errors, required=False)
+    full_text = _text(data, "full_text", errors, required=False)
+    amount_text = _text(data, "amount_text", errors, required=False)
+    materials = _materials(data.get("materials"), errors)
     if errors:
         raise invalid(errors)
     assert window_opens and window_closes  # checked above
@@ -303,11 +355,11 @@ def parse_policy(data: Mapping[str, Any]) -> PolicyInput:
         window_opens=window_opens,
         window_closes=window_closes,
         expires_on=expires_on,
-        summary=str(data.get("summary") or "").strip()[:2000],
-        full_text=str(data.get("full_text") or "").strip()[:50_000],
-        amount_text=_text(data, "amount_text", errors, required=False),
+        summary=summary,
+        full_text=full_text,
+        amount_text=amount_text,
         amount_max_fen=amount_max_fen,
-        materials=_lines(data.get("materials"))[:30],
+        materials=materials,
         criteria=criteria,
     )
 
@@ -1209,16 +1261,19 @@ async def apply(
     ip: str = "",
 ) -> uuid.UUID:
     """Submit an application against the policy's published version (pre-filled portrait)."""
-    from canal.platform.storage.services import get_object_in_tenant
+    from canal.platform.storage.services import get_object_to_share
 
     policy = await catalogue_get(policy_id)
     day = today()
     errors: list[FieldError] = []
-    if not contact.strip():
-        errors.append(FieldError("contact", "required", "请填写联系人及电话。", "Enter a contact."))
+    contact = check_text(
+        errors, "contact", contact, limit=200, required=True, zh="联系人及电话", en="The contact"
+    )
+    note = check_text(errors, "note", note, limit=2000, multiline=True, zh="备注", en="The note")
     files = []
     for file_id in materials:
-        stored = await get_object_in_tenant(file_id, ctx)
+        # The authority opens the materials: attaching the organisation's files needs files:read.
+        stored = await get_object_to_share(file_id, ctx)
         files.append({"id": str(stored.id), "name": stored.original_name, "size": stored.size})
     if policy["materials"] and not files:
         errors.append(
@@ -1241,8 +1296,8 @@ async def apply(
         )
     portrait = await portrait_rows(ctx)
     form = {
-        "contact": contact.strip()[:200],
-        "note": note.strip()[:2000],
+        "contact": contact,
+        "note": note,
         "portrait": {k: v["value"] for k, v in portrait.items()},
         "enterprise": ctx.tenant.name,
     }
@@ -1427,6 +1482,10 @@ async def decide(
             )
     if action in ("reject", "more") and not reason.strip():
         errors.append(FieldError("reason", "required", "请说明理由。", "State the reason."))
+    else:
+        reason = check_text(
+            errors, "reason", reason, limit=2000, multiline=True, zh="理由", en="The reason"
+        )
     reference = reference.strip()
     if action == "disburse" and not reference:
         errors.append(
@@ -1464,7 +1523,7 @@ async def decide(
         if amount is not None:
             changes["amount_fen"] = amount
         if action in ("reject", "more"):
-            changes["reason"] = reason.strip()[:2000]
+            changes["reason"] = reason.strip()
         elif action == "accept":
             # An earlier "more material" note is history now, not the reviewer's word on it.
             changes["reason"] = ""
@@ -1564,18 +1623,24 @@ async def resubmit(
     materials: Sequence[uuid.UUID],
     ip: str = "",
 ) -> None:
-    from canal.platform.storage.services import get_object_in_tenant
+    from canal.platform.storage.services import get_object_to_share
 
+    errors: list[FieldError] = []
+    note = check_text(
+        errors, "note", note, limit=2000, multiline=True, zh="补充说明", en="The note"
+    )
+    if errors:
+        raise invalid(errors)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         row = await get_application(ctx, application_id)
         if row["status"] != "more_info":
             raise _wrong_state(row["status"])
         files = list(row["materials"])
         for file_id in materials:
-            stored = await get_object_in_tenant(file_id, ctx)
+            stored = await get_object_to_share(file_id, ctx)
             files.append({"id": str(stored.id), "name": stored.original_name, "size": stored.size})
         history = [*row["history"], _event("submitted", ctx.user_id, "applicant", note.strip())]
-        form = {**row["form"], "note": note.strip()[:2000] or row["form"].get("note", "")}
+        form = {**row["form"], "note": note or row["form"].get("note", "")}
         changes = {
             "status": "submitted",
             "history": history,
@@ -1616,10 +1681,16 @@ async def rate(
         value = int(str(stars))
     except ValueError:
         value = 0
+    errors: list[FieldError] = []
     if not 1 <= value <= 5:
-        raise invalid(
-            [FieldError("rating", "rating_range", "请选择 1 到 5 星。", "Choose 1 to 5 stars.")]
+        errors.append(
+            FieldError("rating", "rating_range", "请选择 1 到 5 星。", "Choose 1 to 5 stars.")
         )
+    comment = check_text(
+        errors, "comment", comment, limit=500, multiline=True, zh="评价内容", en="The comment"
+    )
+    if errors:
+        raise invalid(errors)
     async with db.tenant_scope(ctx.tenant_id, ctx.user_id):
         row = await get_application(ctx, application_id)
         if row["status"] not in ("accepted", "rejected", "disbursed"):
@@ -1629,7 +1700,7 @@ async def rate(
                 "already_rated", "您已评价过本次服务。", "You have already rated this.", status=409
             )
         await Application.update(
-            {Application.rating: value, Application.rating_comment: comment.strip()[:500]}
+            {Application.rating: value, Application.rating_comment: comment}
         ).where(Application.id == application_id)
         async with db.tenant_scope(row["authority_id"], ctx.user_id):
             await Review.update({Review.rating: value}).where(

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
+from litestar.enums import MediaType
 from litestar.params import FromPath, FromQuery
 
 from canal.platform import db
@@ -97,7 +98,7 @@ def _render_trail(
         html = render_html(request, TEMPLATE, context, "rows") + render_html(
             request, TEMPLATE, context | {"oob": True}, "more"
         )
-        return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+        return Response(html, status_code=status, media_type=MediaType.HTML)
     return page(request, TEMPLATE, context, status=status)
 
 

@@ -30,7 +30,8 @@ ACTION_LABELS: dict[str, str] = {
     "auth.login": "Signed in",
     "auth.login_failed": "Sign-in failed",
     "auth.logout": "Signed out",
-    "auth.locked": "Account locked after failed sign-ins",
+    "auth.locked": "Account locked after failed sign-ins",  # before decision 0044; old records
+    "auth.throttled": "Further sign-in attempts made to wait after failures",
     "auth.mfa_passed": "Two-factor step passed",
     "auth.mfa_failed": "Two-factor code rejected",
     "auth.totp_enabled": "Two-factor authentication turned on",

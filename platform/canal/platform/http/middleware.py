@@ -13,6 +13,8 @@ from typing import cast
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 
+from canal.platform.http.input import has_nul
+
 log = logging.getLogger("canal.http")
 
 REQUESTS = Counter("canal_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -50,8 +52,25 @@ SECURITY_HEADERS = [
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """The app's ``before_send`` hook: every answer carries the security headers and a
+    request id — also those made outside any route (404 and 405 from routing, an error raised
+    by a middleware), which never pass through ``RequestContextMiddleware``."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", []))
+    present = {k.lower() for k, _ in headers}
+    headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+    if b"x-request-id" not in present:
+        state = scope.setdefault("state", {})
+        request_id = state.setdefault("request_id", uuid.uuid4().hex)
+        headers.append((b"x-request-id", request_id.encode()))
+    message["headers"] = headers
+
+
 class RequestContextMiddleware:
-    """Outermost layer: every response gets an id, the security headers and a log line."""
+    """Outermost layer of a route: a request id, the metrics and a log line; a NUL byte in the
+    path or the query string is refused here, before anything reads them."""
 
     def __init__(self, app: ASGIApp, access_log: bool = True) -> None:
         self.app = app
@@ -76,14 +95,16 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
-                present = {k.lower() for k, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
                 if lang_cookie:
                     headers.append((b"set-cookie", lang_cookie))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
+            raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogatepass")
+            if has_nul(raw_path) or has_nul(scope.get("query_string", b"")):
+                await _refuse_nul(scope, receive, wrapped)
+                return
             await self.app(scope, receive, wrapped)
         finally:
             elapsed = time.perf_counter() - started
@@ -108,6 +129,20 @@ class RequestContextMiddleware:
                     )
                     + "\n"
                 )
+
+
+async def _refuse_nul(scope: Scope, receive: Receive, send: Send) -> None:
+    from canal.platform.http.errors import CanalError, render_error
+
+    request = scope["litestar_app"].request_class(scope=scope, receive=receive)
+    error = CanalError(
+        "nul_character",
+        "网址中不能包含空字符(U+0000)。",
+        "The address may not contain a NUL character (U+0000).",
+        status=400,
+    )
+    response = render_error(request, error)
+    await response.to_asgi_response(app=None, request=request)(scope, receive, send)
 
 
 def _lang_cookie(scope: Scope) -> bytes | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -111,13 +113,41 @@ async def tenant_nav_api(request: Request[Any, Any, Any]) -> list[dict[str, Any]
     return [msgspec.to_builtins(e) for e in tenant_menu(ctx, await enabled_modules(ctx.tenant_id))]
 
 
+def metrics_allowed(request: Request[Any, Any, Any]) -> bool:
+    """A scrape from this machine (loopback, not relayed by a proxy), or one presenting
+    ``CANAL_METRICS_TOKEN`` as a bearer token. Route names, job names and their counts are an
+    internal map of the service, not for anyone on the internet."""
+    settings = request.app.state.settings
+    token = settings.metrics_token
+    presented = request.headers.get("authorization", "")
+    if token and presented[:7].lower() == "bearer ":
+        return hmac.compare_digest(presented[7:].strip().encode(), token.encode())
+    relayed = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+    host = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return loopback and not relayed
+
+
 @get("/metrics", opt={"access": "public"}, include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus: request counts and latency by route, and the background jobs."""
+    from canal.platform.http.errors import CanalError
     from canal.platform.jobs import job_metrics
 
+    if not metrics_allowed(request):
+        raise CanalError(
+            "metrics_forbidden",
+            "监控指标只对本机或持有监控令牌的请求开放。",
+            "Metrics answer only to this machine or to a request with the metrics token.",
+            status=403,
+        )
     jobs = await job_metrics(request.app.state.redis)
-    return Response(generate_latest() + jobs.encode(), media_type=CONTENT_TYPE_LATEST)
+    # Litestar adds the charset itself: the exposition type without it, so it is sent once.
+    media_type = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+    return Response(generate_latest() + jobs.encode(), media_type=media_type)
 
 
 @post("/preferences/care-mode", opt={"access": "public"}, include_in_schema=False)

@@ -213,6 +213,7 @@ async def password_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     me = _me(request)
     try:
         await services.change_password(
+            settings_of(request),
             me.user_id,
             values["current_password"],
             values["new_password"],
@@ -220,6 +221,18 @@ async def password_submit(request: Request[Any, Any, Any]) -> Response[Any]:
             ip=client_ip(request),
         )
     except CanalError as error:
+        # Too many wrong passwords in this session: it has ended; back to signing in.
+        if error.code == "login_throttled" and not (
+            me.session_id and await services.session_live(me.session_id)
+        ):
+            response = page(
+                request,
+                "identity/login.html",
+                {"values": {}, "errors": error_list(request, error), "next": "/account"},
+                status=error.status,
+            )
+            clear_session_cookie(response, settings_of(request))
+            return response
         return await _account_page(
             request, status=error.status, password_errors=error_list(request, error)
         )
@@ -259,6 +272,7 @@ async def api_password(
 ) -> MessageOut:
     me = _me(request)
     await services.change_password(
+        settings_of(request),
         me.user_id,
         data.current_password,
         data.new_password,

@@ -329,7 +329,9 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
 async def api_login(request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> Response[LoginOut]:
     """Starts a new session (cookie) and answers the account. ``mfa`` says what comes next:
     ``required`` — send the TOTP code to ``/api/v1/auth/login/totp``; ``setup_required`` —
-    operator staff must set up TOTP first. Five failures in a row lock the account."""
+    operator staff must set up TOTP first. Failures make the next attempt wait, longer and
+    longer (429 ``login_throttled``): by the account at this address, by the address, and by
+    the account everywhere."""
     settings = settings_of(request)
     principal = principal_or_none(request)
     signed = await services.sign_in(
@@ -384,7 +386,7 @@ async def totp_submit(request: Request[Any, Any, Any]) -> Response[Any]:
             user_agent=user_agent(request),
         )
     except CanalError as error:
-        if error.code == "account_locked":
+        if error.code == "login_throttled":  # the pending session has ended
             response = page(
                 request,
                 "identity/login.html",

@@ -17,7 +17,7 @@ from asyncpg.exceptions import UniqueViolationError
 from canal.platform import clock, db
 from canal.platform.audit.services import record
 from canal.platform.http.errors import CanalError, FieldError, invalid, not_found
-from canal.platform.identity import validators
+from canal.platform.identity import throttle, validators
 from canal.platform.identity.passwords import hash_password, needs_rehash, verify_password
 from canal.platform.identity.schemas import AccountOut, SessionOut
 from canal.platform.identity.secrets import new_token, token_hash
@@ -67,24 +67,6 @@ def login_failed() -> CanalError:
     # The same answer for "no such account" and "wrong password": no account enumeration.
     return CanalError(
         "login_failed", "账号或密码不正确。", "The account or password is incorrect.", status=401
-    )
-
-
-def account_locked(minutes: int | None = None) -> CanalError:
-    if minutes:
-        return CanalError(
-            "account_locked",
-            f"登录失败次数过多,账号已锁定 {minutes} 分钟,请稍后再试或找回密码。",
-            f"Too many failed sign-ins: the account is locked for {minutes} minutes. Try again "
-            "later or reset your password.",
-            status=429,
-        )
-    return CanalError(
-        "account_locked",
-        "登录失败次数过多,账号已暂时锁定,请稍后再试或找回密码。",
-        "Too many failed sign-ins: the account is locked for a while. Try later "
-        "or reset your password.",
-        status=429,
     )
 
 
@@ -283,8 +265,13 @@ async def _record_failure(
     reason: str,
     session_id: uuid.UUID | None = None,
 ) -> None:
-    """Count one failed attempt; at the threshold lock the account and refuse with that."""
+    """Count one failed attempt (``throttle``): by the account at this address, by the
+    address, and by the account everywhere. When it starts a wait, the half-signed-in or
+    guessing session ends and the answer says how long to wait (429 ``login_throttled``)."""
     moment = now()
+    wait = await throttle.count_failure(
+        user_id, ip, threshold=settings.lockout_threshold, cap_seconds=settings.lockout_minutes * 60
+    )
     async with db.transaction():
         rows = (
             await User.update({User.failed_logins: User.failed_logins + 1})
@@ -299,26 +286,51 @@ async def _record_failure(
             ip=ip,
             data={"reason": reason, "consecutive": count},
         )
-        locked = count >= settings.lockout_threshold
-        if locked:
-            until = moment + dt.timedelta(minutes=settings.lockout_minutes)
-            await User.update({User.locked_until: until, User.failed_logins: 0}).where(
+        everywhere = throttle.wait_after(
+            count, throttle.ACCOUNT_THRESHOLD, throttle.ACCOUNT_CAP_SECONDS
+        )
+        if everywhere:
+            await User.update({User.locked_until: moment + dt.timedelta(seconds=everywhere)}).where(
                 User.id == user_id
             )
+        wait = max(wait, everywhere)
+        if wait:
             if session_id is not None:
                 await UserSession.update({UserSession.revoked_at: moment}).where(
                     UserSession.id == session_id
                 )
+                _forget_principals()
             await record(
-                "auth.locked",
+                "auth.throttled",
                 actor_id=user_id,
                 target=str(user_id),
                 ip=ip,
-                data={"until": until.isoformat(), "after": count},
+                data={"seconds": int(wait), "after": count, "reason": reason},
             )
-            _forget_principals()
-    if locked:
-        raise account_locked(settings.lockout_minutes)
+    if wait:
+        raise throttle.throttled(wait)
+
+
+async def _refuse_while_throttled(
+    row: dict[str, Any], ip: str, *, session_id: uuid.UUID | None = None
+) -> None:
+    """An attempt during a wait is refused before the password or code is looked at."""
+    wait = await throttle.remaining(row["id"], ip)
+    if row["locked_until"] is not None:
+        wait = max(wait, (row["locked_until"] - now()).total_seconds())
+    if wait <= 0:
+        return
+    async with db.transaction():
+        await record(
+            "auth.login_failed",
+            actor_id=row["id"],
+            target=str(row["id"]),
+            ip=ip,
+            data={"reason": "throttled"},
+        )
+    if session_id is not None:
+        await end_session(session_id)
+    raise throttle.throttled(wait)
 
 
 async def sign_in(
@@ -330,9 +342,12 @@ async def sign_in(
     user_agent: str = "",
     replaces: uuid.UUID | None = None,
 ) -> SignedIn:
-    """Check the password (with lockout) and start a new session; ``replaces`` is ended."""
+    """Check the password (throttled: ``throttle``) and start a new session; ``replaces`` is
+    ended."""
     row = await find_user_by_login(login)
     if row is None or not row["is_active"]:
+        if await throttle.remaining(None, ip) > 0:
+            raise throttle.throttled(await throttle.remaining(None, ip))
         verify_password(None, password[:PASSWORD_MAX])  # same time as a wrong password
         async with db.transaction():
             await record(
@@ -341,19 +356,18 @@ async def sign_in(
                 ip=ip,
                 data={"reason": "inactive" if row else "unknown_account"},
             )
+        # An unknown account counts for the address only (and says nothing about accounts).
+        wait = await throttle.count_failure(
+            None,
+            ip,
+            threshold=settings.lockout_threshold,
+            cap_seconds=settings.lockout_minutes * 60,
+        )
+        if wait:
+            raise throttle.throttled(wait)
         raise login_failed()
     user_id = row["id"]
-    if row["locked_until"] is not None and row["locked_until"] > now():
-        async with db.transaction():
-            await record(
-                "auth.login_failed",
-                actor_id=user_id,
-                target=str(user_id),
-                ip=ip,
-                data={"reason": "locked"},
-            )
-        remaining = int((row["locked_until"] - now()).total_seconds() // 60) + 1
-        raise account_locked(remaining)
+    await _refuse_while_throttled(row, ip)
     if len(password) > PASSWORD_MAX or not verify_password(row["password_hash"], password):
         await _record_failure(settings, user_id, ip=ip, reason="password")
         raise login_failed()
@@ -373,6 +387,7 @@ async def sign_in(
         await record(
             "auth.login", actor_id=user_id, target=str(session.session_id), ip=ip, data={"mfa": mfa}
         )
+    await throttle.forget_success(user_id, ip)
     return SignedIn(user_id, session, mfa)
 
 
@@ -410,9 +425,7 @@ async def pass_second_factor(
             "Two-factor authentication is not turned on for this account.",
             status=409,
         )
-    if row["locked_until"] is not None and row["locked_until"] > now():
-        await end_session(session_id)
-        raise account_locked()
+    await _refuse_while_throttled(row, ip, session_id=session_id)
     outcome = await totp.consume_code(user_id, row["totp_secret"], code)
     if outcome != "ok":
         await _record_failure(
@@ -434,7 +447,9 @@ async def pass_second_factor(
         )
         if not pending:
             raise session_required()
-        await User.update({User.failed_logins: 0}).where(User.id == user_id)
+        await User.update({User.failed_logins: 0, User.locked_until: None}).where(
+            User.id == user_id
+        )
         session = await start_session(
             settings,
             user_id,
@@ -450,6 +465,7 @@ async def pass_second_factor(
             data={"replaces": str(session_id)},
         )
         _forget_principals()
+    await throttle.forget_success(user_id, ip)
     return session
 
 
@@ -489,6 +505,15 @@ def _forget_principals() -> None:
     from canal.platform.http.auth import forget
 
     db.on_commit(forget)
+
+
+async def session_live(session_id: uuid.UUID) -> bool:
+    row = (
+        await UserSession.select(UserSession.id)
+        .where((UserSession.id == session_id) & UserSession.revoked_at.is_null())
+        .first()
+    )
+    return row is not None
 
 
 async def end_session(session_id: uuid.UUID) -> None:
@@ -596,6 +621,7 @@ async def revoke_all_tokens(user_id: uuid.UUID, *, ip: str = "", reason: str = "
 
 
 async def change_password(
+    settings: Settings,
     user_id: uuid.UUID,
     current_password: str,
     new_password: str,
@@ -609,12 +635,22 @@ async def change_password(
     Tokens go too: a password change is what a person does when they fear the account was
     taken over, and a token minted by an intruder would otherwise outlive it. Tokens are
     cheap to mint again from the signed-in browser that made the change.
+
+    A wrong current password counts like a wrong one at sign-in (``throttle``): whoever holds
+    a stolen session cannot guess the password here unthrottled; when a wait starts, this
+    session ends.
     """
     row = await get_user(user_id)
+    # A wait someone else started (e.g. many addresses against the account) refuses, but only
+    # this session's own failures end it.
+    await _refuse_while_throttled(row, ip)
     errors: list[FieldError] = []
     if len(current_password) > PASSWORD_MAX or not verify_password(
         row["password_hash"], current_password
     ):
+        await _record_failure(
+            settings, user_id, ip=ip, reason="password_change", session_id=keep_session
+        )
         errors.append(
             FieldError(
                 "current_password",
@@ -757,4 +793,5 @@ async def reset_password(token: str, new_password: str, *, ip: str = "") -> uuid
         await record("auth.password_reset", actor_id=user_id, target=str(user_id), ip=ip)
         await revoke_other_sessions(user_id, None, ip=ip, reason="password_reset")
         await revoke_all_tokens(user_id, ip=ip, reason="password_reset")
+    await throttle.forget_account(user_id)
     return user_id

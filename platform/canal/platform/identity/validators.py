@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from canal.platform import clock
+from canal.platform import clock, regions
 from canal.platform.http.errors import FieldError
 
 _EMAIL = re.compile(
@@ -44,7 +44,8 @@ def id_number_check_char(first17: str) -> str:
 
 
 def parse_id_number(value: str, *, today: dt.date | None = None) -> tuple[str, dt.date, str]:
-    """Validate an 18-character resident ID number (GB 11643).
+    """Validate an 18-character resident ID number (GB 11643; the province per GB/T 2260 —
+    see ``canal.platform.regions`` for why not the county).
 
     Returns (normalised number, birth date, gender "male"/"female"); raises ValueError with a
     FieldError describing exactly what is wrong.
@@ -57,6 +58,16 @@ def parse_id_number(value: str, *, today: dt.date | None = None) -> tuple[str, d
                 "id_number_format",
                 "身份证号应为 18 位,前 17 位为数字,最后一位为数字或 X。",
                 "The ID number must be 18 characters: 17 digits followed by a digit or X.",
+            )
+        )
+    if not (regions.is_province(number[:2]) or number[:2] in regions.RESIDENCE_PERMIT_PREFIXES):
+        raise ValueError(
+            FieldError(
+                "id_number",
+                "id_number_region",
+                f"身份证号前两位「{number[:2]}」不是有效的省级行政区划代码(GB/T 2260)。",
+                f"The ID number's first two digits, {number[:2]}, are not a province code "
+                "(GB/T 2260).",
             )
         )
     try:

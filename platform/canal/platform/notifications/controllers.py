@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post, put
+from litestar.enums import MediaType
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from canal.platform import clock
@@ -86,7 +87,7 @@ def _out(view: services.NotificationView) -> NotificationOut:
 
 
 def _html(html: str, status: int = 200) -> Response[str]:
-    return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+    return Response(html, status_code=status, media_type=MediaType.HTML)
 
 
 async def _inbox_page(request: Req, unread_only: bool, before: dt.datetime | None) -> Response[str]:

@@ -1009,6 +1009,32 @@ async def get_object_in_tenant(object_id: uuid.UUID, ctx: TenantContext) -> Stor
     return found
 
 
+async def get_object_to_share(object_id: uuid.UUID, ctx: TenantContext) -> StoredFile:
+    """The tenant's file, to be attached to something another organisation reads (an order's
+    message thread, a policy application, a provider application, a listing, a dataset).
+
+    Attaching hands the file to the other side, so it takes the permission that reads the
+    organisation's files (``files:read``) on top of the route's own permission to write the
+    thing it is attached to — except for a file this person uploaded themselves, which gives
+    nobody anything they did not have. Otherwise 403 ``files_read_required``; a foreign or
+    missing id is 404 as always.
+    """
+    from canal.platform.access.services import access
+
+    stored = await get_object_in_tenant(object_id, ctx)
+    if stored.uploaded_by != ctx.user_id and not access().enforce(
+        ctx.user_id, ctx.tenant_id, "files", "read"
+    ):
+        raise CanalError(
+            "files_read_required",
+            "附加本组织的文件需要“查看与下载文件”权限;您可以上传自己的文件。",
+            "Attaching one of the organisation's files needs the permission to view and "
+            "download files; you may upload a file of your own.",
+            status=403,
+        )
+    return stored
+
+
 async def get_object_granted(
     object_id: uuid.UUID, owner_tenant_id: uuid.UUID, user_id: uuid.UUID
 ) -> StoredFile:
