@@ -70,8 +70,9 @@ async def test_sigkill_mid_batch_loses_nothing_and_repeats_nothing(
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-    assert 0 < done_before_kill < JOBS, "the kill must land in the middle of the batch"
 
+    # The survivor runs whatever happened above: a failed assertion must not leave the batch in
+    # the queue held by a dead worker (the next tests' workers would wait on it).
     second = _start_worker(settings, runtime, log)
     try:
         # Jobs the dead worker held are freed once its heartbeat lapses (~10 s).
@@ -80,6 +81,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_repeats_nothing(
         second.send_signal(signal.SIGTERM)  # graceful: finishes what it runs, then exits
         code = second.wait(timeout=40)
     output = log.read_text(errors="replace")
+    assert 0 < done_before_kill < JOBS, "the kill must land in the middle of the batch"
     assert total == JOBS, output[-3000:]
     runs, distinct = await _runs(batch)
     assert runs == distinct == JOBS  # every job ran, none twice
