@@ -323,9 +323,9 @@ async def test_tenant_a_owner_can_read_every_page_of_tenant_a(app, world):
 
 
 # Routes whose permission depends on the object, checked by the handler with the guard's own
-# refusal: an order moves on with services:buy on the buyer's side and services:sell on the
-# provider's (the route itself asks only tenant:read).
-SIDE_DEPENDENT = ("/orders/{order_id:uuid}/transition",)
+# refusal: an order moves on, and its thread is written to, with services:buy on the buyer's
+# side and services:sell on the provider's (the route itself asks only tenant:read).
+SIDE_DEPENDENT = ("/orders/{order_id:uuid}/transition", "/orders/{order_id:uuid}/messages")
 
 
 async def test_tenant_a_member_gets_what_her_role_allows_and_nothing_of_tenant_b(app, world):
