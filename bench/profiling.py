@@ -25,7 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ROWS = benchkit.size(int(os.environ.get("BENCH_ROWS", "1000000")), 5_000)
 
 
+SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹")
+GIVEN = list(
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚英华玉兰红梅建国志文"
+    "斌宇浩凯鹏飞俊峰辉健亮波宁琳雪晶燕萍倩婷欣怡佳慧嘉瑞思源晨曦涵"
+)[:60]
+
+
+def _sql_list(items: list[str]) -> str:
+    return "[" + ", ".join(f"'{x}'" for x in items) + "]"
+
+
 def make_csv(path: Path) -> None:
+    assert len(SURNAMES) == 30 and len(GIVEN) == 60, (len(SURNAMES), len(GIVEN))
     con = duckdb.connect()
     con.execute(
         f"""COPY (
@@ -35,7 +47,11 @@ def make_csv(path: Path) -> None:
                  round(1000 + random() * 50000, 1) AS 用电量,
                  round(random() * 30000, 2) AS 电费,
                  '13' || lpad((i * 7919 % 1000000000)::VARCHAR, 9, '0') AS 联系电话,
-                 ['王伟', '李娜', '张敏', '刘洋'][1 + i % 4] AS 联系人
+                 -- 30 surnames x 60 x 60 given-name characters: 108,000 distinct names, so
+                 -- the column reads as names at every size (a handful of names repeated over
+                 -- a million rows is a category, not people: profiling's distinct-value rule).
+                 {_sql_list(SURNAMES)}[1 + i % 30] || {_sql_list(GIVEN)}[1 + (i // 30) % 60]
+                     || {_sql_list(GIVEN)}[1 + (i // 1800) % 60] AS 联系人
           FROM range({ROWS}) t(i)
         ) TO '{path}' (HEADER, DELIMITER ',')"""
     )
