@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from canal.platform import clock
+
 ROOT = Path(__file__).resolve().parents[3]
 SOURCES = [
     "platform",
@@ -124,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "import contracts", [py, "-c", LINT_IMPORTS, "--no-logo", "--no-cache"]
         )
         # The real-clock check of the same tests is the whole suite below.
-        real_now = dt.datetime.now(dt.UTC)  # noqa: TID251 — the offset is from the real time
-        for label, offset, zone in moved_clocks(real_now):
+        for label, offset, zone in moved_clocks(clock.wall_now()):
             results[f"pytest at {label}"] = _moved_step(label, offset, zone)
     if results:
         print("\n" + ", ".join(f"{n}: {'ok' if c == 0 else 'FAILED'}" for n, c in results.items()))
